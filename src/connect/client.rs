@@ -1,0 +1,532 @@
+//! The HTTP core of the Connect client: one `reqwest` client, the API key, timeouts and the
+//! retry policy, and the decoding of answers and error bodies.
+//!
+//! Retry rules: idempotent requests (GET, PUT, DELETE) are sent again on connection errors,
+//! timeouts, 5xx and 429. A POST is sent again only when it surely was not applied: the
+//! connection could not be opened, or the server answered 429. Any other POST failure is
+//! returned with [`ConnectError::outcome_unknown`] set, for the caller to re-read state.
+
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, CONTENT_RANGE, HeaderMap, RETRY_AFTER, USER_AGENT};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{Instrument, debug, debug_span, warn};
+
+use super::auth::ApiKey;
+use super::error::{ConnectError, ErrorKind, RequestLine};
+use super::paging::{ContentRange, Page};
+use super::retry::{RetryPolicy, parse_retry_after};
+use crate::rql::Query;
+
+/// Production API base URL.
+pub const DEFAULT_BASE_URL: &str = "https://api.connect.cloudblue.com/public/v1";
+
+/// Turns an address as the official runner takes it (`API_ADDRESS`: a host such as
+/// `api.connect.cloudblue.com`) into the API base URL. An address with a scheme
+/// (`http://127.0.0.1:8080`) is used as given, with `/public/v1` added when it has no path.
+pub fn api_base_url(address: &str) -> Result<String, ConnectError> {
+    let address = address.trim().trim_end_matches('/');
+    if address.is_empty() {
+        return Err(ConnectError::invalid("the API address is empty"));
+    }
+    let with_scheme = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("https://{address}")
+    };
+    let url = reqwest::Url::parse(&with_scheme)
+        .map_err(|e| ConnectError::invalid(format!("bad API address {address:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConnectError::invalid(format!(
+            "bad API address {address:?}: the scheme must be http or https"
+        )));
+    }
+    if url.path() == "/" || url.path().is_empty() {
+        Ok(format!("{}/public/v1", with_scheme.trim_end_matches('/')))
+    } else {
+        Ok(with_scheme)
+    }
+}
+
+/// Settings for [`ConnectClient`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    base_url: String,
+    api_key: ApiKey,
+    timeout: Duration,
+    connect_timeout: Duration,
+    retry: RetryPolicy,
+    user_agent: String,
+}
+
+impl ClientBuilder {
+    /// Total time allowed for one attempt of a request, answer body included (default 180 s,
+    /// Connect's own client's read timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Time allowed to open a connection (default 15 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    pub fn build(self) -> Result<ConnectClient, ConnectError> {
+        install_crypto_provider();
+        let base = reqwest::Url::parse(&self.base_url).map_err(|e| {
+            ConnectError::invalid(format!("bad API base URL {:?}: {e}", self.base_url))
+        })?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(ConnectError::invalid(format!(
+                "bad API base URL {:?}: the scheme must be http or https",
+                self.base_url
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .build()
+            .map_err(|e| ConnectError::invalid(format!("cannot build the HTTP client: {e}")))?;
+        Ok(ConnectClient {
+            inner: Arc::new(Inner {
+                http,
+                base_url: self.base_url.trim_end_matches('/').to_owned(),
+                api_key: self.api_key,
+                retry: self.retry,
+                user_agent: self.user_agent,
+            }),
+        })
+    }
+}
+
+/// rustls needs a process-wide crypto provider; ring builds faster than aws-lc here.
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Fails only when another provider is installed already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A Connect REST API client. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct ConnectClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: ApiKey,
+    retry: RetryPolicy,
+    user_agent: String,
+}
+
+impl std::fmt::Debug for ConnectClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectClient")
+            .field("base_url", &self.inner.base_url)
+            .field("api_key", &self.inner.api_key)
+            .field("retry", &self.inner.retry)
+            .finish()
+    }
+}
+
+/// A request body that can be rebuilt for a retry.
+#[derive(Clone)]
+pub(crate) enum Body {
+    Empty,
+    Json(Bytes),
+    /// One file field in a `multipart/form-data` body.
+    File {
+        field: &'static str,
+        filename: String,
+        content_type: &'static str,
+        data: Bytes,
+    },
+}
+
+impl ConnectClient {
+    /// A client for `base_url` (such as [`DEFAULT_BASE_URL`] or the sandbox's
+    /// `http://127.0.0.1:PORT/public/v1`) with default settings.
+    pub fn new(
+        base_url: impl Into<String>,
+        api_key: ApiKey,
+    ) -> Result<ConnectClient, ConnectError> {
+        ConnectClient::builder(base_url, api_key).build()
+    }
+
+    pub fn builder(base_url: impl Into<String>, api_key: ApiKey) -> ClientBuilder {
+        ClientBuilder {
+            base_url: base_url.into(),
+            api_key,
+            timeout: Duration::from_secs(180),
+            connect_timeout: Duration::from_secs(15),
+            retry: RetryPolicy::default(),
+            user_agent: format!("connect-usage/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
+    /// `GET path` decoded as `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ConnectError> {
+        let (line, resp) = self.send(Method::GET, path.to_owned(), Body::Empty).await?;
+        decode(&line, &resp.body)
+    }
+
+    /// One page of a collection: `GET path?<query>&limit=L&offset=O`.
+    pub async fn get_page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &Query,
+        limit: u64,
+        offset: u64,
+    ) -> Result<Page<T>, ConnectError> {
+        let qs = query.to_query_string(limit, offset)?;
+        let (line, resp) = self
+            .send(Method::GET, format!("{path}?{qs}"), Body::Empty)
+            .await?;
+        let range = match resp.headers.get(CONTENT_RANGE) {
+            None => None,
+            Some(v) => {
+                let text = v.to_str().unwrap_or_default();
+                Some(ContentRange::parse(text).ok_or_else(|| {
+                    ConnectError::new(
+                        Some(line.clone()),
+                        ErrorKind::Decode {
+                            reason: format!("malformed Content-Range header {text:?}"),
+                        },
+                    )
+                })?)
+            }
+        };
+        let items: Vec<T> = decode(&line, &resp.body)?;
+        Ok(Page { items, range })
+    }
+
+    /// `POST path` with a JSON body (or none), decoded as `T`.
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ConnectError> {
+        let body = json_body(body)?;
+        let (line, resp) = self.send(Method::POST, path.to_owned(), body).await?;
+        decode(&line, &resp.body)
+    }
+
+    /// `PUT path` with a JSON body, decoded as `T`.
+    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ConnectError> {
+        let body = json_body(Some(body))?;
+        let (line, resp) = self.send(Method::PUT, path.to_owned(), body).await?;
+        decode(&line, &resp.body)
+    }
+
+    /// `POST path` with one file in a multipart form, decoded as `T`.
+    pub(crate) async fn post_file<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        field: &'static str,
+        filename: String,
+        content_type: &'static str,
+        data: Bytes,
+    ) -> Result<T, ConnectError> {
+        let body = Body::File {
+            field,
+            filename,
+            content_type,
+            data,
+        };
+        let (line, resp) = self.send(Method::POST, path.to_owned(), body).await?;
+        decode(&line, &resp.body)
+    }
+
+    /// Sends a request, retrying as the policy and the method allow.
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: String,
+        body: Body,
+    ) -> Result<(RequestLine, RawResponse), ConnectError> {
+        let line = RequestLine {
+            method: method.clone(),
+            path,
+        };
+        let span = debug_span!("connect_request", method = %line.method, path = %line.path);
+        self.send_with_retries(line, body).instrument(span).await
+    }
+
+    async fn send_with_retries(
+        &self,
+        line: RequestLine,
+        body: Body,
+    ) -> Result<(RequestLine, RawResponse), ConnectError> {
+        let idempotent = matches!(
+            line.method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+        );
+        let mut retry = 0u32;
+        loop {
+            let started = Instant::now();
+            let outcome = self.attempt(&line, &body).await;
+            let attempts = retry + 1;
+            let (err, may_retry, retry_after) = match outcome {
+                Ok(resp) if resp.status.is_success() => {
+                    debug!(
+                        status = resp.status.as_u16(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "answered"
+                    );
+                    return Ok((line, resp));
+                }
+                Ok(resp) => {
+                    let err = api_error(&line, &resp);
+                    let status = resp.status.as_u16();
+                    let retry_after = match err.kind() {
+                        ErrorKind::Api { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    let may_retry = status == 429 || (idempotent && status >= 500);
+                    let err = if !idempotent && status >= 500 {
+                        err.with_outcome_unknown()
+                    } else {
+                        err
+                    };
+                    (err, may_retry, retry_after)
+                }
+                Err(err) => {
+                    let connect = matches!(err.kind(), ErrorKind::Transport { connect: true, .. });
+                    let may_retry = idempotent || connect;
+                    let err = if !idempotent && !connect {
+                        err.with_outcome_unknown()
+                    } else {
+                        err
+                    };
+                    (err, may_retry, None)
+                }
+            };
+            let delay = if may_retry {
+                self.inner.retry.delay(retry, retry_after)
+            } else {
+                None
+            };
+            match delay {
+                Some(delay) => {
+                    warn!(
+                        error = %err,
+                        retry = retry + 1,
+                        delay_ms = delay.as_millis() as u64,
+                        "request failed, retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    retry += 1;
+                }
+                None => return Err(err.with_attempts(attempts)),
+            }
+        }
+    }
+
+    /// One attempt: send and read the whole answer.
+    async fn attempt(&self, line: &RequestLine, body: &Body) -> Result<RawResponse, ConnectError> {
+        let url = format!("{}{}", self.inner.base_url, line.path);
+        let mut req = self
+            .inner
+            .http
+            .request(line.method.clone(), url)
+            .header(AUTHORIZATION, self.inner.api_key.header_value())
+            .header(USER_AGENT, self.inner.user_agent.as_str());
+        req = match body {
+            Body::Empty => req,
+            Body::Json(bytes) => req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes.clone()),
+            Body::File {
+                field,
+                filename,
+                content_type,
+                data,
+            } => {
+                let part = reqwest::multipart::Part::stream(data.clone())
+                    .file_name(filename.clone())
+                    .mime_str(content_type)
+                    .map_err(|e| transport_error(line, &e))?;
+                req.multipart(reqwest::multipart::Form::new().part(*field, part))
+            }
+        };
+        let resp = req.send().await.map_err(|e| transport_error(line, &e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| transport_error(line, &e))?;
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A whole HTTP answer.
+pub(crate) struct RawResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+fn json_body<B: Serialize + ?Sized>(body: Option<&B>) -> Result<Body, ConnectError> {
+    match body {
+        None => Ok(Body::Empty),
+        Some(b) => serde_json::to_vec(b)
+            .map(|v| Body::Json(Bytes::from(v)))
+            .map_err(|e| ConnectError::invalid(format!("cannot encode the request body: {e}"))),
+    }
+}
+
+fn transport_error(line: &RequestLine, e: &reqwest::Error) -> ConnectError {
+    // reqwest's message names the URL, which holds no secret (the key is a header); the
+    // source chain says what actually failed.
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        reason.push_str(": ");
+        reason.push_str(&s.to_string());
+        source = s.source();
+    }
+    ConnectError::new(
+        Some(line.clone()),
+        ErrorKind::Transport {
+            reason,
+            connect: e.is_connect(),
+            timeout: e.is_timeout(),
+        },
+    )
+}
+
+/// Decodes a JSON answer, naming the path of the first field that does not fit.
+pub(crate) fn decode<T: DeserializeOwned>(
+    line: &RequestLine,
+    body: &[u8],
+) -> Result<T, ConnectError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        ConnectError::new(
+            Some(line.clone()),
+            ErrorKind::Decode {
+                reason: if path == "." {
+                    e.into_inner().to_string()
+                } else {
+                    format!("at {path}: {}", e.into_inner())
+                },
+            },
+        )
+    })
+}
+
+/// Builds the error for a non-2xx answer from Connect's `{"error_code", "errors"}` body, or
+/// from the raw text when the body is not that.
+fn api_error(line: &RequestLine, resp: &RawResponse) -> ConnectError {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        error_code: Option<String>,
+        #[serde(default)]
+        errors: Vec<serde_json::Value>,
+    }
+    let retry_after = resp
+        .headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let (error_code, errors) = match serde_json::from_slice::<ErrorBody>(&resp.body) {
+        Ok(b) => (
+            b.error_code,
+            b.errors
+                .into_iter()
+                .map(|v| match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .collect(),
+        ),
+        Err(_) => {
+            let text = String::from_utf8_lossy(&resp.body);
+            let text = text.trim();
+            let message = if text.is_empty() {
+                resp.status
+                    .canonical_reason()
+                    .unwrap_or("no message")
+                    .to_owned()
+            } else {
+                text.chars().take(300).collect()
+            };
+            (None, vec![message])
+        }
+    };
+    ConnectError::new(
+        Some(line.clone()),
+        ErrorKind::Api {
+            status: resp.status.as_u16(),
+            error_code,
+            errors,
+            retry_after,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_address_forms() {
+        assert_eq!(
+            api_base_url("api.connect.cloudblue.com").expect("valid"),
+            "https://api.connect.cloudblue.com/public/v1"
+        );
+        assert_eq!(
+            api_base_url("http://127.0.0.1:8080").expect("valid"),
+            "http://127.0.0.1:8080/public/v1"
+        );
+        assert_eq!(
+            api_base_url("http://127.0.0.1:8080/public/v1/").expect("valid"),
+            "http://127.0.0.1:8080/public/v1"
+        );
+        assert!(api_base_url("").is_err());
+        assert!(api_base_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let key = ApiKey::new("SU-1:hidden-secret").expect("valid key");
+        let client = ConnectClient::new("http://127.0.0.1:1/public/v1", key).expect("builds");
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("hidden-secret"), "{shown}");
+        assert!(shown.contains("127.0.0.1:1"));
+    }
+}

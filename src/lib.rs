@@ -1,0 +1,10 @@
+//! connect-usage: reports pay-as-you-go usage (the QT schema) from a vendor's systems to
+//! CloudBlue Connect, and ships a local emulator of the Connect API to run and test it against.
+//!
+//! - [`connect`]: the Connect REST client (auth, RQL queries, paging, retries, usage files).
+//! - [`rql`]: RQL expressions, rendered by the client and parsed by the sandbox.
+//! - [`sandbox`]: the emulator of Connect's REST API used by tests, demos and benchmarks.
+
+pub mod connect;
+pub mod rql;
+pub mod sandbox;

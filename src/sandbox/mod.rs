@@ -1,0 +1,1 @@
+//! The sandbox: a local emulator of the Connect REST API.
