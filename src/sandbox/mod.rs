@@ -1,1 +1,48 @@
-//! The sandbox: a local emulator of the Connect REST API.
+//! The sandbox: a local emulator of the Connect REST API subset connect-usage uses, faithful
+//! enough that Connect's own clients work against it unchanged.
+//!
+//! - [`server`]: the axum application, its shared state and the [`Sandbox`] handle that tests
+//!   start on `127.0.0.1:0`.
+//! - [`dataset`]: the vendor account it serves (a built-in default, or JSON from `--data`).
+//! - [`api`] and [`usage_api`]: the endpoints; [`query`] and [`filters`] run RQL queries the
+//!   way Connect's server does; [`processing`] reads and checks uploaded workbooks.
+//! - [`faults`] and [`admin`]: injected failures and the `/sandbox/...` API that controls
+//!   and inspects it all.
+
+pub mod admin;
+pub mod api;
+pub mod dataset;
+pub mod error;
+pub mod faults;
+pub mod filters;
+pub mod processing;
+pub mod query;
+pub mod server;
+pub mod store;
+pub mod usage_api;
+
+pub use dataset::{Dataset, DatasetError, Role};
+pub use faults::{FaultAction, FaultRule};
+pub use server::{API_PREFIX, RuntimeConfig, Sandbox, SandboxConfig, SandboxState};
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,264 @@
+//! Fault injection: rules that make the sandbox answer like a struggling Connect.
+//!
+//! A rule matches requests by method and path prefix, fires with a probability (`rate`), can
+//! let the first matches through (`skip`) and expire after `count` firings. Its action is an
+//! error status (500, 503, 429 with `Retry-After`, ...) answered before the request is handled
+//! or after it was applied (`after: true`, the case a client cannot tell from a lost
+//! request), added latency, or a list answer without its `Content-Range` header. Rules are set
+//! at start (`--fault-*` flags) and changed at run time through `/sandbox/faults`.
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// What a firing rule does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FaultAction {
+    /// Answer with this status and Connect's error body.
+    Status {
+        status: u16,
+        /// Seconds, sent as `Retry-After`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+        /// Apply the request first, then answer the error.
+        #[serde(default)]
+        after: bool,
+    },
+    /// Wait this long before handling the request.
+    Latency { ms: u64 },
+    /// Answer a list without `Content-Range`.
+    DropContentRange,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// One fault rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRule {
+    /// `GET`, `POST`, ...; any method when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// A path prefix below `/public/v1` (such as `/usage/files`); any path when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Probability that a matching request is hit, 0.0 to 1.0.
+    #[serde(default = "one")]
+    pub rate: f64,
+    /// Matching requests let through before the rule may fire.
+    #[serde(default)]
+    pub skip: u64,
+    /// Firings before the rule expires; forever when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    pub action: FaultAction,
+}
+
+impl FaultRule {
+    /// A status fault on a share of all requests.
+    pub fn status(status: u16, rate: f64) -> FaultRule {
+        FaultRule {
+            method: None,
+            path: None,
+            rate,
+            skip: 0,
+            count: None,
+            action: FaultAction::Status {
+                status,
+                retry_after: None,
+                after: false,
+            },
+        }
+    }
+
+    fn matches(&self, method: &str, path: &str) -> bool {
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.path.as_deref().is_none_or(|p| {
+                let p = p.trim_end_matches('/');
+                path == p
+                    || path.starts_with(&format!("{p}/"))
+                    || path.starts_with(&format!("{p}?"))
+            })
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.rate) {
+            return Err(format!("rate {} is not between 0 and 1", self.rate));
+        }
+        if let FaultAction::Status { status, .. } = self.action
+            && !(400..=599).contains(&status)
+        {
+            return Err(format!("status {status} is not an error status (400-599)"));
+        }
+        Ok(())
+    }
+}
+
+/// A rule with its counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActiveRule {
+    #[serde(flatten)]
+    pub rule: FaultRule,
+    pub matched: u64,
+    pub fired: u64,
+}
+
+/// The rules in force and the random source that decides rates.
+#[derive(Debug)]
+pub struct Faults {
+    rules: Vec<ActiveRule>,
+    rng: StdRng,
+}
+
+/// What the faults decided for one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    pub latency_ms: u64,
+    /// `(status, retry_after, after)`
+    pub status: Option<(u16, Option<u64>, bool)>,
+    pub drop_content_range: bool,
+    /// Which rules fired, for the request log.
+    pub labels: Vec<String>,
+}
+
+impl Faults {
+    pub fn new(seed: u64) -> Faults {
+        Faults {
+            rules: Vec::new(),
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    pub fn rules(&self) -> &[ActiveRule] {
+        &self.rules
+    }
+
+    /// Replaces every rule.
+    pub fn set(&mut self, rules: Vec<FaultRule>) -> Result<(), String> {
+        for (i, r) in rules.iter().enumerate() {
+            r.check().map_err(|e| format!("rule {i}: {e}"))?;
+        }
+        self.rules = rules
+            .into_iter()
+            .map(|rule| ActiveRule {
+                rule,
+                matched: 0,
+                fired: 0,
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// Adds a rule after the others.
+    pub fn add(&mut self, rule: FaultRule) -> Result<(), String> {
+        rule.check()?;
+        self.rules.push(ActiveRule {
+            rule,
+            matched: 0,
+            fired: 0,
+        });
+        Ok(())
+    }
+
+    /// Decides the faults for a request. The first status rule that fires wins; latencies add
+    /// up.
+    pub fn decide(&mut self, method: &str, path: &str) -> Decision {
+        let mut d = Decision::default();
+        for active in &mut self.rules {
+            if !active.rule.matches(method, path) {
+                continue;
+            }
+            if active.rule.count.is_some_and(|c| active.fired >= c) {
+                continue;
+            }
+            active.matched += 1;
+            if active.matched <= active.rule.skip {
+                continue;
+            }
+            let hit = active.rule.rate >= 1.0 || self.rng.random::<f64>() < active.rule.rate;
+            if !hit {
+                continue;
+            }
+            match &active.rule.action {
+                FaultAction::Status {
+                    status,
+                    retry_after,
+                    after,
+                } => {
+                    if d.status.is_some() {
+                        continue;
+                    }
+                    d.status = Some((*status, *retry_after, *after));
+                    d.labels.push(format!(
+                        "status {status}{}",
+                        if *after { " after applying" } else { "" }
+                    ));
+                }
+                FaultAction::Latency { ms } => {
+                    d.latency_ms += ms;
+                    d.labels.push(format!("latency {ms} ms"));
+                }
+                FaultAction::DropContentRange => {
+                    d.drop_content_range = true;
+                    d.labels.push("no Content-Range".into());
+                }
+            }
+            active.fired += 1;
+        }
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(json: serde_json::Value) -> FaultRule {
+        serde_json::from_value(json).expect("valid rule")
+    }
+
+    #[test]
+    fn skip_count_and_path_select_requests() {
+        let mut f = Faults::new(1);
+        f.set(vec![rule(serde_json::json!({
+            "method": "get", "path": "/assets", "skip": 1, "count": 2,
+            "action": {"type": "status", "status": 503, "retry_after": 2}
+        }))])
+        .expect("valid");
+        let hits: Vec<bool> = [
+            "/assets",
+            "/assets?limit=1",
+            "/assets/AS-1",
+            "/assetsx",
+            "/assets",
+        ]
+        .iter()
+        .map(|p| f.decide("GET", p).status.is_some())
+        .collect();
+        assert_eq!(hits, [false, true, true, false, false]);
+        assert!(f.decide("POST", "/assets").status.is_none());
+        assert_eq!(f.rules()[0].fired, 2);
+    }
+
+    #[test]
+    fn rates_are_shares() {
+        let mut f = Faults::new(7);
+        f.set(vec![FaultRule::status(500, 0.25)]).expect("valid");
+        let fired = (0..4000)
+            .filter(|_| f.decide("GET", "/contracts").status.is_some())
+            .count();
+        assert!((800..1200).contains(&fired), "{fired}");
+    }
+
+    #[test]
+    fn bad_rules_are_refused() {
+        let mut f = Faults::new(1);
+        assert!(f.set(vec![FaultRule::status(200, 1.0)]).is_err());
+        assert!(f.set(vec![FaultRule::status(500, 1.5)]).is_err());
+        assert!(f.rules().is_empty());
+    }
+}

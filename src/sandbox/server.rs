@@ -1,0 +1,465 @@
+//! The sandbox's HTTP server: shared state, the middleware every API request passes (request
+//! log, injected faults, API key), the router, and the handle tests use to start and stop it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+use tracing::{debug, info};
+
+use super::dataset::{Dataset, Role};
+use super::error::{ApiError, codes};
+use super::faults::{FaultRule, Faults};
+use super::query::PagingLimits;
+use super::store::{Actor, RequestEntry, SandboxEvent, Store, timestamp};
+use super::{admin, api, usage_api};
+use crate::connect::ApiKey;
+
+/// The API prefix, as on Connect.
+pub const API_PREFIX: &str = "/public/v1";
+
+/// Behaviour switches, changeable at run time through `/sandbox/config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Time from upload to `ready`/`invalid`; 0 processes before answering the upload.
+    pub processing_delay_ms: u64,
+    /// Status of a successful upload: 200 (the spec) or 201 (what older SDKs expect).
+    pub upload_status: u16,
+    /// Leave `deleted` files out of `/usage/files` lists.
+    pub hide_deleted: bool,
+    /// `close` needs every record to carry an external billing id.
+    pub require_billing_id_to_close: bool,
+    /// Page size when a list request has no `limit`.
+    pub default_limit: u64,
+    /// Largest page; larger limits are clamped.
+    pub max_limit: u64,
+    /// Added to every API request.
+    pub latency_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            processing_delay_ms: 0,
+            upload_status: 200,
+            hide_deleted: false,
+            require_billing_id_to_close: false,
+            default_limit: 100,
+            max_limit: 1000,
+            latency_ms: 0,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    pub fn check(&self) -> Result<(), String> {
+        if !matches!(self.upload_status, 200 | 201) {
+            return Err(format!(
+                "upload_status must be 200 or 201, not {}",
+                self.upload_status
+            ));
+        }
+        if self.max_limit == 0 || self.default_limit == 0 {
+            return Err("default_limit and max_limit must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self) -> PagingLimits {
+        PagingLimits {
+            default_limit: self.default_limit,
+            max_limit: self.max_limit,
+        }
+    }
+}
+
+/// How to start a sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    pub dataset: Dataset,
+    pub runtime: RuntimeConfig,
+    pub faults: Vec<FaultRule>,
+    /// Seed of the fault rates' random source, for reproducible runs.
+    pub seed: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dataset: Dataset::default_account(),
+            runtime: RuntimeConfig::default(),
+            faults: Vec::new(),
+            seed: 0x5A4D_B0C5,
+        }
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct SandboxState {
+    store: Mutex<Store>,
+    config: Mutex<RuntimeConfig>,
+    faults: Mutex<Faults>,
+    initial: Dataset,
+    keys: HashMap<String, Actor>,
+    events: broadcast::Sender<SandboxEvent>,
+}
+
+/// Locks a mutex, taking the data even if a panicking thread poisoned it: the sandbox's state
+/// stays usable for the tests that inspect it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SandboxState {
+    pub fn new(dataset: Dataset, runtime: RuntimeConfig, seed: u64) -> SandboxState {
+        let mut keys = HashMap::new();
+        for k in &dataset.api_keys {
+            let (Ok(key), Some(account)) = (ApiKey::new(&k.key), dataset.account(&k.account))
+            else {
+                continue;
+            };
+            keys.insert(
+                key.expose().to_owned(),
+                Actor {
+                    key_name: k.name.clone(),
+                    account_id: account.id.clone(),
+                    account_name: account.name.clone(),
+                    role: account.role,
+                },
+            );
+        }
+        let (events, _) = broadcast::channel(4096);
+        SandboxState {
+            store: Mutex::new(Store::new(dataset.clone())),
+            config: Mutex::new(runtime),
+            faults: Mutex::new(Faults::new(seed)),
+            initial: dataset,
+            keys,
+            events,
+        }
+    }
+
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        lock(&self.store)
+    }
+
+    pub fn config(&self) -> RuntimeConfig {
+        lock(&self.config).clone()
+    }
+
+    pub fn set_config(&self, config: RuntimeConfig) -> Result<(), String> {
+        config.check()?;
+        *lock(&self.config) = config;
+        Ok(())
+    }
+
+    pub fn faults(&self) -> MutexGuard<'_, Faults> {
+        lock(&self.faults)
+    }
+
+    /// Events as they happen (the websocket side subscribes here).
+    pub fn subscribe(&self) -> broadcast::Receiver<SandboxEvent> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn publish(&self, event: SandboxEvent) {
+        // No subscriber is fine: the event log keeps everything.
+        let _ = self.events.send(event);
+    }
+
+    /// Back to the dataset the sandbox started with, without files, events or logs.
+    pub fn reset(&self) {
+        self.store().reset(self.initial.clone());
+    }
+
+    /// The actor of a raw `Authorization` header value.
+    pub fn authenticate(&self, header: Option<&str>) -> Option<Actor> {
+        let key = ApiKey::new(header?).ok()?;
+        self.keys.get(key.expose()).cloned()
+    }
+
+    /// The key named `name` in the dataset.
+    pub fn key(&self, name: &str) -> Option<ApiKey> {
+        self.initial
+            .api_keys
+            .iter()
+            .find(|k| k.name == name)
+            .and_then(|k| ApiKey::new(&k.key).ok())
+    }
+
+    /// The first key of an account with this role.
+    pub fn key_for_role(&self, role: Role) -> Option<ApiKey> {
+        self.initial.api_keys.iter().find_map(|k| {
+            let account = self.initial.account(&k.account)?;
+            (account.role == role)
+                .then(|| ApiKey::new(&k.key).ok())
+                .flatten()
+        })
+    }
+
+    pub fn dataset(&self) -> &Dataset {
+        &self.initial
+    }
+}
+
+pub type AppState = Arc<SandboxState>;
+
+/// Scheme and host the request came to, for the links Connect puts in answers.
+#[derive(Debug, Clone)]
+pub struct Origin(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("127.0.0.1");
+        Ok(Origin(format!("http://{host}")))
+    }
+}
+
+/// The middleware of every `/public/v1` request: latency and faults, then the API key; and
+/// the request log around it all.
+async fn api_middleware(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let full_path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let api_path = full_path
+        .strip_prefix(API_PREFIX)
+        .unwrap_or(&full_path)
+        .to_owned();
+
+    let config = app.config();
+    let decision = app.faults().decide(&method, &api_path);
+    let latency = config.latency_ms + decision.latency_ms;
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+
+    let mut actor_name = None;
+    let response = match decision.status {
+        Some((status, retry_after, false)) => injected(status, retry_after),
+        other => {
+            let auth = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok());
+            match app.authenticate(auth) {
+                None => ApiError::unauthorized().into_response(),
+                Some(actor) => {
+                    actor_name = Some(actor.key_name.clone());
+                    let mut req = req;
+                    req.extensions_mut().insert(actor);
+                    let mut resp = next.run(req).await;
+                    if decision.drop_content_range {
+                        resp.headers_mut().remove(header::CONTENT_RANGE);
+                    }
+                    match other {
+                        // Applied, then reported as failed.
+                        Some((status, retry_after, true)) => injected(status, retry_after),
+                        _ => resp,
+                    }
+                }
+            }
+        }
+    };
+    let status = response.status().as_u16();
+    debug!(%method, path = %full_path, status, actor = actor_name.as_deref().unwrap_or("-"), "sandbox request");
+    app.store().log_request(RequestEntry {
+        seq: 0,
+        at: timestamp(Utc::now()),
+        method,
+        path: api_path,
+        status,
+        actor: actor_name,
+        fault: (!decision.labels.is_empty()).then(|| decision.labels.join(", ")),
+        duration_ms: started.elapsed().as_millis() as u64,
+    });
+    response
+}
+
+fn injected(status: u16, retry_after: Option<u64>) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut e = ApiError::new(
+        code,
+        codes::INJECTED,
+        format!(
+            "Injected fault: {}.",
+            code.canonical_reason().unwrap_or("error")
+        ),
+    );
+    e.retry_after = retry_after;
+    e.into_response()
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        codes::NO_ROUTE,
+        "No such endpoint in the sandbox.",
+    )
+}
+
+/// The whole application: Connect's API under `/public/v1`, the admin API and file links
+/// under `/sandbox`.
+pub fn router(app: AppState) -> Router {
+    let api = api::routes()
+        .merge(usage_api::routes())
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(app.clone(), api_middleware));
+    Router::new()
+        .nest(API_PREFIX, api)
+        .merge(admin::routes())
+        .fallback(no_route)
+        .with_state(app)
+}
+
+/// A running sandbox.
+#[derive(Debug)]
+pub struct Sandbox {
+    addr: SocketAddr,
+    state: AppState,
+    vendor_key: ApiKey,
+    provider_key: ApiKey,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Sandbox {
+    /// Binds and serves in the background.
+    pub async fn start(config: SandboxConfig) -> std::io::Result<Sandbox> {
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        config.runtime.check().map_err(invalid)?;
+        config
+            .dataset
+            .check("dataset")
+            .map_err(|e| invalid(e.to_string()))?;
+        let state = Arc::new(SandboxState::new(
+            config.dataset,
+            config.runtime,
+            config.seed,
+        ));
+        state.faults().set(config.faults).map_err(invalid)?;
+        let (Some(vendor_key), Some(provider_key)) = (
+            state.key_for_role(Role::Vendor),
+            state.key_for_role(Role::Provider),
+        ) else {
+            return Err(invalid(
+                "the dataset needs a vendor and a provider key".into(),
+            ));
+        };
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let app = NormalizePathLayer::trim_trailing_slash().layer(router(state.clone()));
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let service = axum::ServiceExt::<axum::extract::Request<Body>>::into_make_service(app);
+            let served = axum::serve(listener, service)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "sandbox server stopped");
+            }
+        });
+        info!(%addr, "sandbox listening");
+        Ok(Sandbox {
+            addr,
+            state,
+            vendor_key,
+            provider_key,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// Starts with the default dataset and settings on a free local port.
+    pub async fn start_default() -> std::io::Result<Sandbox> {
+        Sandbox::start(SandboxConfig::default()).await
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/public/v1`
+    pub fn api_url(&self) -> String {
+        format!("{}{API_PREFIX}", self.origin())
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The first vendor key of the dataset.
+    pub fn vendor_key(&self) -> ApiKey {
+        self.vendor_key.clone()
+    }
+
+    /// The first provider key of the dataset.
+    pub fn provider_key(&self) -> ApiKey {
+        self.provider_key.clone()
+    }
+
+    /// The key named `name` in the dataset (`vendor`, `provider`, `provider-apac` in the
+    /// default one).
+    pub fn key(&self, name: &str) -> Option<ApiKey> {
+        self.state.key(name)
+    }
+
+    /// Stops serving and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Serves until the process is asked to stop (Ctrl-C or SIGTERM).
+    pub async fn run_until_signal(self) {
+        crate::sandbox::wait_for_signal().await;
+        self.shutdown().await;
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
