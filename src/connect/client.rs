@@ -115,8 +115,10 @@ impl ClientBuilder {
     }
 }
 
-/// rustls needs a process-wide crypto provider; ring builds faster than aws-lc here.
-fn install_crypto_provider() {
+/// Installs the process-wide rustls crypto provider (ring, which builds faster than aws-lc).
+/// Every reqwest client needs one; [`ConnectClient`] calls this itself, other HTTP clients of
+/// the process (tests, the vendor API source) call it before building theirs.
+pub fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Fails only when another provider is installed already, which is as good.

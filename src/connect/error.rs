@@ -62,9 +62,14 @@ pub enum ErrorKind {
     Invalid { reason: String },
 }
 
-/// An error from the Connect client.
+/// An error from the Connect client. Boxed inside, so results stay small.
 #[derive(Debug)]
 pub struct ConnectError {
+    inner: Box<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     request: Option<RequestLine>,
     kind: ErrorKind,
     outcome_unknown: bool,
@@ -74,10 +79,12 @@ pub struct ConnectError {
 impl ConnectError {
     pub(crate) fn new(request: Option<RequestLine>, kind: ErrorKind) -> ConnectError {
         ConnectError {
-            request,
-            kind,
-            outcome_unknown: false,
-            attempts: 1,
+            inner: Box::new(Inner {
+                request,
+                kind,
+                outcome_unknown: false,
+                attempts: 1,
+            }),
         }
     }
 
@@ -91,26 +98,26 @@ impl ConnectError {
     }
 
     pub(crate) fn with_outcome_unknown(mut self) -> ConnectError {
-        self.outcome_unknown = true;
+        self.inner.outcome_unknown = true;
         self
     }
 
     pub(crate) fn with_attempts(mut self, attempts: u32) -> ConnectError {
-        self.attempts = attempts;
+        self.inner.attempts = attempts;
         self
     }
 
     pub fn request(&self) -> Option<&RequestLine> {
-        self.request.as_ref()
+        self.inner.request.as_ref()
     }
 
     pub fn kind(&self) -> &ErrorKind {
-        &self.kind
+        &self.inner.kind
     }
 
     /// HTTP status of an error answer.
     pub fn status(&self) -> Option<u16> {
-        match &self.kind {
+        match self.kind() {
             ErrorKind::Api { status, .. } => Some(*status),
             _ => None,
         }
@@ -118,7 +125,7 @@ impl ConnectError {
 
     /// Connect's `error_code` (for example `AUTH_001`).
     pub fn error_code(&self) -> Option<&str> {
-        match &self.kind {
+        match self.kind() {
             ErrorKind::Api { error_code, .. } => error_code.as_deref(),
             _ => None,
         }
@@ -126,7 +133,7 @@ impl ConnectError {
 
     /// Connect's `errors` messages.
     pub fn errors(&self) -> &[String] {
-        match &self.kind {
+        match self.kind() {
             ErrorKind::Api { errors, .. } => errors,
             _ => &[],
         }
@@ -136,12 +143,12 @@ impl ConnectError {
     /// it was sent and then the connection broke, it timed out, or the server answered 5xx.
     /// Re-read the object's state instead of sending it again.
     pub fn outcome_unknown(&self) -> bool {
-        self.outcome_unknown
+        self.inner.outcome_unknown
     }
 
     /// How many times the request was sent (more than one after retries).
     pub fn attempts(&self) -> u32 {
-        self.attempts
+        self.inner.attempts
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -150,7 +157,7 @@ impl ConnectError {
 
     /// Whether waiting and sending again could succeed (connection problems, 5xx, 429).
     pub fn is_transient(&self) -> bool {
-        match &self.kind {
+        match self.kind() {
             ErrorKind::Api { status, .. } => *status >= 500 || *status == 429,
             ErrorKind::Transport { .. } => true,
             _ => false,
@@ -160,10 +167,10 @@ impl ConnectError {
 
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(request) = &self.request {
+        if let Some(request) = self.request() {
             write!(f, "{request}: ")?;
         }
-        match &self.kind {
+        match self.kind() {
             ErrorKind::Api {
                 status,
                 error_code,
@@ -191,10 +198,10 @@ impl fmt::Display for ConnectError {
             ErrorKind::Query(e) => write!(f, "{e}")?,
             ErrorKind::Invalid { reason } => write!(f, "{reason}")?,
         }
-        if self.attempts > 1 {
-            write!(f, " (after {} attempts)", self.attempts)?;
+        if self.attempts() > 1 {
+            write!(f, " (after {} attempts)", self.attempts())?;
         }
-        if self.outcome_unknown {
+        if self.outcome_unknown() {
             write!(
                 f,
                 " (the request may have been applied: re-read the state before sending it again)"
@@ -206,7 +213,7 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
+        match self.kind() {
             ErrorKind::Query(e) => Some(e),
             _ => None,
         }

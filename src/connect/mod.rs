@@ -15,7 +15,9 @@ pub mod resources;
 pub mod retry;
 
 pub use auth::{ApiKey, ApiKeyError};
-pub use client::{ClientBuilder, ConnectClient, DEFAULT_BASE_URL, api_base_url};
+pub use client::{
+    ClientBuilder, ConnectClient, DEFAULT_BASE_URL, api_base_url, install_crypto_provider,
+};
 pub use error::{ConnectError, ErrorKind, RequestLine};
 pub use paging::{Collection, ContentRange, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page};
 pub use resources::XLSX_MIME;

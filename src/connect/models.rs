@@ -606,7 +606,9 @@ pub struct UsageRecord {
     pub start_date: Option<DateTime<FixedOffset>>,
     #[serde(default)]
     pub end_date: Option<DateTime<FixedOffset>>,
-    pub usage: f64,
+    /// Null on invalid records whose quantity is not a number.
+    #[serde(default)]
+    pub usage: Option<f64>,
     #[serde(default)]
     pub amount: Option<f64>,
     #[serde(default)]

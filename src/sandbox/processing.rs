@@ -624,18 +624,17 @@ fn process_sheet(sheet: &Sheet, categories: Option<&Range<Data>>, ctx: &FileCont
             None => problem(&mut row, number_column, "required", "is required".into()),
             Some(c) => match decimal_text(c) {
                 Err(why) => problem(&mut row, number_column, "number", why),
-                Ok(text)
-                    if text.starts_with('-') && text.trim_start_matches(['-', '0', '.']) != "" =>
-                {
-                    problem(
-                        &mut row,
-                        number_column,
-                        "negative",
-                        format!("{text} is negative"),
-                    )
-                }
                 Ok(text) => {
-                    if let Some(p) = precision.filter(|_| ctx.schema == "qt")
+                    let negative = text.starts_with('-')
+                        && !text.trim_start_matches(['-', '0', '.']).is_empty();
+                    if negative {
+                        problem(
+                            &mut row,
+                            number_column,
+                            "negative",
+                            format!("{text} is negative"),
+                        );
+                    } else if let Some(p) = precision.filter(|_| ctx.schema == "qt")
                         && decimals(&text) > p.places() as usize
                     {
                         problem(
@@ -739,18 +738,18 @@ fn process_sheet(sheet: &Sheet, categories: Option<&Range<Data>>, ctx: &FileCont
     let bad: Vec<&ParsedRow> = rows.iter().filter(|r| !r.problems.is_empty()).collect();
     let error_detail = if rows.is_empty() {
         Some(format!("Sheet {:?} has no usage records.", sheet.name))
-    } else if let Some(first) = bad.first() {
-        Some(truncate(
-            &format!(
-                "{} of {} records are invalid. First: {}",
-                bad.len(),
-                rows.len(),
-                first.error_details().unwrap_or_default()
-            ),
-            200,
-        ))
     } else {
-        None
+        bad.first().map(|first| {
+            truncate(
+                &format!(
+                    "{} of {} records are invalid. First: {}",
+                    bad.len(),
+                    rows.len(),
+                    first.error_details().unwrap_or_default()
+                ),
+                200,
+            )
+        })
     };
     Outcome {
         rows,

@@ -114,7 +114,6 @@ impl Default for SandboxConfig {
 }
 
 /// Everything the handlers share.
-#[derive(Debug)]
 pub struct SandboxState {
     store: Mutex<Store>,
     config: Mutex<RuntimeConfig>,
@@ -122,6 +121,30 @@ pub struct SandboxState {
     initial: Dataset,
     keys: HashMap<String, Actor>,
     events: broadcast::Sender<SandboxEvent>,
+}
+
+impl std::fmt::Debug for SandboxState {
+    /// A summary: the key table is indexed by the keys themselves, so it is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.keys.values().map(|a| a.key_name.as_str()).collect();
+        names.sort_unstable();
+        // try_lock: a Debug print must never wait for (or deadlock with) a held guard.
+        let mut d = f.debug_struct("SandboxState");
+        match self.store.try_lock() {
+            Ok(store) => d
+                .field("files", &store.files.len())
+                .field("events", &store.events.len())
+                .field("requests", &store.requests.len()),
+            Err(_) => d.field("store", &"<locked>"),
+        };
+        if let Ok(config) = self.config.try_lock() {
+            d.field("config", &*config);
+        }
+        if let Ok(faults) = self.faults.try_lock() {
+            d.field("fault_rules", &faults.rules().len());
+        }
+        d.field("keys", &names).finish()
+    }
 }
 
 /// Locks a mutex, taking the data even if a panicking thread poisoned it: the sandbox's state
@@ -244,7 +267,25 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
 
 /// The middleware of every `/public/v1` request: latency and faults, then the API key; and
 /// the request log around it all.
+///
+/// The request is handled in its own task, like a real server that finishes a request even
+/// when the client gave up waiting: a client timeout must not cancel a create half-way.
 async fn api_middleware(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::spawn(handle_api_request(app, req, next)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "sandbox request handler failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                codes::INJECTED,
+                "The sandbox failed to handle the request.",
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn handle_api_request(app: AppState, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().to_string();
     let full_path = req

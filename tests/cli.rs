@@ -1,0 +1,118 @@
+//! The `connect-usage` binary as a user meets it: help texts, the sandbox command printing
+//! where it listens and its keys, and clear errors with meaningful exit codes.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_connect-usage");
+
+fn run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("sandbox"), "{text}");
+    assert!(text.contains("Exit codes"), "{text}");
+    let out = run(&["sandbox", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--data",
+        "--processing-delay-ms",
+        "--fault-rate",
+        "/sandbox/state",
+    ] {
+        assert!(text.contains(flag), "{flag} in {text}");
+    }
+}
+
+#[test]
+fn bad_arguments_and_datasets_exit_2_naming_the_problem() {
+    let out = run(&["sandbox", "--listen", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let dir = std::env::temp_dir().join(format!("cu-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = run(&["sandbox", "--dump-data"]);
+    assert!(out.status.success());
+    let mut data: serde_json::Value = serde_json::from_slice(&out.stdout).expect("dataset JSON");
+    data["assets"][7]["contract"]["id"] = serde_json::json!("CRD-NOPE");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, serde_json::to_vec(&data).expect("json")).expect("write");
+    let out = run(&[
+        "sandbox",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        bad.to_str().expect("path"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("assets[7].contract.id: unknown contract CRD-NOPE"),
+        "{err}"
+    );
+
+    let out = run(&["sandbox", "--data", "/no/such/file.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /no/such/file.json"));
+}
+
+#[tokio::test]
+async fn sandbox_prints_its_address_and_keys_and_serves() {
+    let mut child = Command::new(BIN)
+        .args(["sandbox", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut api = None;
+    let mut vendor_key = None;
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("line") {
+            let line = line.trim().to_owned();
+            if let Some(url) = line.strip_prefix("Connect API") {
+                api = Some(url.trim().to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("vendor ") {
+                vendor_key = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if line.starts_with("Press Ctrl-C") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("prints its banner");
+    let api = api.expect("API URL printed");
+    let key = vendor_key.expect("vendor key printed");
+    assert!(
+        api.starts_with("http://127.0.0.1:") && api.ends_with("/public/v1"),
+        "{api}"
+    );
+
+    connect_usage::connect::install_crypto_provider();
+    let resp = reqwest::Client::new()
+        .get(format!("{api}/contracts?limit=1"))
+        .header("Authorization", format!("ApiKey {key}"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("content-range").is_some());
+    child.kill().await.expect("stopped");
+}
