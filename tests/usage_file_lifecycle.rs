@@ -489,14 +489,59 @@ async fn create_is_validated() {
         .await
         .expect_err("missing fields");
     assert_eq!(code(&e), (Some(400), Some("VAL_001")));
-    for want in ["name:", "period:", "product.id:", "contract.id:"] {
-        assert!(
-            e.errors().iter().any(|m| m.starts_with(want)),
-            "{want} in {:?}",
-            e.errors()
-        );
-    }
+    assert_eq!(
+        e.errors(),
+        [
+            "product.id: This field is required.",
+            "contract.id: This field is required."
+        ]
+    );
     assert!(!e.outcome_unknown(), "a 400 is a known outcome");
+    let e: ConnectError = v
+        .post::<_, serde_json::Value>(
+            "/usage/files",
+            Some(
+                &serde_json::json!({"product": {"id": t.product}, "contract": {"id": t.contract},
+                                      "period": {"from": "2024-04-31", "to": "2024-04-30"}}),
+            ),
+        )
+        .await
+        .expect_err("bad date");
+    assert_eq!(
+        e.errors(),
+        ["period.from: \"2024-04-31\" is not a date in the format YYYY-MM-DD."]
+    );
+    let files = admin_get(&sb, "state").await;
+    assert_eq!(files["files"].as_array().map(Vec::len), Some(0));
+    // Name and period are optional on Connect (the spec requires neither).
+    let bare: serde_json::Value = v
+        .post(
+            "/usage/files",
+            Some(
+                &serde_json::json!({"product": {"id": t.product}, "contract": {"id": t.contract}}),
+            ),
+        )
+        .await
+        .expect("created without name and period");
+    assert_eq!(
+        (bare["status"].as_str(), &bare["period"], &bare["name"]),
+        (
+            Some("draft"),
+            &serde_json::Value::Null,
+            &serde_json::Value::Null
+        )
+    );
+    let bare_id = bare["id"].as_str().expect("id").to_owned();
+    let up = v
+        .upload_usage_file(&bare_id, "u.xlsx", valid_workbook(&t, 2).into())
+        .await
+        .expect("uploaded");
+    assert_eq!(
+        up.status,
+        S::Ready,
+        "no period, no period check: {:?}",
+        up.error_detail
+    );
 
     let d = sb.state().dataset();
     let terminated = d
@@ -526,7 +571,11 @@ async fn create_is_validated() {
         e.errors()
     );
     let files = admin_get(&sb, "state").await;
-    assert_eq!(files["files"].as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        files["files"].as_array().map(Vec::len),
+        Some(1),
+        "only the bare one"
+    );
 }
 
 #[tokio::test]

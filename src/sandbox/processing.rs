@@ -18,7 +18,8 @@ use crate::connect::models::{Precision, UsageRecordStatus};
 pub struct FileContext {
     /// `qt`, `tr`, `cr` or `pr`.
     pub schema: String,
-    pub period: (NaiveDate, NaiveDate),
+    /// The file's period; rows must fall inside it when there is one.
+    pub period: Option<(NaiveDate, NaiveDate)>,
     pub contract_id: String,
     pub product_id: String,
     /// Items of the file's product.
@@ -382,8 +383,14 @@ fn process_sheet(sheet: &Sheet, categories: Option<&Range<Data>>, ctx: &FileCont
         .iter()
         .filter_map(|a| a["id"].as_str().map(|id| (id, a)))
         .collect();
-    let period_start = ctx.period.0.and_hms_opt(0, 0, 0).map(|d| d.and_utc());
-    let period_end = ctx.period.1.and_hms_opt(23, 59, 59).map(|d| d.and_utc());
+    let period_start = ctx
+        .period
+        .and_then(|p| p.0.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc());
+    let period_end = ctx
+        .period
+        .and_then(|p| p.1.and_hms_opt(23, 59, 59))
+        .map(|d| d.and_utc());
 
     let mut rows = Vec::new();
     let mut seen_ids: HashMap<String, u32> = HashMap::new();
@@ -685,8 +692,8 @@ fn process_sheet(sheet: &Sheet, categories: Option<&Range<Data>>, ctx: &FileCont
                                 format!(
                                     "{} is outside the file's period {} to {}",
                                     t.format("%Y-%m-%d %H:%M:%S"),
-                                    ctx.period.0,
-                                    ctx.period.1
+                                    ctx.period.map(|p| p.0).unwrap_or_default(),
+                                    ctx.period.map(|p| p.1).unwrap_or_default()
                                 ),
                             );
                         }

@@ -127,7 +127,7 @@ pub struct Upload {
 #[derive(Debug, Clone)]
 pub struct UsageFileState {
     pub id: String,
-    pub name: String,
+    pub name: Option<String>,
     pub description: Option<String>,
     pub note: Option<String>,
     pub external_id: Option<String>,
@@ -136,7 +136,8 @@ pub struct UsageFileState {
     pub environment: String,
     pub schema: String,
     pub currency: Option<String>,
-    pub period: (NaiveDate, NaiveDate),
+    /// First and last day; Connect does not require one at creation.
+    pub period: Option<(NaiveDate, NaiveDate)>,
     pub product: Json,
     pub contract: Json,
     pub marketplace: Json,
@@ -199,7 +200,7 @@ impl UsageFileState {
             "environment": self.environment,
             "schema": self.schema,
             "currency": self.currency,
-            "period": {"from": self.period.0.to_string(), "to": self.period.1.to_string()},
+            "period": self.period.map(|(from, to)| json!({"from": from.to_string(), "to": to.to_string()})),
             "product": self.product,
             "contract": self.contract,
             "marketplace": self.marketplace,

@@ -217,10 +217,7 @@ fn parse_period(
     errors: &mut Vec<String>,
     period: Option<&PeriodBody>,
 ) -> Option<(NaiveDate, NaiveDate)> {
-    let Some(p) = period else {
-        errors.push("period: This field is required.".into());
-        return None;
-    };
+    let p = period?;
     let mut date = |field: &str, v: &Option<String>| match v.as_deref() {
         None => {
             errors.push(format!("period.{field}: This field is required."));
@@ -257,10 +254,6 @@ async fn create_file(
     require_role(&actor, Role::Vendor, "create")?;
     let req: CreateBody = body(&raw)?;
     let mut errors = Vec::new();
-    let name = req.name.clone().filter(|n| !n.trim().is_empty());
-    if name.is_none() {
-        errors.push("name: This field is required.".into());
-    }
     check_len(&mut errors, "name", &req.name, 100);
     check_len(&mut errors, "description", &req.description, 200);
     check_len(&mut errors, "note", &req.note, 200);
@@ -316,9 +309,7 @@ async fn create_file(
             ));
         }
     }
-    let (Some(name), Some(period), Some(product), Some(contract), true) =
-        (name, period, product, contract, errors.is_empty())
-    else {
+    let (Some(product), Some(contract), true) = (product, contract, errors.is_empty()) else {
         return Err(validation(errors));
     };
 
@@ -344,7 +335,7 @@ async fn create_file(
     let id = store.new_file_id(now);
     let mut file = UsageFileState {
         id: id.clone(),
-        name,
+        name: req.name,
         description: req.description,
         note: req.note,
         external_id: req.external_id,
@@ -450,7 +441,7 @@ async fn update_file(
         file.external_id = Some(v);
     }
     if let Some(p) = period {
-        file.period = p;
+        file.period = Some(p);
     }
     if let Some(c) = req.currency {
         file.currency = Some(c);
