@@ -83,8 +83,10 @@ pub mod codes {
     pub const AUTH_FORBIDDEN: &str = "AUTH_002";
     /// No such object.
     pub const NOT_FOUND: &str = "GEN_404";
-    /// Unknown route or method.
-    pub const NO_ROUTE: &str = "GEN_405";
+    /// No such endpoint.
+    pub const NO_ROUTE: &str = "GEN_001";
+    /// The endpoint exists but not with this method.
+    pub const METHOD_NOT_ALLOWED: &str = "GEN_405";
     /// A request body that is not valid JSON or misses required fields.
     pub const VALIDATION: &str = "VAL_001";
     /// RQL syntax error, or a misplaced `select`/`ordering`/`limit`/`offset`.
@@ -119,4 +121,6 @@ pub mod codes {
     pub const RECORD_CLOSE_NOT_ALLOWED: &str = "USG_012";
     /// A fault injected by the sandbox's fault rules.
     pub const INJECTED: &str = "SYS_001";
+    /// The sandbox itself failed (a bug: please report it).
+    pub const INTERNAL: &str = "SYS_002";
 }

@@ -277,7 +277,7 @@ async fn api_middleware(State(app): State<AppState>, req: Request, next: Next) -
             tracing::error!(error = %e, "sandbox request handler failed");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                codes::INJECTED,
+                codes::INTERNAL,
                 "The sandbox failed to handle the request.",
             )
             .into_response()
@@ -369,17 +369,27 @@ async fn no_route() -> ApiError {
     )
 }
 
+async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::METHOD_NOT_ALLOWED,
+        "This endpoint does not take this method.",
+    )
+}
+
 /// The whole application: Connect's API under `/public/v1`, the admin API and file links
 /// under `/sandbox`.
 pub fn router(app: AppState) -> Router {
     let api = api::routes()
         .merge(usage_api::routes())
         .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(app.clone(), api_middleware));
     Router::new()
         .nest(API_PREFIX, api)
         .merge(admin::routes())
         .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(app)
 }
 
