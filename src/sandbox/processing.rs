@@ -8,9 +8,10 @@ use std::collections::{HashMap, HashSet};
 use std::io::Cursor;
 
 use calamine::{Data, Range, Reader, Xlsx, open_workbook_from_rs};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value as Json, json};
 
+use super::query::parse_datetime;
 use crate::connect::models::{Precision, UsageRecordStatus};
 
 /// What an upload is checked against.
@@ -32,14 +33,17 @@ pub struct FileContext {
     pub assets: Vec<Json>,
 }
 
-/// A row as read: the record fields, and what is wrong with it.
-#[derive(Debug, Clone)]
-pub struct ParsedRow {
+/// The record fields of a row, as read from the workbook.
+#[derive(Debug, Clone, Default)]
+pub struct RowData {
+    /// Spreadsheet row (the header is row 1).
     pub row: u32,
+    /// The vendor's `record_id` column.
     pub record_id: String,
     pub record_note: Option<String>,
     pub start: Option<DateTime<Utc>>,
     pub end: Option<DateTime<Utc>>,
+    /// The quantity as written (decimal text).
     pub usage: Option<String>,
     pub amount: Option<String>,
     pub tier: Option<i64>,
@@ -47,6 +51,12 @@ pub struct ParsedRow {
     pub asset: Option<Json>,
     pub category: Option<String>,
     pub params: Vec<Json>,
+}
+
+/// A row as read, and what is wrong with it.
+#[derive(Debug, Clone)]
+pub struct ParsedRow {
+    pub data: RowData,
     pub problems: Vec<Problem>,
 }
 
@@ -63,7 +73,7 @@ impl ParsedRow {
     pub fn error_details(&self) -> Option<String> {
         (!self.problems.is_empty()).then(|| {
             let parts: Vec<String> = self.problems.iter().map(Problem::to_string).collect();
-            format!("row {}: {}", self.row, parts.join("; "))
+            format!("row {}: {}", self.data.row, parts.join("; "))
         })
     }
 
@@ -243,34 +253,13 @@ fn cell_time(cell: &Data) -> Result<DateTime<Utc>, String> {
             .ok_or_else(|| "is not a valid date".into()),
         Data::Float(f) => excel_serial(*f).ok_or_else(|| format!("{f} is not a date")),
         Data::Int(i) => excel_serial(*i as f64).ok_or_else(|| format!("{i} is not a date")),
-        Data::String(s) | Data::DateTimeIso(s) => parse_time_text(s.trim())
+        Data::String(s) | Data::DateTimeIso(s) => parse_datetime(s)
             .ok_or_else(|| format!("{s:?} is not a time in the format YYYY-MM-DD HH:MM:SS")),
         other => Err(format!(
             "{:?} is not a time",
             cell_text(other).unwrap_or_default()
         )),
     }
-}
-
-fn parse_time_text(t: &str) -> Option<DateTime<Utc>> {
-    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
-        return Some(dt.with_timezone(&Utc));
-    }
-    for fmt in [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(t, fmt) {
-            return Some(dt.and_utc());
-        }
-    }
-    NaiveDate::parse_from_str(t, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|dt| dt.and_utc())
 }
 
 /// Excel serial day number (1900 date system) to a time.
@@ -405,18 +394,10 @@ fn process_sheet(sheet: &Sheet, categories: Option<&Range<Data>>, ctx: &FileCont
             continue;
         }
         let mut row = ParsedRow {
-            row: excel_row,
-            record_id: String::new(),
-            record_note: None,
-            start: None,
-            end: None,
-            usage: None,
-            amount: None,
-            tier: None,
-            item: None,
-            asset: None,
-            category: None,
-            params: Vec::new(),
+            data: RowData {
+                row: excel_row,
+                ..RowData::default()
+            },
             problems: Vec::new(),
         };
         let cell = |name: &str| -> Option<&Data> {
@@ -460,10 +441,10 @@ fn process_sheet(sheet: &Sheet, categories: Option<&Range<Data>>, ctx: &FileCont
                 } else {
                     seen_ids.insert(id.clone(), excel_row);
                 }
-                row.record_id = id;
+                row.data.record_id = id;
             }
         }
-        row.record_note = cell("record_note").and_then(cell_text);
+        row.data.record_note = cell("record_note").and_then(cell_text);
 
         // Item
         let criteria = cell("item_search_criteria").and_then(cell_text);
@@ -500,7 +481,7 @@ fn process_sheet(sheet: &Sheet, categories: Option<&Range<Data>>, ctx: &FileCont
                             "a new (dynamic) item needs integer or decimal(1|2|4|8)".into(),
                         );
                     }
-                    row.item = Some(json!({
+                    row.data.item = Some(json!({
                         "id": v, "mpn": cell("item_mpn").and_then(cell_text).unwrap_or(v.clone()),
                         "name": cell("item_name").and_then(cell_text), "precision": p, "type": "ppu",
                         "unit": cell("item_unit").and_then(cell_text), "local_id": null,
@@ -531,7 +512,7 @@ fn process_sheet(sheet: &Sheet, categories: Option<&Range<Data>>, ctx: &FileCont
                         );
                     }
                     precision = item["precision"].as_str().and_then(Precision::parse);
-                    row.item = Some(json!({
+                    row.data.item = Some(json!({
                         "id": item["id"], "local_id": item["local_id"], "name": item["name"],
                         "unit": item["unit"]["unit"], "mpn": item["mpn"], "precision": item["precision"],
                         "type": item["type"],
@@ -613,7 +594,7 @@ fn process_sheet(sheet: &Sheet, categories: Option<&Range<Data>>, ctx: &FileCont
                                 ),
                             );
                         }
-                        row.asset = Some(json!({
+                        row.data.asset = Some(json!({
                             "id": asset["id"], "external_id": asset["external_id"], "external_uid": asset["external_uid"],
                         }));
                     }
@@ -655,17 +636,17 @@ fn process_sheet(sheet: &Sheet, categories: Option<&Range<Data>>, ctx: &FileCont
                     }
                     let text = text.trim_start_matches('+').to_owned();
                     if ctx.schema == "qt" {
-                        row.usage = Some(text);
+                        row.data.usage = Some(text);
                     } else {
-                        row.amount = Some(text);
-                        row.usage = cell("quantity").and_then(|c| decimal_text(c).ok());
+                        row.data.amount = Some(text);
+                        row.data.usage = cell("quantity").and_then(|c| decimal_text(c).ok());
                     }
                 }
             },
         }
         if ctx.schema == "tr" {
             match cell("tier").and_then(cell_text).map(|t| t.parse::<i64>()) {
-                Some(Ok(t)) if t >= 0 => row.tier = Some(t),
+                Some(Ok(t)) if t >= 0 => row.data.tier = Some(t),
                 _ => problem(
                     &mut row,
                     "tier",
@@ -698,15 +679,15 @@ fn process_sheet(sheet: &Sheet, categories: Option<&Range<Data>>, ctx: &FileCont
                             );
                         }
                         if slot == 0 {
-                            row.start = Some(t);
+                            row.data.start = Some(t);
                         } else {
-                            row.end = Some(t);
+                            row.data.end = Some(t);
                         }
                     }
                 },
             }
         }
-        if let (Some(s), Some(e)) = (row.start, row.end)
+        if let (Some(s), Some(e)) = (row.data.start, row.data.end)
             && e < s
         {
             problem(
@@ -719,12 +700,12 @@ fn process_sheet(sheet: &Sheet, categories: Option<&Range<Data>>, ctx: &FileCont
 
         // Category and custom fields
         match cell("category_id").and_then(cell_text) {
-            None => row.category = Some("generic_category".into()),
+            None => row.data.category = Some("generic_category".into()),
             Some(c)
                 if category_ids.contains(&c)
                     || (category_ids.is_empty() && c == "generic_category") =>
             {
-                row.category = Some(c)
+                row.data.category = Some(c)
             }
             Some(c) => problem(
                 &mut row,
@@ -735,7 +716,8 @@ fn process_sheet(sheet: &Sheet, categories: Option<&Range<Data>>, ctx: &FileCont
         }
         for (col, name) in &columns.params {
             if let Some(v) = cells.get_value((r, *col)).and_then(cell_text) {
-                row.params
+                row.data
+                    .params
                     .push(json!({"parameter_name": name, "parameter_value": v}));
             }
         }
@@ -846,7 +828,7 @@ pub fn processed_workbook(bytes: &[u8], ctx: &FileContext) -> Result<Vec<u8>, St
     }
     let errors_col = last_col as u16 + 1;
     ws.write_string(0, errors_col, "errors").map_err(xerr)?;
-    let problems: HashMap<u32, &ParsedRow> = outcome.rows.iter().map(|r| (r.row, r)).collect();
+    let problems: HashMap<u32, &ParsedRow> = outcome.rows.iter().map(|r| (r.data.row, r)).collect();
     for r in 1..=last_row {
         let row_problems = problems.get(&(r + 1));
         for c in 0..=last_col {

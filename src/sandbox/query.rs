@@ -333,8 +333,9 @@ fn parse_int(text: &str) -> Option<i64> {
     t.replace('_', "").parse().ok()
 }
 
-/// Dates and date-times as Connect accepts them: RFC 3339, ISO without offset (read as UTC),
-/// a space instead of `T`, or a date alone (midnight UTC).
+/// Dates and date-times as Connect accepts them in queries and workbooks: RFC 3339, ISO
+/// without offset (read as UTC), a space instead of `T`, an unpadded hour, optional seconds
+/// and fraction, or a date alone (midnight UTC).
 pub fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
     let t = text.trim();
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
@@ -762,6 +763,34 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(q.run(files).items.len(), 1);
+    }
+
+    #[test]
+    fn datetimes_in_every_written_form() {
+        let at = |s: &str| parse_datetime(s).map(|d| d.to_rfc3339());
+        let nine = Some("2024-04-30T09:00:00+00:00".to_owned());
+        for s in [
+            "2024-04-30 09:00:00",
+            "2024-04-30 9:00:00",
+            "2024-04-30T09:00:00",
+            "2024-04-30T09:00:00Z",
+            "2024-04-30T11:00:00+02:00",
+            "2024-04-30 09:00",
+            " 2024-04-30T09:00:00.000 ",
+        ] {
+            assert_eq!(at(s), nine, "{s}");
+        }
+        assert_eq!(
+            at("2024-04-30"),
+            Some("2024-04-30T00:00:00+00:00".to_owned())
+        );
+        assert_eq!(
+            at("2024-04-30 09:00:00.25").as_deref(),
+            Some("2024-04-30T09:00:00.250+00:00")
+        );
+        for bad in ["yesterday", "2024-02-30", "30/04/2024", ""] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Value as Json, json};
 
 use super::dataset::{Dataset, Role};
+use super::processing::RowData;
 use crate::connect::models::{UsageFileStatus, UsageRecordStatus};
 
 /// The account a request acts for.
@@ -39,22 +40,9 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 #[derive(Debug, Clone)]
 pub struct RecordState {
     pub id: String,
-    /// The vendor's `record_id` column.
-    pub record_id: String,
-    pub record_note: Option<String>,
-    /// Spreadsheet row (header is row 1).
-    pub row: u32,
     pub status: UsageRecordStatus,
-    pub start: Option<DateTime<Utc>>,
-    pub end: Option<DateTime<Utc>>,
-    /// The quantity as written (decimal text), rendered as a JSON number.
-    pub usage: Option<String>,
-    pub amount: Option<String>,
-    pub tier: Option<i64>,
-    pub item: Option<Json>,
-    pub asset: Option<Json>,
-    pub category: Option<String>,
-    pub params: Vec<Json>,
+    /// What the workbook row said.
+    pub data: RowData,
     pub error_details: Option<String>,
     pub error_codes: Vec<String>,
     pub external_billing_id: Option<String>,
@@ -73,22 +61,23 @@ fn decimal_json(text: &Option<String>) -> Json {
 
 impl RecordState {
     pub fn to_json(&self, file: &UsageFileState) -> Json {
-        let item = self.item.clone().unwrap_or(Json::Null);
-        let asset = self.asset.clone().unwrap_or(Json::Null);
+        let d = &self.data;
+        let item = d.item.clone().unwrap_or(Json::Null);
+        let asset = d.asset.clone().unwrap_or(Json::Null);
         json!({
             "id": self.id,
             "usagefile": {"id": file.id, "name": file.name, "schema": file.schema, "currency": file.currency},
             "status": self.status.as_str(),
-            "start_date": self.start.map(timestamp),
-            "end_date": self.end.map(timestamp),
-            "usage": decimal_json(&self.usage),
-            "amount": decimal_json(&self.amount),
+            "start_date": d.start.map(timestamp),
+            "end_date": d.end.map(timestamp),
+            "usage": decimal_json(&d.usage),
+            "amount": decimal_json(&d.amount),
             "multiplier": 1,
-            "tier": self.tier,
+            "tier": d.tier,
             "item": item,
             "asset": asset,
-            "category": self.category,
-            "params": self.params,
+            "category": d.category,
+            "params": d.params,
             "product_id": file.product["id"],
             "item_id": item.get("id").cloned().unwrap_or(Json::Null),
             "asset_id": asset.get("id").cloned().unwrap_or(Json::Null),
@@ -109,9 +98,9 @@ impl RecordState {
     /// the spreadsheet row.
     pub fn to_dump(&self, file: &UsageFileState) -> Json {
         let mut j = self.to_json(file);
-        j["record_id"] = json!(self.record_id);
-        j["record_note"] = json!(self.record_note);
-        j["row"] = json!(self.row);
+        j["record_id"] = json!(self.data.record_id);
+        j["record_note"] = json!(self.data.record_note);
+        j["row"] = json!(self.data.row);
         j
     }
 }

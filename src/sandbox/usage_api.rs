@@ -121,6 +121,102 @@ fn not_allowed(code: &'static str, action: &str, status: &S, allowed: &[S]) -> A
     )
 }
 
+/// One action of the state machine: who may do it, from which statuses, and where it leads.
+struct Action {
+    role: Role,
+    /// As in "only the vendor can submit it".
+    verb: &'static str,
+    /// The file's event name, and the error's wording ("cannot be submitted").
+    done: &'static str,
+    code: &'static str,
+    from: &'static [S],
+    /// `None` leaves the status as it is.
+    to: Option<S>,
+}
+
+const UPLOAD: Action = Action {
+    role: Role::Vendor,
+    verb: "upload",
+    done: "uploaded",
+    code: codes::UPLOAD_NOT_ALLOWED,
+    from: &[S::Draft, S::Invalid, S::Ready, S::Rejected],
+    to: Some(S::Uploading),
+};
+const SUBMIT: Action = Action {
+    role: Role::Vendor,
+    verb: "submit",
+    done: "submitted",
+    code: codes::SUBMIT_NOT_ALLOWED,
+    from: &[S::Ready],
+    to: Some(S::Pending),
+};
+const DELETE: Action = Action {
+    role: Role::Vendor,
+    verb: "delete",
+    done: "deleted",
+    code: codes::DELETE_NOT_ALLOWED,
+    from: &[S::Draft, S::Invalid, S::Ready],
+    to: Some(S::Deleted),
+};
+const ACCEPT: Action = Action {
+    role: Role::Provider,
+    verb: "accept",
+    done: "accepted",
+    code: codes::ACCEPT_NOT_ALLOWED,
+    from: &[S::Pending],
+    to: Some(S::Accepted),
+};
+const APPROVE_ALL: Action = Action {
+    role: Role::Provider,
+    verb: "approve",
+    done: "accepted",
+    code: codes::APPROVE_NOT_ALLOWED,
+    from: &[S::Pending],
+    to: Some(S::Accepted),
+};
+const REJECT: Action = Action {
+    role: Role::Provider,
+    verb: "reject",
+    done: "rejected",
+    code: codes::REJECT_NOT_ALLOWED,
+    from: &[S::Pending],
+    to: Some(S::Rejected),
+};
+const CLOSE: Action = Action {
+    role: Role::Provider,
+    verb: "close",
+    done: "closed",
+    code: codes::CLOSE_NOT_ALLOWED,
+    from: &[S::Accepted],
+    to: Some(S::Closed),
+};
+const REPROCESS: Action = Action {
+    role: Role::Provider,
+    verb: "reprocess",
+    done: "reprocessed",
+    code: codes::REPROCESS_NOT_ALLOWED,
+    from: &[S::Accepted, S::Closed],
+    to: None,
+};
+
+impl Action {
+    /// The file, when `actor` may see it (404 otherwise), may act on it (403) and it is in a
+    /// status the action starts from (400 with the action's code).
+    fn permitted<'s>(
+        &self,
+        store: &'s mut Store,
+        id: &str,
+        actor: &Actor,
+    ) -> Result<&'s mut UsageFileState, ApiError> {
+        let file = visible_file(store, id, actor)?;
+        require_role(actor, self.role, self.verb)?;
+        if !self.from.contains(&file.status) {
+            return Err(not_allowed(self.code, self.done, &file.status, self.from));
+        }
+        Ok(file)
+    }
+}
+
 /// Moves a file to `to`, records the event and publishes it.
 fn set_status(app: &AppState, store: &mut Store, id: &str, to: S, actor: &str) {
     let Some(file) = store.file_mut(id) else {
@@ -481,8 +577,6 @@ fn file_context(dataset: &Dataset, file: &UsageFileState) -> FileContext {
     }
 }
 
-const UPLOADABLE: [S; 4] = [S::Draft, S::Invalid, S::Ready, S::Rejected];
-
 async fn upload(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -490,20 +584,8 @@ async fn upload(
     Path(id): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    require_role(&actor, Role::Vendor, "upload")?;
-    {
-        // Refuse early, before reading a large body, when the file cannot take an upload.
-        let mut store = app.store();
-        let file = visible_file(&mut store, &id, &actor)?;
-        if !UPLOADABLE.contains(&file.status) {
-            return Err(not_allowed(
-                codes::UPLOAD_NOT_ALLOWED,
-                "uploaded",
-                &file.status,
-                &UPLOADABLE,
-            ));
-        }
-    }
+    // Refuse early, before reading a large body, when the file cannot take an upload.
+    UPLOAD.permitted(&mut app.store(), &id, &actor)?;
     let missing = || {
         ApiError::bad_request(
             codes::UPLOAD_MISSING_FILE,
@@ -543,16 +625,8 @@ async fn upload(
     let config = app.config();
     let (generation, ctx) = {
         let mut store = app.store();
-        let file = visible_file(&mut store, &id, &actor)?;
         // Checked again: another upload may have raced this one while the body was read.
-        if !UPLOADABLE.contains(&file.status) {
-            return Err(not_allowed(
-                codes::UPLOAD_NOT_ALLOWED,
-                "uploaded",
-                &file.status,
-                &UPLOADABLE,
-            ));
-        }
+        let file = UPLOAD.permitted(&mut store, &id, &actor)?;
         file.generation += 1;
         file.uploads += 1;
         file.upload = Some(Upload {
@@ -564,7 +638,7 @@ async fn upload(
         file.categories.clear();
         file.error_detail = None;
         file.sub_status = None;
-        stamp(file, "uploaded", &actor);
+        stamp(file, UPLOAD.done, &actor);
         let generation = file.generation;
         let ctx = file_context(app.dataset(), file);
         set_status(&app, &mut store, &id, S::Uploading, &actor.key_name);
@@ -626,26 +700,15 @@ fn finish_processing(app: &AppState, id: &str, generation: u64, outcome: Outcome
         return;
     }
     let now = Utc::now();
+    let valid = outcome.is_valid();
     let mut records = Vec::with_capacity(outcome.rows.len());
-    for row in &outcome.rows {
-        let record_id = store.new_record_id(now);
+    for row in outcome.rows {
         records.push(RecordState {
-            id: record_id,
-            record_id: row.record_id.clone(),
-            record_note: row.record_note.clone(),
-            row: row.row,
+            id: store.new_record_id(now),
             status: row.status(),
-            start: row.start,
-            end: row.end,
-            usage: row.usage.clone(),
-            amount: row.amount.clone(),
-            tier: row.tier,
-            item: row.item.clone(),
-            asset: row.asset.clone(),
-            category: row.category.clone(),
-            params: row.params.clone(),
             error_details: row.error_details(),
             error_codes: row.error_codes(),
+            data: row.data,
             external_billing_id: None,
             external_billing_note: None,
             closed_at: None,
@@ -653,7 +716,6 @@ fn finish_processing(app: &AppState, id: &str, generation: u64, outcome: Outcome
             created: now,
         });
     }
-    let valid = outcome.is_valid();
     if let Some(f) = store.file_mut(id) {
         f.records = records;
         f.categories = outcome.categories;
@@ -670,30 +732,25 @@ fn finish_processing(app: &AppState, id: &str, generation: u64, outcome: Outcome
     );
 }
 
-/// Runs a simple action: checks role and status, changes status, stamps the event.
-#[allow(clippy::too_many_arguments)]
+/// Runs an action: checks it is permitted, applies `update`, stamps the event, moves the
+/// status.
 fn transition(
     app: &AppState,
     actor: &Actor,
     origin: &Origin,
     id: &str,
-    role: Role,
-    action: &str,
-    done: &str,
-    code: &'static str,
-    allowed: &[S],
-    to: S,
+    action: &Action,
     update: impl FnOnce(&mut UsageFileState) -> Result<(), ApiError>,
 ) -> Result<Json<JsonValue>, ApiError> {
     let mut store = app.store();
-    let file = visible_file(&mut store, id, actor)?;
-    require_role(actor, role, action)?;
-    if !allowed.contains(&file.status) {
-        return Err(not_allowed(code, done, &file.status, allowed));
-    }
+    let file = action.permitted(&mut store, id, actor)?;
     update(file)?;
-    stamp(file, done, actor);
-    set_status(app, &mut store, id, to, &actor.key_name);
+    if action.to.is_some() {
+        stamp(file, action.done, actor);
+    }
+    if let Some(to) = action.to.clone() {
+        set_status(app, &mut store, id, to, &actor.key_name);
+    }
     let file = visible_file(&mut store, id, actor)?;
     Ok(detail(file, origin))
 }
@@ -712,19 +769,7 @@ async fn submit(
     raw: Bytes,
 ) -> Result<Json<JsonValue>, ApiError> {
     let _: JsonValue = body(&raw)?;
-    transition(
-        &app,
-        &actor,
-        &origin,
-        &id,
-        Role::Vendor,
-        "submit",
-        "submitted",
-        codes::SUBMIT_NOT_ALLOWED,
-        &[S::Ready],
-        S::Pending,
-        |_| Ok(()),
-    )
+    transition(&app, &actor, &origin, &id, &SUBMIT, |_| Ok(()))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -745,23 +790,11 @@ async fn accept(
     if !errors.is_empty() {
         return Err(validation(errors));
     }
-    transition(
-        &app,
-        &actor,
-        &origin,
-        &id,
-        Role::Provider,
-        "accept",
-        "accepted",
-        codes::ACCEPT_NOT_ALLOWED,
-        &[S::Pending],
-        S::Accepted,
-        |f| {
-            f.acceptance_note = req.acceptance_note;
-            set_records(f, &[R::Valid], R::Approved);
-            Ok(())
-        },
-    )
+    transition(&app, &actor, &origin, &id, &ACCEPT, |f| {
+        f.acceptance_note = req.acceptance_note;
+        set_records(f, &[R::Valid], R::Approved);
+        Ok(())
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -789,23 +822,11 @@ async fn reject(
     if !errors.is_empty() {
         return Err(validation(errors));
     }
-    transition(
-        &app,
-        &actor,
-        &origin,
-        &id,
-        Role::Provider,
-        "reject",
-        "rejected",
-        codes::REJECT_NOT_ALLOWED,
-        &[S::Pending],
-        S::Rejected,
-        |f| {
-            f.rejection_note = req.rejection_note;
-            set_records(f, &[R::Valid, R::Approved], R::Rejected);
-            Ok(())
-        },
-    )
+    transition(&app, &actor, &origin, &id, &REJECT, |f| {
+        f.rejection_note = req.rejection_note;
+        set_records(f, &[R::Valid, R::Approved], R::Rejected);
+        Ok(())
+    })
 }
 
 async fn close(
@@ -817,40 +838,28 @@ async fn close(
 ) -> Result<Json<JsonValue>, ApiError> {
     let _: JsonValue = body(&raw)?;
     let require_billing = app.config().require_billing_id_to_close;
-    transition(
-        &app,
-        &actor,
-        &origin,
-        &id,
-        Role::Provider,
-        "close",
-        "closed",
-        codes::CLOSE_NOT_ALLOWED,
-        &[S::Accepted],
-        S::Closed,
-        |f| {
-            let unbilled = f
-                .records
-                .iter()
-                .filter(|r| r.status != R::Closed && r.external_billing_id.is_none())
-                .count();
-            if require_billing && unbilled > 0 {
-                return Err(ApiError::bad_request(
-                    codes::CLOSE_NOT_ALLOWED,
-                    format!(
-                        "{unbilled} records have no external billing id; close them with one first."
-                    ),
-                ));
-            }
-            let now = Utc::now();
-            for r in f.records.iter_mut().filter(|r| r.status == R::Approved) {
-                r.status = R::Closed;
-                r.closed_at = Some(now);
-                r.closed_by = Some(actor.account_id.clone());
-            }
-            Ok(())
-        },
-    )
+    transition(&app, &actor, &origin, &id, &CLOSE, |f| {
+        let unbilled = f
+            .records
+            .iter()
+            .filter(|r| r.status != R::Closed && r.external_billing_id.is_none())
+            .count();
+        if require_billing && unbilled > 0 {
+            return Err(ApiError::bad_request(
+                codes::CLOSE_NOT_ALLOWED,
+                format!(
+                    "{unbilled} records have no external billing id; close them with one first."
+                ),
+            ));
+        }
+        let now = Utc::now();
+        for r in f.records.iter_mut().filter(|r| r.status == R::Approved) {
+            r.status = R::Closed;
+            r.closed_at = Some(now);
+            r.closed_by = Some(actor.account_id.clone());
+        }
+        Ok(())
+    })
 }
 
 async fn delete(
@@ -861,19 +870,7 @@ async fn delete(
     raw: Bytes,
 ) -> Result<Json<JsonValue>, ApiError> {
     let _: JsonValue = body(&raw)?;
-    transition(
-        &app,
-        &actor,
-        &origin,
-        &id,
-        Role::Vendor,
-        "delete",
-        "deleted",
-        codes::DELETE_NOT_ALLOWED,
-        &[S::Draft, S::Invalid, S::Ready],
-        S::Deleted,
-        |_| Ok(()),
-    )
+    transition(&app, &actor, &origin, &id, &DELETE, |_| Ok(()))
 }
 
 async fn reprocess(
@@ -884,22 +881,12 @@ async fn reprocess(
     raw: Bytes,
 ) -> Result<Json<JsonValue>, ApiError> {
     let _: JsonValue = body(&raw)?;
-    let mut store = app.store();
-    let file = visible_file(&mut store, &id, &actor)?;
-    require_role(&actor, Role::Provider, "reprocess")?;
-    let allowed = [S::Accepted, S::Closed];
-    if !allowed.contains(&file.status) {
-        return Err(not_allowed(
-            codes::REPROCESS_NOT_ALLOWED,
-            "reprocessed",
-            &file.status,
-            &allowed,
-        ));
-    }
-    // The processed workbook is rebuilt from the records on every download; reprocessing
-    // only marks it available again.
-    file.processed = file.upload.is_some();
-    Ok(detail(file, &origin))
+    // The processed workbook is rebuilt from the upload on every download; reprocessing only
+    // makes it available again.
+    transition(&app, &actor, &origin, &id, &REPROCESS, |f| {
+        f.processed = f.upload.is_some();
+        Ok(())
+    })
 }
 
 async fn approve_all(
@@ -910,22 +897,10 @@ async fn approve_all(
     raw: Bytes,
 ) -> Result<Json<JsonValue>, ApiError> {
     let _: JsonValue = body(&raw)?;
-    transition(
-        &app,
-        &actor,
-        &origin,
-        &id,
-        Role::Provider,
-        "approve",
-        "accepted",
-        codes::APPROVE_NOT_ALLOWED,
-        &[S::Pending],
-        S::Accepted,
-        |f| {
-            set_records(f, &[R::Valid], R::Approved);
-            Ok(())
-        },
-    )
+    transition(&app, &actor, &origin, &id, &APPROVE_ALL, |f| {
+        set_records(f, &[R::Valid], R::Approved);
+        Ok(())
+    })
 }
 
 async fn list_categories(
