@@ -16,12 +16,7 @@ async fn raw_get(
     sb: &connect_usage::sandbox::Sandbox,
     path_and_query: &str,
 ) -> (u16, Option<String>, serde_json::Value) {
-    let resp = http()
-        .get(format!("{}{path_and_query}", sb.api_url()))
-        .header(
-            "Authorization",
-            format!("ApiKey {}", sb.vendor_key().expose()),
-        )
+    let resp = as_vendor(sb, reqwest::Method::GET, path_and_query)
         .send()
         .await
         .expect("answers");

@@ -72,12 +72,7 @@ async fn error_bodies_reach_the_caller() {
         assert!(e.to_string().starts_with("GET /"), "{e}");
         assert_eq!(e.attempts(), 1, "a 400 is not retried");
     }
-    let resp = http()
-        .get(format!("{}/assets?eq(a,%20b)", sb.api_url()))
-        .header(
-            "Authorization",
-            format!("ApiKey {}", sb.vendor_key().expose()),
-        )
+    let resp = as_vendor(&sb, reqwest::Method::GET, "/assets?eq(a,%20b)")
         .send()
         .await
         .expect("answers");

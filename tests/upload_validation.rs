@@ -339,16 +339,7 @@ async fn processed_workbook_marks_the_bad_cells() {
     let v = vendor(&sb);
     let detail = v.usage_file(&f.id).await.expect("detail");
     let link = detail.processed_file_uri.expect("processed link");
-    let bytes = http()
-        .get(&link)
-        .send()
-        .await
-        .expect("download")
-        .bytes()
-        .await
-        .expect("bytes");
-    let mut book: calamine::Xlsx<_> =
-        calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.to_vec())).expect("xlsx");
+    let mut book = open_xlsx(download(&link).await);
     let range = book.worksheet_range("records").expect("records");
     let errors_col = QT_HEADER.len() as u32;
     assert_eq!(
@@ -369,13 +360,6 @@ async fn processed_workbook_marks_the_bad_cells() {
         .unwrap_or_default();
     assert_eq!(err, "row 3: quantity: -2 is negative");
     // The uploaded workbook is served as uploaded.
-    let original = http()
-        .get(detail.usage_file_uri.expect("usage link"))
-        .send()
-        .await
-        .expect("download")
-        .bytes()
-        .await
-        .expect("bytes");
-    assert_eq!(original.to_vec(), workbook("records", &QT_HEADER, &rows));
+    let original = download(&detail.usage_file_uri.expect("usage link")).await;
+    assert_eq!(original, workbook("records", &QT_HEADER, &rows));
 }

@@ -637,16 +637,15 @@ async fn upload_needs_an_xlsx_in_usage_file() {
         .await
         .expect_err("not xlsx");
     assert_eq!(code(&e), (Some(400), Some("USG_011")));
-    let resp = http()
-        .post(format!("{}/usage/files/{}/upload", sb.api_url(), f.id))
-        .header(
-            "Authorization",
-            format!("ApiKey {}", sb.vendor_key().expose()),
-        )
-        .multipart(reqwest::multipart::Form::new().text("other", "x"))
-        .send()
-        .await
-        .expect("answers");
+    let resp = as_vendor(
+        &sb,
+        reqwest::Method::POST,
+        &format!("/usage/files/{}/upload", f.id),
+    )
+    .multipart(reqwest::multipart::Form::new().text("other", "x"))
+    .send()
+    .await
+    .expect("answers");
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["error_code"], "USG_010");
@@ -659,17 +658,8 @@ async fn template_link_serves_the_qt_columns_without_a_key() {
     let t = qt_target(&sb);
     let v = vendor(&sb);
     let template = v.usage_template(&t.product).await.expect("template");
-    let bytes = http()
-        .get(&template.template_link)
-        .send()
-        .await
-        .expect("download")
-        .bytes()
-        .await
-        .expect("bytes");
     use calamine::Reader;
-    let mut book: calamine::Xlsx<_> =
-        calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.to_vec())).expect("xlsx");
+    let mut book = open_xlsx(download(&template.template_link).await);
     assert_eq!(book.sheet_names(), ["records", "categories"]);
     let range = book.worksheet_range("records").expect("records");
     let header: Vec<String> = range

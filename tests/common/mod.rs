@@ -56,6 +56,33 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// A raw API request carrying the vendor's key.
+pub fn as_vendor(sb: &Sandbox, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    http()
+        .request(method, format!("{}{path}", sb.api_url()))
+        .header(
+            "Authorization",
+            format!("ApiKey {}", sb.vendor_key().expose()),
+        )
+}
+
+/// The bytes at a link the sandbox gave (no key, like Connect's signed links).
+pub async fn download(url: &str) -> Vec<u8> {
+    http()
+        .get(url)
+        .send()
+        .await
+        .expect("download")
+        .bytes()
+        .await
+        .expect("bytes")
+        .to_vec()
+}
+
+pub fn open_xlsx(bytes: Vec<u8>) -> calamine::Xlsx<std::io::Cursor<Vec<u8>>> {
+    calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).expect("an xlsx workbook")
+}
+
 /// GET on the sandbox's own API.
 pub async fn admin_get(sb: &Sandbox, path: &str) -> Value {
     http()
