@@ -142,7 +142,8 @@ pub struct UsageFileState {
     pub processed: bool,
     pub records: Vec<RecordState>,
     pub categories: Vec<Json>,
-    /// Bumped by every upload so that a late processing task of an older upload is dropped.
+    /// Set by every upload from a sequence that survives resets, so that a late processing
+    /// task of an older upload (or of a file forgotten by a reset) is dropped.
     pub generation: u64,
     pub uploads: u32,
 }
@@ -282,6 +283,8 @@ pub struct Store {
     next_record: u64,
     next_event: u64,
     next_request: u64,
+    /// Never reset, see [`UsageFileState::generation`].
+    next_upload: u64,
 }
 
 impl Store {
@@ -296,12 +299,22 @@ impl Store {
             next_record: 1,
             next_event: 1,
             next_request: 1,
+            next_upload: 1,
         }
     }
 
     /// Drops every file, record, event and logged request.
     pub fn reset(&mut self, dataset: Dataset) {
+        let next_upload = self.next_upload;
         *self = Store::new(dataset);
+        self.next_upload = next_upload;
+    }
+
+    /// A number no earlier upload had.
+    pub fn new_upload_generation(&mut self) -> u64 {
+        let n = self.next_upload;
+        self.next_upload += 1;
+        n
     }
 
     /// `UF-YYYY-MM-####-####`

@@ -625,9 +625,10 @@ async fn upload(
     let config = app.config();
     let (generation, ctx) = {
         let mut store = app.store();
+        let generation = store.new_upload_generation();
         // Checked again: another upload may have raced this one while the body was read.
         let file = UPLOAD.permitted(&mut store, &id, &actor)?;
-        file.generation += 1;
+        file.generation = generation;
         file.uploads += 1;
         file.upload = Some(Upload {
             filename,
@@ -639,7 +640,6 @@ async fn upload(
         file.error_detail = None;
         file.sub_status = None;
         stamp(file, UPLOAD.done, &actor);
-        let generation = file.generation;
         let ctx = file_context(app.dataset(), file);
         set_status(&app, &mut store, &id, S::Uploading, &actor.key_name);
         (generation, ctx)
