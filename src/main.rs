@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use connect_usage::sandbox::{
     Dataset, FaultAction, FaultRule, RuntimeConfig, Sandbox, SandboxConfig,
@@ -167,7 +166,7 @@ async fn sandbox(args: SandboxArgs) -> Result<(), Failure> {
         .map_err(|e| config_error(anyhow::anyhow!(e)))?;
     let mut faults = Vec::new();
     if args.fault_rate > 0.0 {
-        faults.push(FaultRule {
+        let rule = FaultRule {
             method: None,
             path: None,
             rate: args.fault_rate,
@@ -178,7 +177,10 @@ async fn sandbox(args: SandboxArgs) -> Result<(), Failure> {
                 retry_after: args.fault_retry_after,
                 after: false,
             },
-        });
+        };
+        rule.check()
+            .map_err(|e| config_error(anyhow::anyhow!("bad --fault-rate/--fault-status: {e}")))?;
+        faults.push(rule);
     }
     let keys: Vec<(String, String, String)> = dataset
         .api_keys
@@ -199,13 +201,19 @@ async fn sandbox(args: SandboxArgs) -> Result<(), Failure> {
         seed: args.seed,
     })
     .await
-    .with_context(|| {
-        format!(
-            "cannot start the sandbox on {} (is the port in use? --listen 127.0.0.1:0 picks a free one)",
+    .map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                " (the port is in use; --listen 127.0.0.1:0 picks a free one)"
+            }
+            std::io::ErrorKind::AddrNotAvailable => " (no such local address)",
+            _ => "",
+        };
+        config_error(anyhow::anyhow!(
+            "cannot start the sandbox on {}: {e}{hint}",
             args.listen
-        )
-    })
-    .map_err(config_error)?;
+        ))
+    })?;
 
     let api = sandbox.api_url();
     println!("connect-usage sandbox is running.\n");

@@ -63,6 +63,26 @@ fn bad_arguments_and_datasets_exit_2_naming_the_problem() {
         "{err}"
     );
 
+    let out = run(&[
+        "sandbox",
+        "--listen",
+        "127.0.0.1:0",
+        "--fault-rate",
+        "0.5",
+        "--fault-status",
+        "200",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("status 200 is not an error status"), "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = run(&["sandbox", "--listen", &addr]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the port is in use"), "{err}");
+
     let out = run(&["sandbox", "--data", "/no/such/file.json"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /no/such/file.json"));

@@ -166,6 +166,54 @@ async fn missing_content_range_is_read_until_a_short_page() {
 }
 
 #[tokio::test]
+async fn without_content_range_small_server_pages_are_not_the_end() {
+    let sb = start().await;
+    let total = sb.state().dataset().assets.len();
+    admin_put(&sb, "config", json!({"max_limit": 50})).await;
+    admin_put(
+        &sb,
+        "faults",
+        json!([{"method": "GET", "path": "/assets", "action": {"type": "drop_content_range"}}]),
+    )
+    .await;
+    let all = vendor(&sb)
+        .assets()
+        .page_size(100)
+        .all()
+        .await
+        .expect("all");
+    assert_eq!(all.len(), total, "pages of 50 for a page size of 100");
+}
+
+#[tokio::test]
+async fn a_server_ignoring_offset_is_an_error_not_a_loop() {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/public/v1/contracts",
+        get(|| async {
+            axum::Json(json!([{"id": "CRD-1", "type": "distribution", "status": "active"}]))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let c = connect_usage::connect::ConnectClient::new(
+        format!("http://{addr}/public/v1"),
+        connect_usage::connect::ApiKey::new("SU-1:x").expect("key"),
+    )
+    .expect("client");
+    let e = c
+        .contracts()
+        .page_size(1)
+        .all()
+        .await
+        .expect_err("repeated page");
+    assert!(e.to_string().contains("ignores offset"), "{e}");
+}
+
+#[tokio::test]
 async fn select_ordering_and_search_reach_the_server() {
     let sb = start().await;
     let v = vendor(&sb);

@@ -307,6 +307,57 @@ async fn a_post_refused_with_429_is_retried_once_the_server_allows() {
 }
 
 #[tokio::test]
+async fn action_puts_are_not_resent_once_they_may_have_applied() {
+    let sb = start().await;
+    let t = qt_target(&sb);
+    let f = ready_file(&sb, &t, "approve").await;
+    vendor(&sb)
+        .submit_usage_file(&f.id)
+        .await
+        .expect("submitted");
+    admin_put(
+        &sb,
+        "faults",
+        json!([{"method": "PUT", "path": "/usage/files", "count": 1,
+                "action": {"type": "status", "status": 503, "after": true}}]),
+    )
+    .await;
+    let p = provider(&sb);
+    let e = p
+        .approve_all_usage_file(&f.id)
+        .await
+        .expect_err("503 after applying");
+    assert_eq!(e.status(), Some(503));
+    assert!(e.outcome_unknown(), "{e}");
+    assert_eq!(e.attempts(), 1, "not resent");
+    assert_eq!(
+        p.usage_file(&f.id).await.expect("read").status,
+        UsageFileStatus::Accepted
+    );
+    // An update is idempotent: the same PUT is resent and succeeds.
+    admin_put(
+        &sb,
+        "faults",
+        json!([{"method": "PUT", "path": "/usage/files", "count": 1,
+                "action": {"type": "status", "status": 503, "after": true}}]),
+    )
+    .await;
+    let v = vendor(&sb);
+    let g = v
+        .create_usage_file(&new_file(&t, "update"))
+        .await
+        .expect("created");
+    let updated: Value = v
+        .put(
+            &format!("/usage/files/{}", g.id),
+            &json!({"note": "twice is once"}),
+        )
+        .await
+        .expect("retried update");
+    assert_eq!(updated["note"], "twice is once");
+}
+
+#[tokio::test]
 async fn timeouts_retry_gets_and_mark_posts_unknown() {
     let sb = start().await;
     let t = qt_target(&sb);
@@ -399,10 +450,12 @@ async fn random_faults_do_not_change_what_a_full_read_returns() {
         .build()
         .expect("client");
     let assets = c.assets().page_size(10).all().await.expect("all pages");
+    let total = sb.state().dataset().assets.len();
     let mut ids: Vec<&str> = assets.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids.len(), total, "no page lost or read twice");
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!(ids.len(), sb.state().dataset().assets.len());
+    assert_eq!(ids.len(), total);
     let faulted = requests(&sb)
         .await
         .iter()

@@ -356,3 +356,55 @@ async fn settings_and_fault_rules_are_validated() {
         again.id
     );
 }
+
+#[tokio::test]
+async fn records_rejected_one_by_one_do_not_block_closing() {
+    let sb = start_with(
+        RuntimeConfig {
+            require_billing_id_to_close: true,
+            ..RuntimeConfig::default()
+        },
+        vec![],
+    )
+    .await;
+    let t = qt_target(&sb);
+    let (v, p) = (vendor(&sb), provider(&sb));
+    let f = ready_file(&sb, &t, "partly").await;
+    v.submit_usage_file(&f.id).await.expect("submitted");
+    let records = p
+        .usage_records()
+        .filter(Expr::eq("usagefile.id", f.id.as_str()))
+        .all()
+        .await
+        .expect("records");
+    let _: Value = p
+        .put(
+            &format!("/usage/records/{}", records[0].id),
+            &json!({"status": "rejected"}),
+        )
+        .await
+        .expect("rejected one");
+    p.accept_usage_file(&f.id, "").await.expect("accepted");
+    for r in &records[1..] {
+        let _: Value = p
+            .post(
+                &format!("/usage/records/{}/close", r.id),
+                Some(&json!({"external_billing_id": "INV-9"})),
+            )
+            .await
+            .expect("closed");
+    }
+    let file = p.usage_file(&f.id).await.expect("read");
+    assert_eq!(
+        file.status,
+        S::Closed,
+        "the last approved record closed the file"
+    );
+    let rejected = p
+        .usage_records()
+        .filter(Expr::eq("usagefile.id", f.id.as_str()) & Expr::eq("status", "rejected"))
+        .count()
+        .await
+        .expect("count");
+    assert_eq!(rejected, 1);
+}

@@ -1,10 +1,11 @@
 //! The HTTP core of the Connect client: one `reqwest` client, the API key, timeouts and the
 //! retry policy, and the decoding of answers and error bodies.
 //!
-//! Retry rules: idempotent requests (GET, PUT, DELETE) are sent again on connection errors,
-//! timeouts, 5xx and 429. A POST is sent again only when it surely was not applied: the
-//! connection could not be opened, or the server answered 429. Any other POST failure is
-//! returned with [`ConnectError::outcome_unknown`] set, for the caller to re-read state.
+//! Retry rules: idempotent requests (GETs, updates) are sent again on connection errors,
+//! timeouts, 5xx and 429. A POST, or a PUT that triggers an action, is sent again only when it
+//! surely was not applied: the connection could not be opened, or the server declined it with
+//! 429. Any other failure is returned with [`ConnectError::outcome_unknown`] set, for the
+//! caller to re-read state.
 
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant, SystemTime};
@@ -150,6 +151,17 @@ impl std::fmt::Debug for ConnectClient {
     }
 }
 
+/// Whether sending a request twice has the effect of sending it once. Decided per call, not
+/// per HTTP method: `PUT /usage/files/{id}` is an idempotent update, `PUT
+/// /usage/files/{id}/approve-all` a one-way state transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// Sent again on connection errors, timeouts, 5xx and 429.
+    Safe,
+    /// Sent again only when it surely was not applied (connection refused, 429).
+    Unsafe,
+}
+
 /// A request body that can be rebuilt for a retry.
 #[derive(Clone)]
 pub(crate) enum Body {
@@ -195,7 +207,9 @@ impl ConnectClient {
 
     /// `GET path` decoded as `T`.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ConnectError> {
-        let (line, resp) = self.send(Method::GET, path.to_owned(), Body::Empty).await?;
+        let (line, resp) = self
+            .send(Method::GET, path.to_owned(), Body::Empty, Replay::Safe)
+            .await?;
         decode(&line, &resp.body)
     }
 
@@ -209,7 +223,12 @@ impl ConnectClient {
     ) -> Result<Page<T>, ConnectError> {
         let qs = query.to_query_string(limit, offset)?;
         let (line, resp) = self
-            .send(Method::GET, format!("{path}?{qs}"), Body::Empty)
+            .send(
+                Method::GET,
+                format!("{path}?{qs}"),
+                Body::Empty,
+                Replay::Safe,
+            )
             .await?;
         let range = match resp.headers.get(CONTENT_RANGE) {
             None => None,
@@ -226,7 +245,17 @@ impl ConnectClient {
             }
         };
         let items: Vec<T> = decode(&line, &resp.body)?;
-        Ok(Page { items, range })
+        let body_hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            resp.body.hash(&mut h);
+            h.finish()
+        };
+        Ok(Page {
+            items,
+            range,
+            body_hash,
+        })
     }
 
     /// `POST path` with a JSON body (or none), decoded as `T`.
@@ -236,18 +265,36 @@ impl ConnectClient {
         body: Option<&B>,
     ) -> Result<T, ConnectError> {
         let body = json_body(body)?;
-        let (line, resp) = self.send(Method::POST, path.to_owned(), body).await?;
+        let (line, resp) = self
+            .send(Method::POST, path.to_owned(), body, Replay::Unsafe)
+            .await?;
         decode(&line, &resp.body)
     }
 
-    /// `PUT path` with a JSON body, decoded as `T`.
+    /// `PUT path` with a JSON body, decoded as `T`: an idempotent update, retried like a GET.
     pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<T, ConnectError> {
         let body = json_body(Some(body))?;
-        let (line, resp) = self.send(Method::PUT, path.to_owned(), body).await?;
+        let (line, resp) = self
+            .send(Method::PUT, path.to_owned(), body, Replay::Safe)
+            .await?;
+        decode(&line, &resp.body)
+    }
+
+    /// `PUT path` that triggers an action (such as `approve-all`): not idempotent, so retried
+    /// only as a POST is.
+    pub async fn put_action<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ConnectError> {
+        let body = json_body(body)?;
+        let (line, resp) = self
+            .send(Method::PUT, path.to_owned(), body, Replay::Unsafe)
+            .await?;
         decode(&line, &resp.body)
     }
 
@@ -266,34 +313,39 @@ impl ConnectClient {
             content_type,
             data,
         };
-        let (line, resp) = self.send(Method::POST, path.to_owned(), body).await?;
+        let (line, resp) = self
+            .send(Method::POST, path.to_owned(), body, Replay::Unsafe)
+            .await?;
         decode(&line, &resp.body)
     }
 
-    /// Sends a request, retrying as the policy and the method allow.
+    /// Sends a request, retrying as the policy and `replay` allow.
     pub(crate) async fn send(
         &self,
         method: Method,
         path: String,
         body: Body,
+        replay: Replay,
     ) -> Result<(RequestLine, RawResponse), ConnectError> {
         let line = RequestLine {
             method: method.clone(),
             path,
         };
         let span = debug_span!("connect_request", method = %line.method, path = %line.path);
-        self.send_with_retries(line, body).instrument(span).await
+        self.send_with_retries(line, body, replay)
+            .instrument(span)
+            .await
     }
 
     async fn send_with_retries(
         &self,
         line: RequestLine,
         body: Body,
+        replay: Replay,
     ) -> Result<(RequestLine, RawResponse), ConnectError> {
-        let idempotent = matches!(
-            line.method,
-            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
-        );
+        // A 429 is the server declining the request (RFC 6585), so it is sent again whatever
+        // `replay` says; any other failure of an unsafe request may have been applied.
+        let idempotent = replay == Replay::Safe;
         let mut retry = 0u32;
         loop {
             let started = Instant::now();

@@ -1,9 +1,11 @@
 //! Collections: RQL-filtered lists read page by page.
 //!
 //! Connect answers a list with a bare JSON array and `Content-Range: items F-L/TOTAL`. A
-//! [`Collection`] pages with `limit`/`offset` until the header says the last item was seen; a
-//! server that omits the header is read until a short page, so nothing is lost (Connect's own
-//! Python client stops after the first page there). `count()` asks with `limit=0`.
+//! [`Collection`] pages with `limit`/`offset` until the header says the last item was seen.
+//! Without the header (Connect's own Python client stops after the first page there) it reads
+//! on until an empty page, whatever size the server chose for its pages, so nothing is lost;
+//! a server that ignores `offset` and repeats a page is an error, not an endless loop.
+//! `count()` asks with `limit=0`.
 
 use std::marker::PhantomData;
 
@@ -29,6 +31,7 @@ pub struct ContentRange {
 }
 
 impl ContentRange {
+    /// Parses the header; `None` when it is malformed or `first > last`.
     pub fn parse(text: &str) -> Option<ContentRange> {
         let (unit, rest) = text.trim().split_once(' ')?;
         if unit != "items" {
@@ -36,11 +39,17 @@ impl ContentRange {
         }
         let (span, total) = rest.trim().split_once('/')?;
         let (first, last) = span.split_once('-')?;
-        Some(ContentRange {
+        let range = ContentRange {
             first: first.trim().parse().ok()?,
             last: last.trim().parse().ok()?,
             total: total.trim().parse().ok()?,
-        })
+        };
+        (range.first <= range.last).then_some(range)
+    }
+
+    /// Whether items after this page remain.
+    pub fn has_more(&self) -> bool {
+        self.last.saturating_add(1) < self.total
     }
 }
 
@@ -56,6 +65,8 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// `None` when the server sent no `Content-Range`.
     pub range: Option<ContentRange>,
+    /// A hash of the answer's body, to notice a server that repeats a page.
+    pub(crate) body_hash: u64,
 }
 
 /// A collection endpoint with its query. Build it from the client (`client.assets()`), narrow
@@ -169,27 +180,38 @@ impl<T: DeserializeOwned + Send + 'static> Collection<T> {
     pub fn stream(&self) -> impl Stream<Item = Result<T, ConnectError>> + Send + 'static {
         let this = self.clone();
         let limit = self.page_size;
-        stream::try_unfold(Some(0u64), move |next| {
+        // (next offset, hash of the previous page without Content-Range)
+        stream::try_unfold(Some((0u64, None::<u64>)), move |next| {
             let this = this.clone();
             async move {
-                let Some(offset) = next else {
+                let Some((offset, previous)) = next else {
                     return Ok::<_, ConnectError>(None);
                 };
                 let page = this.page(limit, offset).await?;
                 let got = page.items.len() as u64;
-                let more = match page.range {
-                    Some(range) => got > 0 && range.last + 1 < range.total,
+                let next = match page.range {
+                    Some(range) => (got > 0 && range.has_more()).then(|| (offset + got, None)),
+                    None if got == 0 => None,
                     None => {
-                        if got == limit {
-                            warn!(
-                                path = %this.path,
-                                "no Content-Range in a full page; reading on until a short page"
-                            );
+                        if previous == Some(page.body_hash) {
+                            return Err(ConnectError::new(
+                                Some(RequestLine {
+                                    method: reqwest::Method::GET,
+                                    path: this.path.clone(),
+                                }),
+                                ErrorKind::Decode {
+                                    reason: format!(
+                                        "the server sent the same page for offset {offset} as for the one before, without Content-Range: it ignores offset"
+                                    ),
+                                },
+                            ));
                         }
-                        got == limit
+                        if previous.is_none() {
+                            warn!(path = %this.path, "no Content-Range; reading on until an empty page");
+                        }
+                        Some((offset + got, Some(page.body_hash)))
                     }
                 };
-                let next = more.then_some(offset + got);
                 Ok(Some((page.items, next)))
             }
         })
@@ -227,6 +249,11 @@ mod tests {
             })
         );
         assert_eq!(ContentRange::parse("bytes 0-1/2"), None);
+        assert_eq!(ContentRange::parse("items 5-4/10"), None);
+        let huge = ContentRange::parse("items 0-18446744073709551615/5").expect("parses");
+        assert!(!huge.has_more(), "no overflow");
+        assert!(ContentRange::parse("items 0-9/11").is_some_and(|r| r.has_more()));
+        assert!(ContentRange::parse("items 0-0/0").is_some_and(|r| !r.has_more()));
         assert_eq!(ContentRange::parse("items 0-x/2"), None);
         assert_eq!(ContentRange::parse(""), None);
         assert_eq!(

@@ -158,6 +158,13 @@ impl ConnectClient {
         self.usage_file_action(id, "delete", None).await
     }
 
+    /// `PUT /usage/files/{id}/approve-all` (provider): approves every record, `pending` to
+    /// `accepted`.
+    pub async fn approve_all_usage_file(&self, id: &str) -> Result<UsageFile, ConnectError> {
+        self.put_action(&usage_file_path(id, Some("approve-all")), None::<&()>)
+            .await
+    }
+
     /// `POST /usage/files/{id}/reprocess` (provider): regenerates the processed file.
     pub async fn reprocess_usage_file(&self, id: &str) -> Result<UsageFile, ConnectError> {
         self.usage_file_action(id, "reprocess", None).await

@@ -48,12 +48,26 @@ impl RetryPolicy {
     }
 
     /// The backoff before retry number `retry` (0 for the first retry) with jitter drawn from
-    /// `unit`, a number in `[0, 1)`.
+    /// `unit`, a number in `[0, 1)`. Odd settings (a multiplier below 1 or not a number) give
+    /// a constant delay rather than a panic.
     pub fn backoff_with(&self, retry: u32, unit: f64) -> Duration {
-        let base = self.initial_delay.as_secs_f64() * self.multiplier.powi(retry.min(64) as i32);
+        let multiplier = if self.multiplier.is_finite() && self.multiplier >= 1.0 {
+            self.multiplier
+        } else {
+            1.0
+        };
+        let base = self.initial_delay.as_secs_f64() * multiplier.powi(retry.min(64) as i32);
         let capped = base.min(self.max_delay.as_secs_f64());
-        let jitter = self.jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0);
-        Duration::from_secs_f64(capped * (1.0 - jitter))
+        let jitter = if self.jitter.is_finite() {
+            self.jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        } * if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        Duration::try_from_secs_f64(capped * (1.0 - jitter)).unwrap_or(self.max_delay)
     }
 
     /// How long to wait before retry number `retry`, or `None` when the policy says stop:
@@ -119,6 +133,28 @@ mod tests {
         assert_eq!(p.delay(0, Some(Duration::from_secs(121))), None);
         assert_eq!(p.delay(5, None), None);
         assert_eq!(RetryPolicy::none().delay(0, None), None);
+    }
+
+    #[test]
+    fn odd_settings_do_not_panic() {
+        let p = RetryPolicy {
+            multiplier: -1.0,
+            jitter: f64::NAN,
+            max_delay: Duration::MAX,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.backoff_with(3, 0.5), Duration::from_millis(500));
+        let p = RetryPolicy {
+            multiplier: f64::INFINITY,
+            max_delay: Duration::MAX,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.backoff_with(3, 0.0), Duration::from_millis(500));
+        let p = RetryPolicy {
+            max_delay: Duration::MAX,
+            ..RetryPolicy::default()
+        };
+        assert!(p.backoff_with(64, 0.0) > Duration::from_secs(1_000_000));
     }
 
     #[test]

@@ -288,7 +288,7 @@ impl Expr {
     fn render_into(&self, out: &mut String) -> Result<(), RenderError> {
         match self {
             Expr::Cmp { op, prop, value } => {
-                check_prop(prop)?;
+                check_filter_prop(prop)?;
                 out.push_str(op.name());
                 out.push('(');
                 out.push_str(prop);
@@ -297,7 +297,7 @@ impl Expr {
                 out.push(')');
             }
             Expr::List { op, prop, values } => {
-                check_prop(prop)?;
+                check_filter_prop(prop)?;
                 if values.is_empty() {
                     return Err(RenderError::EmptyList { prop: prop.clone() });
                 }
@@ -374,6 +374,10 @@ pub enum RenderError {
         "RQL property {prop:?} is not a valid name (letters, digits, '_', '-', '.'; starting with a letter)"
     )]
     BadProperty { prop: String },
+    #[error(
+        "RQL property {prop:?} cannot be filtered on: the server reads it as paging or free-text search"
+    )]
+    ReservedProperty { prop: String },
     #[error("RQL list for {prop:?} is empty; the server grammar has no empty list")]
     EmptyList { prop: String },
     #[error("RQL and()/or() needs at least one operand")]
@@ -393,6 +397,18 @@ pub fn is_valid_prop(prop: &str) -> bool {
         _ => return false,
     }
     chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// Names the server takes out of the filter: `limit` and `offset` page, `search` searches.
+pub const RESERVED_PROPS: [&str; 3] = ["limit", "offset", "search"];
+
+fn check_filter_prop(prop: &str) -> Result<(), RenderError> {
+    if RESERVED_PROPS.contains(&prop) {
+        return Err(RenderError::ReservedProperty {
+            prop: prop.to_owned(),
+        });
+    }
+    check_prop(prop)
 }
 
 fn check_prop(prop: &str) -> Result<(), RenderError> {
@@ -740,6 +756,12 @@ mod tests {
             Expr::eq("bad prop", "x").render(),
             Err(RenderError::BadProperty { .. })
         ));
+        for reserved in RESERVED_PROPS {
+            assert!(matches!(
+                Expr::eq(reserved, "5").render(),
+                Err(RenderError::ReservedProperty { .. })
+            ));
+        }
     }
 
     #[test]

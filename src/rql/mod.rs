@@ -8,7 +8,7 @@ pub mod expr;
 pub mod parse;
 
 pub use expr::{
-    CmpOp, Expr, Field, ListOp, Query, RenderError, Value, encode_query_component, escape_like,
-    is_bare_value, is_valid_prop,
+    CmpOp, Expr, Field, ListOp, Query, RESERVED_PROPS, RenderError, Value, encode_query_component,
+    escape_like, is_bare_value, is_valid_prop,
 };
 pub use parse::{ParseError, ParsedQuery, parse_expr, parse_query};

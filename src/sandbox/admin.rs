@@ -234,7 +234,7 @@ async fn processed_file(
     let bytes = built.map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            codes::VALIDATION,
+            codes::INTERNAL,
             format!("The processed workbook cannot be built: {e}"),
         )
     })?;
@@ -251,7 +251,7 @@ async fn template(
         .map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                codes::VALIDATION,
+                codes::INTERNAL,
                 format!("The template cannot be built: {e}"),
             )
         })?;

@@ -85,14 +85,22 @@ impl FaultRule {
             })
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// Why the rule cannot be used, if it cannot.
+    pub fn check(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.rate) {
             return Err(format!("rate {} is not between 0 and 1", self.rate));
         }
-        if let FaultAction::Status { status, .. } = self.action
-            && !(400..=599).contains(&status)
-        {
-            return Err(format!("status {status} is not an error status (400-599)"));
+        if let FaultAction::Status { status, after, .. } = self.action {
+            if !(400..=599).contains(&status) {
+                return Err(format!("status {status} is not an error status (400-599)"));
+            }
+            // 429 means the server declined the request (RFC 6585); clients resend it even
+            // when it is not idempotent, so a 429 after applying would fake a server bug.
+            if status == 429 && after {
+                return Err(
+                    "status 429 declines a request; it cannot come after applying it".into(),
+                );
+            }
         }
         Ok(())
     }
@@ -259,6 +267,13 @@ mod tests {
         let mut f = Faults::new(1);
         assert!(f.set(vec![FaultRule::status(200, 1.0)]).is_err());
         assert!(f.set(vec![FaultRule::status(500, 1.5)]).is_err());
+        let mut declined_after = FaultRule::status(429, 1.0);
+        declined_after.action = FaultAction::Status {
+            status: 429,
+            retry_after: None,
+            after: true,
+        };
+        assert!(f.add(declined_after).is_err());
         assert!(f.rules().is_empty());
     }
 }

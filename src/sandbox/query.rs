@@ -425,13 +425,23 @@ impl LikePattern {
     }
 }
 
+/// A search term as the server applies it: `*term*`, a star added where the term has none. A
+/// trailing lone backslash is a literal backslash, not an escape of the added star.
 fn wrap_search(term: &str) -> String {
-    let mut p = String::new();
+    let trailing_backslashes = term.chars().rev().take_while(|c| *c == '\\').count();
+    let ends_with_star = term.ends_with('*') && {
+        let before = &term[..term.len() - 1];
+        before.chars().rev().take_while(|c| *c == '\\').count() % 2 == 0
+    };
+    let mut p = String::with_capacity(term.len() + 3);
     if !term.starts_with('*') {
         p.push('*');
     }
     p.push_str(term);
-    if !term.ends_with('*') || term.ends_with("\\*") {
+    if !ends_with_star {
+        if trailing_backslashes % 2 == 1 {
+            p.push('\\');
+        }
         p.push('*');
     }
     p
@@ -791,6 +801,24 @@ mod tests {
         for bad in ["yesterday", "2024-02-30", "30/04/2024", ""] {
             assert_eq!(at(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn search_terms_are_wrapped_in_stars() {
+        assert_eq!(wrap_search("abc"), "*abc*");
+        assert_eq!(wrap_search("*abc"), "*abc*");
+        assert_eq!(wrap_search("abc*"), "*abc*");
+        assert_eq!(wrap_search("abc\\*"), "*abc\\**", "an escaped star is text");
+        assert_eq!(
+            wrap_search("a\\"),
+            "*a\\\\*",
+            "a trailing backslash is text"
+        );
+        assert_eq!(wrap_search("a\\\\"), "*a\\\\*");
+        let p = like_pattern(&wrap_search("a\\")).expect("valid");
+        assert!(p.matches("report a\\"));
+        assert!(p.matches("a\\b"));
+        assert!(!p.matches("a"));
     }
 
     #[test]

@@ -842,7 +842,7 @@ async fn close(
         let unbilled = f
             .records
             .iter()
-            .filter(|r| r.status != R::Closed && r.external_billing_id.is_none())
+            .filter(|r| r.status == R::Approved && r.external_billing_id.is_none())
             .count();
         if require_billing && unbilled > 0 {
             return Err(ApiError::bad_request(
@@ -1056,7 +1056,7 @@ fn close_one(
     let all_closed = file
         .records
         .iter()
-        .all(|r| matches!(r.status, R::Closed | R::Invalid));
+        .all(|r| matches!(r.status, R::Closed | R::Rejected | R::Invalid));
     if all_closed && file.status == S::Accepted {
         stamp(file, "closed", actor);
         let file_id = file.id.clone();
