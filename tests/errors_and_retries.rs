@@ -310,11 +310,7 @@ async fn a_post_refused_with_429_is_retried_once_the_server_allows() {
 async fn action_puts_are_not_resent_once_they_may_have_applied() {
     let sb = start().await;
     let t = qt_target(&sb);
-    let f = ready_file(&sb, &t, "approve").await;
-    vendor(&sb)
-        .submit_usage_file(&f.id)
-        .await
-        .expect("submitted");
+    let f = pending_file(&sb, &t, "approve").await;
     admin_put(
         &sb,
         "faults",

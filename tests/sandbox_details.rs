@@ -218,18 +218,14 @@ async fn providers_decide_records_and_reprocess() {
 
 #[tokio::test]
 async fn closing_can_require_billing_ids() {
-    let sb = start_with(
-        RuntimeConfig {
-            require_billing_id_to_close: true,
-            ..RuntimeConfig::default()
-        },
-        vec![],
-    )
+    let sb = start_with(RuntimeConfig {
+        require_billing_id_to_close: true,
+        ..RuntimeConfig::default()
+    })
     .await;
     let t = qt_target(&sb);
-    let (v, p) = (vendor(&sb), provider(&sb));
-    let f = ready_file(&sb, &t, "billing").await;
-    v.submit_usage_file(&f.id).await.expect("submitted");
+    let p = provider(&sb);
+    let f = pending_file(&sb, &t, "billing").await;
     p.accept_usage_file(&f.id, "").await.expect("accepted");
     let e = p
         .close_usage_file(&f.id)
@@ -245,13 +241,10 @@ async fn closing_can_require_billing_ids() {
 
 #[tokio::test]
 async fn subscriptions_assets_trailing_slashes_and_upload_status() {
-    let sb = start_with(
-        RuntimeConfig {
-            upload_status: 201,
-            ..RuntimeConfig::default()
-        },
-        vec![],
-    )
+    let sb = start_with(RuntimeConfig {
+        upload_status: 201,
+        ..RuntimeConfig::default()
+    })
     .await;
     let t = qt_target(&sb);
     let v = vendor(&sb);
@@ -359,18 +352,14 @@ async fn settings_and_fault_rules_are_validated() {
 
 #[tokio::test]
 async fn records_rejected_one_by_one_do_not_block_closing() {
-    let sb = start_with(
-        RuntimeConfig {
-            require_billing_id_to_close: true,
-            ..RuntimeConfig::default()
-        },
-        vec![],
-    )
+    let sb = start_with(RuntimeConfig {
+        require_billing_id_to_close: true,
+        ..RuntimeConfig::default()
+    })
     .await;
     let t = qt_target(&sb);
-    let (v, p) = (vendor(&sb), provider(&sb));
-    let f = ready_file(&sb, &t, "partly").await;
-    v.submit_usage_file(&f.id).await.expect("submitted");
+    let p = provider(&sb);
+    let f = pending_file(&sb, &t, "partly").await;
     let records = p
         .usage_records()
         .filter(Expr::eq("usagefile.id", f.id.as_str()))

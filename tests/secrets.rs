@@ -60,8 +60,7 @@ async fn keys_never_appear_in_logs_or_debug_output() {
     .await;
     v.assets().count().await.expect("after retries");
     let _ = v.create_usage_file(&new_file(&t, "secret-1")).await;
-    let f = ready_file(&sb, &t, "secret-2").await;
-    v.submit_usage_file(&f.id).await.expect("submitted");
+    let f = pending_file(&sb, &t, "secret-2").await;
     p.reject_usage_file(&f.id, "no").await.expect("rejected");
     let _ = v.assets().filter(Expr::eq("nope", "x")).count().await;
     let wrong = ConnectClient::new(

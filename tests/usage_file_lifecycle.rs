@@ -110,8 +110,7 @@ async fn rejected_file_is_fixed_reuploaded_and_accepted() {
     let sb = start().await;
     let t = qt_target(&sb);
     let (v, p) = (vendor(&sb), provider(&sb));
-    let f = ready_file(&sb, &t, "ext-reject").await;
-    v.submit_usage_file(&f.id).await.expect("submitted");
+    let f = pending_file(&sb, &t, "ext-reject").await;
     let rejected = p
         .reject_usage_file(&f.id, "quantities too high for AS-1")
         .await
@@ -262,8 +261,7 @@ async fn approve_all_and_record_closing_close_the_file() {
     let sb = start().await;
     let t = qt_target(&sb);
     let (v, p) = (vendor(&sb), provider(&sb));
-    let f = ready_file(&sb, &t, "ext-records").await;
-    v.submit_usage_file(&f.id).await.expect("submitted");
+    let f = pending_file(&sb, &t, "ext-records").await;
     let approved: serde_json::Value = p
         .put(
             &format!("/usage/files/{}/approve-all", f.id),
@@ -580,13 +578,10 @@ async fn create_is_validated() {
 
 #[tokio::test]
 async fn asynchronous_processing_must_be_polled() {
-    let sb = start_with(
-        RuntimeConfig {
-            processing_delay_ms: 400,
-            ..RuntimeConfig::default()
-        },
-        vec![],
-    )
+    let sb = start_with(RuntimeConfig {
+        processing_delay_ms: 400,
+        ..RuntimeConfig::default()
+    })
     .await;
     let t = qt_target(&sb);
     let v = vendor(&sb);

@@ -264,11 +264,8 @@ impl ConnectClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ConnectError> {
-        let body = json_body(body)?;
-        let (line, resp) = self
-            .send(Method::POST, path.to_owned(), body, Replay::Unsafe)
-            .await?;
-        decode(&line, &resp.body)
+        self.json_request(Method::POST, path, body, Replay::Unsafe)
+            .await
     }
 
     /// `PUT path` with a JSON body, decoded as `T`: an idempotent update, retried like a GET.
@@ -277,11 +274,8 @@ impl ConnectClient {
         path: &str,
         body: &B,
     ) -> Result<T, ConnectError> {
-        let body = json_body(Some(body))?;
-        let (line, resp) = self
-            .send(Method::PUT, path.to_owned(), body, Replay::Safe)
-            .await?;
-        decode(&line, &resp.body)
+        self.json_request(Method::PUT, path, Some(body), Replay::Safe)
+            .await
     }
 
     /// `PUT path` that triggers an action (such as `approve-all`): not idempotent, so retried
@@ -291,10 +285,19 @@ impl ConnectClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ConnectError> {
+        self.json_request(Method::PUT, path, body, Replay::Unsafe)
+            .await
+    }
+
+    async fn json_request<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        replay: Replay,
+    ) -> Result<T, ConnectError> {
         let body = json_body(body)?;
-        let (line, resp) = self
-            .send(Method::PUT, path.to_owned(), body, Replay::Unsafe)
-            .await?;
+        let (line, resp) = self.send(method, path.to_owned(), body, replay).await?;
         decode(&line, &resp.body)
     }
 

@@ -7,17 +7,17 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use connect_usage::connect::models::{IdRef, NewUsageFile, Period, UsageFile, UsageFileStatus};
 use connect_usage::connect::{ApiKey, ConnectClient, RetryPolicy};
-use connect_usage::sandbox::{FaultRule, RuntimeConfig, Sandbox, SandboxConfig};
+use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
 use serde_json::Value;
 
 pub async fn start() -> Sandbox {
     Sandbox::start_default().await.expect("sandbox starts")
 }
 
-pub async fn start_with(runtime: RuntimeConfig, faults: Vec<FaultRule>) -> Sandbox {
+/// A sandbox with other settings; faults are set at run time through `/sandbox/faults`.
+pub async fn start_with(runtime: RuntimeConfig) -> Sandbox {
     Sandbox::start(SandboxConfig {
         runtime,
-        faults,
         ..SandboxConfig::default()
     })
     .await
@@ -317,5 +317,16 @@ pub async fn ready_file(sb: &Sandbox, t: &Target, external_id: &str) -> UsageFil
         .await
         .expect("uploaded");
     assert_eq!(f.status, UsageFileStatus::Ready, "{:?}", f.error_detail);
+    f
+}
+
+/// A ready file, submitted: it ends `pending`.
+pub async fn pending_file(sb: &Sandbox, t: &Target, external_id: &str) -> UsageFile {
+    let f = ready_file(sb, t, external_id).await;
+    let f = vendor(sb)
+        .submit_usage_file(&f.id)
+        .await
+        .expect("submitted");
+    assert_eq!(f.status, UsageFileStatus::Pending);
     f
 }
