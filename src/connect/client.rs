@@ -15,12 +15,12 @@ use reqwest::header::{AUTHORIZATION, CONTENT_RANGE, HeaderMap, RETRY_AFTER, USER
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{Instrument, debug, debug_span, warn};
+use tracing::{Instrument, debug, debug_span};
 
 use super::auth::ApiKey;
 use super::error::{ConnectError, ErrorKind, RequestLine};
 use super::paging::{ContentRange, Page};
-use super::retry::{RetryPolicy, parse_retry_after};
+use super::retry::{Next, RetryPolicy, parse_retry_after};
 use crate::rql::Query;
 
 /// Production API base URL.
@@ -349,63 +349,47 @@ impl ConnectClient {
         // A 429 is the server declining the request (RFC 6585), so it is sent again whatever
         // `replay` says; any other failure of an unsafe request may have been applied.
         let idempotent = replay == Replay::Safe;
-        let mut retry = 0u32;
-        loop {
+        let attempt = || async {
             let started = Instant::now();
-            let outcome = self.attempt(&line, &body).await;
-            let attempts = retry + 1;
-            let (err, may_retry, retry_after) = match outcome {
-                Ok(resp) if resp.status.is_success() => {
-                    debug!(
-                        status = resp.status.as_u16(),
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "answered"
-                    );
-                    return Ok((line, resp));
-                }
-                Ok(resp) => {
-                    let err = api_error(&line, &resp);
-                    let status = resp.status.as_u16();
-                    let retry_after = match err.kind() {
-                        ErrorKind::Api { retry_after, .. } => *retry_after,
-                        _ => None,
-                    };
-                    let may_retry = status == 429 || (idempotent && status >= 500);
-                    let err = if !idempotent && status >= 500 {
-                        err.with_outcome_unknown()
-                    } else {
-                        err
-                    };
-                    (err, may_retry, retry_after)
-                }
-                Err(err) => {
-                    let connect = matches!(err.kind(), ErrorKind::Transport { connect: true, .. });
-                    let may_retry = idempotent || connect;
-                    let err = if !idempotent && !connect {
-                        err.with_outcome_unknown()
-                    } else {
-                        err
-                    };
-                    (err, may_retry, None)
-                }
-            };
-            let delay = if may_retry {
-                self.inner.retry.delay(retry, retry_after)
+            let resp = self.attempt(&line, &body).await?;
+            if resp.status.is_success() {
+                debug!(
+                    status = resp.status.as_u16(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "answered"
+                );
+                Ok(resp)
             } else {
-                None
-            };
-            match delay {
-                Some(delay) => {
-                    warn!(
-                        error = %err,
-                        retry = retry + 1,
-                        delay_ms = delay.as_millis() as u64,
-                        "request failed, retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    retry += 1;
-                }
-                None => return Err(err.with_attempts(attempts)),
+                Err(api_error(&line, &resp))
+            }
+        };
+        let judge = |err: &ConnectError| match err.kind() {
+            ErrorKind::Api {
+                status,
+                retry_after,
+                ..
+            } if *status == 429 || (idempotent && *status >= 500) => Next::Retry {
+                retry_after: *retry_after,
+            },
+            ErrorKind::Transport { connect, .. } if idempotent || *connect => {
+                Next::Retry { retry_after: None }
+            }
+            _ => Next::GiveUp,
+        };
+        match self.inner.retry.run(attempt, judge).await {
+            Ok(resp) => Ok((line, resp)),
+            Err((err, attempts)) => {
+                let maybe_applied = match err.kind() {
+                    ErrorKind::Api { status, .. } => *status >= 500,
+                    ErrorKind::Transport { connect, .. } => !*connect,
+                    _ => false,
+                };
+                let err = err.with_attempts(attempts);
+                Err(if !idempotent && maybe_applied {
+                    err.with_outcome_unknown()
+                } else {
+                    err
+                })
             }
         }
     }

@@ -6,9 +6,21 @@
 //! decided by the client (idempotent ones freely; POSTs only when they surely did not reach
 //! the server).
 
+use std::fmt::Display;
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use chrono::DateTime;
+use tracing::warn;
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Try again after the policy's delay (at least `retry_after`).
+    Retry { retry_after: Option<Duration> },
+    /// The failure is final.
+    GiveUp,
+}
 
 /// Backoff settings. `Default` suits Connect: 5 retries, 0.5 s doubling to 30 s, half jitter,
 /// `Retry-After` honoured up to 2 minutes.
@@ -81,6 +93,44 @@ impl RetryPolicy {
             Some(wait) if wait > self.max_retry_after => None,
             Some(wait) => Some(wait.max(backoff)),
             None => Some(backoff),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Runs `attempt` until it succeeds, `judge` calls a failure final, or the policy runs
+    /// out; on failure returns the last error and how many attempts were made. Every retry is
+    /// logged with the error and the delay.
+    pub async fn run<T, E, Fut>(
+        &self,
+        mut attempt: impl FnMut() -> Fut,
+        judge: impl Fn(&E) -> Next,
+    ) -> Result<T, (E, u32)>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        E: Display,
+    {
+        let mut retry = 0u32;
+        loop {
+            let err = match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let delay = match judge(&err) {
+                Next::Retry { retry_after } => self.delay(retry, retry_after),
+                Next::GiveUp => None,
+            };
+            let Some(delay) = delay else {
+                return Err((err, retry + 1));
+            };
+            warn!(
+                error = %err,
+                retry = retry + 1,
+                delay_ms = delay.as_millis() as u64,
+                "request failed, retrying"
+            );
+            tokio::time::sleep(delay).await;
+            retry += 1;
         }
     }
 }
