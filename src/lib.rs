@@ -4,7 +4,10 @@
 //! - [`connect`]: the Connect REST client (auth, RQL queries, paging, retries, usage files).
 //! - [`rql`]: RQL expressions, rendered by the client and parsed by the sandbox.
 //! - [`sandbox`]: the emulator of Connect's REST API used by tests, demos and benchmarks.
+//! - [`usage`]: the QT reporting pipeline, from the vendor's usage source to submitted files.
 
 pub mod connect;
 pub mod rql;
 pub mod sandbox;
+pub mod secret;
+pub mod usage;

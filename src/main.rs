@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use connect_usage::sandbox::{
     Dataset, FaultAction, FaultRule, RuntimeConfig, Sandbox, SandboxConfig,
 };
+use connect_usage::secret::Secret;
 use tracing_subscriber::EnvFilter;
 
 /// Exit codes.
@@ -93,6 +94,15 @@ struct SandboxArgs {
     /// Seed of the fault injection's random choices.
     #[arg(long, default_value_t = 0x5A4D_B0C5)]
     seed: u64,
+    /// Usage records per month served by the sandbox's vendor usage API.
+    #[arg(long, default_value_t = 1200)]
+    usage_records: u64,
+    /// Share (0.0 to 1.0) of those records that are defective on purpose.
+    #[arg(long, default_value_t = 0.0)]
+    usage_bad_records: f64,
+    /// Bearer token of the vendor usage API.
+    #[arg(long, env = "SANDBOX_USAGE_TOKEN", default_value = connect_usage::sandbox::vendor_api::DEFAULT_TOKEN, hide_default_value = true)]
+    usage_token: String,
 }
 
 fn init_logging(logging: &Logging) {
@@ -159,6 +169,8 @@ async fn sandbox(args: SandboxArgs) -> Result<(), Failure> {
         processing_delay_ms: args.processing_delay_ms,
         upload_status: args.upload_status,
         latency_ms: args.latency_ms,
+        usage_records: args.usage_records,
+        usage_bad_records: args.usage_bad_records,
         ..RuntimeConfig::default()
     };
     runtime
@@ -199,6 +211,7 @@ async fn sandbox(args: SandboxArgs) -> Result<(), Failure> {
         runtime,
         faults,
         seed: args.seed,
+        usage_token: Secret::new(args.usage_token.clone()),
     })
     .await
     .map_err(|e| {
@@ -227,6 +240,16 @@ async fn sandbox(args: SandboxArgs) -> Result<(), Failure> {
     for (name, account, key) in &keys {
         println!("    {name:width$}  {key}  ({account})");
     }
+    println!(
+        "\n  Vendor usage API  {}  (Authorization: Bearer {})",
+        sandbox.usage_api_url(),
+        args.usage_token
+    );
+    println!(
+        "    as a usage source: USAGE_SOURCE={} USAGE_SOURCE_TOKEN={}",
+        sandbox.usage_api_url(),
+        args.usage_token
+    );
     if let Some((_, _, key)) = keys.first() {
         println!(
             "\n  Try:\n    curl -H \"Authorization: ApiKey {key}\" \"{api}/contracts?limit=5\""

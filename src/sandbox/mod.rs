@@ -6,6 +6,7 @@
 //! - [`dataset`]: the vendor account it serves (a built-in default, or JSON from `--data`).
 //! - [`api`] and [`usage_api`]: the endpoints; [`query`] and [`filters`] run RQL queries the
 //!   way Connect's server does; [`processing`] reads and checks uploaded workbooks.
+//! - [`vendor_api`]: the vendor's usage API, serving generated usage for the dataset.
 //! - [`faults`] and [`admin`]: injected failures and the `/sandbox/...` API that controls
 //!   and inspects it all.
 
@@ -20,6 +21,7 @@ pub mod query;
 pub mod server;
 pub mod store;
 pub mod usage_api;
+pub mod vendor_api;
 
 pub use dataset::{Dataset, DatasetError, Role};
 pub use faults::{FaultAction, FaultRule};

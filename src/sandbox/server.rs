@@ -27,8 +27,10 @@ use super::error::{ApiError, codes};
 use super::faults::{FaultRule, Faults};
 use super::query::PagingLimits;
 use super::store::{Actor, RequestEntry, SandboxEvent, Store, timestamp};
-use super::{admin, api, usage_api};
+use super::vendor_api::UsageUniverse;
+use super::{admin, api, usage_api, vendor_api};
 use crate::connect::ApiKey;
+use crate::secret::Secret;
 
 /// The API prefix, as on Connect.
 pub const API_PREFIX: &str = "/public/v1";
@@ -51,6 +53,11 @@ pub struct RuntimeConfig {
     pub max_limit: u64,
     /// Added to every API request.
     pub latency_ms: u64,
+    /// Usage records the vendor API serves per month.
+    pub usage_records: u64,
+    /// Share of those records (0.0 to 1.0) that are defective in some way (unknown
+    /// subscription, negative quantity, wrong item, outside the month, ...).
+    pub usage_bad_records: f64,
 }
 
 impl Default for RuntimeConfig {
@@ -63,6 +70,8 @@ impl Default for RuntimeConfig {
             default_limit: 100,
             max_limit: 1000,
             latency_ms: 0,
+            usage_records: 1200,
+            usage_bad_records: 0.0,
         }
     }
 }
@@ -73,6 +82,12 @@ impl RuntimeConfig {
             return Err(format!(
                 "upload_status must be 200 or 201, not {}",
                 self.upload_status
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.usage_bad_records) {
+            return Err(format!(
+                "usage_bad_records must be between 0 and 1, not {}",
+                self.usage_bad_records
             ));
         }
         if self.max_limit == 0 || self.default_limit == 0 {
@@ -99,6 +114,8 @@ pub struct SandboxConfig {
     pub faults: Vec<FaultRule>,
     /// Seed of the fault rates' random source, for reproducible runs.
     pub seed: u64,
+    /// The bearer token of the vendor usage API.
+    pub usage_token: Secret,
 }
 
 impl Default for SandboxConfig {
@@ -109,6 +126,7 @@ impl Default for SandboxConfig {
             runtime: RuntimeConfig::default(),
             faults: Vec::new(),
             seed: 0x5A4D_B0C5,
+            usage_token: Secret::new(vendor_api::DEFAULT_TOKEN),
         }
     }
 }
@@ -121,6 +139,8 @@ pub struct SandboxState {
     initial: Dataset,
     keys: HashMap<String, Actor>,
     events: broadcast::Sender<SandboxEvent>,
+    usage_token: Secret,
+    usage_universe: UsageUniverse,
 }
 
 impl std::fmt::Debug for SandboxState {
@@ -154,7 +174,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SandboxState {
-    pub fn new(dataset: Dataset, runtime: RuntimeConfig, seed: u64) -> SandboxState {
+    pub fn new(
+        dataset: Dataset,
+        runtime: RuntimeConfig,
+        seed: u64,
+        usage_token: Secret,
+    ) -> SandboxState {
         let mut keys = HashMap::new();
         for k in &dataset.api_keys {
             let (Ok(key), Some(account)) = (ApiKey::new(&k.key), dataset.account(&k.account))
@@ -176,10 +201,22 @@ impl SandboxState {
             store: Mutex::new(Store::new(dataset.clone())),
             config: Mutex::new(runtime),
             faults: Mutex::new(Faults::new(seed)),
+            usage_universe: UsageUniverse::of(&dataset),
             initial: dataset,
             keys,
             events,
+            usage_token,
         }
+    }
+
+    /// The bearer token of the vendor usage API.
+    pub fn usage_token(&self) -> &Secret {
+        &self.usage_token
+    }
+
+    /// What the vendor usage API generates records from.
+    pub fn usage_universe(&self) -> &UsageUniverse {
+        &self.usage_universe
     }
 
     pub fn store(&self) -> MutexGuard<'_, Store> {
@@ -265,13 +302,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
     }
 }
 
-/// The middleware of every `/public/v1` request: latency and faults, then the API key; and
-/// the request log around it all.
+/// Who made a request, for the request log: set on the response by the layer that
+/// authenticated it.
+#[derive(Debug, Clone)]
+pub(crate) struct LoggedActor(pub String);
+
+/// The outer middleware of the APIs the sandbox emulates (Connect's and the vendor's):
+/// latency and injected faults, and the request log around it all.
 ///
 /// The request is handled in its own task, like a real server that finishes a request even
 /// when the client gave up waiting: a client timeout must not cancel a create half-way.
-async fn api_middleware(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    match tokio::spawn(handle_api_request(app, req, next)).await {
+async fn fault_middleware(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::spawn(handle_with_faults(app, req, next)).await {
         Ok(response) => response,
         Err(e) => {
             tracing::error!(error = %e, "sandbox request handler failed");
@@ -285,7 +327,7 @@ async fn api_middleware(State(app): State<AppState>, req: Request, next: Next) -
     }
 }
 
-async fn handle_api_request(app: AppState, req: Request, next: Next) -> Response {
+async fn handle_with_faults(app: AppState, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().to_string();
     let full_path = req
@@ -293,58 +335,66 @@ async fn handle_api_request(app: AppState, req: Request, next: Next) -> Response
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let api_path = full_path
+    // Rules and the log name Connect's paths below /public/v1, other paths in full.
+    let path = full_path
         .strip_prefix(API_PREFIX)
         .unwrap_or(&full_path)
         .to_owned();
 
     let config = app.config();
-    let decision = app.faults().decide(&method, &api_path);
+    let decision = app.faults().decide(&method, &path);
     let latency = config.latency_ms + decision.latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-
-    let mut actor_name = None;
-    let response = match decision.status {
-        Some((status, retry_after, false)) => injected(status, retry_after),
-        other => {
-            let auth = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|h| h.to_str().ok());
-            match app.authenticate(auth) {
-                None => ApiError::unauthorized().into_response(),
-                Some(actor) => {
-                    actor_name = Some(actor.key_name.clone());
-                    let mut req = req;
-                    req.extensions_mut().insert(actor);
-                    let mut resp = next.run(req).await;
-                    if decision.drop_content_range {
-                        resp.headers_mut().remove(header::CONTENT_RANGE);
-                    }
-                    match other {
-                        // Applied, then reported as failed.
-                        Some((status, retry_after, true)) => injected(status, retry_after),
-                        _ => resp,
-                    }
+    let (response, actor) = match decision.status {
+        Some((status, retry_after, false)) => (injected(status, retry_after), None),
+        after => {
+            let mut resp = next.run(req).await;
+            let actor = resp.extensions_mut().remove::<LoggedActor>().map(|a| a.0);
+            if decision.drop_content_range {
+                resp.headers_mut().remove(header::CONTENT_RANGE);
+            }
+            match after {
+                // Applied, then reported as failed (only for requests that got through).
+                Some((status, retry_after, true)) if actor.is_some() => {
+                    (injected(status, retry_after), actor)
                 }
+                _ => (resp, actor),
             }
         }
     };
     let status = response.status().as_u16();
-    debug!(%method, path = %full_path, status, actor = actor_name.as_deref().unwrap_or("-"), "sandbox request");
+    debug!(%method, path = %full_path, status, actor = actor.as_deref().unwrap_or("-"), "sandbox request");
     app.store().log_request(RequestEntry {
         seq: 0,
         at: timestamp(Utc::now()),
         method,
-        path: api_path,
+        path,
         status,
-        actor: actor_name,
+        actor,
         fault: (!decision.labels.is_empty()).then(|| decision.labels.join(", ")),
         duration_ms: started.elapsed().as_millis() as u64,
     });
     response
+}
+
+/// Connect's API key check: the request gets its [`Actor`], or a 401 `AUTH_001`.
+async fn connect_auth(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    match app.authenticate(auth) {
+        None => ApiError::unauthorized().into_response(),
+        Some(actor) => {
+            let name = LoggedActor(actor.key_name.clone());
+            req.extensions_mut().insert(actor);
+            let mut resp = next.run(req).await;
+            resp.extensions_mut().insert(name);
+            resp
+        }
+    }
 }
 
 fn injected(status: u16, retry_after: Option<u64>) -> Response {
@@ -377,16 +427,25 @@ async fn wrong_method() -> ApiError {
     )
 }
 
-/// The whole application: Connect's API under `/public/v1`, the admin API and file links
-/// under `/sandbox`.
+/// The whole application: Connect's API under `/public/v1`, the vendor's usage API under
+/// `/vendor/v1`, the admin API and file links under `/sandbox`.
 pub fn router(app: AppState) -> Router {
     let api = api::routes()
         .merge(usage_api::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        .layer(middleware::from_fn_with_state(app.clone(), api_middleware));
+        .layer(middleware::from_fn_with_state(app.clone(), connect_auth))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            fault_middleware,
+        ));
+    let vendor = vendor_api::routes().layer(middleware::from_fn_with_state(
+        app.clone(),
+        fault_middleware,
+    ));
     Router::new()
         .nest(API_PREFIX, api)
+        .merge(vendor)
         .merge(admin::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
@@ -417,6 +476,7 @@ impl Sandbox {
             config.dataset,
             config.runtime,
             config.seed,
+            config.usage_token,
         ));
         state.faults().set(config.faults).map_err(invalid)?;
         let (Some(vendor_key), Some(provider_key)) = (
@@ -470,6 +530,16 @@ impl Sandbox {
     /// `http://127.0.0.1:PORT/public/v1`
     pub fn api_url(&self) -> String {
         format!("{}{API_PREFIX}", self.origin())
+    }
+
+    /// The vendor usage API: `http://127.0.0.1:PORT/vendor/v1/usage`.
+    pub fn usage_api_url(&self) -> String {
+        format!("{}{}", self.origin(), vendor_api::USAGE_PATH)
+    }
+
+    /// Its bearer token.
+    pub fn usage_token(&self) -> Secret {
+        self.state.usage_token().clone()
     }
 
     pub fn state(&self) -> &AppState {

@@ -1,0 +1,320 @@
+//! The vendor's side: the usage API of `docs/vendor-usage-api.md`, serving deterministic usage
+//! records for the sandbox's dataset, so demos and tests have a real HTTP peer.
+//!
+//! `GET /vendor/v1/usage?period=YYYY-MM&limit=N&cursor=C` with `Authorization: Bearer TOKEN`
+//! answers `{"records": [...], "next_cursor": ...}`. Record `i` of a month is computed from
+//! `(month, i)` alone, so any page can be served at any time without storing anything, the
+//! same on every run, up to millions of records (`usage_records` in the settings). A share
+//! of them (`usage_bad_records`) is defective on purpose.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{Duration, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::dataset::{Dataset, PREVIEW_CONTRACT_ID};
+use super::server::{AppState, LoggedActor};
+use crate::connect::models::Precision;
+use crate::usage::Period;
+
+/// The route of the usage API.
+pub const USAGE_PATH: &str = "/vendor/v1/usage";
+/// Largest page served.
+pub const MAX_PAGE: u64 = 10_000;
+/// The token the sandbox's usage API takes unless told otherwise.
+pub const DEFAULT_TOKEN: &str = "sandbox-usage-token-4f0b2c9d71e8";
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(USAGE_PATH, get(usage))
+}
+
+/// An asset usage can be reported for, with its product's PPU items.
+#[derive(Debug, Clone)]
+pub struct Billable {
+    pub asset_id: String,
+    pub external_uid: Option<String>,
+    /// `(mpn, precision)`
+    pub items: Vec<(String, Precision)>,
+}
+
+/// What the generator draws from: every billable asset of the dataset, and assets that are
+/// wrong to report against (for defective records).
+#[derive(Debug, Clone, Default)]
+pub struct UsageUniverse {
+    pub billable: Vec<Billable>,
+    /// Assets under a terminated contract, preview assets, assets of non-QT products.
+    pub unbillable: Vec<String>,
+}
+
+impl UsageUniverse {
+    /// Active (or suspended or terminating) assets of QT products under active distribution
+    /// contracts, in dataset order.
+    pub fn of(dataset: &Dataset) -> UsageUniverse {
+        let active_contracts: Vec<&str> = dataset
+            .contracts
+            .iter()
+            .filter(|c| c["type"] == "distribution" && c["status"] == "active")
+            .filter_map(|c| c["id"].as_str())
+            .collect();
+        let mut u = UsageUniverse::default();
+        for a in &dataset.assets {
+            let id = a["id"].as_str().unwrap_or_default().to_owned();
+            let product = a["product"]["id"].as_str().unwrap_or_default();
+            let qt = dataset
+                .products
+                .iter()
+                .any(|p| p["id"] == product && p["capabilities"]["ppu"]["schema"] == "QT");
+            let items: Vec<(String, Precision)> = dataset
+                .items
+                .get(product)
+                .into_iter()
+                .flatten()
+                .filter(|i| {
+                    i["type"]
+                        .as_str()
+                        .is_some_and(|t| t.eq_ignore_ascii_case("ppu"))
+                })
+                .filter_map(|i| {
+                    Some((
+                        i["mpn"].as_str()?.to_owned(),
+                        Precision::parse(i["precision"].as_str()?)?,
+                    ))
+                })
+                .collect();
+            let contract = a["contract"]["id"].as_str().unwrap_or(PREVIEW_CONTRACT_ID);
+            let status_ok = matches!(
+                a["status"].as_str(),
+                Some("active" | "suspended" | "terminating")
+            );
+            if qt && status_ok && active_contracts.contains(&contract) && !items.is_empty() {
+                u.billable.push(Billable {
+                    asset_id: id,
+                    external_uid: a["external_uid"].as_str().map(str::to_owned),
+                    items,
+                });
+            } else if status_ok {
+                u.unbillable.push(id);
+            }
+        }
+        u
+    }
+
+    /// Record `i` (0-based) of `period`, one of `total`, defective with probability `bad`.
+    pub fn record(&self, period: Period, i: u64, bad: f64) -> Value {
+        if self.billable.is_empty() {
+            return json!({});
+        }
+        let h = mix(period_seed(period) ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let b = &self.billable[(i % self.billable.len() as u64) as usize];
+        let (mpn, precision) = &b.items[(h % b.items.len() as u64) as usize];
+        let quantity = quantity_for(*precision, mix(h ^ 0x51));
+        let days = (period.last_day() - period.first_day()).num_days() + 1;
+        let start = period.start()
+            + Duration::days((mix(h ^ 0x52) % days as u64) as i64)
+            + Duration::seconds((mix(h ^ 0x53) % 43_200) as i64);
+        let end = (start + Duration::seconds(3600 + (mix(h ^ 0x54) % 36_000) as i64))
+            .min(period.last_second());
+        let subscription = match (&b.external_uid, i % 5) {
+            (Some(uid), 4) => uid.clone(),
+            _ => b.asset_id.clone(),
+        };
+        let mut r = json!({
+            "record_id": format!("SKY-{}{:02}-{:08}", period.year(), period.month(), i + 1),
+            "subscription_id": subscription,
+            "item_mpn": mpn,
+            "quantity": quantity,
+            "start_time": start.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "end_time": end.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        });
+        // A note that looks like a formula, to keep writers honest about text cells.
+        if i % 97 == 13 {
+            r["note"] = json!("=SUM(A1:A9) adjustment");
+        } else if i.is_multiple_of(11) {
+            r["note"] = json!(format!("Batch job {}", mix(h ^ 0x55) % 10_000));
+        }
+        if bad > 0.0 && (mix(h ^ 0x56) % 1_000_000) as f64 / 1_000_000.0 < bad {
+            self.spoil(&mut r, mix(h ^ 0x57), period);
+        }
+        r
+    }
+
+    /// Makes a record defective in one of the ways a vendor's export goes wrong.
+    fn spoil(&self, r: &mut Value, h: u64, period: Period) {
+        match h % 8 {
+            0 => r["subscription_id"] = json!(format!("AS-0000-{:04}-0000", h % 10_000)),
+            1 => r["quantity"] = json!(format!("-{}", 1 + h % 50)),
+            2 => r["quantity"] = json!("1.123456789"),
+            3 => r["item_mpn"] = json!("UNKNOWN-MPN"),
+            4 => {
+                let before = period.start() - Duration::days(2);
+                r["start_time"] = json!(before.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            }
+            5 if !self.unbillable.is_empty() => {
+                let i = (h / 8) as usize % self.unbillable.len();
+                r["subscription_id"] = json!(self.unbillable[i]);
+            }
+            6 => r["quantity"] = json!("lots"),
+            _ => {
+                r["record_id"] = json!(format!(
+                    "SKY-{}{:02}-{:08}",
+                    period.year(),
+                    period.month(),
+                    1
+                ))
+            }
+        }
+    }
+}
+
+/// splitmix64's finaliser: a well-spread hash of a number.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn period_seed(p: Period) -> u64 {
+    mix((p.year() as u64) << 8 | u64::from(p.month()))
+}
+
+/// A quantity with exactly the precision the item allows at most.
+fn quantity_for(p: Precision, h: u64) -> String {
+    match p {
+        Precision::Integer => (1 + h % 500).to_string(),
+        Precision::Decimal(n) => {
+            let scale = 10u64.pow(u32::from(n));
+            let units = 1 + h % (500 * scale);
+            let whole = units / scale;
+            let frac = units % scale;
+            let mut s = format!("{whole}.{frac:0width$}", width = n as usize);
+            while s.ends_with('0') {
+                s.pop();
+            }
+            if s.ends_with('.') {
+                s.pop();
+            }
+            s
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct UsageQuery {
+    period: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn usage(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<UsageQuery>,
+) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    if bearer != Some(app.usage_token().expose()) {
+        return refuse(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let Some(period) = q.period.as_deref() else {
+        return refuse(StatusCode::BAD_REQUEST, "period=YYYY-MM is required");
+    };
+    let Ok(period) = period.parse::<Period>() else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("period {period:?} is not YYYY-MM"),
+        );
+    };
+    let limit = match q.limit.as_deref().map(str::parse::<u64>) {
+        None => 1000,
+        Some(Ok(n)) if n >= 1 => n.min(MAX_PAGE),
+        Some(_) => return refuse(StatusCode::BAD_REQUEST, "limit must be a positive integer"),
+    };
+    let offset = match q.cursor.as_deref().map(str::parse::<u64>) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return refuse(StatusCode::BAD_REQUEST, "cursor is not one this API gave"),
+    };
+    let config = app.config();
+    // Months in the future have no usage yet.
+    let total = if period.start() > Utc::now() {
+        0
+    } else {
+        config.usage_records
+    };
+    let universe = app.usage_universe();
+    let end = (offset.saturating_add(limit)).min(total);
+    let records: Vec<Value> = (offset..end)
+        .map(|i| universe.record(period, i, config.usage_bad_records))
+        .collect();
+    let next = (end < total).then(|| end.to_string());
+    let mut resp = Json(json!({"records": records, "next_cursor": next})).into_response();
+    resp.extensions_mut()
+        .insert(LoggedActor("usage-api".into()));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_deterministic_and_within_their_month() {
+        let u = UsageUniverse::of(&Dataset::default_account());
+        assert!(u.billable.len() > 50, "{}", u.billable.len());
+        assert!(!u.unbillable.is_empty());
+        let p: Period = "2024-02".parse().expect("period");
+        for i in 0..2000 {
+            let r = u.record(p, i, 0.0);
+            assert_eq!(r, u.record(p, i, 0.0));
+            let start = crate::usage::record::parse_utc(r["start_time"].as_str().expect("start"))
+                .expect("time");
+            let end = crate::usage::record::parse_utc(r["end_time"].as_str().expect("end"))
+                .expect("time");
+            assert!(p.contains(start) && p.contains(end) && start <= end, "{r}");
+            let q =
+                crate::usage::Quantity::parse(r["quantity"].as_str().expect("q")).expect("number");
+            assert!(!q.is_negative() && q.decimals() <= 8);
+        }
+        assert_ne!(
+            u.record(p, 1, 0.0),
+            u.record("2024-03".parse().expect("p"), 1, 0.0)
+        );
+    }
+
+    #[test]
+    fn quantities_respect_precision() {
+        for (p, max_decimals) in [
+            (Precision::Integer, 0),
+            (Precision::Decimal(1), 1),
+            (Precision::Decimal(2), 2),
+            (Precision::Decimal(8), 8),
+        ] {
+            for h in 0..500 {
+                let q = crate::usage::Quantity::parse(&quantity_for(p, mix(h))).expect("number");
+                assert!(q.decimals() <= max_decimals, "{p} {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_share_of_records_is_spoiled() {
+        let u = UsageUniverse::of(&Dataset::default_account());
+        let p: Period = "2024-04".parse().expect("period");
+        let spoiled = (0..4000)
+            .filter(|i| u.record(p, *i, 0.1) != u.record(p, *i, 0.0))
+            .count();
+        assert!((250..550).contains(&spoiled), "{spoiled}");
+    }
+}

@@ -1,0 +1,345 @@
+//! Usage from exported files: CSV with a header row, or JSON Lines (one JSON object per line),
+//! with the fields of the Vendor API (`subscription_id`, `item_mpn`, `quantity`, `start_time`,
+//! `end_time`, optional `record_id`, `note`, `category`).
+//!
+//! The format follows the extension (`.csv`; `.jsonl`, `.ndjson`, `.json`), or the first
+//! character when the extension says nothing. The file is read on a blocking thread and
+//! handed over in batches.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use futures_util::stream;
+use tokio::sync::mpsc;
+
+use super::period::Period;
+use super::record::{
+    FIELDS, Position, REQUIRED_FIELDS, RawRecord, Rejection, SourceItem, TextFields,
+};
+use super::source::{Batches, SourceError, UsageSource};
+
+const BATCH: usize = 4096;
+
+/// The two file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Csv,
+    JsonLines,
+}
+
+/// A usage export file.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    path: PathBuf,
+}
+
+impl FileSource {
+    pub fn new(path: PathBuf) -> Result<FileSource, SourceError> {
+        if !path.is_file() {
+            return Err(SourceError::File {
+                path: path.display().to_string(),
+                reason: "no such file".into(),
+            });
+        }
+        Ok(FileSource { path })
+    }
+
+    /// The format by extension, else by the first non-blank character (`{` is JSON Lines).
+    pub fn format(&self) -> Result<FileFormat, SourceError> {
+        let ext = self
+            .path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("csv") => return Ok(FileFormat::Csv),
+            Some("jsonl" | "ndjson" | "json") => return Ok(FileFormat::JsonLines),
+            _ => {}
+        }
+        let mut head = [0u8; 512];
+        let n = File::open(&self.path)
+            .and_then(|mut f| f.read(&mut head))
+            .map_err(|e| file_error(&self.path, e))?;
+        let first = head[..n].iter().find(|b| !b.is_ascii_whitespace());
+        Ok(if first == Some(&b'{') {
+            FileFormat::JsonLines
+        } else {
+            FileFormat::Csv
+        })
+    }
+}
+
+fn file_error(path: &Path, e: impl std::fmt::Display) -> SourceError {
+    SourceError::File {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+impl UsageSource for FileSource {
+    fn describe(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+
+    fn records(&self, _period: Period) -> Batches {
+        let (tx, rx) = mpsc::channel::<Result<Vec<SourceItem>, SourceError>>(8);
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = match this.format() {
+                Ok(FileFormat::Csv) => read_csv(&this.path, &tx),
+                Ok(FileFormat::JsonLines) => read_jsonl(&this.path, &tx),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Box::pin(stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|batch| (batch, rx))
+        }))
+    }
+}
+
+type Sender = mpsc::Sender<Result<Vec<SourceItem>, SourceError>>;
+
+/// Sends a full batch; `false` when the reader went away (the run stopped).
+fn flush(tx: &Sender, batch: &mut Vec<SourceItem>) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
+    tx.blocking_send(Ok(full)).is_ok()
+}
+
+fn read_csv(path: &Path, tx: &Sender) -> Result<(), SourceError> {
+    let file = File::open(path).map_err(|e| file_error(path, e))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::Headers)
+        .from_reader(BufReader::with_capacity(1 << 16, file));
+    let headers = reader
+        .headers()
+        .map_err(|e| file_error(path, e))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
+        .collect::<Vec<_>>();
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let missing: Vec<&str> = REQUIRED_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| column(f).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(SourceError::Format {
+            path: path.display().to_string(),
+            reason: format!(
+                "the header row misses column(s) {}; the columns are {}",
+                missing.join(", "),
+                FIELDS.join(", ")
+            ),
+        });
+    }
+    let cols: Vec<Option<usize>> = FIELDS.iter().map(|f| column(f)).collect();
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut record = csv::StringRecord::new();
+    let mut ordinal = 0u64;
+    loop {
+        let line = reader.position().line() + 1;
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                ordinal += 1;
+                let position = Position {
+                    ordinal,
+                    line: Some(record.position().map_or(line, |p| p.line())),
+                };
+                let get = |i: usize| cols[i].and_then(|c| record.get(c)).map(str::to_owned);
+                let fields = TextFields {
+                    subscription_id: get(0),
+                    item_mpn: get(1),
+                    quantity: get(2),
+                    start_time: get(3),
+                    end_time: get(4),
+                    record_id: get(5),
+                    note: get(6),
+                    category: get(7),
+                };
+                batch.push(fields.into_item(position, Vec::new()));
+            }
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                return Err(file_error(path, e));
+            }
+            Err(e) => {
+                ordinal += 1;
+                batch.push(SourceItem::Rejected(Rejection {
+                    position: Position {
+                        ordinal,
+                        line: Some(e.position().map_or(line, |p| p.line())),
+                    },
+                    record_id: None,
+                    reason: format!("unreadable CSV row: {e}"),
+                }));
+            }
+        }
+        if batch.len() >= BATCH && !flush(tx, &mut batch) {
+            return Ok(());
+        }
+    }
+    flush(tx, &mut batch);
+    Ok(())
+}
+
+fn read_jsonl(path: &Path, tx: &Sender) -> Result<(), SourceError> {
+    let file = File::open(path).map_err(|e| file_error(path, e))?;
+    let reader = BufReader::with_capacity(1 << 16, file);
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut ordinal = 0u64;
+    for (i, line) in reader.split(b'\n').enumerate() {
+        let line_no = i as u64 + 1;
+        let bytes = line.map_err(|e| file_error(path, e))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        ordinal += 1;
+        let position = Position {
+            ordinal,
+            line: Some(line_no),
+        };
+        let item = match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v @ serde_json::Value::Object(_)) => match serde_json::from_value::<RawRecord>(v) {
+                Ok(raw) => raw.into_item(position),
+                Err(e) => SourceItem::Rejected(Rejection {
+                    position,
+                    record_id: None,
+                    reason: format!("not a usage record: {e}"),
+                }),
+            },
+            Ok(_) => SourceItem::Rejected(Rejection {
+                position,
+                record_id: None,
+                reason: "not a JSON object".into(),
+            }),
+            Err(e) => SourceItem::Rejected(Rejection {
+                position,
+                record_id: None,
+                reason: format!("not JSON: {e}"),
+            }),
+        };
+        batch.push(item);
+        if batch.len() >= BATCH && !flush(tx, &mut batch) {
+            return Ok(());
+        }
+    }
+    flush(tx, &mut batch);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::TryStreamExt;
+
+    async fn read(name: &str, content: &str) -> Result<Vec<SourceItem>, SourceError> {
+        let dir = std::env::temp_dir().join(format!("cu-src-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join(name);
+        std::fs::write(&path, content).expect("write");
+        let src = FileSource::new(path)?;
+        let period: Period = "2024-04".parse().expect("period");
+        let batches: Vec<Vec<SourceItem>> = src.records(period).try_collect().await?;
+        Ok(batches.into_iter().flatten().collect())
+    }
+
+    fn rejected(item: &SourceItem) -> Option<&Rejection> {
+        match item {
+            SourceItem::Rejected(r) => Some(r),
+            SourceItem::Record(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn csv_with_any_column_order_and_bad_rows_kept() {
+        let items = read(
+            "u.csv",
+            "\u{feff}item_mpn,subscription_id,quantity,start_time,end_time,note,extra\n\
+             MPN-1,AS-1,2.5,2024-04-01T00:00:00Z,2024-04-30T23:59:59Z,\"a, quoted note\",x\n\
+             MPN-1,AS-2,-,2024-04-01T00:00:00Z,2024-04-30T23:59:59Z,,\n\
+             MPN-2,AS-3,1,2024-04-02 00:00:00,2024-04-02 10:00:00\n",
+        )
+        .await
+        .expect("reads");
+        assert_eq!(items.len(), 3);
+        match &items[0] {
+            SourceItem::Record(r) => {
+                assert_eq!(
+                    (r.subscription.as_str(), r.item_mpn.as_str()),
+                    ("AS-1", "MPN-1")
+                );
+                assert_eq!(r.note.as_deref(), Some("a, quoted note"));
+                assert_eq!(r.position.line, Some(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = rejected(&items[1]).expect("rejected");
+        assert_eq!(bad.position.line, Some(3));
+        assert!(
+            bad.reason.contains("quantity: \"-\" is not a number"),
+            "{}",
+            bad.reason
+        );
+        assert!(matches!(items[2], SourceItem::Record(_)));
+    }
+
+    #[tokio::test]
+    async fn csv_without_a_required_column_is_refused_whole() {
+        let e = read("bad.csv", "subscription_id,quantity\nAS-1,1\n")
+            .await
+            .expect_err("missing columns");
+        let text = e.to_string();
+        assert!(
+            text.contains("misses column(s) item_mpn, start_time, end_time"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn json_lines_with_broken_lines_kept() {
+        let items = read(
+            "u.jsonl",
+            "{\"subscription_id\":\"AS-1\",\"item_mpn\":\"M\",\"quantity\":3,\"start_time\":\"2024-04-01\",\"end_time\":\"2024-04-02\",\"record_id\":\"v-1\"}\n\
+             \n\
+             {not json\n\
+             [1,2]\n\
+             {\"subscription_id\":\"AS-2\",\"record_id\":\"v-3\"}\n",
+        )
+        .await
+        .expect("reads");
+        assert_eq!(items.len(), 4, "the blank line is no record");
+        assert!(
+            matches!(&items[0], SourceItem::Record(r) if r.record_id.as_deref() == Some("v-1"))
+        );
+        let r = rejected(&items[1]).expect("rejected");
+        assert_eq!((r.position.ordinal, r.position.line), (2, Some(3)));
+        assert!(r.reason.starts_with("not JSON"), "{}", r.reason);
+        assert_eq!(
+            rejected(&items[2]).map(|r| r.reason.as_str()),
+            Some("not a JSON object")
+        );
+        let r = rejected(&items[3]).expect("rejected");
+        assert_eq!(r.record_id.as_deref(), Some("v-3"));
+        assert!(r.reason.contains("item_mpn: is required"));
+    }
+
+    #[tokio::test]
+    async fn missing_file_is_a_clear_error() {
+        let e = FileSource::new("/no/such/usage.csv".into()).expect_err("missing");
+        assert_eq!(
+            e.to_string(),
+            "cannot read /no/such/usage.csv: no such file"
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! Usage from the vendor's system over HTTP, by the contract of `docs/vendor-usage-api.md`:
+//!
+//! ```text
+//! GET {USAGE_SOURCE}?period=YYYY-MM&limit=N[&cursor=C]
+//! Authorization: Bearer {USAGE_SOURCE_TOKEN}
+//! 200 {"records": [{...}, ...], "next_cursor": "..." | null}
+//! ```
+//!
+//! Pages are read until `next_cursor` is null. Connection errors, timeouts, 5xx and 429 are
+//! retried with the same policy as Connect's GETs (backoff, jitter, `Retry-After`).
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use futures_util::stream;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use serde::Deserialize;
+use tracing::debug;
+
+use super::period::Period;
+use super::record::{Position, RawRecord, Rejection, SourceItem};
+use super::source::{Batches, SourceError, UsageSource};
+use crate::connect::retry::{Next, RetryPolicy, parse_retry_after};
+use crate::secret::Secret;
+
+/// Records asked for per page.
+pub const PAGE_SIZE: u32 = 5000;
+
+/// The vendor's usage API.
+#[derive(Clone)]
+pub struct VendorApiSource {
+    http: reqwest::Client,
+    url: reqwest::Url,
+    token: Secret,
+    retry: RetryPolicy,
+    page_size: u32,
+}
+
+impl fmt::Debug for VendorApiSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VendorApiSource")
+            .field("url", &self.url.as_str())
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl VendorApiSource {
+    pub fn new(url: &str, token: Secret) -> Result<VendorApiSource, SourceError> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| SourceError::Config(format!("{url:?} is not a URL: {e}")))?;
+        crate::connect::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| SourceError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(VendorApiSource {
+            http,
+            url: parsed,
+            token,
+            retry: RetryPolicy::default(),
+            page_size: PAGE_SIZE,
+        })
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> VendorApiSource {
+        self.retry = retry;
+        self
+    }
+
+    pub fn with_page_size(mut self, size: u32) -> VendorApiSource {
+        self.page_size = size.max(1);
+        self
+    }
+
+    fn page_url(&self, period: Period, cursor: Option<&str>) -> reqwest::Url {
+        let mut url = self.url.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("period", &period.to_string());
+            q.append_pair("limit", &self.page_size.to_string());
+            if let Some(c) = cursor {
+                q.append_pair("cursor", c);
+            }
+        }
+        url
+    }
+
+    /// Shown in messages: the URL without its query (which may hold a key).
+    fn shown_url(&self) -> String {
+        let mut u = self.url.clone();
+        u.set_query(None);
+        let _ = u.set_password(None);
+        u.to_string()
+    }
+
+    async fn fetch_page(&self, period: Period, cursor: Option<&str>) -> Result<Page, SourceError> {
+        let url = self.page_url(period, cursor);
+        let attempt = || async {
+            let mut req = self
+                .http
+                .get(url.clone())
+                .header(ACCEPT, "application/json");
+            if !self.token.is_empty() {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
+                    .map_err(|_| {
+                    Failure::Fatal("the token is not a valid header value".into())
+                })?;
+                value.set_sensitive(true);
+                req = req.header(AUTHORIZATION, value);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| Failure::Transport(e.to_string()))?;
+            let status = resp.status();
+            let retry_after = resp
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| Failure::Transport(e.to_string()))?;
+            if status.is_success() {
+                return serde_json::from_slice::<Page>(&body).map_err(|e| {
+                    Failure::Fatal(format!("the answer is not a page of usage records: {e}"))
+                });
+            }
+            let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+            Err(match status.as_u16() {
+                401 | 403 => Failure::Fatal(format!(
+                    "HTTP {status}: the usage source refused the token (check USAGE_SOURCE_TOKEN)"
+                )),
+                429 | 500..=599 => Failure::Transient {
+                    status: status.as_u16(),
+                    retry_after,
+                    text,
+                },
+                _ => Failure::Fatal(format!("HTTP {status}: {text}")),
+            })
+        };
+        let judge = |f: &Failure| match f {
+            Failure::Transport(_) => Next::Retry { retry_after: None },
+            Failure::Transient { retry_after, .. } => Next::Retry {
+                retry_after: *retry_after,
+            },
+            Failure::Fatal(_) => Next::GiveUp,
+        };
+        self.retry
+            .run(attempt, judge)
+            .await
+            .map_err(|(f, attempts)| SourceError::Http {
+                url: self.shown_url(),
+                reason: if attempts > 1 {
+                    format!("{f} (after {attempts} attempts)")
+                } else {
+                    f.to_string()
+                },
+            })
+    }
+}
+
+/// Why a page could not be fetched.
+#[derive(Debug)]
+enum Failure {
+    Transport(String),
+    Transient {
+        status: u16,
+        retry_after: Option<Duration>,
+        text: String,
+    },
+    Fatal(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Transport(e) => write!(f, "connection failed: {e}"),
+            Failure::Transient { status, text, .. } => write!(f, "HTTP {status}: {text}"),
+            Failure::Fatal(e) => f.write_str(e),
+        }
+    }
+}
+
+/// One page of the contract.
+#[derive(Debug, Deserialize)]
+struct Page {
+    records: Vec<serde_json::Value>,
+    #[serde(default)]
+    next_cursor: Option<String>,
+}
+
+impl UsageSource for VendorApiSource {
+    fn describe(&self) -> String {
+        format!("vendor API {}", self.shown_url())
+    }
+
+    fn records(&self, period: Period) -> Batches {
+        let this = self.clone();
+        // (cursor to fetch, records seen so far); `None` once the last page was read.
+        Box::pin(stream::try_unfold(
+            Some((None::<String>, 0u64)),
+            move |state| {
+                let this = this.clone();
+                async move {
+                    let Some((cursor, seen)) = state else {
+                        return Ok(None);
+                    };
+                    let page = this.fetch_page(period, cursor.as_deref()).await?;
+                    debug!(records = page.records.len(), "usage page");
+                    let mut ordinal = seen;
+                    let items: Vec<SourceItem> = page
+                        .records
+                        .into_iter()
+                        .map(|v| {
+                            ordinal += 1;
+                            let position = Position {
+                                ordinal,
+                                line: None,
+                            };
+                            match serde_json::from_value::<RawRecord>(v) {
+                                Ok(raw) => raw.into_item(position),
+                                Err(e) => SourceItem::Rejected(Rejection {
+                                    position,
+                                    record_id: None,
+                                    reason: format!("not a usage record: {e}"),
+                                }),
+                            }
+                        })
+                        .collect();
+                    let next = match page.next_cursor.filter(|c| !c.is_empty()) {
+                        Some(c) if Some(&c) == cursor.as_ref() => {
+                            return Err(SourceError::Http {
+                                url: this.shown_url(),
+                                reason: format!(
+                                    "the next cursor is the current one ({c:?}): the source would repeat a page"
+                                ),
+                            });
+                        }
+                        Some(c) => Some((Some(c), ordinal)),
+                        None => None,
+                    };
+                    Ok(Some((items, next)))
+                }
+            },
+        ))
+    }
+}
