@@ -7,6 +7,7 @@
 //! 429. Any other failure is returned with [`ConnectError::outcome_unknown`] set, for the
 //! caller to re-read state.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -111,6 +112,7 @@ impl ClientBuilder {
                 api_key: self.api_key,
                 retry: self.retry,
                 user_agent: self.user_agent,
+                sent: AtomicU64::new(0),
             }),
         })
     }
@@ -139,6 +141,8 @@ struct Inner {
     api_key: ApiKey,
     retry: RetryPolicy,
     user_agent: String,
+    /// Requests sent, retries included.
+    sent: AtomicU64,
 }
 
 impl std::fmt::Debug for ConnectClient {
@@ -203,6 +207,11 @@ impl ConnectClient {
 
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.inner.retry
+    }
+
+    /// How many requests this client (and its clones) sent, retries included.
+    pub fn requests_sent(&self) -> u64 {
+        self.inner.sent.load(Ordering::Relaxed)
     }
 
     /// `GET path` decoded as `T`.
@@ -396,6 +405,7 @@ impl ConnectClient {
 
     /// One attempt: send and read the whole answer.
     async fn attempt(&self, line: &RequestLine, body: &Body) -> Result<RawResponse, ConnectError> {
+        self.inner.sent.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}{}", self.inner.base_url, line.path);
         let mut req = self
             .inner

@@ -761,7 +761,8 @@ impl DefaultAccount {
                 })
             })
             .collect();
-        let created = self.at(500);
+        // Subscriptions of the first months: every month from mid-2023 on has all of them.
+        let created = self.at(120);
         let contract_ref = match contract {
             Some((id, name)) => json!({"id": id, "name": name}),
             None => json!({"id": PREVIEW_CONTRACT_ID, "name": "Preview"}),

@@ -40,6 +40,8 @@ pub struct Billable {
     pub external_uid: Option<String>,
     /// `(mpn, precision)`
     pub items: Vec<(String, Precision)>,
+    /// When the asset was created: no usage before.
+    pub created: Option<chrono::DateTime<Utc>>,
 }
 
 /// What the generator draws from: every billable asset of the dataset, and assets that are
@@ -96,6 +98,9 @@ impl UsageUniverse {
                     asset_id: id,
                     external_uid: a["external_uid"].as_str().map(str::to_owned),
                     items,
+                    created: a["events"]["created"]["at"]
+                        .as_str()
+                        .and_then(crate::usage::record::parse_utc),
                 });
             } else if status_ok {
                 u.unbillable.push(id);
@@ -104,43 +109,22 @@ impl UsageUniverse {
         u
     }
 
-    /// Record `i` (0-based) of `period`, one of `total`, defective with probability `bad`.
+    /// The assets that existed in `period`.
+    pub fn month(&self, period: Period) -> Month<'_> {
+        Month {
+            universe: self,
+            period,
+            billable: self
+                .billable
+                .iter()
+                .filter(|b| b.created.is_none_or(|c| c < period.end_exclusive()))
+                .collect(),
+        }
+    }
+
+    /// Record `i` (0-based) of `period`, defective with probability `bad`.
     pub fn record(&self, period: Period, i: u64, bad: f64) -> Value {
-        if self.billable.is_empty() {
-            return json!({});
-        }
-        let h = mix(period_seed(period) ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let b = &self.billable[(i % self.billable.len() as u64) as usize];
-        let (mpn, precision) = &b.items[(h % b.items.len() as u64) as usize];
-        let quantity = quantity_for(*precision, mix(h ^ 0x51));
-        let days = (period.last_day() - period.first_day()).num_days() + 1;
-        let start = period.start()
-            + Duration::days((mix(h ^ 0x52) % days as u64) as i64)
-            + Duration::seconds((mix(h ^ 0x53) % 43_200) as i64);
-        let end = (start + Duration::seconds(3600 + (mix(h ^ 0x54) % 36_000) as i64))
-            .min(period.last_second());
-        let subscription = match (&b.external_uid, i % 5) {
-            (Some(uid), 4) => uid.clone(),
-            _ => b.asset_id.clone(),
-        };
-        let mut r = json!({
-            "record_id": format!("SKY-{}{:02}-{:08}", period.year(), period.month(), i + 1),
-            "subscription_id": subscription,
-            "item_mpn": mpn,
-            "quantity": quantity,
-            "start_time": start.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            "end_time": end.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        });
-        // A note that looks like a formula, to keep writers honest about text cells.
-        if i % 97 == 13 {
-            r["note"] = json!("=SUM(A1:A9) adjustment");
-        } else if i.is_multiple_of(11) {
-            r["note"] = json!(format!("Batch job {}", mix(h ^ 0x55) % 10_000));
-        }
-        if bad > 0.0 && (mix(h ^ 0x56) % 1_000_000) as f64 / 1_000_000.0 < bad {
-            self.spoil(&mut r, mix(h ^ 0x57), period);
-        }
-        r
+        self.month(period).record(i, bad)
     }
 
     /// Makes a record defective in one of the ways a vendor's export goes wrong.
@@ -168,6 +152,56 @@ impl UsageUniverse {
                 ))
             }
         }
+    }
+}
+
+/// The usage of one month.
+#[derive(Debug)]
+pub struct Month<'u> {
+    universe: &'u UsageUniverse,
+    period: Period,
+    billable: Vec<&'u Billable>,
+}
+
+impl Month<'_> {
+    /// Record `i` (0-based), defective with probability `bad`.
+    pub fn record(&self, i: u64, bad: f64) -> Value {
+        let period = self.period;
+        if self.billable.is_empty() {
+            return json!({});
+        }
+        let h = mix(period_seed(period) ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let b = self.billable[(i % self.billable.len() as u64) as usize];
+        let (mpn, precision) = &b.items[(h % b.items.len() as u64) as usize];
+        let quantity = quantity_for(*precision, mix(h ^ 0x51));
+        let days = (period.last_day() - period.first_day()).num_days() + 1;
+        let start = period.start()
+            + Duration::days((mix(h ^ 0x52) % days as u64) as i64)
+            + Duration::seconds((mix(h ^ 0x53) % 43_200) as i64);
+        let end = (start + Duration::seconds(3600 + (mix(h ^ 0x54) % 36_000) as i64))
+            .min(period.last_second());
+        let subscription = match (&b.external_uid, i % 5) {
+            (Some(uid), 4) => uid.clone(),
+            _ => b.asset_id.clone(),
+        };
+        let mut r = json!({
+            "record_id": format!("SKY-{}{:02}-{:08}", period.year(), period.month(), i + 1),
+            "subscription_id": subscription,
+            "item_mpn": mpn,
+            "quantity": quantity,
+            "start_time": start.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "end_time": end.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        });
+        // A note that looks like a formula, to keep writers honest about text cells.
+        if i % 97 == 13 {
+            r["note"] = json!("=SUM(A1:A9) adjustment");
+        } else if i.is_multiple_of(11) {
+            r["note"] = json!(format!("Batch job {}", mix(h ^ 0x55) % 10_000));
+        }
+        if bad > 0.0 && (mix(h ^ 0x56) % 1_000_000) as f64 / 1_000_000.0 < bad {
+            self.universe.spoil(&mut r, mix(h ^ 0x57), period);
+        }
+        r
     }
 }
 
@@ -253,10 +287,10 @@ async fn usage(
     } else {
         config.usage_records
     };
-    let universe = app.usage_universe();
+    let month = app.usage_universe().month(period);
     let end = (offset.saturating_add(limit)).min(total);
     let records: Vec<Value> = (offset..end)
-        .map(|i| universe.record(period, i, config.usage_bad_records))
+        .map(|i| month.record(i, config.usage_bad_records))
         .collect();
     let next = (end < total).then(|| end.to_string());
     let mut resp = Json(json!({"records": records, "next_cursor": next})).into_response();

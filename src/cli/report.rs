@@ -1,0 +1,105 @@
+//! `connect-usage report`: one run of the QT pipeline from the command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use connect_usage::connect::{ApiKey, ConnectClient, api_base_url};
+use connect_usage::usage::config::{
+    DEFAULT_CONCURRENCY, REPORT_CONCURRENCY, ReportSettings, USAGE_SOURCE, USAGE_SOURCE_TOKEN,
+};
+use connect_usage::usage::{Period, PollPolicy, ReportOptions, RunError, RunResult, report};
+
+use super::{EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, Failure, config_error, run_error};
+
+pub const LONG_ABOUT: &str = "Report a month of QT usage to Connect (or the sandbox) once.\n\n\
+    Reads the month's usage from USAGE_SOURCE (the vendor usage API, or a CSV / JSON Lines file), \
+    checks every record, groups them per distribution contract and product, and for each group \
+    creates a usage file, uploads its workbook and submits it. Files are found again by a \
+    deterministic external id, so running twice, or again after a crash, never reports twice.\n\n\
+    With --dry-run it writes the workbooks and summary.json to --out and sends nothing.\n\n\
+    Exit codes: 0 everything reported, 3 part of it (see the summary), 1 nothing, 2 bad settings.";
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The month to report, YYYY-MM (default: the previous month, in UTC).
+    #[arg(long)]
+    period: Option<String>,
+    /// The vendor usage API URL (http(s)://...) or a CSV / JSON Lines file.
+    #[arg(long, env = USAGE_SOURCE)]
+    source: Option<String>,
+    /// Bearer token of the vendor usage API.
+    #[arg(long, env = USAGE_SOURCE_TOKEN, hide_env_values = true)]
+    source_token: Option<String>,
+    /// Groups (contract and product) reported at once.
+    #[arg(long, env = REPORT_CONCURRENCY, default_value_t = DEFAULT_CONCURRENCY)]
+    concurrency: usize,
+    /// Connect API key (`ApiKey SU-...:...`, the prefix optional).
+    #[arg(long, env = "API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Connect API host, as the official runner takes it; a scheme is allowed
+    /// (http://127.0.0.1:8080 for the sandbox).
+    #[arg(long, env = "API_ADDRESS", default_value = "api.connect.cloudblue.com")]
+    api_address: String,
+    /// Write the workbooks and the summary to --out; create, upload and submit nothing.
+    #[arg(long, requires = "out")]
+    dry_run: bool,
+    /// Where --dry-run writes (created if missing).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Milliseconds between two looks at a file Connect is processing.
+    #[arg(long, default_value_t = 2000)]
+    poll_interval_ms: u64,
+    /// Seconds to wait for Connect's processing before leaving the file to the ready event.
+    #[arg(long, default_value_t = 120)]
+    poll_timeout_secs: u64,
+}
+
+pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
+    let period = match &args.period {
+        None => Period::previous_month(chrono::Utc::now()),
+        Some(p) => p.parse().map_err(config_error)?,
+    };
+    let settings = ReportSettings::from_lookup(|name| match name {
+        USAGE_SOURCE => args.source.clone(),
+        USAGE_SOURCE_TOKEN => args.source_token.clone(),
+        REPORT_CONCURRENCY => Some(args.concurrency.to_string()),
+        _ => None,
+    })
+    .map_err(config_error)?;
+    let key = args
+        .api_key
+        .as_deref()
+        .ok_or_else(|| config_error(anyhow::anyhow!("API_KEY is not set (or give --api-key)")))
+        .and_then(|k| ApiKey::new(k).map_err(|e| config_error(anyhow::anyhow!("API_KEY: {e}"))))?;
+    let base = api_base_url(&args.api_address).map_err(config_error)?;
+    let client = ConnectClient::new(base, key).map_err(config_error)?;
+    let source = settings.source.open().map_err(config_error)?;
+    let options = ReportOptions {
+        period,
+        concurrency: settings.concurrency,
+        dry_run: args.dry_run,
+        out_dir: args.out.clone(),
+        poll: PollPolicy {
+            interval: Duration::from_millis(args.poll_interval_ms.max(10)),
+            timeout: Duration::from_secs(args.poll_timeout_secs),
+        },
+        interrupt_after: None,
+    };
+    let summary = report(&client, source.as_ref(), &options)
+        .await
+        .map_err(|e: RunError| run_error(e))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary).map_err(run_error)?);
+    } else {
+        println!("{summary}");
+    }
+    Ok(match summary.result {
+        RunResult::Complete => EXIT_OK,
+        RunResult::Partial => EXIT_PARTIAL,
+        RunResult::Failed => EXIT_FAILURE,
+    })
+}

@@ -1,0 +1,168 @@
+//! `connect-usage sandbox`: the local Connect emulator, until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use connect_usage::sandbox::{
+    Dataset, FaultAction, FaultRule, RuntimeConfig, Sandbox, SandboxConfig,
+};
+use connect_usage::secret::Secret;
+
+use super::{EXIT_OK, Failure, config_error, run_error};
+
+pub const LONG_ABOUT: &str = "Run the local Connect API emulator until Ctrl-C.\n\n\
+    It serves Connect's REST API under /public/v1 (contracts, assets, marketplaces, products and \
+    items, usage files and records) from a built-in vendor account or the dataset given with \
+    --data, and a vendor usage API under /vendor/v1/usage, and prints their addresses and keys. Its \
+    own API under /sandbox shows the state (GET /sandbox/state), injects faults (PUT \
+    /sandbox/faults) and changes settings (PUT /sandbox/config) while it runs.";
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "SANDBOX_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// A dataset JSON file (accounts, keys, marketplaces, contracts, products, items, assets)
+    /// instead of the built-in account; see --dump-data for the shape.
+    #[arg(long, env = "SANDBOX_DATA")]
+    data: Option<PathBuf>,
+    /// Print the built-in dataset as JSON and exit (a starting point for --data).
+    #[arg(long)]
+    dump_data: bool,
+    /// Milliseconds from upload to `ready`/`invalid` (0 processes before answering).
+    #[arg(long, default_value_t = 0)]
+    processing_delay_ms: u64,
+    /// Status code of a successful upload: 200 (Connect's spec) or 201 (older SDKs).
+    #[arg(long, default_value_t = 200)]
+    upload_status: u16,
+    /// Milliseconds added to every API request.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Share of API requests (0.0 to 1.0) answered with --fault-status.
+    #[arg(long, default_value_t = 0.0)]
+    fault_rate: f64,
+    /// Status of injected faults (500, 502, 503, 429, ...).
+    #[arg(long, default_value_t = 503)]
+    fault_status: u16,
+    /// Retry-After seconds sent with injected faults.
+    #[arg(long)]
+    fault_retry_after: Option<u64>,
+    /// Seed of the fault injection's random choices.
+    #[arg(long, default_value_t = 0x5A4D_B0C5)]
+    seed: u64,
+    /// Usage records per month served by the sandbox's vendor usage API.
+    #[arg(long, default_value_t = 1200)]
+    usage_records: u64,
+    /// Share (0.0 to 1.0) of those records that are defective on purpose.
+    #[arg(long, default_value_t = 0.0)]
+    usage_bad_records: f64,
+    /// Bearer token of the vendor usage API.
+    #[arg(long, env = "SANDBOX_USAGE_TOKEN", default_value = connect_usage::sandbox::vendor_api::DEFAULT_TOKEN, hide_default_value = true)]
+    usage_token: String,
+}
+
+pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
+    if args.dump_data {
+        let json = serde_json::to_string_pretty(&Dataset::default_account()).map_err(run_error)?;
+        println!("{json}");
+        return Ok(EXIT_OK);
+    }
+    let dataset = match &args.data {
+        Some(path) => Dataset::load(path).map_err(config_error)?,
+        None => Dataset::default_account(),
+    };
+    let runtime = RuntimeConfig {
+        processing_delay_ms: args.processing_delay_ms,
+        upload_status: args.upload_status,
+        latency_ms: args.latency_ms,
+        usage_records: args.usage_records,
+        usage_bad_records: args.usage_bad_records,
+        ..RuntimeConfig::default()
+    };
+    runtime
+        .check()
+        .map_err(|e| config_error(anyhow::anyhow!(e)))?;
+    let mut faults = Vec::new();
+    if args.fault_rate > 0.0 {
+        let rule = FaultRule {
+            method: None,
+            path: None,
+            rate: args.fault_rate,
+            skip: 0,
+            count: None,
+            action: FaultAction::Status {
+                status: args.fault_status,
+                retry_after: args.fault_retry_after,
+                after: false,
+            },
+        };
+        rule.check()
+            .map_err(|e| config_error(anyhow::anyhow!("bad --fault-rate/--fault-status: {e}")))?;
+        faults.push(rule);
+    }
+    let keys: Vec<(String, String, String)> = dataset
+        .api_keys
+        .iter()
+        .map(|k| {
+            let account = dataset
+                .account(&k.account)
+                .map(|a| format!("{} {}", a.id, a.name))
+                .unwrap_or_default();
+            (k.name.clone(), account, k.key.clone())
+        })
+        .collect();
+    let sandbox = Sandbox::start(SandboxConfig {
+        listen: args.listen,
+        dataset,
+        runtime,
+        faults,
+        seed: args.seed,
+        usage_token: Secret::new(args.usage_token.clone()),
+    })
+    .await
+    .map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                " (the port is in use; --listen 127.0.0.1:0 picks a free one)"
+            }
+            std::io::ErrorKind::AddrNotAvailable => " (no such local address)",
+            _ => "",
+        };
+        config_error(anyhow::anyhow!(
+            "cannot start the sandbox on {}: {e}{hint}",
+            args.listen
+        ))
+    })?;
+
+    let api = sandbox.api_url();
+    println!("connect-usage sandbox is running.\n");
+    println!("  Connect API  {api}");
+    println!(
+        "  Sandbox API  {}/sandbox  (GET state, PUT faults, PUT config, POST reset)\n",
+        sandbox.origin()
+    );
+    println!("  API keys (send as \"Authorization: ApiKey <key>\"):");
+    let width = keys.iter().map(|k| k.0.len()).max().unwrap_or(0);
+    for (name, account, key) in &keys {
+        println!("    {name:width$}  {key}  ({account})");
+    }
+    println!(
+        "\n  Vendor usage API  {}  (Authorization: Bearer {})",
+        sandbox.usage_api_url(),
+        args.usage_token
+    );
+    println!(
+        "    as a usage source: USAGE_SOURCE={} USAGE_SOURCE_TOKEN={}",
+        sandbox.usage_api_url(),
+        args.usage_token
+    );
+    if let Some((_, _, key)) = keys.first() {
+        println!(
+            "\n  Try:\n    curl -H \"Authorization: ApiKey {key}\" \"{api}/contracts?limit=5\""
+        );
+    }
+    println!("\nPress Ctrl-C to stop.");
+    sandbox.run_until_signal().await;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,192 @@
+//! Deterministic identity: the same usage gives the same names on every run.
+//!
+//! - A usage file is found again by its `external_id`, one per contract, product and month:
+//!   `cu:{contract}:{product}:{YYYY-MM}`. The `cu:` prefix marks the files this extension owns.
+//! - A record keeps the vendor's id; without one it gets `cu-` and 32 hex digits of a SHA-256
+//!   of its content, so a rerun writes the very same ids (the copied Python sample gives every
+//!   row the same id).
+//! - A workbook's digest (SHA-256 of its bytes) goes into the file's `note` once Connect has
+//!   processed it, so a rerun can tell whether the file holds today's data.
+
+use sha2::{Digest, Sha256};
+
+use super::period::Period;
+use super::record::Quantity;
+
+/// The prefix of this extension's external ids.
+pub const EXTERNAL_ID_PREFIX: &str = "cu:";
+
+/// `cu:{contract}:{product}:{YYYY-MM}`
+pub fn external_id(contract: &str, product: &str, period: Period) -> String {
+    format!("{EXTERNAL_ID_PREFIX}{contract}:{product}:{period}")
+}
+
+/// The contract, product and period of one of this extension's external ids.
+pub fn parse_external_id(external_id: &str) -> Option<(String, String, Period)> {
+    let rest = external_id.strip_prefix(EXTERNAL_ID_PREFIX)?;
+    let mut parts = rest.splitn(3, ':');
+    let (contract, product, period) = (parts.next()?, parts.next()?, parts.next()?);
+    if contract.is_empty() || product.is_empty() {
+        return None;
+    }
+    Some((
+        contract.to_owned(),
+        product.to_owned(),
+        period.parse().ok()?,
+    ))
+}
+
+/// A workbook's file name: `{contract}_{product}_{YYYY-MM}.xlsx`.
+pub fn workbook_name(contract: &str, product: &str, period: Period) -> String {
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!("{}_{}_{period}.xlsx", safe(contract), safe(product))
+}
+
+/// The content of a record that names it when the vendor gave it no id.
+pub struct RecordContent<'a> {
+    pub asset_id: &'a str,
+    pub item_mpn: &'a str,
+    pub quantity: &'a Quantity,
+    pub start: i64,
+    pub end: i64,
+    pub note: Option<&'a str>,
+    pub category: Option<&'a str>,
+}
+
+/// `cu-` and 32 hex digits of the SHA-256 of the record's content.
+pub fn derived_record_id(c: &RecordContent<'_>) -> String {
+    let mut h = Sha256::new();
+    // Fields separated by a byte that cannot appear in them (0x1f, unit separator).
+    for part in [
+        c.asset_id,
+        c.item_mpn,
+        c.quantity.as_str(),
+        &c.start.to_string(),
+        &c.end.to_string(),
+        c.note.unwrap_or(""),
+        c.category.unwrap_or(""),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0x1f]);
+    }
+    let digest = h.finalize();
+    let mut id = String::with_capacity(35);
+    id.push_str("cu-");
+    for b in &digest[..16] {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
+}
+
+/// SHA-256 of bytes, in hex.
+pub fn digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The machine-readable part of a file's note: `connect-usage digest=<hex> records=<n>`.
+pub fn note_for(digest: &str, records: usize) -> String {
+    format!("connect-usage digest={digest} records={records}")
+}
+
+/// The digest a file's note records, if it was written by [`note_for`].
+pub fn digest_in_note(note: Option<&str>) -> Option<&str> {
+    note?
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("digest="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_ids_round_trip() {
+        let p: Period = "2024-12".parse().expect("period");
+        let id = external_id("CRD-11111-22222-33333", "PRD-276-377-545", p);
+        assert_eq!(id, "cu:CRD-11111-22222-33333:PRD-276-377-545:2024-12");
+        assert_eq!(
+            parse_external_id(&id),
+            Some(("CRD-11111-22222-33333".into(), "PRD-276-377-545".into(), p))
+        );
+        assert_eq!(parse_external_id("CRD-1 PRD-1 April"), None);
+        assert_eq!(parse_external_id("cu:CRD-1:PRD-1:2024-13"), None);
+        assert_eq!(
+            workbook_name("CRD-1", "PRD/1", p),
+            "CRD-1_PRD_1_2024-12.xlsx"
+        );
+    }
+
+    #[test]
+    fn derived_ids_depend_on_every_field_and_nothing_else() {
+        let q = Quantity::parse("2.5").expect("q");
+        let base = RecordContent {
+            asset_id: "AS-1",
+            item_mpn: "M",
+            quantity: &q,
+            start: 1,
+            end: 2,
+            note: None,
+            category: None,
+        };
+        let id = derived_record_id(&base);
+        assert!(id.starts_with("cu-") && id.len() == 35, "{id}");
+        assert_eq!(id, derived_record_id(&base));
+        let q2 = Quantity::parse("2.50").expect("q");
+        assert_eq!(
+            id,
+            derived_record_id(&RecordContent {
+                quantity: &q2,
+                ..base
+            }),
+            "the same quantity written differently"
+        );
+        let variants = [
+            RecordContent {
+                asset_id: "AS-2",
+                ..base
+            },
+            RecordContent {
+                item_mpn: "N",
+                ..base
+            },
+            RecordContent { start: 0, ..base },
+            RecordContent { end: 3, ..base },
+            RecordContent {
+                note: Some(""),
+                category: Some("x"),
+                ..base
+            },
+            RecordContent {
+                note: Some("x"),
+                ..base
+            },
+        ];
+        let mut ids: Vec<String> = variants.iter().map(derived_record_id).collect();
+        ids.push(id);
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 7);
+    }
+
+    #[test]
+    fn notes_carry_the_digest() {
+        let note = note_for("abc123", 5);
+        assert_eq!(digest_in_note(Some(&note)), Some("abc123"));
+        assert_eq!(digest_in_note(Some("written by hand")), None);
+        assert_eq!(digest_in_note(None), None);
+        assert_eq!(digest(b"").len(), 64);
+    }
+}

@@ -1,0 +1,879 @@
+//! The QT reporting run: read a month of usage, check and group it, and report each
+//! distribution contract and product to Connect exactly once.
+//!
+//! 1. Read every record from the source (malformed ones become rejections, never dropped).
+//! 2. Load the catalog in batched queries (no per-record calls).
+//! 3. Check each record and place it in its (contract, product) group; give it its record id
+//!    (the vendor's, or one derived from its content); refuse duplicate ids.
+//! 4. For each QT group, concurrently with a bound: write the workbook, then find the group's
+//!    usage file by its deterministic `external_id` and take it from wherever it is to
+//!    `pending`: create, upload, wait for processing, record the workbook's digest in the
+//!    note, submit. Files already submitted are left alone. Any failure whose outcome is
+//!    unknown is resolved by reading the file again, never by sending blindly.
+//!
+//! Nothing is kept locally: Connect's state is the only memory between runs, which is what
+//! makes a rerun after a crash at any point end in the same state as an uninterrupted run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use tracing::{info, warn};
+
+use super::catalog::Catalog;
+use super::identity::{self, RecordContent};
+use super::period::Period;
+use super::record::{Position, Quantity, SourceItem};
+use super::source::{SourceError, UsageSource};
+use super::summary::{
+    FileAction, FileReport, GroupCounts, RecordCounts, RecordProblem, RunResult, RunSummary,
+    SAMPLES,
+};
+use super::validate::{Checked, ProblemKind, place};
+use super::workbook::{self, Row};
+use crate::connect::models::{IdRef, NewUsageFile, UsageFile, UsageFileStatus, UsageFileUpdate};
+use crate::connect::{ConnectClient, ConnectError};
+use crate::rql::Expr;
+
+/// How long to wait for Connect to process an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollPolicy {
+    pub interval: Duration,
+    /// After this, the file is left to the `ready` event (the group counts as waiting).
+    pub timeout: Duration,
+}
+
+impl Default for PollPolicy {
+    fn default() -> Self {
+        PollPolicy {
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A step of a group's report, for the interruption hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Create,
+    Upload,
+    Submit,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    pub period: Period,
+    /// Groups reported at once.
+    pub concurrency: usize,
+    /// Write the workbooks and the summary, send nothing.
+    pub dry_run: bool,
+    /// Where a dry run writes workbooks and `summary.json` (nowhere when `None`).
+    pub out_dir: Option<PathBuf>,
+    pub poll: PollPolicy,
+    /// Stops the whole run right after the first time this step succeeds, as a crash would.
+    /// For tests of resumption.
+    #[doc(hidden)]
+    pub interrupt_after: Option<Step>,
+}
+
+impl ReportOptions {
+    pub fn new(period: Period) -> ReportOptions {
+        ReportOptions {
+            period,
+            concurrency: 4,
+            dry_run: false,
+            out_dir: None,
+            poll: PollPolicy::default(),
+            interrupt_after: None,
+        }
+    }
+}
+
+/// A run that could not report anything.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    #[error("cannot load contracts, assets and products from Connect: {0}")]
+    Catalog(ConnectError),
+    #[error("cannot write to {path}: {reason}")]
+    Output { path: String, reason: String },
+    #[error("interrupted after the {step:?} step of {external_id}")]
+    Interrupted { step: Step, external_id: String },
+}
+
+/// Strings seen many times (subscriptions, MPNs, asset ids) are kept once.
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.ids.get(s) {
+            return i;
+        }
+        let name: Arc<str> = Arc::from(s);
+        let i = self.names.len() as u32;
+        self.names.push(name.clone());
+        self.ids.insert(name, i);
+        i
+    }
+
+    fn get(&self, i: u32) -> &str {
+        self.names.get(i as usize).map_or("", |s| s)
+    }
+}
+
+/// A record, compact: a million of them fit in about 150 MB.
+#[derive(Debug)]
+struct Entry {
+    position: Position,
+    subscription: u32,
+    mpn: u32,
+    category: Option<u32>,
+    quantity: Quantity,
+    start: i64,
+    end: i64,
+    vendor_id: Option<Box<str>>,
+    note: Option<Box<str>>,
+}
+
+/// A placed record: its entry, its asset, its final id.
+#[derive(Debug)]
+struct Placed {
+    entry: u32,
+    asset: u32,
+    record_id: Box<str>,
+}
+
+/// Records read and their strings, shared by the workbook writers.
+#[derive(Debug, Default)]
+struct RunData {
+    strings: Interner,
+    entries: Vec<Entry>,
+}
+
+/// One (contract, product) group.
+#[derive(Debug)]
+struct Group {
+    contract: String,
+    product: String,
+    qt: bool,
+    records: Vec<Placed>,
+}
+
+/// Runs the report.
+pub async fn report(
+    client: &ConnectClient,
+    source: &dyn UsageSource,
+    options: &ReportOptions,
+) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let calls_before = client.requests_sent();
+    let period = options.period;
+    info!(%period, source = %source.describe(), dry_run = options.dry_run, "usage report starts");
+
+    // 1. Read.
+    let mut data = RunData::default();
+    let mut problems: Vec<RecordProblem> = Vec::new();
+    let mut invalid = 0usize;
+    let mut unplaceable = 0usize;
+    let mut note_problem = |p: RecordProblem, problems: &mut Vec<RecordProblem>| {
+        let count = match p.kind {
+            ProblemKind::Invalid => &mut invalid,
+            ProblemKind::Unplaceable => &mut unplaceable,
+        };
+        *count += 1;
+        if *count <= SAMPLES {
+            problems.push(p);
+        }
+    };
+    let mut batches = source.records(period);
+    let mut read = 0usize;
+    while let Some(batch) = batches.try_next().await? {
+        for item in batch {
+            read += 1;
+            match item {
+                SourceItem::Record(r) => {
+                    let entry = Entry {
+                        position: r.position,
+                        subscription: data.strings.intern(&r.subscription),
+                        mpn: data.strings.intern(&r.item_mpn),
+                        category: r.category.as_deref().map(|c| data.strings.intern(c)),
+                        quantity: r.quantity,
+                        start: r.start.timestamp(),
+                        end: r.end.timestamp(),
+                        vendor_id: r.record_id.map(String::into_boxed_str),
+                        note: r.note.map(String::into_boxed_str),
+                    };
+                    data.entries.push(entry);
+                }
+                SourceItem::Rejected(r) => note_problem(
+                    RecordProblem {
+                        position: r.position,
+                        record_id: r.record_id,
+                        kind: ProblemKind::Invalid,
+                        reason: r.reason,
+                    },
+                    &mut problems,
+                ),
+            }
+            if read.is_multiple_of(100_000) {
+                info!(records = read, "reading usage");
+            }
+        }
+    }
+    info!(records = read, "usage read");
+
+    // 2. Catalog.
+    let subscriptions: Vec<String> = {
+        let mut seen: Vec<bool> = vec![false; data.strings.names.len()];
+        let mut out = Vec::new();
+        for e in &data.entries {
+            let i = e.subscription as usize;
+            if !seen[i] {
+                seen[i] = true;
+                out.push(data.strings.get(e.subscription).to_owned());
+            }
+        }
+        out
+    };
+    let catalog = Catalog::load(client, subscriptions)
+        .await
+        .map_err(RunError::Catalog)?;
+    info!(
+        contracts = catalog.contracts.len(),
+        assets = catalog.assets.len(),
+        products = catalog.products.len(),
+        "catalog loaded"
+    );
+
+    // 3. Check and place.
+    let asset_index: HashMap<String, u32> = catalog
+        .assets
+        .keys()
+        .map(|id| (id.clone(), data.strings.intern(id)))
+        .collect();
+    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    let mut seen_ids: HashMap<Box<str>, Position> = HashMap::new();
+    for (i, e) in data.entries.iter().enumerate() {
+        let checked = Checked {
+            subscription: data.strings.get(e.subscription),
+            item_mpn: data.strings.get(e.mpn),
+            quantity: &e.quantity,
+            start: chrono::DateTime::from_timestamp(e.start, 0).unwrap_or_default(),
+            end: chrono::DateTime::from_timestamp(e.end, 0).unwrap_or_default(),
+        };
+        let placement = match place(checked, &catalog, period) {
+            Ok(p) => p,
+            Err(p) => {
+                note_problem(
+                    RecordProblem {
+                        position: e.position,
+                        record_id: e.vendor_id.as_deref().map(str::to_owned),
+                        kind: p.kind,
+                        reason: p.reason,
+                    },
+                    &mut problems,
+                );
+                continue;
+            }
+        };
+        let record_id: Box<str> = match &e.vendor_id {
+            Some(id) => id.clone(),
+            None => identity::derived_record_id(&RecordContent {
+                asset_id: placement.asset_id,
+                item_mpn: checked.item_mpn,
+                quantity: &e.quantity,
+                start: e.start,
+                end: e.end,
+                note: e.note.as_deref(),
+                category: e.category.map(|c| data.strings.get(c)),
+            })
+            .into_boxed_str(),
+        };
+        if let Some(first) = seen_ids.get(&record_id) {
+            let reason = if e.vendor_id.is_some() {
+                format!("record_id {record_id:?} is already used by {first}")
+            } else {
+                format!(
+                    "the same record as {first} (same subscription, item, quantity, times and note)"
+                )
+            };
+            note_problem(
+                RecordProblem {
+                    position: e.position,
+                    record_id: e.vendor_id.as_deref().map(str::to_owned),
+                    kind: ProblemKind::Invalid,
+                    reason,
+                },
+                &mut problems,
+            );
+            continue;
+        }
+        seen_ids.insert(record_id.clone(), e.position);
+        let key = (placement.contract.to_owned(), placement.product.to_owned());
+        let qt = placement.qt;
+        let asset = asset_index
+            .get(placement.asset_id)
+            .copied()
+            .unwrap_or(u32::MAX);
+        groups
+            .entry(key.clone())
+            .or_insert_with(|| Group {
+                contract: key.0,
+                product: key.1,
+                qt,
+                records: Vec::new(),
+            })
+            .records
+            .push(Placed {
+                entry: i as u32,
+                asset,
+                record_id,
+            });
+    }
+    drop(seen_ids);
+    problems.sort_by_key(|p| p.position);
+
+    // 4. Report.
+    let data = Arc::new(data);
+    let mut reports: Vec<FileReport> = Vec::new();
+    let mut jobs = Vec::new();
+    for (_, g) in groups {
+        let external_id = identity::external_id(&g.contract, &g.product, period);
+        if !g.qt {
+            let schema = catalog
+                .products
+                .get(&g.product)
+                .and_then(|p| p.ppu_schema())
+                .unwrap_or("none")
+                .to_owned();
+            reports.push(FileReport {
+                contract: g.contract,
+                product: g.product,
+                external_id,
+                file_id: None,
+                status: None,
+                action: FileAction::SkippedNotQt,
+                records: g.records.len(),
+                workbook: None,
+                message: Some(format!(
+                    "the product's pay-as-you-go schema is {schema}, not QT: not sent"
+                )),
+            });
+            continue;
+        }
+        let currency = catalog.currency(&g.contract);
+        let product_name = catalog
+            .products
+            .get(&g.product)
+            .and_then(|p| p.name.clone())
+            .unwrap_or_else(|| g.product.clone());
+        jobs.push(GroupJob {
+            external_id,
+            currency,
+            product_name,
+            group: g,
+        });
+    }
+    if let Some(dir) = &options.out_dir {
+        std::fs::create_dir_all(dir).map_err(|e| RunError::Output {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    let runner = GroupRunner {
+        client: client.clone(),
+        data: data.clone(),
+        options: options.clone(),
+    };
+    let results: Vec<FileReport> =
+        stream::iter(jobs.into_iter().map(|job| runner.clone().run(job)))
+            .buffer_unordered(options.concurrency.max(1))
+            .try_collect()
+            .await?;
+    reports.extend(results);
+    reports.sort_by(|a, b| (&a.contract, &a.product).cmp(&(&b.contract, &b.product)));
+
+    // 5. Summary.
+    let mut groups = GroupCounts::default();
+    let mut records = RecordCounts {
+        read,
+        invalid,
+        unplaceable,
+        ..RecordCounts::default()
+    };
+    for r in &reports {
+        match r.action {
+            FileAction::Created => {
+                groups.created += 1;
+                records.sent += r.records;
+            }
+            FileAction::Resumed => {
+                groups.resumed += 1;
+                records.sent += r.records;
+            }
+            FileAction::AlreadyReported => {
+                groups.already_reported += 1;
+                records.already_reported += r.records;
+            }
+            FileAction::Waiting => {
+                groups.waiting += 1;
+                records.not_reported += r.records;
+            }
+            FileAction::Failed => {
+                groups.failed += 1;
+                records.not_reported += r.records;
+            }
+            FileAction::SkippedNotQt => {
+                groups.skipped_not_qt += 1;
+                records.not_qt += r.records;
+            }
+            FileAction::DryRun => {
+                groups.dry_run += 1;
+                records.not_reported += r.records;
+            }
+        }
+    }
+    let reported = groups.created + groups.resumed + groups.already_reported + groups.dry_run;
+    let result = if reported == 0 && (groups.failed > 0 || groups.waiting > 0) {
+        RunResult::Failed
+    } else if groups.failed + groups.waiting > 0 || invalid + unplaceable > 0 {
+        RunResult::Partial
+    } else {
+        RunResult::Complete
+    };
+    let summary = RunSummary {
+        period,
+        source: source.describe(),
+        dry_run: options.dry_run,
+        result,
+        groups,
+        records,
+        problems,
+        files: reports,
+        api_calls: client.requests_sent() - calls_before,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    if options.dry_run
+        && let Some(dir) = &options.out_dir
+    {
+        let path = dir.join("summary.json");
+        let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+        std::fs::write(&path, json).map_err(|e| RunError::Output {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    info!(summary = %summary.one_line(), "usage report done");
+    Ok(summary)
+}
+
+/// What a group's report needs.
+#[derive(Debug)]
+struct GroupJob {
+    external_id: String,
+    currency: Option<String>,
+    product_name: String,
+    group: Group,
+}
+
+#[derive(Debug, Clone)]
+struct GroupRunner {
+    client: ConnectClient,
+    data: Arc<RunData>,
+    options: ReportOptions,
+}
+
+/// A group's workbook.
+struct Built {
+    bytes: Bytes,
+    digest: String,
+    name: String,
+    records: usize,
+}
+
+/// How many times a group's file is read again and acted on before giving up.
+const MAX_ROUNDS: usize = 8;
+
+impl GroupRunner {
+    async fn run(self, job: GroupJob) -> Result<FileReport, RunError> {
+        let mut report = FileReport {
+            contract: job.group.contract.clone(),
+            product: job.group.product.clone(),
+            external_id: job.external_id.clone(),
+            file_id: None,
+            status: None,
+            action: FileAction::Failed,
+            records: job.group.records.len(),
+            workbook: None,
+            message: None,
+        };
+        let built = match self.build(&job).await {
+            Ok(b) => b,
+            Err(e) => {
+                report.message = Some(e);
+                return Ok(report);
+            }
+        };
+        if self.options.dry_run {
+            return Ok(self.dry_run(job, built, report).await);
+        }
+        match self.drive(&job, &built, &mut report).await {
+            Ok(()) => {}
+            Err(GroupError::Interrupted(step)) => {
+                return Err(RunError::Interrupted {
+                    step,
+                    external_id: job.external_id,
+                });
+            }
+            Err(GroupError::Failed(message)) => {
+                warn!(external_id = %job.external_id, %message, "usage file not reported");
+                report.action = FileAction::Failed;
+                report.message = Some(message);
+            }
+        }
+        info!(
+            external_id = %report.external_id,
+            file = report.file_id.as_deref().unwrap_or("-"),
+            action = ?report.action,
+            records = report.records,
+            "usage file"
+        );
+        Ok(report)
+    }
+
+    /// Writes the group's workbook on a blocking thread.
+    async fn build(&self, job: &GroupJob) -> Result<Built, String> {
+        let data = self.data.clone();
+        let mut order: Vec<usize> = (0..job.group.records.len()).collect();
+        order.sort_by(|a, b| {
+            job.group.records[*a]
+                .record_id
+                .cmp(&job.group.records[*b].record_id)
+        });
+        let rows: Vec<(u32, u32, Box<str>)> = order
+            .into_iter()
+            .map(|i| {
+                let p = &job.group.records[i];
+                (p.entry, p.asset, p.record_id.clone())
+            })
+            .collect();
+        let period = self.options.period;
+        let name = identity::workbook_name(&job.group.contract, &job.group.product, period);
+        tokio::task::spawn_blocking(move || {
+            let mut categories: Vec<&str> = rows
+                .iter()
+                .filter_map(|(e, _, _)| {
+                    data.entries[*e as usize]
+                        .category
+                        .map(|c| data.strings.get(c))
+                })
+                .collect();
+            categories.sort_unstable();
+            categories.dedup();
+            let iter = rows.iter().map(|(e, asset, id)| {
+                let entry = &data.entries[*e as usize];
+                Row {
+                    record_id: id,
+                    note: entry.note.as_deref(),
+                    item_mpn: data.strings.get(entry.mpn),
+                    quantity: &entry.quantity,
+                    start: entry.start,
+                    end: entry.end,
+                    asset_id: data.strings.get(*asset),
+                    category: entry.category.map(|c| data.strings.get(c)),
+                }
+            });
+            // The creation time is the end of the period: the same data, the same bytes.
+            let bytes = workbook::write(iter, &categories, period.end_exclusive(), None)
+                .map_err(|e| e.to_string())?;
+            let digest = identity::digest(&bytes);
+            Ok(Built {
+                bytes: Bytes::from(bytes),
+                digest,
+                name,
+                records: rows.len(),
+            })
+        })
+        .await
+        .map_err(|e| format!("the workbook writer failed: {e}"))?
+    }
+
+    async fn dry_run(&self, job: GroupJob, built: Built, mut report: FileReport) -> FileReport {
+        report.action = FileAction::DryRun;
+        if let Some(dir) = &self.options.out_dir {
+            let path = dir.join(&built.name);
+            match tokio::fs::write(&path, &built.bytes).await {
+                Ok(()) => report.workbook = Some(path.display().to_string()),
+                Err(e) => {
+                    report.action = FileAction::Failed;
+                    report.message = Some(format!("cannot write {}: {e}", path.display()));
+                    return report;
+                }
+            }
+        }
+        // Reading is allowed: say what a real run would do.
+        report.message = Some(match self.find(&job.external_id).await {
+            Ok(None) => "would create the usage file".into(),
+            Ok(Some(f)) => {
+                report.file_id = Some(f.id.clone());
+                report.status = Some(f.status.to_string());
+                match f.status {
+                    UsageFileStatus::Pending
+                    | UsageFileStatus::Accepted
+                    | UsageFileStatus::Closed
+                    | UsageFileStatus::Rejected => "already reported: would leave it".into(),
+                    _ => format!("would resume the usage file ({})", f.status),
+                }
+            }
+            Err(e) => format!("cannot tell what a real run would do: {e}"),
+        });
+        report
+    }
+
+    /// The group's file, if it exists. More than one (not deleted) is an error for a person.
+    async fn find(&self, external_id: &str) -> Result<Option<UsageFile>, String> {
+        let files = self
+            .client
+            .usage_files()
+            .filter(Expr::eq("external_id", external_id) & Expr::ne("status", "deleted"))
+            .all()
+            .await
+            .map_err(|e| e.to_string())?;
+        match files.len() {
+            0 => Ok(None),
+            1 => Ok(files.into_iter().next()),
+            n => Err(format!(
+                "{n} usage files have the external id {external_id} ({}): delete the extra ones in Connect",
+                files
+                    .iter()
+                    .map(|f| f.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    fn interrupt(&self, step: Step) -> Result<(), GroupError> {
+        if self.options.interrupt_after == Some(step) {
+            return Err(GroupError::Interrupted(step));
+        }
+        Ok(())
+    }
+
+    /// Takes the group's file from wherever it is to `pending`. Each round reads the file and
+    /// does the one thing its status calls for; a failure ends the round, and the next one
+    /// starts again from Connect's state.
+    async fn drive(
+        &self,
+        job: &GroupJob,
+        built: &Built,
+        report: &mut FileReport,
+    ) -> Result<(), GroupError> {
+        let mut created = false;
+        let mut acted = false;
+        let mut uploaded = false;
+        let mut last_error: Option<String> = None;
+        for _ in 0..MAX_ROUNDS {
+            let Some(file) = self
+                .find(&job.external_id)
+                .await
+                .map_err(GroupError::Failed)?
+            else {
+                match self.client.create_usage_file(&self.new_file(job)).await {
+                    Ok(f) => {
+                        info!(external_id = %job.external_id, file = %f.id, "usage file created");
+                        created = true;
+                        self.interrupt(Step::Create)?;
+                    }
+                    // An unknown outcome or a refusal: the next round reads the state again.
+                    Err(e) => last_error = Some(e.to_string()),
+                }
+                continue;
+            };
+            report.file_id = Some(file.id.clone());
+            report.status = Some(file.status.to_string());
+            // Does the file hold this very workbook? Its note says so once it was processed.
+            let ours =
+                identity::digest_in_note(file.note.as_deref()) == Some(built.digest.as_str());
+            match file.status {
+                UsageFileStatus::Pending
+                | UsageFileStatus::Accepted
+                | UsageFileStatus::Closed
+                | UsageFileStatus::Rejected => {
+                    report.action = if created {
+                        FileAction::Created
+                    } else if acted {
+                        FileAction::Resumed
+                    } else {
+                        FileAction::AlreadyReported
+                    };
+                    if file.status == UsageFileStatus::Rejected {
+                        report.message =
+                            Some("rejected by the provider: left to the rejection handler".into());
+                    } else if !ours {
+                        report.message =
+                            Some("the vendor's data changed since this file was reported".into());
+                    }
+                    return Ok(());
+                }
+                UsageFileStatus::Invalid if uploaded || ours => {
+                    return Err(GroupError::Failed(invalid_message(&file)));
+                }
+                // Draft, or data that is not (known to be) this run's: upload it.
+                UsageFileStatus::Draft | UsageFileStatus::Invalid => {
+                    uploaded |= self.upload(&file, built, &mut last_error).await?;
+                    acted = true;
+                }
+                UsageFileStatus::Ready if !ours => {
+                    uploaded |= self.upload(&file, built, &mut last_error).await?;
+                    acted = true;
+                }
+                UsageFileStatus::Ready => match self.client.submit_usage_file(&file.id).await {
+                    Ok(f) => {
+                        info!(file = %file.id, "usage file submitted");
+                        report.status = Some(f.status.to_string());
+                        acted = true;
+                        self.interrupt(Step::Submit)?;
+                    }
+                    Err(e) => last_error = Some(e.to_string()),
+                },
+                UsageFileStatus::Uploading
+                | UsageFileStatus::Uploaded
+                | UsageFileStatus::Processing => {
+                    if self.wait(&file.id).await.is_none() {
+                        report.action = FileAction::Waiting;
+                        report.message = Some(format!(
+                            "still processing after {} s: the ready event will submit it",
+                            self.options.poll.timeout.as_secs()
+                        ));
+                        return Ok(());
+                    }
+                }
+                UsageFileStatus::Deleted | UsageFileStatus::Other(_) => {
+                    return Err(GroupError::Failed(format!(
+                        "usage file {} is {}: a person must look at it",
+                        file.id, file.status
+                    )));
+                }
+            }
+        }
+        Err(GroupError::Failed(format!(
+            "no progress after {MAX_ROUNDS} rounds{}",
+            last_error
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        )))
+    }
+
+    fn new_file(&self, job: &GroupJob) -> NewUsageFile {
+        let period = self.options.period;
+        NewUsageFile {
+            name: format!("Usage {}", period.long_name()),
+            description: Some(truncate(
+                &format!(
+                    "QT usage of {} under contract {} for {} (connect-usage)",
+                    job.product_name,
+                    job.group.contract,
+                    period.long_name()
+                ),
+                200,
+            )),
+            note: None,
+            period: crate::connect::models::Period {
+                from: period.first_day(),
+                to: period.last_day(),
+            },
+            currency: job.currency.clone(),
+            product: IdRef::new(&job.group.product),
+            contract: IdRef::new(&job.group.contract),
+            external_id: Some(job.external_id.clone()),
+        }
+    }
+
+    /// Uploads the workbook, waits for processing, and on `ready` records the workbook's
+    /// digest in the note. True when the upload was accepted.
+    async fn upload(
+        &self,
+        file: &UsageFile,
+        built: &Built,
+        last_error: &mut Option<String>,
+    ) -> Result<bool, GroupError> {
+        if let Err(e) = self
+            .client
+            .upload_usage_file(&file.id, &built.name, built.bytes.clone())
+            .await
+        {
+            *last_error = Some(e.to_string());
+            return Ok(false);
+        }
+        info!(file = %file.id, records = built.records, "workbook uploaded");
+        self.interrupt(Step::Upload)?;
+        if let Some(f) = self.wait(&file.id).await
+            && f.status == UsageFileStatus::Ready
+        {
+            let note = identity::note_for(&built.digest, built.records);
+            let update = UsageFileUpdate {
+                note: Some(note),
+                ..UsageFileUpdate::default()
+            };
+            if let Err(e) = self.client.update_usage_file(&f.id, &update).await {
+                *last_error = Some(e.to_string());
+            }
+        }
+        Ok(true)
+    }
+
+    /// Polls until the file leaves uploading/processing, or the poll times out (`None`).
+    async fn wait(&self, id: &str) -> Option<UsageFile> {
+        let deadline = Instant::now() + self.options.poll.timeout;
+        loop {
+            match self.client.usage_file(id).await {
+                Ok(f)
+                    if !matches!(
+                        f.status,
+                        UsageFileStatus::Uploading
+                            | UsageFileStatus::Uploaded
+                            | UsageFileStatus::Processing
+                    ) =>
+                {
+                    return Some(f);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(file = %id, error = %e, "cannot read the usage file while waiting")
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(self.options.poll.interval).await;
+        }
+    }
+}
+
+fn invalid_message(f: &UsageFile) -> String {
+    format!(
+        "Connect found the upload invalid: {}",
+        f.error_detail.as_deref().unwrap_or("no detail given")
+    )
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// Why a group stopped.
+#[derive(Debug)]
+enum GroupError {
+    Interrupted(Step),
+    Failed(String),
+}

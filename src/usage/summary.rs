@@ -1,0 +1,243 @@
+//! What a run did: groups created, resumed, already reported, waiting or failed; records sent,
+//! invalid or unplaceable (with samples of why); API calls and time. Printed for people,
+//! serialised for machines, and the message of the scheduled task's result.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::period::Period;
+use super::record::Position;
+use super::validate::ProblemKind;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunResult {
+    /// Every record was placed and every group reported (or already reported).
+    Complete,
+    /// Some records were not sent or some groups are not reported yet.
+    Partial,
+    /// Nothing could be reported.
+    Failed,
+}
+
+impl fmt::Display for RunResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RunResult::Complete => "complete",
+            RunResult::Partial => "partial",
+            RunResult::Failed => "failed",
+        })
+    }
+}
+
+/// What happened to one contract and product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileAction {
+    /// This run created the usage file and reported it.
+    Created,
+    /// The file existed (from an interrupted run) and this run took it further.
+    Resumed,
+    /// The file was submitted before (pending, accepted, closed, or rejected and left to the
+    /// rejection handler).
+    AlreadyReported,
+    /// The file is still being processed by Connect; the `ready` event will submit it.
+    Waiting,
+    /// Something went wrong; the message says what.
+    Failed,
+    /// The product does not use the QT schema: its usage is not sent.
+    SkippedNotQt,
+    /// Dry run: the workbook was written, nothing was sent.
+    DryRun,
+}
+
+impl fmt::Display for FileAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileAction::Created => "created",
+            FileAction::Resumed => "resumed",
+            FileAction::AlreadyReported => "already reported",
+            FileAction::Waiting => "waiting",
+            FileAction::Failed => "failed",
+            FileAction::SkippedNotQt => "not QT",
+            FileAction::DryRun => "written",
+        })
+    }
+}
+
+/// One usage file of the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileReport {
+    pub contract: String,
+    pub product: String,
+    pub external_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    pub action: FileAction,
+    pub records: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workbook: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A record that was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordProblem {
+    pub position: Position,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
+    pub kind: ProblemKind,
+    pub reason: String,
+}
+
+impl fmt::Display for RecordProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.position)?;
+        if let Some(id) = &self.record_id {
+            write!(f, " ({id})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// Group counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GroupCounts {
+    pub created: usize,
+    pub resumed: usize,
+    pub already_reported: usize,
+    pub waiting: usize,
+    pub failed: usize,
+    pub skipped_not_qt: usize,
+    pub dry_run: usize,
+}
+
+/// Record counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RecordCounts {
+    /// Read from the source, good and bad.
+    pub read: usize,
+    /// In files this run uploaded.
+    pub sent: usize,
+    /// In files reported before this run.
+    pub already_reported: usize,
+    /// In files waiting for Connect's processing or that failed.
+    pub not_reported: usize,
+    /// Of products that are not QT.
+    pub not_qt: usize,
+    pub invalid: usize,
+    pub unplaceable: usize,
+}
+
+/// How many problems of each kind the summary shows.
+pub const SAMPLES: usize = 20;
+
+/// The summary of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub period: Period,
+    pub source: String,
+    pub dry_run: bool,
+    pub result: RunResult,
+    pub groups: GroupCounts,
+    pub records: RecordCounts,
+    /// Up to [`SAMPLES`] invalid and [`SAMPLES`] unplaceable records, in source order.
+    pub problems: Vec<RecordProblem>,
+    pub files: Vec<FileReport>,
+    pub api_calls: u64,
+    pub duration_ms: u64,
+}
+
+impl RunSummary {
+    /// One line: the scheduled task's result message.
+    pub fn one_line(&self) -> String {
+        let g = &self.groups;
+        let r = &self.records;
+        format!(
+            "{} {}: {} files created, {} resumed, {} already reported, {} waiting, {} failed; \
+             {} records sent, {} invalid, {} unplaceable; {} API calls in {:.1} s",
+            self.period,
+            self.result,
+            g.created,
+            g.resumed,
+            g.already_reported,
+            g.waiting,
+            g.failed,
+            r.sent,
+            r.invalid,
+            r.unplaceable,
+            self.api_calls,
+            self.duration_ms as f64 / 1000.0
+        )
+    }
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Usage report {} ({}){}: {}",
+            self.period,
+            self.source,
+            if self.dry_run { ", dry run" } else { "" },
+            self.result
+        )?;
+        let r = &self.records;
+        writeln!(
+            f,
+            "  records: {} read, {} sent, {} already reported, {} not reported yet, {} of non-QT products, {} invalid, {} unplaceable",
+            r.read, r.sent, r.already_reported, r.not_reported, r.not_qt, r.invalid, r.unplaceable
+        )?;
+        let g = &self.groups;
+        writeln!(
+            f,
+            "  files:   {} created, {} resumed, {} already reported, {} waiting, {} failed, {} not QT{}",
+            g.created,
+            g.resumed,
+            g.already_reported,
+            g.waiting,
+            g.failed,
+            g.skipped_not_qt,
+            if self.dry_run {
+                format!(", {} written", g.dry_run)
+            } else {
+                String::new()
+            }
+        )?;
+        for file in &self.files {
+            write!(
+                f,
+                "    {:<16} {} {} {:>8} records  {}",
+                file.action.to_string(),
+                file.contract,
+                file.product,
+                file.records,
+                file.file_id.as_deref().unwrap_or("-")
+            )?;
+            if let Some(s) = &file.status {
+                write!(f, " {s}")?;
+            }
+            if let Some(m) = &file.message {
+                write!(f, ": {m}")?;
+            }
+            writeln!(f)?;
+        }
+        if !self.problems.is_empty() {
+            writeln!(f, "  records not sent (first {} of each kind):", SAMPLES)?;
+            for p in &self.problems {
+                writeln!(f, "    {p}")?;
+            }
+        }
+        write!(
+            f,
+            "  {} API calls, {:.1} s",
+            self.api_calls,
+            self.duration_ms as f64 / 1000.0
+        )
+    }
+}

@@ -1,0 +1,440 @@
+//! The checks every record passes before anything is written, and where it belongs.
+//!
+//! A record is *unplaceable* when no usage file can take it: its subscription is unknown, not
+//! under an active distribution contract, or was not active in the month. It is *invalid*
+//! when its file is known but the record is wrong: an item that is not a pay-as-you-go item of
+//! the asset's product, a negative quantity or one with more decimals than the item's
+//! precision, times out of order or outside the month. Either way the reason says what and
+//! which value.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::catalog::{Catalog, PREVIEW_CONTRACT};
+use super::period::Period;
+use super::record::Quantity;
+use crate::connect::models::{AssetStatus, Precision};
+
+/// Why a record is not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// No usage file can take it.
+    Unplaceable,
+    /// Its usage file is known, the record is wrong.
+    Invalid,
+}
+
+/// A record's problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub reason: String,
+}
+
+impl Problem {
+    fn unplaceable(reason: String) -> Problem {
+        Problem {
+            kind: ProblemKind::Unplaceable,
+            reason,
+        }
+    }
+}
+
+/// Where a valid record goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement<'c> {
+    pub contract: &'c str,
+    pub product: &'c str,
+    pub asset_id: &'c str,
+    /// False for products whose PPU schema is not QT: reported, not sent.
+    pub qt: bool,
+}
+
+/// The fields of a record the checks read.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked<'r> {
+    pub subscription: &'r str,
+    pub item_mpn: &'r str,
+    pub quantity: &'r Quantity,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Places a record, or says why it cannot be sent.
+pub fn place<'c>(
+    r: Checked<'_>,
+    catalog: &'c Catalog,
+    period: Period,
+) -> Result<Placement<'c>, Problem> {
+    let Some(asset) = catalog.asset(r.subscription) else {
+        return Err(Problem::unplaceable(format!(
+            "subscription {:?} is not an asset id or external_uid of this account",
+            r.subscription
+        )));
+    };
+    let contract = asset
+        .contract
+        .as_ref()
+        .map(|c| c.id.as_str())
+        .unwrap_or(PREVIEW_CONTRACT);
+    if contract == PREVIEW_CONTRACT {
+        return Err(Problem::unplaceable(format!(
+            "asset {} is a preview subscription; it has no distribution contract",
+            asset.id
+        )));
+    }
+    let Some((contract, _)) = catalog.contracts.get_key_value(contract) else {
+        return Err(Problem::unplaceable(format!(
+            "asset {} belongs to contract {contract}, which is not an active distribution contract",
+            asset.id
+        )));
+    };
+    let created = asset
+        .events
+        .as_ref()
+        .and_then(|e| e.created.as_ref())
+        .map(|e| e.at.with_timezone(&Utc));
+    let updated = asset
+        .events
+        .as_ref()
+        .and_then(|e| e.updated.as_ref())
+        .map(|e| e.at.with_timezone(&Utc));
+    match &asset.status {
+        AssetStatus::Draft | AssetStatus::Processing => {
+            return Err(Problem::unplaceable(format!(
+                "asset {} is {}: it was not active in {period}",
+                asset.id, asset.status
+            )));
+        }
+        // Connect stamps the termination as the asset's last update.
+        AssetStatus::Terminated if updated.is_some_and(|u| u < period.start()) => {
+            return Err(Problem::unplaceable(format!(
+                "asset {} was terminated on {} before {period}",
+                asset.id,
+                updated
+                    .map(|u| u.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default()
+            )));
+        }
+        _ => {}
+    }
+    if created.is_some_and(|c| c >= period.end_exclusive()) {
+        return Err(Problem::unplaceable(format!(
+            "asset {} was created after {period}",
+            asset.id
+        )));
+    }
+    let product_id = asset.product.id.as_str();
+    let Some((product_key, product)) = catalog.products.get_key_value(product_id) else {
+        return Err(Problem::unplaceable(format!(
+            "product {product_id} of asset {} is not visible to this account",
+            asset.id
+        )));
+    };
+    let placement = Placement {
+        contract,
+        product: product_key,
+        asset_id: &asset.id,
+        qt: product.is_qt(),
+    };
+    if !placement.qt {
+        // Not checked further: it will not be sent, and says so as a group.
+        return Ok(placement);
+    }
+
+    let mut reasons = Vec::new();
+    let items = catalog
+        .items
+        .get(product_id)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    match items.iter().find(|i| i.mpn.as_deref() == Some(r.item_mpn)) {
+        None => reasons.push(format!(
+            "item_mpn: {:?} is not an item of product {product_id}",
+            r.item_mpn
+        )),
+        Some(item) if !item.is_ppu() => {
+            let consumption = product
+                .capabilities
+                .reservation
+                .as_ref()
+                .is_some_and(|r| r.consumption);
+            if !consumption {
+                reasons.push(format!(
+                    "item_mpn: {:?} is a {} item of product {product_id}, not pay-as-you-go",
+                    r.item_mpn,
+                    item.item_type.as_deref().unwrap_or("non-PPU")
+                ));
+            }
+        }
+        Some(item) => {
+            let precision = item.precision().unwrap_or(Precision::Integer);
+            if r.quantity.is_negative() {
+                // Checked below for all items.
+            } else if r.quantity.decimals() > precision.places() {
+                reasons.push(format!(
+                    "quantity: {} has more decimals than item {} ({precision}) allows",
+                    r.quantity, r.item_mpn
+                ));
+            }
+        }
+    }
+    if r.quantity.is_negative() {
+        reasons.push(format!("quantity: {} is negative", r.quantity));
+    }
+    if r.start > r.end {
+        reasons.push(format!(
+            "start_time {} is after end_time {}",
+            r.start.format("%Y-%m-%d %H:%M:%S"),
+            r.end.format("%Y-%m-%d %H:%M:%S")
+        ));
+    }
+    for (name, at) in [("start_time", r.start), ("end_time", r.end)] {
+        if !period.contains(at) {
+            reasons.push(format!(
+                "{name}: {} is outside {period}",
+                at.format("%Y-%m-%d %H:%M:%S")
+            ));
+        }
+    }
+    if reasons.is_empty() {
+        Ok(placement)
+    } else {
+        Err(Problem {
+            kind: ProblemKind::Invalid,
+            reason: reasons.join("; "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connect::models::{Asset, Contract, Item, Product};
+    use serde_json::json;
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog::default();
+        let contract: Contract = serde_json::from_value(json!({
+            "id": "CRD-1", "type": "distribution", "status": "active", "marketplace": {"id": "MP-1"}
+        }))
+        .expect("contract");
+        c.contracts.insert("CRD-1".into(), contract);
+        for (id, status, contract, product, updated) in [
+            (
+                "AS-0001-0000-0001",
+                "active",
+                "CRD-1",
+                "PRD-QT",
+                "2024-01-01T00:00:00+00:00",
+            ),
+            (
+                "AS-0001-0000-0002",
+                "terminated",
+                "CRD-1",
+                "PRD-QT",
+                "2024-03-10T00:00:00+00:00",
+            ),
+            (
+                "AS-0001-0000-0003",
+                "terminated",
+                "CRD-1",
+                "PRD-QT",
+                "2024-04-10T00:00:00+00:00",
+            ),
+            (
+                "AS-0001-0000-0004",
+                "active",
+                "CRD-OLD",
+                "PRD-QT",
+                "2024-01-01T00:00:00+00:00",
+            ),
+            (
+                "AS-0001-0000-0005",
+                "active",
+                "CRD-00000-00000-00000",
+                "PRD-QT",
+                "2024-01-01T00:00:00+00:00",
+            ),
+            (
+                "AS-0001-0000-0006",
+                "processing",
+                "CRD-1",
+                "PRD-QT",
+                "2024-01-01T00:00:00+00:00",
+            ),
+            (
+                "AS-0001-0000-0007",
+                "active",
+                "CRD-1",
+                "PRD-TR",
+                "2024-01-01T00:00:00+00:00",
+            ),
+        ] {
+            let a: Asset = serde_json::from_value(json!({
+                "id": id, "status": status, "external_uid": format!("uid-{id}"),
+                "product": {"id": product}, "contract": {"id": contract},
+                "events": {"created": {"at": "2023-01-01T00:00:00+00:00"}, "updated": {"at": updated}}
+            }))
+            .expect("asset");
+            c.assets_by_uid.insert(format!("uid-{id}"), id.into());
+            c.assets.insert(id.into(), a);
+        }
+        for (id, schema) in [("PRD-QT", "QT"), ("PRD-TR", "TR")] {
+            let p: Product = serde_json::from_value(json!({
+                "id": id, "capabilities": {"ppu": {"schema": schema}}
+            }))
+            .expect("product");
+            c.products.insert(id.into(), p);
+        }
+        let items: Vec<Item> = serde_json::from_value(json!([
+            {"id": "I1", "mpn": "INT", "type": "ppu", "precision": "integer"},
+            {"id": "I2", "mpn": "DEC2", "type": "PPU", "precision": "Decimal(2)"},
+            {"id": "I3", "mpn": "SEATS", "type": "reservation", "precision": "integer"},
+        ]))
+        .expect("items");
+        c.items.insert("PRD-QT".into(), items);
+        c
+    }
+
+    fn check(sub: &str, mpn: &str, q: &str, start: &str, end: &str) -> Result<String, Problem> {
+        let c = catalog();
+        let quantity = Quantity::parse(q).expect("quantity");
+        let at = |s: &str| crate::usage::record::parse_utc(s).expect("time");
+        let period: Period = "2024-04".parse().expect("period");
+        place(
+            Checked {
+                subscription: sub,
+                item_mpn: mpn,
+                quantity: &quantity,
+                start: at(start),
+                end: at(end),
+            },
+            &c,
+            period,
+        )
+        .map(|p| format!("{} {} {} {}", p.contract, p.product, p.asset_id, p.qt))
+    }
+
+    const S: &str = "2024-04-01T00:00:00Z";
+    const E: &str = "2024-04-30T23:59:59Z";
+
+    #[test]
+    fn good_records_are_placed_by_id_or_uid() {
+        assert_eq!(
+            check("AS-0001-0000-0001", "INT", "3", S, E),
+            Ok("CRD-1 PRD-QT AS-0001-0000-0001 true".into())
+        );
+        assert_eq!(
+            check("uid-AS-0001-0000-0001", "DEC2", "0.25", S, E),
+            Ok("CRD-1 PRD-QT AS-0001-0000-0001 true".into())
+        );
+        // Terminated during the month: its usage up to then is due.
+        assert!(check("AS-0001-0000-0003", "INT", "1", S, E).is_ok());
+        // A TR product is placed but marked not QT.
+        assert_eq!(
+            check("AS-0001-0000-0007", "ANY", "1", S, E),
+            Ok("CRD-1 PRD-TR AS-0001-0000-0007 false".into())
+        );
+    }
+
+    #[test]
+    fn unplaceable_records_say_why() {
+        for (sub, want) in [
+            ("AS-9999-9999-9999", "is not an asset id or external_uid"),
+            (
+                "AS-0001-0000-0002",
+                "was terminated on 2024-03-10 before 2024-04",
+            ),
+            (
+                "AS-0001-0000-0004",
+                "contract CRD-OLD, which is not an active distribution contract",
+            ),
+            ("AS-0001-0000-0005", "is a preview subscription"),
+            (
+                "AS-0001-0000-0006",
+                "is processing: it was not active in 2024-04",
+            ),
+        ] {
+            let p = check(sub, "INT", "1", S, E).expect_err(sub);
+            assert_eq!(p.kind, ProblemKind::Unplaceable, "{sub}");
+            assert!(p.reason.contains(want), "{sub}: {}", p.reason);
+        }
+    }
+
+    #[test]
+    fn invalid_records_say_what_and_which_value() {
+        let a = "AS-0001-0000-0001";
+        for (mpn, q, start, end, want) in [
+            (
+                "NOPE",
+                "1",
+                S,
+                E,
+                "item_mpn: \"NOPE\" is not an item of product PRD-QT",
+            ),
+            (
+                "SEATS",
+                "1",
+                S,
+                E,
+                "is a reservation item of product PRD-QT, not pay-as-you-go",
+            ),
+            (
+                "INT",
+                "1.5",
+                S,
+                E,
+                "quantity: 1.5 has more decimals than item INT (integer) allows",
+            ),
+            (
+                "DEC2",
+                "1.234",
+                S,
+                E,
+                "quantity: 1.234 has more decimals than item DEC2 (decimal(2)) allows",
+            ),
+            ("INT", "-2", S, E, "quantity: -2 is negative"),
+            (
+                "INT",
+                "1",
+                E,
+                S,
+                "start_time 2024-04-30 23:59:59 is after end_time 2024-04-01 00:00:00",
+            ),
+            (
+                "INT",
+                "1",
+                "2024-03-31T23:59:59Z",
+                E,
+                "start_time: 2024-03-31 23:59:59 is outside 2024-04",
+            ),
+            (
+                "INT",
+                "1",
+                S,
+                "2024-05-01T00:00:00Z",
+                "end_time: 2024-05-01 00:00:00 is outside 2024-04",
+            ),
+        ] {
+            let p = check(a, mpn, q, start, end).expect_err(want);
+            assert_eq!(p.kind, ProblemKind::Invalid, "{want}");
+            assert!(p.reason.contains(want), "{want} in {}", p.reason);
+        }
+        let p = check(
+            a,
+            "DEC2",
+            "-1.234",
+            "2024-05-02T00:00:00Z",
+            "2024-05-01T00:00:00Z",
+        )
+        .expect_err("many problems");
+        assert_eq!(
+            p.reason.matches("; ").count(),
+            3,
+            "all problems named: {}",
+            p.reason
+        );
+    }
+}

@@ -1,0 +1,640 @@
+//! The QT pipeline against the sandbox: the right files with the right records for a
+//! multi-contract, multi-product month; January; a rerun that changes nothing; runs
+//! interrupted after create, upload and submit that end like uninterrupted ones; faults that
+//! change nothing; every kind of bad record reported; formula-like text kept as text.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use chrono::TimeZone;
+use common::*;
+use connect_usage::connect::ConnectClient;
+use connect_usage::sandbox::{RuntimeConfig, Sandbox};
+use connect_usage::usage::pipeline::Step;
+use connect_usage::usage::source_http::VendorApiSource;
+use connect_usage::usage::{
+    FileAction, Period, PollPolicy, ReportOptions, RunError, RunResult, RunSummary, SourceSpec,
+    UsageSource, report,
+};
+use serde_json::{Value, json};
+
+fn april() -> Period {
+    "2024-04".parse().expect("period")
+}
+
+fn options(period: Period) -> ReportOptions {
+    ReportOptions {
+        poll: PollPolicy {
+            interval: Duration::from_millis(20),
+            timeout: Duration::from_secs(20),
+        },
+        ..ReportOptions::new(period)
+    }
+}
+
+fn usage_source(sb: &Sandbox) -> VendorApiSource {
+    VendorApiSource::new(&sb.usage_api_url(), sb.usage_token())
+        .expect("source")
+        .with_retry(fast_retry())
+}
+
+async fn run(sb: &Sandbox, opts: &ReportOptions) -> Result<RunSummary, RunError> {
+    run_with(&vendor(sb), sb, opts).await
+}
+
+async fn run_with(
+    client: &ConnectClient,
+    sb: &Sandbox,
+    opts: &ReportOptions,
+) -> Result<RunSummary, RunError> {
+    report(client, &usage_source(sb), opts).await
+}
+
+async fn sandbox(records: u64) -> Sandbox {
+    start_with(RuntimeConfig {
+        usage_records: records,
+        ..RuntimeConfig::default()
+    })
+    .await
+}
+
+/// What Connect holds, per external id: status and the records as
+/// `(record_id, asset, mpn, quantity, start, end)`, independent of file ids and timing.
+type Final = BTreeMap<
+    String,
+    (
+        String,
+        Vec<(String, String, String, String, String, String)>,
+    ),
+>;
+
+async fn final_state(sb: &Sandbox) -> Final {
+    let state = admin_get(sb, "state?requests=false").await;
+    let mut out = Final::new();
+    for f in state["files"].as_array().expect("files") {
+        if f["status"] == "deleted" {
+            continue;
+        }
+        let ext = f["external_id"].as_str().unwrap_or_default().to_owned();
+        let mut records: Vec<_> = f["record_list"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .map(|r| {
+                let s = |v: &Value| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (
+                    s(&r["record_id"]),
+                    s(&r["asset"]["id"]),
+                    s(&r["item"]["mpn"]),
+                    s(&r["usage"]),
+                    s(&r["start_date"]),
+                    s(&r["end_date"]),
+                )
+            })
+            .collect();
+        records.sort();
+        let previous = out.insert(
+            ext.clone(),
+            (f["status"].as_str().unwrap_or_default().to_owned(), records),
+        );
+        assert!(previous.is_none(), "two usage files for {ext}");
+    }
+    out
+}
+
+/// The source's records, by vendor record id: (asset id or uid, mpn).
+async fn source_records(sb: &Sandbox, period: Period) -> HashMap<String, (String, String)> {
+    use futures_util::TryStreamExt;
+    let batches: Vec<Vec<connect_usage::usage::SourceItem>> = usage_source(sb)
+        .records(period)
+        .try_collect()
+        .await
+        .expect("source");
+    batches
+        .into_iter()
+        .flatten()
+        .filter_map(|i| match i {
+            connect_usage::usage::SourceItem::Record(r) => Some((
+                r.record_id.clone().unwrap_or_default(),
+                (r.subscription, r.item_mpn),
+            )),
+            connect_usage::usage::SourceItem::Rejected(_) => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_multi_contract_multi_product_month_lands_in_the_right_files() {
+    let sb = sandbox(600).await;
+    let summary = run(&sb, &options(april())).await.expect("report");
+    assert_eq!(summary.result, RunResult::Complete, "{summary}");
+    assert_eq!(summary.records.read, 600);
+    assert_eq!(summary.records.sent, 600);
+    assert!(summary.groups.created >= 8, "{summary}");
+    assert_eq!(summary.groups.created, summary.files.len());
+
+    let d = sb.state().dataset();
+    let asset_of = |reference: &str| -> Value {
+        d.assets
+            .iter()
+            .find(|a| a["id"] == reference || a["external_uid"] == reference)
+            .cloned()
+            .unwrap_or_else(|| panic!("no asset {reference}"))
+    };
+    let source = source_records(&sb, april()).await;
+    assert_eq!(source.len(), 600);
+    let state = final_state(&sb).await;
+    let contracts: BTreeSet<String> = state
+        .keys()
+        .map(|k| k.split(':').nth(1).unwrap_or_default().to_owned())
+        .collect();
+    let products: BTreeSet<String> = state
+        .keys()
+        .map(|k| k.split(':').nth(2).unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        contracts.len() >= 4 && products.len() >= 3,
+        "{contracts:?} {products:?}"
+    );
+    let mut seen = BTreeSet::new();
+    for (ext, (status, records)) in &state {
+        assert_eq!(status, "pending", "{ext}");
+        let parts: Vec<&str> = ext.split(':').collect();
+        assert_eq!((parts[0], parts[3]), ("cu", "2024-04"), "{ext}");
+        for (record_id, asset, mpn, _, start, _) in records {
+            let (reference, source_mpn) = source
+                .get(record_id)
+                .unwrap_or_else(|| panic!("{record_id} not from the source"));
+            let a = asset_of(reference);
+            assert_eq!(
+                a["id"].as_str(),
+                Some(asset.as_str()),
+                "{record_id}: the asset, even when named by external_uid"
+            );
+            assert_eq!(mpn, source_mpn);
+            assert_eq!(
+                (a["contract"]["id"].as_str(), a["product"]["id"].as_str()),
+                (Some(parts[1]), Some(parts[2])),
+                "{record_id} in {ext}"
+            );
+            assert!(start.starts_with("2024-04"), "{start}");
+            assert!(seen.insert(record_id.clone()), "{record_id} twice");
+        }
+    }
+    assert_eq!(seen.len(), 600, "every record once");
+    // Files carry the period and the contract's currency.
+    let files = vendor(&sb).usage_files().all().await.expect("files");
+    for f in &files {
+        let p = f.period.expect("period");
+        assert_eq!(
+            (p.from.to_string(), p.to.to_string()),
+            ("2024-04-01".into(), "2024-04-30".into())
+        );
+        assert!(f.currency.is_some());
+        assert!(
+            f.note
+                .as_deref()
+                .is_some_and(|n| n.starts_with("connect-usage digest=")),
+            "{:?}",
+            f.note
+        );
+    }
+}
+
+#[tokio::test]
+async fn january_reports_december_of_the_year_before() {
+    let sb = sandbox(200).await;
+    let now = chrono::Utc
+        .with_ymd_and_hms(2025, 1, 6, 3, 0, 0)
+        .single()
+        .expect("time");
+    let period = Period::previous_month(now);
+    let summary = run(&sb, &options(period)).await.expect("report");
+    assert_eq!(summary.period.to_string(), "2024-12");
+    assert_eq!(summary.result, RunResult::Complete, "{summary}");
+    for f in vendor(&sb).usage_files().all().await.expect("files") {
+        let p = f.period.expect("period");
+        assert_eq!(
+            (p.from.to_string(), p.to.to_string()),
+            ("2024-12-01".into(), "2024-12-31".into())
+        );
+        assert!(
+            f.external_id
+                .as_deref()
+                .is_some_and(|e| e.ends_with(":2024-12"))
+        );
+        assert_eq!(f.name.as_deref(), Some("Usage December 2024"));
+    }
+    for (_, (_, records)) in final_state(&sb).await {
+        assert!(
+            records
+                .iter()
+                .all(|r| r.4.starts_with("2024-12") && r.5.starts_with("2024-12"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_second_run_changes_nothing() {
+    let sb = sandbox(300).await;
+    let first = run(&sb, &options(april())).await.expect("first");
+    let before = final_state(&sb).await;
+    let events_before = admin_get(&sb, "events").await.as_array().map(Vec::len);
+    let second = run(&sb, &options(april())).await.expect("second");
+    assert_eq!(final_state(&sb).await, before);
+    assert_eq!(
+        admin_get(&sb, "events").await.as_array().map(Vec::len),
+        events_before,
+        "no change at all"
+    );
+    assert_eq!(second.groups.created + second.groups.resumed, 0, "{second}");
+    assert_eq!(second.groups.already_reported, first.groups.created);
+    assert_eq!(second.records.sent, 0);
+    assert_eq!(second.records.already_reported, first.records.sent);
+    assert_eq!(second.result, RunResult::Complete);
+    assert!(
+        second.files.iter().all(|f| f.message.is_none()),
+        "the data did not change"
+    );
+    let writes = admin_get(&sb, "requests")
+        .await
+        .as_array()
+        .map(|r| r.iter().rev().take_while(|r| r["method"] == "GET").count());
+    assert!(
+        writes.is_some_and(|n| n >= second.api_calls as usize),
+        "the second run only read"
+    );
+}
+
+#[tokio::test]
+async fn interrupted_runs_end_like_uninterrupted_ones() {
+    let reference = sandbox(250).await;
+    run(&reference, &options(april()))
+        .await
+        .expect("uninterrupted");
+    let want = final_state(&reference).await;
+    for step in [Step::Create, Step::Upload, Step::Submit] {
+        let sb = sandbox(250).await;
+        let crashing = ReportOptions {
+            interrupt_after: Some(step),
+            concurrency: 1,
+            ..options(april())
+        };
+        let e = run(&sb, &crashing).await.expect_err("interrupted");
+        assert!(
+            matches!(e, RunError::Interrupted { step: s, .. } if s == step),
+            "{e}"
+        );
+        let mid = final_state(&sb).await;
+        assert_eq!(mid.len(), 1, "one group was under way at {step:?}");
+        let again = run(&sb, &options(april())).await.expect("rerun");
+        assert_eq!(
+            final_state(&sb).await,
+            want,
+            "after an interruption at {step:?}"
+        );
+        let resumed: Vec<&FileAction> = again
+            .files
+            .iter()
+            .filter(|f| f.action != FileAction::Created)
+            .map(|f| &f.action)
+            .collect();
+        let expected = if step == Step::Submit {
+            FileAction::AlreadyReported
+        } else {
+            FileAction::Resumed
+        };
+        assert_eq!(resumed, [&expected], "{step:?}: {again}");
+    }
+}
+
+#[tokio::test]
+async fn injected_faults_do_not_change_the_outcome() {
+    let reference = sandbox(300).await;
+    run(&reference, &options(april())).await.expect("clean");
+    let want = final_state(&reference).await;
+
+    let sb = sandbox(300).await;
+    admin_put(
+        &sb,
+        "faults",
+        json!([
+            {"method": "POST", "path": "/usage/files", "count": 3,
+             "action": {"type": "status", "status": 502, "after": true}},
+            {"rate": 0.15, "action": {"type": "status", "status": 503}},
+            {"rate": 0.1, "action": {"type": "status", "status": 429, "retry_after": 0}},
+            {"method": "GET", "rate": 0.05, "action": {"type": "status", "status": 500, "after": true}},
+        ]),
+    )
+    .await;
+    let client = ConnectClient::builder(sb.api_url(), sb.vendor_key())
+        .retry_policy(connect_usage::connect::RetryPolicy {
+            max_retries: 10,
+            initial_delay: Duration::from_millis(2),
+            max_delay: Duration::from_millis(10),
+            ..connect_usage::connect::RetryPolicy::default()
+        })
+        .build()
+        .expect("client");
+    let summary = run_with(&client, &sb, &options(april()))
+        .await
+        .expect("report");
+    assert_eq!(summary.result, RunResult::Complete, "{summary}");
+    assert_eq!(final_state(&sb).await, want);
+    let faulted = admin_get(&sb, "requests")
+        .await
+        .as_array()
+        .map(|r| r.iter().filter(|r| r["fault"].is_string()).count())
+        .unwrap_or(0);
+    assert!(faulted > 10, "faults were injected: {faulted}");
+}
+
+#[tokio::test]
+async fn every_kind_of_bad_record_is_reported_with_its_reason() {
+    let sb = start().await;
+    let d = sb.state().dataset();
+    let t = qt_target(&sb);
+    let find = |pred: &dyn Fn(&Value) -> bool| -> String {
+        d.assets
+            .iter()
+            .find(|a| pred(a))
+            .and_then(|a| a["id"].as_str())
+            .expect("asset")
+            .to_owned()
+    };
+    let terminated_contract = d
+        .contracts
+        .iter()
+        .find(|c| c["status"] == "terminated")
+        .and_then(|c| c["id"].as_str())
+        .expect("contract");
+    let under_terminated = find(&|a| a["contract"]["id"] == terminated_contract);
+    let preview = find(&|a| a["connection"]["type"] == "preview");
+    let processing =
+        find(&|a| a["status"] == "processing" && a["product"]["id"] == t.product.as_str());
+    let int = t.mpn_with("integer");
+    let dec2 = t.mpn_with("decimal(2)");
+    let seats = t.reservation_mpn.clone().expect("reservation item");
+    let a = &t.assets[0];
+    let (s, e) = ("2024-04-02T00:00:00Z", "2024-04-02T01:00:00Z");
+    let rec = |id: &str, sub: &str, mpn: &str, q: &str, start: &str, end: &str| {
+        json!({"record_id": id, "subscription_id": sub, "item_mpn": mpn, "quantity": q, "start_time": start, "end_time": end})
+            .to_string()
+    };
+    let lines = [
+        rec("ok-1", a, &int, "3", s, e),
+        rec("unknown", "AS-9999-9999-9999", &int, "1", s, e),
+        rec("terminated-contract", &under_terminated, &int, "1", s, e),
+        rec("preview", &preview, &int, "1", s, e),
+        rec("processing", &processing, &int, "1", s, e),
+        rec("reservation", a, &seats, "1", s, e),
+        rec("unknown-item", a, "NOPE", "1", s, e),
+        rec("negative", a, &int, "-1", s, e),
+        rec("decimals", a, &dec2, "0.125", s, e),
+        rec("fraction", a, &int, "2.5", s, e),
+        rec("order", a, &int, "1", e, s),
+        rec("outside", a, &int, "1", "2024-03-31T23:00:00Z", e),
+        rec("ok-1", a, &int, "4", s, e),
+        json!({"subscription_id": a, "item_mpn": int, "quantity": "5", "start_time": s, "end_time": e}).to_string(),
+        json!({"subscription_id": a, "item_mpn": int, "quantity": "5", "start_time": s, "end_time": e}).to_string(),
+        "{broken json".to_owned(),
+        json!({"subscription_id": a, "quantity": "1"}).to_string(),
+        rec("letters", a, &int, "ten", s, e),
+    ];
+    let dir = std::env::temp_dir().join(format!("cu-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("april.jsonl");
+    std::fs::write(&path, lines.join("\n")).expect("write");
+    let source = SourceSpec::parse(path.to_str().expect("path"), None)
+        .expect("spec")
+        .open()
+        .expect("file");
+    let summary = report(&vendor(&sb), source.as_ref(), &options(april()))
+        .await
+        .expect("report");
+    assert_eq!(summary.result, RunResult::Partial);
+    assert_eq!(summary.records.read, lines.len());
+    assert_eq!(
+        summary.records.sent, 2,
+        "ok-1 and the first id-less record: {summary}"
+    );
+    assert_eq!(
+        summary.records.invalid + summary.records.unplaceable,
+        lines.len() - 2
+    );
+    let reasons: Vec<String> = summary.problems.iter().map(|p| p.to_string()).collect();
+    for want in [
+        "record 2 (line 2) (unknown): subscription \"AS-9999-9999-9999\" is not an asset id or external_uid",
+        "record 3 (line 3) (terminated-contract): asset",
+        "which is not an active distribution contract",
+        "record 4 (line 4) (preview): asset",
+        "is a preview subscription",
+        "(processing): asset",
+        "is processing: it was not active in 2024-04",
+        "(reservation): item_mpn:",
+        "not pay-as-you-go",
+        "(unknown-item): item_mpn: \"NOPE\" is not an item of product",
+        "(negative): quantity: -1 is negative",
+        "(decimals): quantity: 0.125 has more decimals than item",
+        "(fraction): quantity: 2.5 has more decimals than item",
+        "(order): start_time 2024-04-02 01:00:00 is after end_time 2024-04-02 00:00:00",
+        "(outside): start_time: 2024-03-31 23:00:00 is outside 2024-04",
+        "record 13 (line 13) (ok-1): record_id \"ok-1\" is already used by record 1 (line 1)",
+        "record 15 (line 15): the same record as record 14 (line 14)",
+        "record 16 (line 16): not JSON",
+        "record 17 (line 17): item_mpn: is required",
+        "(letters): quantity: \"ten\" is not a number",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(want)),
+            "{want:?} not in:\n{}",
+            reasons.join("\n")
+        );
+    }
+    let state = final_state(&sb).await;
+    assert_eq!(state.len(), 1);
+    let records = &state.values().next().expect("file").1;
+    assert_eq!(records.len(), 2);
+    assert!(
+        records
+            .iter()
+            .any(|r| r.0 == "ok-1" && r.3.parse::<f64>() == Ok(3.0)),
+        "the first ok-1 is the one sent"
+    );
+}
+
+#[tokio::test]
+async fn a_note_that_looks_like_a_formula_is_stored_as_text() {
+    use calamine::{Data, Reader};
+    let sb = sandbox(120).await;
+    run(&sb, &options(april())).await.expect("report");
+    // Record 14 (index 13) of every month carries the formula-like note.
+    let state = admin_get(&sb, "state").await;
+    let file = state["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| {
+            f["record_list"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["record_id"] == "SKY-202404-00000014"))
+        })
+        .cloned()
+        .expect("the file of record 14");
+    let record = file["record_list"]
+        .as_array()
+        .and_then(|r| {
+            r.iter()
+                .find(|r| r["record_id"] == "SKY-202404-00000014")
+                .cloned()
+        })
+        .expect("record");
+    assert_eq!(record["record_note"], "=SUM(A1:A9) adjustment");
+    assert_eq!(record["status"], "valid");
+    let bytes = download(file["usage_file_uri"].as_str().expect("link")).await;
+    let mut book = open_xlsx(bytes);
+    let cells = book.worksheet_range("records").expect("records");
+    let row = (1..cells.height() as u32)
+        .find(|r| cells.get_value((*r, 0)) == Some(&Data::String("SKY-202404-00000014".into())))
+        .expect("row");
+    assert_eq!(
+        cells.get_value((row, 1)),
+        Some(&Data::String("=SUM(A1:A9) adjustment".into()))
+    );
+    let formulas = book.worksheet_formula("records").expect("formulas");
+    assert!(formulas.used_cells().all(|(_, _, f)| f.is_empty()));
+}
+
+#[tokio::test]
+async fn a_dry_run_writes_workbooks_and_summary_and_sends_nothing() {
+    let sb = sandbox(300).await;
+    let dir = std::env::temp_dir().join(format!("cu-dry-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dry = ReportOptions {
+        dry_run: true,
+        out_dir: Some(dir.clone()),
+        ..options(april())
+    };
+    let summary = run(&sb, &dry).await.expect("dry run");
+    assert!(summary.dry_run);
+    assert_eq!(summary.groups.dry_run, summary.files.len());
+    let requests = admin_get(&sb, "requests").await;
+    assert!(
+        requests
+            .as_array()
+            .is_some_and(|r| r.iter().all(|r| r["method"] == "GET")),
+        "only reads"
+    );
+    assert_eq!(admin_get(&sb, "state").await["files"], json!([]));
+    let mut written = 0;
+    for f in &summary.files {
+        let path = f.workbook.as_deref().expect("workbook path");
+        assert!(std::path::Path::new(path).is_file());
+        assert_eq!(f.message.as_deref(), Some("would create the usage file"));
+        written += f.records;
+    }
+    assert_eq!(written, 300);
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).expect("summary.json"))
+            .expect("json");
+    assert_eq!(saved["records"]["read"], 300);
+    // The workbooks are the ones a real run uploads, byte for byte.
+    run(&sb, &options(april())).await.expect("real run");
+    let state = admin_get(&sb, "state").await;
+    for f in &summary.files {
+        let uploaded = state["files"]
+            .as_array()
+            .and_then(|fs| {
+                fs.iter()
+                    .find(|x| x["external_id"] == f.external_id.as_str())
+                    .cloned()
+            })
+            .expect("file");
+        let bytes = download(uploaded["usage_file_uri"].as_str().expect("link")).await;
+        assert_eq!(
+            bytes,
+            std::fs::read(f.workbook.as_deref().expect("path")).expect("read"),
+            "{}",
+            f.external_id
+        );
+    }
+}
+
+#[tokio::test]
+async fn slow_processing_leaves_files_waiting_and_a_later_run_submits_them() {
+    let sb = start_with(RuntimeConfig {
+        usage_records: 100,
+        processing_delay_ms: 1500,
+        ..RuntimeConfig::default()
+    })
+    .await;
+    let impatient = ReportOptions {
+        poll: PollPolicy {
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_millis(200),
+        },
+        ..options(april())
+    };
+    let first = run(&sb, &impatient).await.expect("report");
+    assert_eq!(
+        first.result,
+        RunResult::Failed,
+        "nothing reported yet: {first}"
+    );
+    assert_eq!(first.groups.waiting, first.files.len());
+    assert!(first.files.iter().all(|f| {
+        f.message
+            .as_deref()
+            .is_some_and(|m| m.contains("ready event"))
+    }));
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let second = run(&sb, &options(april())).await.expect("report");
+    assert_eq!(second.result, RunResult::Complete, "{second}");
+    assert_eq!(second.groups.resumed, first.files.len());
+    assert!(final_state(&sb).await.values().all(|(s, _)| s == "pending"));
+}
+
+#[tokio::test]
+async fn two_files_with_one_external_id_stop_that_group_only() {
+    let sb = sandbox(200).await;
+    let t = qt_target(&sb);
+    let ext = connect_usage::usage::identity::external_id(&t.contract, &t.product, april());
+    let v = vendor(&sb);
+    for _ in 0..2 {
+        v.create_usage_file(&new_file(&t, &ext))
+            .await
+            .expect("created by hand");
+    }
+    let summary = run(&sb, &options(april())).await.expect("report");
+    assert_eq!(summary.result, RunResult::Partial);
+    let failed: Vec<&connect_usage::usage::FileReport> = summary
+        .files
+        .iter()
+        .filter(|f| f.action == FileAction::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("2 usage files have the external id")),
+        "{:?}",
+        failed[0].message
+    );
+    assert!(
+        summary.groups.created >= 5,
+        "the other groups went on: {summary}"
+    );
+    let files = v
+        .usage_files()
+        .filter(connect_usage::rql::Expr::eq("external_id", ext.as_str()))
+        .count()
+        .await
+        .expect("count");
+    assert_eq!(files, 2, "no third file");
+}
