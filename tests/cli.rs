@@ -136,3 +136,83 @@ async fn sandbox_prints_its_address_and_keys_and_serves() {
     assert!(resp.headers().get("content-range").is_some());
     child.kill().await.expect("stopped");
 }
+
+#[tokio::test]
+async fn report_runs_against_the_sandbox_with_meaningful_exit_codes() {
+    use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
+    let sb = Sandbox::start(SandboxConfig {
+        runtime: RuntimeConfig {
+            usage_records: 150,
+            ..RuntimeConfig::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox");
+    let report = |extra: &[&str], bad: bool| {
+        let mut c = Command::new(BIN);
+        c.arg("report")
+            .args(["--poll-interval-ms", "20", "--json"])
+            .args(extra)
+            .env("API_KEY", format!("ApiKey {}", sb.vendor_key().expose()))
+            .env("API_ADDRESS", sb.origin())
+            .env("USAGE_SOURCE", sb.usage_api_url())
+            .env("USAGE_SOURCE_TOKEN", sb.usage_token().expose())
+            .env_remove("REPORT_CONCURRENCY");
+        if !extra.contains(&"--period") {
+            c.args(["--period", "2024-04"]);
+        }
+        if bad {
+            c.env("USAGE_SOURCE_TOKEN", "not-the-token");
+        }
+        c.output()
+    };
+    let out = report(&[], false).await.expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(summary["result"], "complete");
+    assert_eq!(summary["records"]["sent"], 150);
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("usage report done"), "{logs}");
+    assert!(!logs.contains(sb.vendor_key().expose()) && !logs.contains(sb.usage_token().expose()));
+
+    let again = report(&[], false).await.expect("runs");
+    assert_eq!(again.status.code(), Some(0));
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json");
+    assert_eq!(summary["groups"]["created"], 0);
+    assert_eq!(summary["records"]["already_reported"], 150);
+
+    let refused = report(&[], true).await.expect("runs");
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("refused the token"), "{err}");
+
+    let no_out = report(&["--dry-run"], false).await.expect("runs");
+    assert_eq!(no_out.status.code(), Some(2), "--dry-run needs --out");
+    let bad_period = report(&["--period", "2024-13"], false).await.expect("runs");
+    assert_eq!(bad_period.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_period.stderr).contains("\"2024-13\" is not a month"));
+    sb.shutdown().await;
+}
+
+#[test]
+fn report_help_names_the_variables() {
+    let out = run(&["report", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "USAGE_SOURCE",
+        "USAGE_SOURCE_TOKEN",
+        "REPORT_CONCURRENCY",
+        "API_KEY",
+        "API_ADDRESS",
+        "--dry-run",
+        "Exit codes",
+    ] {
+        assert!(text.contains(name), "{name} in {text}");
+    }
+}

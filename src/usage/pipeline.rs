@@ -130,7 +130,7 @@ impl Interner {
     }
 }
 
-/// A record, compact: a million of them fit in about 150 MB.
+/// A record, compact: a million of them take about 150 MB.
 #[derive(Debug)]
 struct Entry {
     position: Position,
@@ -140,32 +140,30 @@ struct Entry {
     quantity: Quantity,
     start: i64,
     end: i64,
+    /// Moved into [`RunData::ids`] once the record is placed.
     vendor_id: Option<Box<str>>,
+    /// Whether the vendor gave the record its id.
+    has_vendor_id: bool,
     note: Option<Box<str>>,
 }
 
-/// A placed record: its entry, its asset, its final id.
-#[derive(Debug)]
-struct Placed {
-    entry: u32,
-    asset: u32,
-    record_id: Box<str>,
-}
-
-/// Records read and their strings, shared by the workbook writers.
+/// Records read and their strings, shared by the workbook writers. `ids` and `assets` run
+/// parallel to `entries` (empty and `u32::MAX` for records that were not placed).
 #[derive(Debug, Default)]
 struct RunData {
     strings: Interner,
     entries: Vec<Entry>,
+    ids: Vec<Box<str>>,
+    assets: Vec<u32>,
 }
 
-/// One (contract, product) group.
+/// One (contract, product) group: indices into [`RunData::entries`].
 #[derive(Debug)]
 struct Group {
     contract: String,
     product: String,
     qt: bool,
-    records: Vec<Placed>,
+    entries: Vec<u32>,
 }
 
 /// Runs the report.
@@ -209,6 +207,7 @@ pub async fn report(
                         quantity: r.quantity,
                         start: r.start.timestamp(),
                         end: r.end.timestamp(),
+                        has_vendor_id: r.record_id.is_some(),
                         vendor_id: r.record_id.map(String::into_boxed_str),
                         note: r.note.map(String::into_boxed_str),
                     };
@@ -254,92 +253,134 @@ pub async fn report(
         "catalog loaded"
     );
 
-    // 3. Check and place.
+    // 3. Check and place, then refuse duplicate ids (the first keeps its place).
     let asset_index: HashMap<String, u32> = catalog
         .assets
         .keys()
         .map(|id| (id.clone(), data.strings.intern(id)))
         .collect();
-    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
-    let mut seen_ids: HashMap<Box<str>, Position> = HashMap::new();
-    for (i, e) in data.entries.iter().enumerate() {
-        let checked = Checked {
-            subscription: data.strings.get(e.subscription),
-            item_mpn: data.strings.get(e.mpn),
-            quantity: &e.quantity,
-            start: chrono::DateTime::from_timestamp(e.start, 0).unwrap_or_default(),
-            end: chrono::DateTime::from_timestamp(e.end, 0).unwrap_or_default(),
-        };
-        let placement = match place(checked, &catalog, period) {
-            Ok(p) => p,
-            Err(p) => {
-                note_problem(
-                    RecordProblem {
-                        position: e.position,
-                        record_id: e.vendor_id.as_deref().map(str::to_owned),
-                        kind: p.kind,
-                        reason: p.reason,
-                    },
-                    &mut problems,
-                );
-                continue;
-            }
-        };
-        let record_id: Box<str> = match &e.vendor_id {
-            Some(id) => id.clone(),
-            None => identity::derived_record_id(&RecordContent {
-                asset_id: placement.asset_id,
-                item_mpn: checked.item_mpn,
+    let n = data.entries.len();
+    data.ids = vec![Box::default(); n];
+    data.assets = vec![u32::MAX; n];
+    let mut group_keys: Vec<(String, String, bool)> = Vec::new();
+    let mut group_of: HashMap<(String, String), u32> = HashMap::new();
+    let mut placed: Vec<(u32, u32)> = Vec::with_capacity(n);
+    {
+        let RunData {
+            strings,
+            entries,
+            ids,
+            assets,
+        } = &mut data;
+        for (i, e) in entries.iter_mut().enumerate() {
+            let checked = Checked {
+                subscription: strings.get(e.subscription),
+                item_mpn: strings.get(e.mpn),
                 quantity: &e.quantity,
-                start: e.start,
-                end: e.end,
-                note: e.note.as_deref(),
-                category: e.category.map(|c| data.strings.get(c)),
-            })
-            .into_boxed_str(),
-        };
-        if let Some(first) = seen_ids.get(&record_id) {
-            let reason = if e.vendor_id.is_some() {
-                format!("record_id {record_id:?} is already used by {first}")
-            } else {
-                format!(
-                    "the same record as {first} (same subscription, item, quantity, times and note)"
-                )
+                start: chrono::DateTime::from_timestamp(e.start, 0).unwrap_or_default(),
+                end: chrono::DateTime::from_timestamp(e.end, 0).unwrap_or_default(),
             };
-            note_problem(
-                RecordProblem {
-                    position: e.position,
-                    record_id: e.vendor_id.as_deref().map(str::to_owned),
-                    kind: ProblemKind::Invalid,
-                    reason,
-                },
-                &mut problems,
-            );
+            let placement = match place(checked, &catalog, period) {
+                Ok(p) => p,
+                Err(p) => {
+                    note_problem(
+                        RecordProblem {
+                            position: e.position,
+                            record_id: e.vendor_id.as_deref().map(str::to_owned),
+                            kind: p.kind,
+                            reason: p.reason,
+                        },
+                        &mut problems,
+                    );
+                    continue;
+                }
+            };
+            ids[i] = match e.vendor_id.take() {
+                Some(id) => id,
+                None => identity::derived_record_id(&RecordContent {
+                    asset_id: placement.asset_id,
+                    item_mpn: checked.item_mpn,
+                    quantity: &e.quantity,
+                    start: e.start,
+                    end: e.end,
+                    note: e.note.as_deref(),
+                    category: e.category.map(|c| strings.get(c)),
+                })
+                .into_boxed_str(),
+            };
+            assets[i] = asset_index
+                .get(placement.asset_id)
+                .copied()
+                .unwrap_or(u32::MAX);
+            let key = (placement.contract.to_owned(), placement.product.to_owned());
+            let g = *group_of.entry(key.clone()).or_insert_with(|| {
+                group_keys.push((key.0, key.1, placement.qt));
+                (group_keys.len() - 1) as u32
+            });
+            placed.push((i as u32, g));
+        }
+    }
+    // Sorting by id puts duplicates side by side, without a second copy of every id.
+    let mut by_id: Vec<usize> = (0..placed.len()).collect();
+    by_id.sort_by(|a, b| {
+        let (ea, eb) = (placed[*a].0 as usize, placed[*b].0 as usize);
+        data.ids[ea].cmp(&data.ids[eb]).then(ea.cmp(&eb))
+    });
+    let mut duplicate = vec![false; placed.len()];
+    for pair in by_id.windows(2) {
+        let (first, next) = (placed[pair[0]].0 as usize, placed[pair[1]].0 as usize);
+        if data.ids[first] == data.ids[next] {
+            duplicate[pair[1]] = true;
+        }
+    }
+    let mut first_of: Option<usize> = None;
+    for &k in &by_id {
+        let i = placed[k].0 as usize;
+        if !duplicate[k] {
+            first_of = Some(i);
             continue;
         }
-        seen_ids.insert(record_id.clone(), e.position);
-        let key = (placement.contract.to_owned(), placement.product.to_owned());
-        let qt = placement.qt;
-        let asset = asset_index
-            .get(placement.asset_id)
-            .copied()
-            .unwrap_or(u32::MAX);
-        groups
-            .entry(key.clone())
-            .or_insert_with(|| Group {
-                contract: key.0,
-                product: key.1,
-                qt,
-                records: Vec::new(),
-            })
-            .records
-            .push(Placed {
-                entry: i as u32,
-                asset,
-                record_id,
-            });
+        let first = first_of.map_or(data.entries[i].position, |f| data.entries[f].position);
+        let e = &data.entries[i];
+        let id = &data.ids[i];
+        let reason = if e.has_vendor_id {
+            format!("record_id {id:?} is already used by {first}")
+        } else {
+            format!(
+                "the same record as {first} (same subscription, item, quantity, times and note)"
+            )
+        };
+        note_problem(
+            RecordProblem {
+                position: e.position,
+                record_id: e.has_vendor_id.then(|| id.to_string()),
+                kind: ProblemKind::Invalid,
+                reason,
+            },
+            &mut problems,
+        );
     }
-    drop(seen_ids);
+    drop(by_id);
+    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); group_keys.len()];
+    for (k, (entry, g)) in placed.into_iter().enumerate() {
+        if !duplicate[k] {
+            members[g as usize].push(entry);
+        }
+    }
+    for ((contract, product, qt), entries) in group_keys.into_iter().zip(members) {
+        if !entries.is_empty() {
+            groups.insert(
+                (contract.clone(), product.clone()),
+                Group {
+                    contract,
+                    product,
+                    qt,
+                    entries,
+                },
+            );
+        }
+    }
     problems.sort_by_key(|p| p.position);
 
     // 4. Report.
@@ -362,7 +403,7 @@ pub async fn report(
                 file_id: None,
                 status: None,
                 action: FileAction::SkippedNotQt,
-                records: g.records.len(),
+                records: g.entries.len(),
                 workbook: None,
                 message: Some(format!(
                     "the product's pay-as-you-go schema is {schema}, not QT: not sent"
@@ -512,7 +553,7 @@ impl GroupRunner {
             file_id: None,
             status: None,
             action: FileAction::Failed,
-            records: job.group.records.len(),
+            records: job.group.entries.len(),
             workbook: None,
             message: None,
         };
@@ -553,25 +594,16 @@ impl GroupRunner {
     /// Writes the group's workbook on a blocking thread.
     async fn build(&self, job: &GroupJob) -> Result<Built, String> {
         let data = self.data.clone();
-        let mut order: Vec<usize> = (0..job.group.records.len()).collect();
-        order.sort_by(|a, b| {
-            job.group.records[*a]
-                .record_id
-                .cmp(&job.group.records[*b].record_id)
-        });
-        let rows: Vec<(u32, u32, Box<str>)> = order
-            .into_iter()
-            .map(|i| {
-                let p = &job.group.records[i];
-                (p.entry, p.asset, p.record_id.clone())
-            })
-            .collect();
+        let mut rows = job.group.entries.clone();
         let period = self.options.period;
         let name = identity::workbook_name(&job.group.contract, &job.group.product, period);
         tokio::task::spawn_blocking(move || {
+            // Sorted by record id: the same records give the same workbook, whatever order
+            // the source gave them in.
+            rows.sort_by(|a, b| data.ids[*a as usize].cmp(&data.ids[*b as usize]));
             let mut categories: Vec<&str> = rows
                 .iter()
-                .filter_map(|(e, _, _)| {
+                .filter_map(|e| {
                     data.entries[*e as usize]
                         .category
                         .map(|c| data.strings.get(c))
@@ -579,16 +611,17 @@ impl GroupRunner {
                 .collect();
             categories.sort_unstable();
             categories.dedup();
-            let iter = rows.iter().map(|(e, asset, id)| {
-                let entry = &data.entries[*e as usize];
+            let iter = rows.iter().map(|e| {
+                let i = *e as usize;
+                let entry = &data.entries[i];
                 Row {
-                    record_id: id,
+                    record_id: &data.ids[i],
                     note: entry.note.as_deref(),
                     item_mpn: data.strings.get(entry.mpn),
                     quantity: &entry.quantity,
                     start: entry.start,
                     end: entry.end,
-                    asset_id: data.strings.get(*asset),
+                    asset_id: data.strings.get(data.assets[i]),
                     category: entry.category.map(|c| data.strings.get(c)),
                 }
             });

@@ -105,6 +105,17 @@ impl Quantity {
     /// spreadsheet number cell holds exactly the vendor's quantity.
     pub fn exact_f64(&self) -> Option<f64> {
         let v: f64 = self.text.parse().ok()?;
+        // Up to 15 significant digits a decimal survives the trip through f64 (the common
+        // case, checked without formatting); beyond, compare the float printed back.
+        let significant = self
+            .text
+            .bytes()
+            .filter(u8::is_ascii_digit)
+            .skip_while(|b| *b == b'0')
+            .count();
+        if significant <= 15 {
+            return Some(v);
+        }
         (Quantity::from_f64(v).ok()? == *self).then_some(v)
     }
 }
@@ -371,6 +382,23 @@ mod tests {
         assert_eq!(p.exact_f64(), Some(12.34));
         let big = Quantity::parse("12345678901234567.12345678").expect("valid");
         assert_eq!(big.exact_f64(), None, "not representable: written as text");
+        for exact in [
+            "0.00000001",
+            "999999999999999",
+            "123456789.12345",
+            "0.1",
+            "100000000000000000000",
+        ] {
+            let q = Quantity::parse(exact).expect("valid");
+            let v = q.exact_f64().expect("exact");
+            assert_eq!(Quantity::from_f64(v).expect("finite"), q, "{exact}");
+        }
+        assert_eq!(
+            Quantity::parse("1234567890123456.7")
+                .expect("valid")
+                .exact_f64(),
+            None
+        );
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub fn write<'a>(
     tempdir: Option<&Path>,
 ) -> Result<Vec<u8>, WorkbookError> {
     let mut book = Workbook::new();
+    // Level 3 deflates three times faster than the default 6 for 3% more bytes.
+    book.set_zip_compression_level(3);
     if let Some(dir) = tempdir {
         book.set_tempdir(dir)?;
     }
