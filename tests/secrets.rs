@@ -63,6 +63,31 @@ async fn keys_never_appear_in_logs_or_debug_output() {
     let f = pending_file(&sb, &t, "secret-2").await;
     p.reject_usage_file(&f.id, "no").await.expect("rejected");
     let _ = v.assets().filter(Expr::eq("nope", "x")).count().await;
+    // A whole report: the usage API's bearer token goes through the same logs.
+    let source = connect_usage::usage::source_http::VendorApiSource::new(
+        &sb.usage_api_url(),
+        sb.usage_token(),
+    )
+    .expect("source");
+    let summary = connect_usage::usage::report(
+        &v,
+        &source,
+        &connect_usage::usage::ReportOptions::new("2024-04".parse().expect("period")),
+    )
+    .await
+    .expect("report");
+    let refused = connect_usage::usage::source_http::VendorApiSource::new(
+        &sb.usage_api_url(),
+        connect_usage::secret::Secret::new("wrong-usage-token-value"),
+    )
+    .expect("source");
+    let refusal = connect_usage::usage::report(
+        &v,
+        &refused,
+        &connect_usage::usage::ReportOptions::new("2024-04".parse().expect("period")),
+    )
+    .await
+    .expect_err("refused");
     let wrong = ConnectClient::new(
         sb.api_url(),
         ApiKey::new("SU-999:wrong-secret-value").expect("key"),
@@ -72,7 +97,7 @@ async fn keys_never_appear_in_logs_or_debug_output() {
 
     // Everything that has a Debug form in this session.
     let shown = format!(
-        "{sb:?}\n{:?}\n{v:?}\n{p:?}\n{e:?}\n{e}\n{:?}\n{:?}\n{:?}",
+        "{sb:?}\n{:?}\n{v:?}\n{p:?}\n{e:?}\n{e}\n{:?}\n{:?}\n{:?}\n{source:?}\n{refused:?}\n{summary:?}\n{summary}\n{refusal:?}\n{refusal}",
         sb.state(),
         sb.state().dataset(),
         sb.vendor_key(),
@@ -106,6 +131,8 @@ async fn keys_never_appear_in_logs_or_debug_output() {
         })
         .collect();
     secrets.push("wrong-secret-value".into());
+    secrets.push(sb.usage_token().expose().to_owned());
+    secrets.push("wrong-usage-token-value".into());
     let around = |text: &str, secret: &str| -> String {
         let at = text.find(secret).unwrap_or(0);
         let start = text[..at]
