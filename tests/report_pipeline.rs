@@ -638,3 +638,70 @@ async fn two_files_with_one_external_id_stop_that_group_only() {
         .expect("count");
     assert_eq!(files, 2, "no third file");
 }
+
+#[tokio::test]
+async fn files_holding_other_data_get_this_data_before_submission() {
+    let sb = sandbox(200).await;
+    let t = qt_target(&sb);
+    let ext = connect_usage::usage::identity::external_id(&t.contract, &t.product, april());
+    let v = vendor(&sb);
+    // One file made invalid by someone else's upload, one made ready with other records.
+    let invalid = v
+        .create_usage_file(&new_file(&t, &ext))
+        .await
+        .expect("created");
+    let bad = workbook(
+        "records",
+        &QT_HEADER,
+        &[qt_row("x", "NO-SUCH-MPN", 1.0, &t.assets[0])],
+    );
+    let f = v
+        .upload_usage_file(&invalid.id, "by-hand.xlsx", bad.into())
+        .await
+        .expect("uploaded");
+    assert_eq!(f.status.as_str(), "invalid");
+    let summary = run(&sb, &options(april())).await.expect("report");
+    assert_eq!(summary.result, RunResult::Complete, "{summary}");
+    let report = summary
+        .files
+        .iter()
+        .find(|f| f.external_id == ext)
+        .expect("the group");
+    assert_eq!(report.action, FileAction::Resumed);
+    assert_eq!(
+        report.file_id.as_deref(),
+        Some(invalid.id.as_str()),
+        "the same file, no second one"
+    );
+    let reference = sandbox(200).await;
+    run(&reference, &options(april())).await.expect("clean run");
+    assert_eq!(final_state(&sb).await, final_state(&reference).await);
+}
+
+#[tokio::test]
+async fn a_ready_file_with_other_data_is_uploaded_again_not_submitted() {
+    let sb = sandbox(200).await;
+    let t = qt_target(&sb);
+    let ext = connect_usage::usage::identity::external_id(&t.contract, &t.product, april());
+    let v = vendor(&sb);
+    let f = v
+        .create_usage_file(&new_file(&t, &ext))
+        .await
+        .expect("created");
+    let other = valid_workbook(&t, 2);
+    let f = v
+        .upload_usage_file(&f.id, "stale.xlsx", other.into())
+        .await
+        .expect("uploaded");
+    assert_eq!(f.status.as_str(), "ready");
+    run(&sb, &options(april())).await.expect("report");
+    let reference = sandbox(200).await;
+    run(&reference, &options(april())).await.expect("clean run");
+    let got = final_state(&sb).await;
+    assert_eq!(
+        got,
+        final_state(&reference).await,
+        "the stale rec-0, rec-1 were replaced"
+    );
+    assert!(got[&ext].1.iter().all(|r| !r.0.starts_with("rec-")));
+}

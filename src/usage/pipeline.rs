@@ -832,7 +832,7 @@ impl GroupRunner {
         }
     }
 
-    /// Uploads the workbook, waits for processing, and on `ready` records the workbook's
+    /// Uploads the workbook, waits for processing, and once processed records the workbook's
     /// digest in the note. True when the upload was accepted.
     async fn upload(
         &self,
@@ -850,8 +850,10 @@ impl GroupRunner {
         }
         info!(file = %file.id, records = built.records, "workbook uploaded");
         self.interrupt(Step::Upload)?;
+        // Processed, valid or not: the note records which data it holds, so the next run
+        // neither uploads the same data again nor submits other data.
         if let Some(f) = self.wait(&file.id).await
-            && f.status == UsageFileStatus::Ready
+            && matches!(f.status, UsageFileStatus::Ready | UsageFileStatus::Invalid)
         {
             let note = identity::note_for(&built.digest, built.records);
             let update = UsageFileUpdate {
