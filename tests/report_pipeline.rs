@@ -590,7 +590,7 @@ async fn slow_processing_leaves_files_waiting_and_a_later_run_submits_them() {
     assert!(first.files.iter().all(|f| {
         f.message
             .as_deref()
-            .is_some_and(|m| m.contains("ready event"))
+            .is_some_and(|m| m.contains("a later run submits it"))
     }));
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let second = run(&sb, &options(april())).await.expect("report");
@@ -600,16 +600,62 @@ async fn slow_processing_leaves_files_waiting_and_a_later_run_submits_them() {
 }
 
 #[tokio::test]
-async fn two_files_with_one_external_id_stop_that_group_only() {
+async fn a_second_draft_of_a_group_is_deleted_and_the_oldest_file_kept() {
     let sb = sandbox(200).await;
     let t = qt_target(&sb);
     let ext = connect_usage::usage::identity::external_id(&t.contract, &t.product, april());
     let v = vendor(&sb);
-    for _ in 0..2 {
-        v.create_usage_file(&new_file(&t, &ext))
-            .await
-            .expect("created by hand");
-    }
+    let first = v
+        .create_usage_file(&new_file(&t, &ext))
+        .await
+        .expect("created by hand");
+    let second = v
+        .create_usage_file(&new_file(&t, &ext))
+        .await
+        .expect("created by hand");
+    let summary = run(&sb, &options(april())).await.expect("report");
+    assert_eq!(summary.result, RunResult::Complete, "{summary}");
+    let report = summary
+        .files
+        .iter()
+        .find(|f| f.external_id == ext)
+        .expect("the group");
+    assert_eq!(
+        report.file_id.as_deref(),
+        Some(first.id.as_str()),
+        "the oldest stays"
+    );
+    let deleted = v.usage_file(&second.id).await.expect("read");
+    assert_eq!(deleted.status.as_str(), "deleted");
+    let live = v
+        .usage_files()
+        .filter(
+            connect_usage::rql::Expr::eq("external_id", ext.as_str())
+                & connect_usage::rql::Expr::ne("status", "deleted"),
+        )
+        .count()
+        .await
+        .expect("count");
+    assert_eq!(live, 1);
+}
+
+#[tokio::test]
+async fn two_live_files_with_one_external_id_stop_that_group_only() {
+    let sb = sandbox(200).await;
+    let t = qt_target(&sb);
+    let ext = connect_usage::usage::identity::external_id(&t.contract, &t.product, april());
+    let v = vendor(&sb);
+    v.create_usage_file(&new_file(&t, &ext))
+        .await
+        .expect("created by hand");
+    let second = v
+        .create_usage_file(&new_file(&t, &ext))
+        .await
+        .expect("created by hand");
+    // The second holds an upload: not a draft anyone may throw away.
+    v.upload_usage_file(&second.id, "x.xlsx", valid_workbook(&t, 1).into())
+        .await
+        .expect("uploaded");
     let summary = run(&sb, &options(april())).await.expect("report");
     assert_eq!(summary.result, RunResult::Partial);
     let failed: Vec<&connect_usage::usage::FileReport> = summary
@@ -622,7 +668,8 @@ async fn two_files_with_one_external_id_stop_that_group_only() {
         failed[0]
             .message
             .as_deref()
-            .is_some_and(|m| m.contains("2 usage files have the external id")),
+            .is_some_and(|m| m.contains("2 usage files have the external id")
+                && m.contains("a person must decide")),
         "{:?}",
         failed[0].message
     );
@@ -636,7 +683,7 @@ async fn two_files_with_one_external_id_stop_that_group_only() {
         .count()
         .await
         .expect("count");
-    assert_eq!(files, 2, "no third file");
+    assert_eq!(files, 2, "no third file, none deleted");
 }
 
 #[tokio::test]
@@ -704,4 +751,248 @@ async fn a_ready_file_with_other_data_is_uploaded_again_not_submitted() {
         "the stale rec-0, rec-1 were replaced"
     );
     assert!(got[&ext].1.iter().all(|r| !r.0.starts_with("rec-")));
+}
+
+/// A JSON Lines usage file of `records` good records for the target, record ids `{prefix}-n`.
+fn usage_file(name: &str, t: &Target, records: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cu-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join(name);
+    let mpn = t.mpn_with("integer");
+    let lines: Vec<String> = records
+        .iter()
+        .map(|(id, q)| {
+            json!({"record_id": id, "subscription_id": t.assets[0], "item_mpn": mpn, "quantity": q,
+                   "start_time": "2024-04-03T00:00:00Z", "end_time": "2024-04-03T01:00:00Z"})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).expect("write");
+    path
+}
+
+async fn run_file(
+    sb: &Sandbox,
+    path: &std::path::Path,
+    opts: &ReportOptions,
+) -> Result<RunSummary, RunError> {
+    let source = SourceSpec::File(path.to_path_buf())
+        .open()
+        .expect("file source");
+    report(&vendor(sb), source.as_ref(), opts).await
+}
+
+#[tokio::test]
+async fn a_slow_create_is_waited_for_not_sent_twice() {
+    let sb = sandbox(100).await;
+    admin_put(
+        &sb,
+        "faults",
+        json!([{"method": "POST", "path": "/usage/files", "count": 1,
+                "action": {"type": "latency", "ms": 2500}}]),
+    )
+    .await;
+    let impatient = ConnectClient::builder(sb.api_url(), sb.vendor_key())
+        .retry_policy(fast_retry())
+        .timeout(Duration::from_millis(1000))
+        .build()
+        .expect("client");
+    let opts = ReportOptions {
+        concurrency: 1,
+        ..options(april())
+    };
+    let summary = run_with(&impatient, &sb, &opts).await.expect("report");
+    assert_eq!(summary.result, RunResult::Complete, "{summary}");
+    // Whatever was sent has landed by now.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let state = admin_get(&sb, "state?records=false&requests=false").await;
+    let files = state["files"].as_array().expect("files");
+    assert_eq!(
+        files.len(),
+        summary.files.len(),
+        "one file per group, none deleted, none extra"
+    );
+    let reference = sandbox(100).await;
+    run(&reference, &options(april())).await.expect("clean");
+    assert_eq!(final_state(&sb).await, final_state(&reference).await);
+}
+
+#[tokio::test]
+async fn a_crash_between_upload_and_note_never_leads_to_submitting_other_data() {
+    let sb = start().await;
+    let t = qt_target(&sb);
+    let a = usage_file("a.jsonl", &t, &[("A-1", "1")]);
+    // As many records as A: only the note can tell the two apart.
+    let b = usage_file("b.jsonl", &t, &[("B-1", "2")]);
+    // The file holds A, processed, its digest noted; then a run with B crashes right after
+    // uploading B.
+    let stop = |step| ReportOptions {
+        interrupt_after: Some(step),
+        ..options(april())
+    };
+    run_file(&sb, &a, &stop(Step::Processed))
+        .await
+        .expect_err("stopped after A was processed");
+    run_file(&sb, &b, &stop(Step::Upload))
+        .await
+        .expect_err("stopped after B was uploaded");
+    // A run with A must not take the file for A's.
+    let summary = run_file(&sb, &a, &options(april())).await.expect("report");
+    assert_eq!(summary.result, RunResult::Complete, "{summary}");
+    let state = final_state(&sb).await;
+    let (status, records) = state.values().next().expect("one file");
+    assert_eq!(status, "pending");
+    let ids: Vec<&str> = records.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(ids, ["A-1"], "A's data was submitted, not B's");
+}
+
+#[tokio::test]
+async fn data_changed_after_submission_is_not_reported_and_says_so() {
+    let sb = start().await;
+    let t = qt_target(&sb);
+    let a = usage_file("changed-a.jsonl", &t, &[("A-1", "1")]);
+    let more = usage_file("changed-b.jsonl", &t, &[("A-1", "1"), ("A-2", "5")]);
+    run_file(&sb, &a, &options(april())).await.expect("first");
+    let summary = run_file(&sb, &more, &options(april()))
+        .await
+        .expect("second");
+    assert_eq!(summary.result, RunResult::Partial, "{summary}");
+    assert_eq!(summary.groups.changed_after_report, 1);
+    assert_eq!(summary.records.not_reported, 2);
+    assert_eq!(summary.records.already_reported, 0);
+    let f = &summary.files[0];
+    assert_eq!(f.action, FileAction::ChangedAfterReport);
+    assert!(
+        f.message
+            .as_deref()
+            .is_some_and(|m| m.contains("a person must decide")),
+        "{:?}",
+        f.message
+    );
+    // Nothing was changed in Connect.
+    let (_, records) = final_state(&sb).await.into_values().next().expect("file");
+    assert_eq!(records.len(), 1);
+}
+
+#[tokio::test]
+async fn a_rejected_file_is_left_to_its_handler_and_the_run_is_partial() {
+    let sb = sandbox(100).await;
+    run(&sb, &options(april())).await.expect("first");
+    let p = provider(&sb);
+    let files = vendor(&sb).usage_files().all().await.expect("files");
+    p.reject_usage_file(&files[0].id, "wrong prices")
+        .await
+        .expect("rejected");
+    let summary = run(&sb, &options(april())).await.expect("second");
+    assert_eq!(summary.result, RunResult::Partial);
+    assert_eq!(summary.groups.rejected, 1);
+    let r = summary
+        .files
+        .iter()
+        .find(|f| f.action == FileAction::Rejected)
+        .expect("rejected group");
+    assert!(
+        r.message
+            .as_deref()
+            .is_some_and(|m| m.contains("wrong prices"))
+    );
+    assert_eq!(
+        final_state(&sb).await[&r.external_id].0,
+        "rejected",
+        "left as it is"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_note_rejects_its_record_only() {
+    let sb = start().await;
+    let t = qt_target(&sb);
+    let dir = std::env::temp_dir().join(format!("cu-long-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("long.jsonl");
+    let mpn = t.mpn_with("integer");
+    let rec = |id: &str, note: String| {
+        json!({"record_id": id, "subscription_id": t.assets[0], "item_mpn": mpn, "quantity": "1",
+               "start_time": "2024-04-03T00:00:00Z", "end_time": "2024-04-03T01:00:00Z", "note": note})
+        .to_string()
+    };
+    std::fs::write(
+        &path,
+        [rec("short", "ok".into()), rec("long", "x".repeat(40_000))].join("\n"),
+    )
+    .expect("write");
+    let summary = run_file(&sb, &path, &options(april()))
+        .await
+        .expect("report");
+    assert_eq!(summary.records.sent, 1);
+    assert_eq!(summary.records.invalid, 1);
+    assert!(
+        summary.problems[0]
+            .reason
+            .contains("note: 40000 characters; a workbook cell holds at most 32767")
+    );
+    assert_eq!(summary.groups.created, 1);
+}
+
+#[tokio::test]
+async fn samples_are_the_first_problems_by_position() {
+    let sb = start().await;
+    let t = qt_target(&sb);
+    let mpn = t.mpn_with("integer");
+    let mut lines: Vec<String> = (1..=25)
+        .map(|i| {
+            json!({"record_id": format!("neg-{i}"), "subscription_id": t.assets[0], "item_mpn": mpn, "quantity": "-1",
+                   "start_time": "2024-04-03T00:00:00Z", "end_time": "2024-04-03T01:00:00Z"})
+            .to_string()
+        })
+        .collect();
+    lines.extend((0..25).map(|_| "{broken".to_owned()));
+    let dir = std::env::temp_dir().join(format!("cu-samples-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("samples.jsonl");
+    std::fs::write(&path, lines.join("\n")).expect("write");
+    let summary = run_file(&sb, &path, &options(april()))
+        .await
+        .expect("report");
+    assert_eq!(summary.records.invalid, 50);
+    let ordinals: Vec<u64> = summary
+        .problems
+        .iter()
+        .map(|p| p.position.ordinal)
+        .collect();
+    assert_eq!(ordinals, (1..=20).collect::<Vec<u64>>());
+}
+
+#[tokio::test]
+async fn defective_vendor_data_adds_up() {
+    let sb = start_with(RuntimeConfig {
+        usage_records: 2000,
+        usage_bad_records: 0.1,
+        ..RuntimeConfig::default()
+    })
+    .await;
+    let summary = run(&sb, &options(april())).await.expect("report");
+    let r = &summary.records;
+    assert_eq!(summary.result, RunResult::Partial);
+    assert!(
+        r.invalid > 0 && r.unplaceable > 0 && r.not_qt > 0,
+        "{summary}"
+    );
+    assert_eq!(
+        r.read,
+        r.sent + r.invalid + r.unplaceable + r.not_qt,
+        "every record accounted for: {summary}"
+    );
+    assert!(
+        summary
+            .files
+            .iter()
+            .any(|f| f.action == FileAction::SkippedNotQt)
+    );
+    let sent: usize = final_state(&sb)
+        .await
+        .values()
+        .map(|(_, rec)| rec.len())
+        .sum();
+    assert_eq!(sent, r.sent);
 }

@@ -146,6 +146,19 @@ impl ConnectError {
         self.inner.outcome_unknown
     }
 
+    /// True when the request may still be applied after this error was returned: it timed
+    /// out or lost its connection after being sent, or a gateway answered for a server that
+    /// may still be working on it (502, 504). A server's own error answer (500, 503) means it
+    /// has finished with the request, applied or not.
+    pub fn may_still_apply(&self) -> bool {
+        self.outcome_unknown()
+            && match self.kind() {
+                ErrorKind::Api { status, .. } => matches!(status, 502 | 504),
+                ErrorKind::Transport { connect, .. } => !connect,
+                _ => false,
+            }
+    }
+
     /// How many times the request was sent (more than one after retries).
     pub fn attempts(&self) -> u32 {
         self.inner.attempts

@@ -26,8 +26,8 @@ pub struct Catalog {
     pub contracts: HashMap<String, Contract>,
     /// Assets found, by id.
     pub assets: HashMap<String, Asset>,
-    /// Asset ids by `external_uid`.
-    pub assets_by_uid: HashMap<String, String>,
+    /// Asset ids by `external_uid` (several assets may share one).
+    pub assets_by_uid: HashMap<String, Vec<String>>,
     pub products: HashMap<String, Product>,
     /// Items of each QT product, by product id.
     pub items: HashMap<String, Vec<Item>>,
@@ -123,7 +123,10 @@ impl Catalog {
             .collect();
         for a in in_chunks(&uids, by("external_uid")).await? {
             if let Some(uid) = a.external_uid.clone() {
-                catalog.assets_by_uid.insert(uid, a.id.clone());
+                let ids = catalog.assets_by_uid.entry(uid).or_default();
+                if !ids.contains(&a.id) {
+                    ids.push(a.id.clone());
+                }
             }
             catalog.assets.insert(a.id.clone(), a);
         }
@@ -194,13 +197,18 @@ impl Catalog {
         Ok(catalog)
     }
 
-    /// The asset a usage record's subscription reference names.
-    pub fn asset(&self, subscription: &str) -> Option<&Asset> {
-        self.assets.get(subscription).or_else(|| {
-            self.assets_by_uid
-                .get(subscription)
-                .and_then(|id| self.assets.get(id))
-        })
+    /// The assets a usage record's subscription reference may name: the asset with that id,
+    /// else every asset with that `external_uid`.
+    pub fn assets_for(&self, subscription: &str) -> Vec<&Asset> {
+        if let Some(a) = self.assets.get(subscription) {
+            return vec![a];
+        }
+        self.assets_by_uid
+            .get(subscription)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.assets.get(id))
+            .collect()
     }
 
     /// The currency of a contract's marketplace.

@@ -90,11 +90,55 @@ pub fn derived_record_id(c: &RecordContent<'_>) -> String {
 
 /// SHA-256 of bytes, in hex.
 pub fn digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
 }
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The digest of a workbook's rows: what the file says, independent of how the spreadsheet
+/// writer lays the bytes out.
+pub struct ContentDigest(Sha256);
+
+impl Default for ContentDigest {
+    fn default() -> Self {
+        ContentDigest::new()
+    }
+}
+
+impl ContentDigest {
+    pub fn new() -> ContentDigest {
+        let mut h = Sha256::new();
+        h.update(b"connect-usage rows v1\x1e");
+        ContentDigest(h)
+    }
+
+    pub fn add(&mut self, row: &super::workbook::Row<'_>) {
+        for part in [
+            row.record_id,
+            row.note.unwrap_or(""),
+            row.item_mpn,
+            row.quantity.as_str(),
+            &row.start.to_string(),
+            &row.end.to_string(),
+            row.asset_id,
+            row.category.unwrap_or(""),
+        ] {
+            self.0.update(part.as_bytes());
+            self.0.update([0x1f]);
+        }
+        self.0.update([0x1e]);
+    }
+
+    pub fn finish(self) -> String {
+        hex(&self.0.finalize())
+    }
+}
+
+/// The note of a file while this extension uploads into it: it names no digest, so a crash
+/// mid-upload never leaves a note claiming data the file does not hold.
+pub const UPLOADING_NOTE: &str = "connect-usage upload in progress";
 
 /// The machine-readable part of a file's note: `connect-usage digest=<hex> records=<n>`.
 pub fn note_for(digest: &str, records: usize) -> String {

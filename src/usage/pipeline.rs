@@ -14,7 +14,7 @@
 //! Nothing is kept locally: Connect's state is the only memory between runs, which is what
 //! makes a rerun after a crash at any point end in the same state as an uninterrupted run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +60,8 @@ impl Default for PollPolicy {
 pub enum Step {
     Create,
     Upload,
+    /// The upload was processed and its digest recorded in the note.
+    Processed,
     Submit,
 }
 
@@ -166,6 +168,57 @@ struct Group {
     entries: Vec<u32>,
 }
 
+/// The first [`SAMPLES`] problems of each kind by position, whatever order they are found in,
+/// in bounded memory, and the counts.
+#[derive(Debug, Default)]
+struct Samples {
+    invalid: BinaryHeap<ByPosition>,
+    unplaceable: BinaryHeap<ByPosition>,
+    invalid_count: usize,
+    unplaceable_count: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct ByPosition(RecordProblem);
+
+impl Ord for ByPosition {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.position.cmp(&other.0.position)
+    }
+}
+
+impl PartialOrd for ByPosition {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Samples {
+    fn add(&mut self, p: RecordProblem) {
+        let (heap, count) = match p.kind {
+            ProblemKind::Invalid => (&mut self.invalid, &mut self.invalid_count),
+            ProblemKind::Unplaceable => (&mut self.unplaceable, &mut self.unplaceable_count),
+        };
+        *count += 1;
+        heap.push(ByPosition(p));
+        if heap.len() > SAMPLES {
+            // The max-heap drops the latest position.
+            heap.pop();
+        }
+    }
+
+    fn into_sorted(self) -> Vec<RecordProblem> {
+        let mut all: Vec<RecordProblem> = self
+            .invalid
+            .into_iter()
+            .chain(self.unplaceable)
+            .map(|b| b.0)
+            .collect();
+        all.sort_by_key(|p| p.position);
+        all
+    }
+}
+
 /// Runs the report.
 pub async fn report(
     client: &ConnectClient,
@@ -179,19 +232,7 @@ pub async fn report(
 
     // 1. Read.
     let mut data = RunData::default();
-    let mut problems: Vec<RecordProblem> = Vec::new();
-    let mut invalid = 0usize;
-    let mut unplaceable = 0usize;
-    let mut note_problem = |p: RecordProblem, problems: &mut Vec<RecordProblem>| {
-        let count = match p.kind {
-            ProblemKind::Invalid => &mut invalid,
-            ProblemKind::Unplaceable => &mut unplaceable,
-        };
-        *count += 1;
-        if *count <= SAMPLES {
-            problems.push(p);
-        }
-    };
+    let mut problems = Samples::default();
     let mut batches = source.records(period);
     let mut read = 0usize;
     while let Some(batch) = batches.try_next().await? {
@@ -213,15 +254,12 @@ pub async fn report(
                     };
                     data.entries.push(entry);
                 }
-                SourceItem::Rejected(r) => note_problem(
-                    RecordProblem {
-                        position: r.position,
-                        record_id: r.record_id,
-                        kind: ProblemKind::Invalid,
-                        reason: r.reason,
-                    },
-                    &mut problems,
-                ),
+                SourceItem::Rejected(r) => problems.add(RecordProblem {
+                    position: r.position,
+                    record_id: r.record_id,
+                    kind: ProblemKind::Invalid,
+                    reason: r.reason,
+                }),
             }
             if read.is_multiple_of(100_000) {
                 info!(records = read, "reading usage");
@@ -279,19 +317,19 @@ pub async fn report(
                 quantity: &e.quantity,
                 start: chrono::DateTime::from_timestamp(e.start, 0).unwrap_or_default(),
                 end: chrono::DateTime::from_timestamp(e.end, 0).unwrap_or_default(),
+                record_id: e.vendor_id.as_deref(),
+                note: e.note.as_deref(),
+                category: e.category.map(|c| strings.get(c)),
             };
             let placement = match place(checked, &catalog, period) {
                 Ok(p) => p,
                 Err(p) => {
-                    note_problem(
-                        RecordProblem {
-                            position: e.position,
-                            record_id: e.vendor_id.as_deref().map(str::to_owned),
-                            kind: p.kind,
-                            reason: p.reason,
-                        },
-                        &mut problems,
-                    );
+                    problems.add(RecordProblem {
+                        position: e.position,
+                        record_id: e.vendor_id.as_deref().map(str::to_owned),
+                        kind: p.kind,
+                        reason: p.reason,
+                    });
                     continue;
                 }
             };
@@ -299,7 +337,7 @@ pub async fn report(
                 Some(id) => id,
                 None => identity::derived_record_id(&RecordContent {
                     asset_id: placement.asset_id,
-                    item_mpn: checked.item_mpn,
+                    item_mpn: strings.get(e.mpn),
                     quantity: &e.quantity,
                     start: e.start,
                     end: e.end,
@@ -350,15 +388,12 @@ pub async fn report(
                 "the same record as {first} (same subscription, item, quantity, times and note)"
             )
         };
-        note_problem(
-            RecordProblem {
-                position: e.position,
-                record_id: e.has_vendor_id.then(|| id.to_string()),
-                kind: ProblemKind::Invalid,
-                reason,
-            },
-            &mut problems,
-        );
+        problems.add(RecordProblem {
+            position: e.position,
+            record_id: e.has_vendor_id.then(|| id.to_string()),
+            kind: ProblemKind::Invalid,
+            reason,
+        });
     }
     drop(by_id);
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
@@ -381,7 +416,7 @@ pub async fn report(
             );
         }
     }
-    problems.sort_by_key(|p| p.position);
+    let (invalid, unplaceable) = (problems.invalid_count, problems.unplaceable_count);
 
     // 4. Report.
     let data = Arc::new(data);
@@ -465,6 +500,14 @@ pub async fn report(
                 groups.already_reported += 1;
                 records.already_reported += r.records;
             }
+            FileAction::ChangedAfterReport => {
+                groups.changed_after_report += 1;
+                records.not_reported += r.records;
+            }
+            FileAction::Rejected => {
+                groups.rejected += 1;
+                records.not_reported += r.records;
+            }
             FileAction::Waiting => {
                 groups.waiting += 1;
                 records.not_reported += r.records;
@@ -486,7 +529,9 @@ pub async fn report(
     let reported = groups.created + groups.resumed + groups.already_reported + groups.dry_run;
     let result = if reported == 0 && (groups.failed > 0 || groups.waiting > 0) {
         RunResult::Failed
-    } else if groups.failed + groups.waiting > 0 || invalid + unplaceable > 0 {
+    } else if groups.failed + groups.waiting + groups.rejected + groups.changed_after_report > 0
+        || invalid + unplaceable > 0
+    {
         RunResult::Partial
     } else {
         RunResult::Complete
@@ -498,7 +543,7 @@ pub async fn report(
         result,
         groups,
         records,
-        problems,
+        problems: problems.into_sorted(),
         files: reports,
         api_calls: client.requests_sent() - calls_before,
         duration_ms: started.elapsed().as_millis() as u64,
@@ -536,13 +581,42 @@ struct GroupRunner {
 /// A group's workbook.
 struct Built {
     bytes: Bytes,
+    /// SHA-256 of the rows' content (not of the workbook's bytes, which a new version of the
+    /// spreadsheet writer could change).
     digest: String,
     name: String,
     records: usize,
 }
 
 /// How many times a group's file is read again and acted on before giving up.
-const MAX_ROUNDS: usize = 8;
+const MAX_ROUNDS: usize = 12;
+/// Definite refusals (4xx other than 429) of one step tolerated before giving up: one could
+/// be a race with another actor, two are not.
+const MAX_REFUSALS: usize = 2;
+
+/// What a group's file calls for next.
+enum Next {
+    /// Submitted before (or by this run).
+    Reported,
+    Rejected,
+    /// Connect found this data invalid.
+    Invalid,
+    Upload,
+    Submit,
+    Wait,
+    /// Deleted or unknown: for a person.
+    Stuck,
+}
+
+/// The end of an upload.
+enum Uploaded {
+    /// Not sent, or its outcome is unknown: read the file again.
+    NotSent,
+    /// Processed (ready or invalid), the digest recorded in the note.
+    Processed,
+    /// Connect still processes it after the poll timeout.
+    StillProcessing,
+}
 
 impl GroupRunner {
     async fn run(self, job: GroupJob) -> Result<FileReport, RunError> {
@@ -584,7 +658,7 @@ impl GroupRunner {
         info!(
             external_id = %report.external_id,
             file = report.file_id.as_deref().unwrap_or("-"),
-            action = ?report.action,
+            action = %report.action,
             records = report.records,
             "usage file"
         );
@@ -611,7 +685,7 @@ impl GroupRunner {
                 .collect();
             categories.sort_unstable();
             categories.dedup();
-            let iter = rows.iter().map(|e| {
+            let row = |e: &u32| {
                 let i = *e as usize;
                 let entry = &data.entries[i];
                 Row {
@@ -624,14 +698,22 @@ impl GroupRunner {
                     asset_id: data.strings.get(data.assets[i]),
                     category: entry.category.map(|c| data.strings.get(c)),
                 }
-            });
+            };
+            let mut content = identity::ContentDigest::new();
+            for r in rows.iter().map(row) {
+                content.add(&r);
+            }
             // The creation time is the end of the period: the same data, the same bytes.
-            let bytes = workbook::write(iter, &categories, period.end_exclusive(), None)
-                .map_err(|e| e.to_string())?;
-            let digest = identity::digest(&bytes);
+            let bytes = workbook::write(
+                rows.iter().map(row),
+                &categories,
+                period.end_exclusive(),
+                None,
+            )
+            .map_err(|e| e.to_string())?;
             Ok(Built {
                 bytes: Bytes::from(bytes),
-                digest,
+                digest: content.finish(),
                 name,
                 records: rows.len(),
             })
@@ -654,9 +736,10 @@ impl GroupRunner {
             }
         }
         // Reading is allowed: say what a real run would do.
-        report.message = Some(match self.find(&job.external_id).await {
-            Ok(None) => "would create the usage file".into(),
-            Ok(Some(f)) => {
+        report.message = Some(match self.list(&job.external_id).await {
+            Ok(files) if files.is_empty() => "would create the usage file".into(),
+            Ok(files) => {
+                let f = &files[0];
                 report.file_id = Some(f.id.clone());
                 report.status = Some(f.status.to_string());
                 match f.status {
@@ -672,27 +755,53 @@ impl GroupRunner {
         report
     }
 
-    /// The group's file, if it exists. More than one (not deleted) is an error for a person.
-    async fn find(&self, external_id: &str) -> Result<Option<UsageFile>, String> {
-        let files = self
+    /// The group's files that are not deleted, oldest first.
+    async fn list(&self, external_id: &str) -> Result<Vec<UsageFile>, String> {
+        let mut files = self
             .client
             .usage_files()
             .filter(Expr::eq("external_id", external_id) & Expr::ne("status", "deleted"))
             .all()
             .await
             .map_err(|e| e.to_string())?;
-        match files.len() {
-            0 => Ok(None),
-            1 => Ok(files.into_iter().next()),
-            n => Err(format!(
-                "{n} usage files have the external id {external_id} ({}): delete the extra ones in Connect",
-                files
-                    .iter()
-                    .map(|f| f.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+        files.sort_by(|a, b| created_at(a).cmp(&created_at(b)).then(a.id.cmp(&b.id)));
+        Ok(files)
+    }
+
+    /// The group's file. A second one (two runs at once, or a create that landed late) is
+    /// deleted when it is a draft, so the oldest stays the group's file; other extras are for
+    /// a person to sort out.
+    async fn find(&self, external_id: &str) -> Result<Option<UsageFile>, GroupError> {
+        let mut files = self.list(external_id).await.map_err(GroupError::Failed)?;
+        if files.len() <= 1 {
+            return Ok(files.pop());
         }
+        let extras: Vec<UsageFile> = files.split_off(1);
+        let mut kept = Vec::new();
+        for extra in extras {
+            if extra.status == UsageFileStatus::Draft {
+                match self.client.delete_usage_file(&extra.id).await {
+                    Ok(_) => {
+                        warn!(external_id, file = %extra.id, kept = %files[0].id, "deleted a second draft of the same group");
+                        continue;
+                    }
+                    Err(e) => warn!(file = %extra.id, error = %e, "cannot delete a second draft"),
+                }
+            }
+            kept.push(extra);
+        }
+        if kept.is_empty() {
+            return Ok(files.pop());
+        }
+        Err(GroupError::Failed(format!(
+            "{} usage files have the external id {external_id} ({}, {}): a person must decide which one stays",
+            kept.len() + 1,
+            files[0].id,
+            kept.iter()
+                .map(|f| format!("{} {}", f.id, f.status))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
     }
 
     fn interrupt(&self, step: Step) -> Result<(), GroupError> {
@@ -704,7 +813,8 @@ impl GroupRunner {
 
     /// Takes the group's file from wherever it is to `pending`. Each round reads the file and
     /// does the one thing its status calls for; a failure ends the round, and the next one
-    /// starts again from Connect's state.
+    /// starts again from Connect's state. A create that may still be under way (timed out,
+    /// 502, 504) is sent again only after the file had time to appear.
     async fn drive(
         &self,
         job: &GroupJob,
@@ -714,84 +824,139 @@ impl GroupRunner {
         let mut created = false;
         let mut acted = false;
         let mut uploaded = false;
+        let mut refusals = 0usize;
+        let mut in_flight_create: Option<Instant> = None;
         let mut last_error: Option<String> = None;
-        for _ in 0..MAX_ROUNDS {
-            let Some(file) = self
-                .find(&job.external_id)
-                .await
-                .map_err(GroupError::Failed)?
-            else {
+        let mut refused = |e: &ConnectError, last: &mut Option<String>| -> Result<(), GroupError> {
+            *last = Some(e.to_string());
+            let definite = !e.outcome_unknown()
+                && e.status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 429);
+            if definite {
+                refusals += 1;
+                if refusals >= MAX_REFUSALS {
+                    return Err(GroupError::Failed(e.to_string()));
+                }
+            }
+            Ok(())
+        };
+        let mut rounds = 0;
+        while rounds < MAX_ROUNDS {
+            rounds += 1;
+            let Some(file) = self.find(&job.external_id).await? else {
+                if let Some(since) = in_flight_create {
+                    // The create may still land: look again for a while before sending
+                    // another (a late one would be a second draft, deleted by `find`).
+                    if since.elapsed() < self.options.poll.timeout {
+                        rounds -= 1;
+                        tokio::time::sleep(self.options.poll.interval).await;
+                        continue;
+                    }
+                    in_flight_create = None;
+                }
                 match self.client.create_usage_file(&self.new_file(job)).await {
                     Ok(f) => {
                         info!(external_id = %job.external_id, file = %f.id, "usage file created");
                         created = true;
                         self.interrupt(Step::Create)?;
                     }
-                    // An unknown outcome or a refusal: the next round reads the state again.
-                    Err(e) => last_error = Some(e.to_string()),
+                    Err(e) => {
+                        warn!(external_id = %job.external_id, error = %e, "creating the usage file failed; reading the state again");
+                        if e.may_still_apply() {
+                            in_flight_create = Some(Instant::now());
+                        }
+                        refused(&e, &mut last_error)?;
+                    }
                 }
                 continue;
             };
             report.file_id = Some(file.id.clone());
             report.status = Some(file.status.to_string());
-            // Does the file hold this very workbook? Its note says so once it was processed.
-            let ours =
-                identity::digest_in_note(file.note.as_deref()) == Some(built.digest.as_str());
-            match file.status {
-                UsageFileStatus::Pending
-                | UsageFileStatus::Accepted
-                | UsageFileStatus::Closed
-                | UsageFileStatus::Rejected => {
-                    report.action = if created {
-                        FileAction::Created
-                    } else if acted {
-                        FileAction::Resumed
+            let digest = identity::digest_in_note(file.note.as_deref());
+            // Does the file hold this very data? Its note says so once it was processed, and
+            // its record count agrees.
+            let ours = digest == Some(built.digest.as_str())
+                && file
+                    .stats
+                    .as_ref()
+                    .is_none_or(|s| s.uploaded == built.records as u64);
+            let step = match file.status {
+                UsageFileStatus::Pending | UsageFileStatus::Accepted | UsageFileStatus::Closed => {
+                    Next::Reported
+                }
+                UsageFileStatus::Rejected => Next::Rejected,
+                UsageFileStatus::Draft => Next::Upload,
+                UsageFileStatus::Invalid if uploaded || ours => Next::Invalid,
+                // Not (known to be) this data: replace it.
+                UsageFileStatus::Invalid | UsageFileStatus::Ready if !ours => Next::Upload,
+                UsageFileStatus::Ready => Next::Submit,
+                UsageFileStatus::Uploading
+                | UsageFileStatus::Uploaded
+                | UsageFileStatus::Processing => Next::Wait,
+                UsageFileStatus::Invalid | UsageFileStatus::Deleted | UsageFileStatus::Other(_) => {
+                    Next::Stuck
+                }
+            };
+            match step {
+                Next::Reported => {
+                    if created || acted {
+                        report.action = if created {
+                            FileAction::Created
+                        } else {
+                            FileAction::Resumed
+                        };
+                    } else if ours {
+                        report.action = FileAction::AlreadyReported;
+                    } else if digest.is_none() {
+                        report.action = FileAction::AlreadyReported;
+                        report.message = Some(
+                            "reported before without a digest in its note: cannot tell whether it holds this data".into(),
+                        );
                     } else {
-                        FileAction::AlreadyReported
-                    };
-                    if file.status == UsageFileStatus::Rejected {
-                        report.message =
-                            Some("rejected by the provider: left to the rejection handler".into());
-                    } else if !ours {
-                        report.message =
-                            Some("the vendor's data changed since this file was reported".into());
+                        report.action = FileAction::ChangedAfterReport;
+                        report.message = Some(format!(
+                            "reported before with other data ({}): these {} records are not reported; a person must decide what to do",
+                            file.note.as_deref().unwrap_or_default(),
+                            built.records
+                        ));
                     }
                     return Ok(());
                 }
-                UsageFileStatus::Invalid if uploaded || ours => {
-                    return Err(GroupError::Failed(invalid_message(&file)));
+                Next::Rejected => {
+                    report.action = FileAction::Rejected;
+                    report.message = Some(format!(
+                        "rejected by the provider ({}): left to the rejection handler",
+                        file.rejection_note.as_deref().unwrap_or("no note")
+                    ));
+                    return Ok(());
                 }
-                // Draft, or data that is not (known to be) this run's: upload it.
-                UsageFileStatus::Draft | UsageFileStatus::Invalid => {
-                    uploaded |= self.upload(&file, built, &mut last_error).await?;
+                Next::Invalid => return Err(GroupError::Failed(invalid_message(&file))),
+                Next::Upload => {
                     acted = true;
+                    match self
+                        .upload(&file, built, &mut refused, &mut last_error)
+                        .await?
+                    {
+                        Uploaded::NotSent => {}
+                        Uploaded::Processed => uploaded = true,
+                        Uploaded::StillProcessing => return self.waiting(report),
+                    }
                 }
-                UsageFileStatus::Ready if !ours => {
-                    uploaded |= self.upload(&file, built, &mut last_error).await?;
-                    acted = true;
-                }
-                UsageFileStatus::Ready => match self.client.submit_usage_file(&file.id).await {
+                Next::Submit => match self.client.submit_usage_file(&file.id).await {
                     Ok(f) => {
                         info!(file = %file.id, "usage file submitted");
                         report.status = Some(f.status.to_string());
                         acted = true;
                         self.interrupt(Step::Submit)?;
                     }
-                    Err(e) => last_error = Some(e.to_string()),
+                    Err(e) => refused(&e, &mut last_error)?,
                 },
-                UsageFileStatus::Uploading
-                | UsageFileStatus::Uploaded
-                | UsageFileStatus::Processing => {
+                Next::Wait => {
                     if self.wait(&file.id).await.is_none() {
-                        report.action = FileAction::Waiting;
-                        report.message = Some(format!(
-                            "still processing after {} s: the ready event will submit it",
-                            self.options.poll.timeout.as_secs()
-                        ));
-                        return Ok(());
+                        return self.waiting(report);
                     }
                 }
-                UsageFileStatus::Deleted | UsageFileStatus::Other(_) => {
+                Next::Stuck => {
                     return Err(GroupError::Failed(format!(
                         "usage file {} is {}: a person must look at it",
                         file.id, file.status
@@ -805,6 +970,16 @@ impl GroupRunner {
                 .map(|e| format!("; last error: {e}"))
                 .unwrap_or_default()
         )))
+    }
+
+    fn waiting(&self, report: &mut FileReport) -> Result<(), GroupError> {
+        report.action = FileAction::Waiting;
+        report.status = Some(UsageFileStatus::Processing.to_string());
+        report.message = Some(format!(
+            "Connect still processes it after {} s: a later run submits it",
+            self.options.poll.timeout.as_secs()
+        ));
+        Ok(())
     }
 
     fn new_file(&self, job: &GroupJob) -> NewUsageFile {
@@ -832,39 +1007,52 @@ impl GroupRunner {
         }
     }
 
-    /// Uploads the workbook, waits for processing, and once processed records the workbook's
-    /// digest in the note. True when the upload was accepted.
+    /// Clears the file's digest, uploads the workbook, waits for processing and records the
+    /// new digest. The digest is cleared first so that a crash between upload and note never
+    /// leaves a note naming data the file does not hold.
     async fn upload(
         &self,
         file: &UsageFile,
         built: &Built,
+        refused: &mut impl FnMut(&ConnectError, &mut Option<String>) -> Result<(), GroupError>,
         last_error: &mut Option<String>,
-    ) -> Result<bool, GroupError> {
+    ) -> Result<Uploaded, GroupError> {
+        if identity::digest_in_note(file.note.as_deref()).is_some() {
+            let clear = UsageFileUpdate {
+                note: Some(identity::UPLOADING_NOTE.into()),
+                ..UsageFileUpdate::default()
+            };
+            if let Err(e) = self.client.update_usage_file(&file.id, &clear).await {
+                refused(&e, last_error)?;
+                return Ok(Uploaded::NotSent);
+            }
+        }
         if let Err(e) = self
             .client
             .upload_usage_file(&file.id, &built.name, built.bytes.clone())
             .await
         {
-            *last_error = Some(e.to_string());
-            return Ok(false);
+            refused(&e, last_error)?;
+            return Ok(Uploaded::NotSent);
         }
         info!(file = %file.id, records = built.records, "workbook uploaded");
         self.interrupt(Step::Upload)?;
-        // Processed, valid or not: the note records which data it holds, so the next run
-        // neither uploads the same data again nor submits other data.
-        if let Some(f) = self.wait(&file.id).await
-            && matches!(f.status, UsageFileStatus::Ready | UsageFileStatus::Invalid)
-        {
-            let note = identity::note_for(&built.digest, built.records);
-            let update = UsageFileUpdate {
-                note: Some(note),
+        let Some(f) = self.wait(&file.id).await else {
+            return Ok(Uploaded::StillProcessing);
+        };
+        if matches!(f.status, UsageFileStatus::Ready | UsageFileStatus::Invalid) {
+            let note = UsageFileUpdate {
+                note: Some(identity::note_for(&built.digest, built.records)),
                 ..UsageFileUpdate::default()
             };
-            if let Err(e) = self.client.update_usage_file(&f.id, &update).await {
+            if let Err(e) = self.client.update_usage_file(&f.id, &note).await {
+                // The next round sees no digest and uploads again: wasteful, never wrong.
                 *last_error = Some(e.to_string());
             }
+            self.interrupt(Step::Processed)?;
+            return Ok(Uploaded::Processed);
         }
-        Ok(true)
+        Ok(Uploaded::NotSent)
     }
 
     /// Polls until the file leaves uploading/processing, or the poll times out (`None`).
@@ -893,6 +1081,10 @@ impl GroupRunner {
             tokio::time::sleep(self.options.poll.interval).await;
         }
     }
+}
+
+fn created_at(f: &UsageFile) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    f.events.as_ref()?.created.as_ref().map(|e| e.at)
 }
 
 fn invalid_message(f: &UsageFile) -> String {

@@ -21,11 +21,13 @@ use super::source::{Batches, SourceError, UsageSource};
 
 const BATCH: usize = 4096;
 
-/// The two file formats.
+/// The file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {
     Csv,
     JsonLines,
+    /// One JSON array of records (a `.json` file that starts with `[`).
+    JsonArray,
 }
 
 /// A usage export file.
@@ -52,20 +54,20 @@ impl FileSource {
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
-        match ext.as_deref() {
-            Some("csv") => return Ok(FileFormat::Csv),
-            Some("jsonl" | "ndjson" | "json") => return Ok(FileFormat::JsonLines),
-            _ => {}
+        if ext.as_deref() == Some("csv") {
+            return Ok(FileFormat::Csv);
         }
         let mut head = [0u8; 512];
         let n = File::open(&self.path)
             .and_then(|mut f| f.read(&mut head))
             .map_err(|e| file_error(&self.path, e))?;
-        let first = head[..n].iter().find(|b| !b.is_ascii_whitespace());
-        Ok(if first == Some(&b'{') {
-            FileFormat::JsonLines
-        } else {
-            FileFormat::Csv
+        let first = head[..n]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF);
+        Ok(match (ext.as_deref(), first) {
+            (_, Some(b'[')) => FileFormat::JsonArray,
+            (Some("jsonl" | "ndjson" | "json"), _) | (_, Some(b'{')) => FileFormat::JsonLines,
+            _ => FileFormat::Csv,
         })
     }
 }
@@ -89,6 +91,7 @@ impl UsageSource for FileSource {
             let result = match this.format() {
                 Ok(FileFormat::Csv) => read_csv(&this.path, &tx),
                 Ok(FileFormat::JsonLines) => read_jsonl(&this.path, &tx),
+                Ok(FileFormat::JsonArray) => read_json_array(&this.path, &tx),
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
@@ -238,6 +241,37 @@ fn read_jsonl(path: &Path, tx: &Sender) -> Result<(), SourceError> {
     Ok(())
 }
 
+fn read_json_array(path: &Path, tx: &Sender) -> Result<(), SourceError> {
+    let file = File::open(path).map_err(|e| file_error(path, e))?;
+    let values: Vec<serde_json::Value> =
+        serde_json::from_reader(BufReader::with_capacity(1 << 16, file)).map_err(|e| {
+            SourceError::Format {
+                path: path.display().to_string(),
+                reason: format!("not a JSON array of records: {e}"),
+            }
+        })?;
+    let mut batch = Vec::with_capacity(BATCH);
+    for (i, v) in values.into_iter().enumerate() {
+        let position = Position {
+            ordinal: i as u64 + 1,
+            line: None,
+        };
+        batch.push(match serde_json::from_value::<RawRecord>(v) {
+            Ok(raw) => raw.into_item(position),
+            Err(e) => SourceItem::Rejected(Rejection {
+                position,
+                record_id: None,
+                reason: format!("not a usage record: {e}"),
+            }),
+        });
+        if batch.len() >= BATCH && !flush(tx, &mut batch) {
+            return Ok(());
+        }
+    }
+    flush(tx, &mut batch);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +366,19 @@ mod tests {
         let r = rejected(&items[3]).expect("rejected");
         assert_eq!(r.record_id.as_deref(), Some("v-3"));
         assert!(r.reason.contains("item_mpn: is required"));
+    }
+
+    #[tokio::test]
+    async fn a_json_array_file_is_read_too() {
+        let items = read(
+            "u.json",
+            "[{\"subscription_id\":\"AS-1\",\"item_mpn\":\"M\",\"quantity\":3,\"start_time\":\"2024-04-01\",\"end_time\":\"2024-04-02\"}, 5]",
+        )
+        .await
+        .expect("reads");
+        assert_eq!(items.len(), 2);
+        assert!(matches!(items[0], SourceItem::Record(_)));
+        assert!(rejected(&items[1]).is_some_and(|r| r.position.ordinal == 2));
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@
 //! Pages are read until `next_cursor` is null. Connection errors, timeouts, 5xx and 429 are
 //! retried with the same policy as Connect's GETs (backoff, jitter, `Retry-After`).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -110,10 +111,11 @@ impl VendorApiSource {
                 value.set_sensitive(true);
                 req = req.header(AUTHORIZATION, value);
             }
+            // Errors without the URL: its query may hold a key.
             let resp = req
                 .send()
                 .await
-                .map_err(|e| Failure::Transport(e.to_string()))?;
+                .map_err(|e| Failure::Transport(e.without_url().to_string()))?;
             let status = resp.status();
             let retry_after = resp
                 .headers()
@@ -123,7 +125,7 @@ impl VendorApiSource {
             let body = resp
                 .bytes()
                 .await
-                .map_err(|e| Failure::Transport(e.to_string()))?;
+                .map_err(|e| Failure::Transport(e.without_url().to_string()))?;
             if status.is_success() {
                 return serde_json::from_slice::<Page>(&body).map_err(|e| {
                     Failure::Fatal(format!("the answer is not a page of usage records: {e}"))
@@ -200,13 +202,13 @@ impl UsageSource for VendorApiSource {
 
     fn records(&self, period: Period) -> Batches {
         let this = self.clone();
-        // (cursor to fetch, records seen so far); `None` once the last page was read.
+        // (cursor to fetch, records seen so far, cursors used); `None` after the last page.
         Box::pin(stream::try_unfold(
-            Some((None::<String>, 0u64)),
+            Some((None::<String>, 0u64, HashSet::<String>::new())),
             move |state| {
                 let this = this.clone();
                 async move {
-                    let Some((cursor, seen)) = state else {
+                    let Some((cursor, seen, mut used)) = state else {
                         return Ok(None);
                     };
                     let page = this.fetch_page(period, cursor.as_deref()).await?;
@@ -231,21 +233,92 @@ impl UsageSource for VendorApiSource {
                             }
                         })
                         .collect();
+                    if let Some(c) = &cursor {
+                        used.insert(c.clone());
+                    }
                     let next = match page.next_cursor.filter(|c| !c.is_empty()) {
-                        Some(c) if Some(&c) == cursor.as_ref() => {
+                        Some(c) if used.contains(&c) => {
                             return Err(SourceError::Http {
                                 url: this.shown_url(),
                                 reason: format!(
-                                    "the next cursor is the current one ({c:?}): the source would repeat a page"
+                                    "the next cursor {c:?} was used before: the source would repeat pages"
                                 ),
                             });
                         }
-                        Some(c) => Some((Some(c), ordinal)),
+                        Some(c) => Some((Some(c), ordinal, used)),
                         None => None,
                     };
                     Ok(Some((items, next)))
                 }
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::TryStreamExt;
+
+    fn quick(url: &str) -> VendorApiSource {
+        VendorApiSource::new(url, Secret::new("t"))
+            .expect("source")
+            .with_retry(RetryPolicy {
+                max_retries: 1,
+                initial_delay: Duration::from_millis(1),
+                ..RetryPolicy::default()
+            })
+    }
+
+    #[tokio::test]
+    async fn errors_never_show_the_query() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let src = quick(&format!(
+            "http://127.0.0.1:{port}/usage?api_key=TOPSECRET123"
+        ));
+        let e = src
+            .records("2024-04".parse().expect("period"))
+            .try_collect::<Vec<_>>()
+            .await
+            .expect_err("nobody listens");
+        let text = e.to_string();
+        assert!(text.contains("connection failed"), "{text}");
+        assert!(!text.contains("TOPSECRET123"), "{text}");
+        assert!(!src.describe().contains("TOPSECRET123"));
+    }
+
+    #[tokio::test]
+    async fn a_cursor_that_comes_back_is_an_error_not_a_loop() {
+        use axum::extract::Query;
+        use std::collections::HashMap;
+        let app = axum::Router::new().route(
+            "/usage",
+            axum::routing::get(|Query(q): Query<HashMap<String, String>>| async move {
+                let next = match q.get("cursor").map(String::as_str) {
+                    None => "A",
+                    Some("A") => "B",
+                    _ => "A",
+                };
+                axum::Json(serde_json::json!({"records": [], "next_cursor": next}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let e = quick(&format!("http://{addr}/usage"))
+            .records("2024-04".parse().expect("period"))
+            .try_collect::<Vec<_>>()
+            .await
+            .expect_err("cycle");
+        assert!(
+            e.to_string()
+                .contains("the next cursor \"A\" was used before"),
+            "{e}"
+        );
     }
 }

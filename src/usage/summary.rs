@@ -40,9 +40,12 @@ pub enum FileAction {
     Created,
     /// The file existed (from an interrupted run) and this run took it further.
     Resumed,
-    /// The file was submitted before (pending, accepted, closed, or rejected and left to the
-    /// rejection handler).
+    /// The file was submitted before with this very data (pending, accepted or closed).
     AlreadyReported,
+    /// The file was submitted before with other data: this run's records are not reported.
+    ChangedAfterReport,
+    /// The provider rejected the file: left to the rejection handler.
+    Rejected,
     /// The file is still being processed by Connect; the `ready` event will submit it.
     Waiting,
     /// Something went wrong; the message says what.
@@ -59,6 +62,8 @@ impl fmt::Display for FileAction {
             FileAction::Created => "created",
             FileAction::Resumed => "resumed",
             FileAction::AlreadyReported => "already reported",
+            FileAction::ChangedAfterReport => "changed after report",
+            FileAction::Rejected => "rejected",
             FileAction::Waiting => "waiting",
             FileAction::Failed => "failed",
             FileAction::SkippedNotQt => "not QT",
@@ -111,6 +116,8 @@ pub struct GroupCounts {
     pub created: usize,
     pub resumed: usize,
     pub already_reported: usize,
+    pub changed_after_report: usize,
+    pub rejected: usize,
     pub waiting: usize,
     pub failed: usize,
     pub skipped_not_qt: usize,
@@ -126,7 +133,8 @@ pub struct RecordCounts {
     pub sent: usize,
     /// In files reported before this run.
     pub already_reported: usize,
-    /// In files waiting for Connect's processing or that failed.
+    /// In files waiting for Connect's processing, failed, rejected, or reported before with
+    /// other data.
     pub not_reported: usize,
     /// Of products that are not QT.
     pub not_qt: usize,
@@ -196,10 +204,12 @@ impl fmt::Display for RunSummary {
         let g = &self.groups;
         writeln!(
             f,
-            "  files:   {} created, {} resumed, {} already reported, {} waiting, {} failed, {} not QT{}",
+            "  files:   {} created, {} resumed, {} already reported, {} changed after report, {} rejected, {} waiting, {} failed, {} not QT{}",
             g.created,
             g.resumed,
             g.already_reported,
+            g.changed_after_report,
+            g.rejected,
             g.waiting,
             g.failed,
             g.skipped_not_qt,

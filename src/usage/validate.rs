@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::catalog::{Catalog, PREVIEW_CONTRACT};
 use super::period::Period;
 use super::record::Quantity;
-use crate::connect::models::{AssetStatus, Precision};
+use crate::connect::models::{Asset, AssetStatus, Precision};
 
 /// Why a record is not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,20 +59,61 @@ pub struct Checked<'r> {
     pub quantity: &'r Quantity,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+    pub record_id: Option<&'r str>,
+    pub note: Option<&'r str>,
+    pub category: Option<&'r str>,
 }
 
-/// Places a record, or says why it cannot be sent.
+/// The most characters a spreadsheet cell holds.
+pub const MAX_CELL_CHARS: usize = 32_767;
+
+/// Places a record, or says why it cannot be sent. A subscription given by `external_uid`
+/// may name several assets: the one the record can be placed on wins; two or more is an
+/// ambiguity for a person.
 pub fn place<'c>(
     r: Checked<'_>,
     catalog: &'c Catalog,
     period: Period,
 ) -> Result<Placement<'c>, Problem> {
-    let Some(asset) = catalog.asset(r.subscription) else {
-        return Err(Problem::unplaceable(format!(
+    let candidates = catalog.assets_for(r.subscription);
+    let first = candidates.first().ok_or_else(|| {
+        Problem::unplaceable(format!(
             "subscription {:?} is not an asset id or external_uid of this account",
             r.subscription
-        )));
-    };
+        ))
+    })?;
+    if candidates.len() == 1 {
+        return place_on(r, first, catalog, period);
+    }
+    let fits: Vec<Result<Placement<'c>, Problem>> = candidates
+        .iter()
+        .map(|a| place_on(r, a, catalog, period))
+        .collect();
+    let placed: Vec<&Placement<'c>> = fits.iter().filter_map(|f| f.as_ref().ok()).collect();
+    match placed.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => fits
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(Problem::unplaceable("no asset".into()))),
+        many => Err(Problem::unplaceable(format!(
+            "external_uid {:?} names {} assets that could take the record ({}); use the asset id",
+            r.subscription,
+            many.len(),
+            many.iter()
+                .map(|p| p.asset_id)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn place_on<'c>(
+    r: Checked<'_>,
+    asset: &'c Asset,
+    catalog: &'c Catalog,
+    period: Period,
+) -> Result<Placement<'c>, Problem> {
     let contract = asset
         .contract
         .as_ref()
@@ -149,34 +190,33 @@ pub fn place<'c>(
         .get(product_id)
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    match items.iter().find(|i| i.mpn.as_deref() == Some(r.item_mpn)) {
+    let item = items.iter().find(|i| i.mpn.as_deref() == Some(r.item_mpn));
+    match item {
         None => reasons.push(format!(
             "item_mpn: {:?} is not an item of product {product_id}",
             r.item_mpn
         )),
-        Some(item) if !item.is_ppu() => {
+        Some(item) => {
+            // Reservation items report usage only where the product says so.
             let consumption = product
                 .capabilities
                 .reservation
                 .as_ref()
                 .is_some_and(|r| r.consumption);
-            if !consumption {
+            if !item.is_ppu() && !consumption {
                 reasons.push(format!(
                     "item_mpn: {:?} is a {} item of product {product_id}, not pay-as-you-go",
                     r.item_mpn,
                     item.item_type.as_deref().unwrap_or("non-PPU")
                 ));
-            }
-        }
-        Some(item) => {
-            let precision = item.precision().unwrap_or(Precision::Integer);
-            if r.quantity.is_negative() {
-                // Checked below for all items.
-            } else if r.quantity.decimals() > precision.places() {
-                reasons.push(format!(
-                    "quantity: {} has more decimals than item {} ({precision}) allows",
-                    r.quantity, r.item_mpn
-                ));
+            } else {
+                let precision = item.precision().unwrap_or(Precision::Integer);
+                if !r.quantity.is_negative() && r.quantity.decimals() > precision.places() {
+                    reasons.push(format!(
+                        "quantity: {} has more decimals than item {} ({precision}) allows",
+                        r.quantity, r.item_mpn
+                    ));
+                }
             }
         }
     }
@@ -195,6 +235,18 @@ pub fn place<'c>(
             reasons.push(format!(
                 "{name}: {} is outside {period}",
                 at.format("%Y-%m-%d %H:%M:%S")
+            ));
+        }
+    }
+    for (name, text) in [
+        ("record_id", r.record_id),
+        ("note", r.note),
+        ("category", r.category),
+    ] {
+        let chars = text.map_or(0, |t| t.chars().count());
+        if chars > MAX_CELL_CHARS {
+            reasons.push(format!(
+                "{name}: {chars} characters; a workbook cell holds at most {MAX_CELL_CHARS}"
             ));
         }
     }
@@ -278,7 +330,10 @@ mod tests {
                 "events": {"created": {"at": "2023-01-01T00:00:00+00:00"}, "updated": {"at": updated}}
             }))
             .expect("asset");
-            c.assets_by_uid.insert(format!("uid-{id}"), id.into());
+            c.assets_by_uid
+                .entry(format!("uid-{id}"))
+                .or_default()
+                .push(id.into());
             c.assets.insert(id.into(), a);
         }
         for (id, schema) in [("PRD-QT", "QT"), ("PRD-TR", "TR")] {
@@ -310,6 +365,9 @@ mod tests {
                 quantity: &quantity,
                 start: at(start),
                 end: at(end),
+                record_id: None,
+                note: None,
+                category: None,
             },
             &c,
             period,
@@ -361,6 +419,88 @@ mod tests {
             assert_eq!(p.kind, ProblemKind::Unplaceable, "{sub}");
             assert!(p.reason.contains(want), "{sub}: {}", p.reason);
         }
+    }
+
+    #[test]
+    fn an_external_uid_shared_by_assets_goes_to_the_one_that_fits() {
+        let mut c = catalog();
+        // AS-...-0002 was terminated before April; AS-...-0001 is active: the uid fits one.
+        c.assets_by_uid.insert(
+            "shared".into(),
+            vec!["AS-0001-0000-0002".into(), "AS-0001-0000-0001".into()],
+        );
+        let q = Quantity::parse("1").expect("q");
+        let at = |s: &str| crate::usage::record::parse_utc(s).expect("time");
+        let period: Period = "2024-04".parse().expect("period");
+        let r = Checked {
+            subscription: "shared",
+            item_mpn: "INT",
+            quantity: &q,
+            start: at(S),
+            end: at(E),
+            record_id: None,
+            note: None,
+            category: None,
+        };
+        assert_eq!(
+            place(r, &c, period).map(|p| p.asset_id),
+            Ok("AS-0001-0000-0001")
+        );
+        // Two that fit: an ambiguity for a person.
+        c.assets_by_uid.insert(
+            "shared".into(),
+            vec!["AS-0001-0000-0003".into(), "AS-0001-0000-0001".into()],
+        );
+        let p = place(r, &c, period).expect_err("ambiguous");
+        assert_eq!(p.kind, ProblemKind::Unplaceable);
+        assert!(
+            p.reason.contains(
+                "names 2 assets that could take the record (AS-0001-0000-0003, AS-0001-0000-0001)"
+            ),
+            "{}",
+            p.reason
+        );
+    }
+
+    #[test]
+    fn reservation_items_of_consumption_products_keep_their_precision() {
+        let mut c = catalog();
+        if let Some(p) = c.products.get_mut("PRD-QT") {
+            p.capabilities.reservation =
+                Some(crate::connect::models::ReservationCapability { consumption: true });
+        }
+        let q = Quantity::parse("1.5").expect("q");
+        let at = |s: &str| crate::usage::record::parse_utc(s).expect("time");
+        let period: Period = "2024-04".parse().expect("period");
+        let r = Checked {
+            subscription: "AS-0001-0000-0001",
+            item_mpn: "SEATS",
+            quantity: &q,
+            start: at(S),
+            end: at(E),
+            record_id: None,
+            note: None,
+            category: None,
+        };
+        let p = place(r, &c, period).expect_err("integer item");
+        assert!(
+            p.reason
+                .contains("quantity: 1.5 has more decimals than item SEATS (integer) allows"),
+            "{}",
+            p.reason
+        );
+        let whole = Quantity::parse("2").expect("q");
+        assert!(
+            place(
+                Checked {
+                    quantity: &whole,
+                    ..r
+                },
+                &c,
+                period
+            )
+            .is_ok()
+        );
     }
 
     #[test]
