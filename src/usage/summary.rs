@@ -157,6 +157,7 @@ pub struct RunSummary {
     /// Up to [`SAMPLES`] invalid and [`SAMPLES`] unplaceable records, in source order.
     pub problems: Vec<RecordProblem>,
     pub files: Vec<FileReport>,
+    /// Requests to Connect (retries included; the usage source's are not counted).
     pub api_calls: u64,
     pub duration_ms: u64,
 }
@@ -168,7 +169,7 @@ impl RunSummary {
         let r = &self.records;
         format!(
             "{} {}: {} files created, {} resumed, {} already reported, {} waiting, {} failed; \
-             {} records sent, {} invalid, {} unplaceable; {} API calls in {:.1} s",
+             {} records sent, {} invalid, {} unplaceable; {} Connect API calls in {:.1} s",
             self.period,
             self.result,
             g.created,
@@ -245,7 +246,7 @@ impl fmt::Display for RunSummary {
         }
         write!(
             f,
-            "  {} API calls, {:.1} s",
+            "  {} Connect API calls, {:.1} s",
             self.api_calls,
             self.duration_ms as f64 / 1000.0
         )

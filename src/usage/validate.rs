@@ -378,6 +378,25 @@ mod tests {
     const S: &str = "2024-04-01T00:00:00Z";
     const E: &str = "2024-04-30T23:59:59Z";
 
+    fn april() -> Period {
+        "2024-04".parse().expect("period")
+    }
+
+    /// A record of April with nothing but a subscription, an item and a quantity.
+    fn record<'a>(subscription: &'a str, item_mpn: &'a str, quantity: &'a Quantity) -> Checked<'a> {
+        let at = |s: &str| crate::usage::record::parse_utc(s).expect("time");
+        Checked {
+            subscription,
+            item_mpn,
+            quantity,
+            start: at(S),
+            end: at(E),
+            record_id: None,
+            note: None,
+            category: None,
+        }
+    }
+
     #[test]
     fn good_records_are_placed_by_id_or_uid() {
         assert_eq!(
@@ -430,18 +449,8 @@ mod tests {
             vec!["AS-0001-0000-0002".into(), "AS-0001-0000-0001".into()],
         );
         let q = Quantity::parse("1").expect("q");
-        let at = |s: &str| crate::usage::record::parse_utc(s).expect("time");
-        let period: Period = "2024-04".parse().expect("period");
-        let r = Checked {
-            subscription: "shared",
-            item_mpn: "INT",
-            quantity: &q,
-            start: at(S),
-            end: at(E),
-            record_id: None,
-            note: None,
-            category: None,
-        };
+        let period = april();
+        let r = record("shared", "INT", &q);
         assert_eq!(
             place(r, &c, period).map(|p| p.asset_id),
             Ok("AS-0001-0000-0001")
@@ -470,18 +479,8 @@ mod tests {
                 Some(crate::connect::models::ReservationCapability { consumption: true });
         }
         let q = Quantity::parse("1.5").expect("q");
-        let at = |s: &str| crate::usage::record::parse_utc(s).expect("time");
-        let period: Period = "2024-04".parse().expect("period");
-        let r = Checked {
-            subscription: "AS-0001-0000-0001",
-            item_mpn: "SEATS",
-            quantity: &q,
-            start: at(S),
-            end: at(E),
-            record_id: None,
-            note: None,
-            category: None,
-        };
+        let period = april();
+        let r = record("AS-0001-0000-0001", "SEATS", &q);
         let p = place(r, &c, period).expect_err("integer item");
         assert!(
             p.reason
