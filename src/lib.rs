@@ -5,9 +5,16 @@
 //! - [`rql`]: RQL expressions, rendered by the client and parsed by the sandbox.
 //! - [`sandbox`]: the emulator of Connect's REST API used by tests, demos and benchmarks.
 //! - [`usage`]: the QT reporting pipeline, from the vendor's usage source to submitted files.
+//! - [`registry`]: the extension's declarations (handlers, schedulables, variables).
+//! - [`runner`]: the events runner speaking Connect's EaaS websocket protocol.
 
 pub mod connect;
+pub mod registry;
 pub mod rql;
+pub mod runner;
 pub mod sandbox;
 pub mod secret;
 pub mod usage;
+
+/// This crate's version, reported to the platform as the runner's.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -114,6 +114,7 @@ impl ClientBuilder {
                 user_agent: self.user_agent,
                 sent: AtomicU64::new(0),
             }),
+            headers: Arc::new(HeaderMap::new()),
         })
     }
 }
@@ -133,6 +134,9 @@ pub fn install_crypto_provider() {
 #[derive(Clone)]
 pub struct ConnectClient {
     inner: Arc<Inner>,
+    /// Headers added to every request of this handle (the runner's per-task `EAAS_*`
+    /// headers); clones made by [`ConnectClient::with_headers`] share the connection pool.
+    headers: Arc<HeaderMap>,
 }
 
 struct Inner {
@@ -203,6 +207,47 @@ impl ConnectClient {
 
     pub fn base_url(&self) -> &str {
         &self.inner.base_url
+    }
+
+    /// A handle on the same connection pool and key that adds `headers` to every request
+    /// (replacing a header of the same name, `User-Agent` included).
+    pub fn with_headers(&self, headers: HeaderMap) -> ConnectClient {
+        let mut merged = (*self.headers).clone();
+        for (name, value) in headers.iter() {
+            merged.insert(name.clone(), value.clone());
+        }
+        ConnectClient {
+            inner: self.inner.clone(),
+            headers: Arc::new(merged),
+        }
+    }
+
+    /// The number of objects `GET {collection}?{filter}&limit=0&offset=0` reports in its
+    /// `Content-Range`, with the filter sent as given (an RQL text such as the platform's
+    /// event definition filters).
+    pub async fn count_raw(&self, collection: &str, filter: &str) -> Result<u64, ConnectError> {
+        let sep = if filter.is_empty() { "" } else { "&" };
+        let (line, resp) = self
+            .send(
+                Method::GET,
+                format!("{collection}?{filter}{sep}limit=0&offset=0"),
+                Body::Empty,
+                Replay::Safe,
+            )
+            .await?;
+        let text = resp
+            .headers
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        ContentRange::parse(text).map(|r| r.total).ok_or_else(|| {
+            ConnectError::new(
+                Some(line),
+                ErrorKind::Decode {
+                    reason: format!("no usable Content-Range header in a count ({text:?})"),
+                },
+            )
+        })
     }
 
     pub fn retry_policy(&self) -> &RetryPolicy {
@@ -413,6 +458,10 @@ impl ConnectClient {
             .request(line.method.clone(), url)
             .header(AUTHORIZATION, self.inner.api_key.header_value())
             .header(USER_AGENT, self.inner.user_agent.as_str());
+        if !self.headers.is_empty() {
+            // `headers` replaces same-named ones (`header` would append a second User-Agent).
+            req = req.headers((*self.headers).clone());
+        }
         req = match body {
             Body::Empty => req,
             Body::Json(bytes) => req

@@ -1,0 +1,538 @@
+//! One websocket session (`runner_type=background` or `interactive`): a task that owns the
+//! socket, connects and reconnects with backoff, does the handshake, reads frames, starts
+//! tasks without waiting on them, and writes their results in completion order.
+//!
+//! Results go through a bounded channel into the session. One that cannot be written because
+//! the connection dropped stays at the head of the queue and goes out after the reconnect's
+//! handshake. A task id is "in flight" from its arrival until its result is written, and a
+//! second delivery of an in-flight task is not run again: after a reconnect the platform may
+//! deliver again a task whose result is still on its way.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use super::backoff::Backoff;
+use super::config::RunnerType;
+use super::dispatch::execute;
+use super::protocol::{Incoming, ResultType, Task, TaskCategory, TaskOutput, shutdown_frame};
+use super::shared::{Shared, StopReason};
+use super::transport::{self, ConnectFailure, MAX_MESSAGE, Socket};
+
+/// Time a stopping session keeps trying to deliver results after the grace period.
+const FLUSH_WINDOW: Duration = Duration::from_secs(10);
+
+/// What a session is doing, for callers and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Opening a connection (attempt number since the last success).
+    Connecting {
+        attempt: u32,
+    },
+    /// Connected and set up.
+    Connected,
+    /// Waiting before the next attempt.
+    Waiting {
+        retry_in: Duration,
+        error: String,
+    },
+    /// Told to stop: finishing tasks and delivering results.
+    Stopping,
+    Stopped,
+}
+
+/// A result ready to be written.
+pub(crate) struct Delivery {
+    task_id: String,
+    frame: String,
+}
+
+/// How a connection ended.
+enum End {
+    /// The session is done (stopped and drained, or out of time).
+    Finished,
+    /// The connection is gone; the session reconnects.
+    Lost(String),
+}
+
+pub(crate) struct Session {
+    kind: RunnerType,
+    shared: Arc<Shared>,
+    results_tx: mpsc::Sender<Delivery>,
+    results_rx: mpsc::Receiver<Delivery>,
+    unsent: VecDeque<Delivery>,
+    /// Tasks running or with a result not yet written, by id.
+    in_flight: HashMap<String, Option<TaskCategory>>,
+    permits: Arc<Semaphore>,
+    state: watch::Sender<ConnectionState>,
+    shutdown_sent: bool,
+    /// When the session stops trying to deliver, once it is stopping.
+    deadline: Option<Instant>,
+}
+
+/// What a session left undone when it ended.
+#[derive(Debug, Default)]
+pub(crate) struct SessionEnd {
+    pub undelivered: Vec<String>,
+}
+
+impl Session {
+    pub fn new(
+        kind: RunnerType,
+        shared: Arc<Shared>,
+    ) -> (Session, watch::Receiver<ConnectionState>) {
+        let (results_tx, results_rx) = mpsc::channel(shared.config.result_queue.max(1));
+        let (state, state_rx) = watch::channel(ConnectionState::Connecting { attempt: 0 });
+        let permits = Arc::new(Semaphore::new(shared.config.max_concurrent_tasks.max(1)));
+        (
+            Session {
+                kind,
+                shared,
+                results_tx,
+                results_rx,
+                unsent: VecDeque::new(),
+                in_flight: HashMap::new(),
+                permits,
+                state,
+                shutdown_sent: false,
+                deadline: None,
+            },
+            state_rx,
+        )
+    }
+
+    pub async fn run(mut self) -> SessionEnd {
+        let span = info_span!("session", runner_type = self.kind.as_str());
+        async move {
+            let mut backoff = Backoff::new(self.shared.config.timings.reconnect.clone());
+            let mut stop_rx = self.shared.stop.subscribe();
+            let mut attempt = 0u32;
+            loop {
+                self.note_stop();
+                if self.deadline.is_some() && (self.drained() || self.past_deadline()) {
+                    break;
+                }
+                attempt += 1;
+                self.state.send_replace(ConnectionState::Connecting { attempt });
+                match self.connect().await {
+                    Ok((socket, first)) => {
+                        attempt = 0;
+                        backoff.reset();
+                        self.shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+                        self.state.send_replace(if self.deadline.is_some() {
+                            ConnectionState::Stopping
+                        } else {
+                            ConnectionState::Connected
+                        });
+                        match self.serve(socket, first, &mut stop_rx).await {
+                            End::Finished => break,
+                            End::Lost(reason) => {
+                                self.note_stop();
+                                let pause = if self.deadline.is_some() {
+                                    Duration::ZERO
+                                } else {
+                                    self.shared.config.timings.reconnect.pause_after_drop
+                                };
+                                warn!(%reason, pause_ms = pause.as_millis() as u64, "connection lost; reconnecting");
+                                self.state.send_replace(ConnectionState::Waiting {
+                                    retry_in: pause,
+                                    error: reason,
+                                });
+                                self.pause(pause, &mut stop_rx).await;
+                            }
+                        }
+                    }
+                    Err(failure) => {
+                        let wait = backoff.next_wait(failure.kind(), Instant::now(), rand::random::<f64>());
+                        match &failure {
+                            ConnectFailure::Status { status: 401 | 403 } => {
+                                error!(error = %failure, retry_in_ms = wait.delay.as_millis() as u64, "the platform refused the key")
+                            }
+                            _ => warn!(error = %failure, retry_in_ms = wait.delay.as_millis() as u64, "cannot connect"),
+                        }
+                        if wait.cycle_ended {
+                            warn!("reconnection attempts used up their time budget; starting a new cycle");
+                        }
+                        self.state.send_replace(ConnectionState::Waiting {
+                            retry_in: wait.delay,
+                            error: failure.to_string(),
+                        });
+                        self.pause(wait.delay, &mut stop_rx).await;
+                    }
+                }
+            }
+            let mut end = SessionEnd::default();
+            // Results that were produced but never reached the platform: said loudly.
+            while let Ok(d) = self.results_rx.try_recv() {
+                self.unsent.push_back(d);
+            }
+            end.undelivered = self.in_flight.keys().cloned().collect();
+            end.undelivered.sort();
+            if !end.undelivered.is_empty() {
+                error!(
+                    tasks = ?end.undelivered,
+                    "stopped with tasks whose results were not delivered; the platform will deliver them again"
+                );
+            }
+            self.state.send_replace(ConnectionState::Stopped);
+            info!("session stopped");
+            end
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Notices a stop request and sets the delivery deadline.
+    fn note_stop(&mut self) {
+        if self.deadline.is_none() && self.shared.stopping().is_some() {
+            self.deadline = Some(Instant::now() + self.shared.config.shutdown_grace + FLUSH_WINDOW);
+            self.state.send_replace(ConnectionState::Stopping);
+        }
+    }
+
+    fn drained(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Sleeps, waking early when a stop leaves nothing to deliver.
+    async fn pause(&mut self, delay: Duration, stop_rx: &mut watch::Receiver<Option<StopReason>>) {
+        let until = tokio::time::Instant::now() + delay;
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => {}
+            changed = stop_rx.changed() => {
+                self.note_stop();
+                if changed.is_ok() && !self.drained() {
+                    // Stopping with results to deliver: keep the backoff's pace.
+                    tokio::time::sleep_until(until).await;
+                }
+            }
+        }
+    }
+
+    /// Connects and does the handshake: ping and pong, `setup_request`, one answer.
+    async fn connect(&mut self) -> Result<(Socket, Vec<String>), ConnectFailure> {
+        let (running, scheduled) = self.in_flight.values().fold((0, 0), |(b, s), c| match c {
+            Some(TaskCategory::Background) => (b + 1, s),
+            Some(TaskCategory::Scheduled) => (b, s + 1),
+            _ => (b, s),
+        });
+        let url = self.shared.config.ws_url(self.kind, running, scheduled);
+        debug!(%url, "connecting");
+        let mut socket = transport::open(&self.shared.config, &url).await?;
+        match self.handshake(&mut socket).await {
+            Ok(first) => {
+                info!("connected");
+                Ok((socket, first))
+            }
+            Err(reason) => {
+                let _ = transport::within(Duration::from_secs(1), socket.close(None)).await;
+                Err(ConnectFailure::Other(reason))
+            }
+        }
+    }
+
+    async fn handshake(&mut self, socket: &mut Socket) -> Result<Vec<String>, String> {
+        let limit = self.shared.config.timings.handshake_timeout;
+        let mut early = Vec::new();
+        socket
+            .send(Message::Ping(b"connect-usage".to_vec().into()))
+            .await
+            .map_err(|e| format!("cannot send the first ping: {e}"))?;
+        let pong = transport::within(limit, async {
+            while let Some(msg) = socket.next().await {
+                match msg {
+                    Ok(Message::Pong(_)) => return Ok(()),
+                    Ok(Message::Text(t)) => early.push(t.as_str().to_owned()),
+                    Ok(Message::Close(_)) => return Err("closed during the handshake".to_owned()),
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("handshake failed: {e}")),
+                }
+            }
+            Err("closed during the handshake".to_owned())
+        })
+        .await;
+        match pong {
+            None => {
+                return Err(format!(
+                    "no pong within {} s of connecting",
+                    limit.as_secs_f64()
+                ));
+            }
+            Some(r) => r?,
+        }
+        socket
+            .send(Message::text(self.shared.setup_frame.clone()))
+            .await
+            .map_err(|e| format!("cannot send the setup request: {e}"))?;
+        if !early.is_empty() {
+            return Ok(early);
+        }
+        let answer = transport::within(limit, async {
+            while let Some(msg) = socket.next().await {
+                match msg {
+                    Ok(Message::Text(t)) => return Ok(t.as_str().to_owned()),
+                    Ok(Message::Close(_)) => return Err("closed during the handshake".to_owned()),
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("handshake failed: {e}")),
+                }
+            }
+            Err("closed during the handshake".to_owned())
+        })
+        .await;
+        match answer {
+            None => Err(format!(
+                "no answer to the setup request within {} s",
+                limit.as_secs_f64()
+            )),
+            Some(r) => r.map(|t| vec![t]),
+        }
+    }
+
+    /// Serves one connection until it is lost or the session is done.
+    async fn serve(
+        &mut self,
+        mut socket: Socket,
+        first: Vec<String>,
+        stop_rx: &mut watch::Receiver<Option<StopReason>>,
+    ) -> End {
+        for text in first {
+            self.on_text(&text);
+        }
+        let timings = self.shared.config.timings.clone();
+        let mut ping = tokio::time::interval_at(
+            tokio::time::Instant::now() + timings.ping_interval,
+            timings.ping_interval,
+        );
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pong_deadline: Option<tokio::time::Instant> = None;
+        loop {
+            while let Some(d) = self.unsent.pop_front() {
+                if let Err(e) = socket.send(Message::text(d.frame.clone())).await {
+                    self.unsent.push_front(d);
+                    return End::Lost(format!("cannot send a result: {e}"));
+                }
+                debug!(task_id = %d.task_id, "result sent");
+                self.in_flight.remove(&d.task_id);
+                self.shared
+                    .stats
+                    .results_sent
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            self.note_stop();
+            if let Some(reason) = self.shared.stopping() {
+                if reason == StopReason::Requested && !self.shutdown_sent {
+                    if let Err(e) = socket.send(Message::text(shutdown_frame())).await {
+                        return End::Lost(format!("cannot send shutdown: {e}"));
+                    }
+                    self.shutdown_sent = true;
+                    info!("told the platform this runner is stopping");
+                }
+                if self.drained() || self.past_deadline() {
+                    let close = CloseFrame {
+                        code: CloseCode::Normal,
+                        reason: "runner stopping".into(),
+                    };
+                    let _ = transport::within(Duration::from_secs(1), async {
+                        let _ = socket.close(Some(close)).await;
+                        while let Some(Ok(_)) = socket.next().await {}
+                    })
+                    .await;
+                    return End::Finished;
+                }
+            }
+            let deadline = self
+                .deadline
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
+            tokio::select! {
+                changed = stop_rx.changed(), if self.deadline.is_none() => {
+                    if changed.is_err() {
+                        // The runner is gone: nothing will stop this session more clearly.
+                        self.shared.request_stop(StopReason::Requested);
+                    }
+                }
+                delivery = self.results_rx.recv() => {
+                    if let Some(d) = delivery {
+                        self.unsent.push_back(d);
+                    }
+                }
+                msg = socket.next() => match msg {
+                    None => return End::Lost("the connection closed".into()),
+                    Some(Err(e)) => return End::Lost(format!("the connection failed: {e}")),
+                    Some(Ok(Message::Text(text))) => self.on_text(text.as_str()),
+                    Some(Ok(Message::Pong(_))) => pong_deadline = None,
+                    Some(Ok(Message::Close(frame))) => {
+                        let why = frame.map(|f| format!(" ({} {})", u16::from(f.code), f.reason)).unwrap_or_default();
+                        return End::Lost(format!("the platform closed the connection{why}"));
+                    }
+                    Some(Ok(Message::Binary(b))) => {
+                        self.shared.stats.frames_ignored.fetch_add(1, Ordering::Relaxed);
+                        warn!(bytes = b.len(), "ignored a binary frame: the protocol is JSON text");
+                    }
+                    Some(Ok(_)) => {}
+                },
+                _ = ping.tick() => {
+                    if let Err(e) = socket.send(Message::Ping(b"keep-alive".to_vec().into())).await {
+                        return End::Lost(format!("cannot send a ping: {e}"));
+                    }
+                    if pong_deadline.is_none() {
+                        pong_deadline = Some(tokio::time::Instant::now() + timings.pong_timeout);
+                    }
+                }
+                _ = sleep_until_opt(pong_deadline), if pong_deadline.is_some() => {
+                    return End::Lost(format!("no pong within {} s", timings.pong_timeout.as_secs_f64()));
+                }
+                _ = tokio::time::sleep_until(deadline), if self.deadline.is_some() => {}
+            }
+        }
+    }
+
+    fn on_text(&mut self, text: &str) {
+        if text.len() > MAX_MESSAGE {
+            self.shared
+                .stats
+                .frames_ignored
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(
+                bytes = text.len(),
+                limit = MAX_MESSAGE,
+                "ignored a message over the size limit"
+            );
+            return;
+        }
+        match Incoming::parse(text) {
+            Err(e) => {
+                self.shared
+                    .stats
+                    .frames_ignored
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(error = %e, bytes = text.len(), "ignored a frame the runner does not understand");
+            }
+            Ok(Incoming::SetupResponse(resp)) => {
+                info!("setup received from the platform");
+                self.shared.apply_setup(*resp);
+            }
+            Ok(Incoming::Task(task)) => self.on_task(*task),
+            Ok(Incoming::Shutdown) => {
+                info!("the platform asked this runner to stop");
+                self.shared.request_stop(StopReason::Platform);
+            }
+            Ok(Incoming::Other(kind)) => {
+                self.shared
+                    .stats
+                    .frames_ignored
+                    .fetch_add(1, Ordering::Relaxed);
+                debug!(message_type = %kind, "ignored a message type the runner does not act on");
+            }
+        }
+    }
+
+    fn on_task(&mut self, task: Task) {
+        self.shared
+            .stats
+            .tasks_received
+            .fetch_add(1, Ordering::Relaxed);
+        let id = task.options.task_id.clone();
+        if self.shared.stopping().is_some() {
+            info!(task_id = %id, "not taking a task while stopping; the platform will deliver it again");
+            return;
+        }
+        if self.in_flight.contains_key(&id) {
+            self.shared
+                .stats
+                .duplicates_ignored
+                .fetch_add(1, Ordering::Relaxed);
+            info!(task_id = %id, "task delivered again while in flight; not run twice");
+            return;
+        }
+        let Some(category) = task.category() else {
+            warn!(task_id = %id, category = %task.options.task_category, "task of an unknown category; answered fail");
+            let output = TaskOutput {
+                result: ResultType::Fail,
+                data: None,
+                countdown: 0,
+                runtime: 0.0,
+                message: Some(format!(
+                    "This runner does not run tasks of category {:?}.",
+                    task.options.task_category
+                )),
+            };
+            self.in_flight.insert(id.clone(), None);
+            self.unsent.push_back(Delivery {
+                task_id: id,
+                frame: task.result_frame(output),
+            });
+            return;
+        };
+        self.in_flight.insert(id.clone(), Some(category));
+        let shared = self.shared.clone();
+        let results = self.results_tx.clone();
+        let permits = self.permits.clone();
+        tokio::spawn(async move {
+            // The semaphore is never closed; without a permit the task simply runs.
+            let _permit = permits.acquire_owned().await.ok();
+            let task = Arc::new(task);
+            let running = {
+                let task = task.clone();
+                let shared = shared.clone();
+                tokio::spawn(async move { execute(shared, &task, category).await })
+            };
+            let output = match running.await {
+                Ok(output) => output,
+                Err(e) => {
+                    error!(task_id = %task.options.task_id, error = %e, "the runner failed while running a task");
+                    TaskOutput {
+                        result: if category == TaskCategory::Interactive {
+                            ResultType::Fail
+                        } else {
+                            ResultType::Retry
+                        },
+                        data: None,
+                        countdown: 0,
+                        runtime: 0.0,
+                        message: Some("The runner failed while running the task.".into()),
+                    }
+                }
+            };
+            let delivery = Delivery {
+                task_id: task.options.task_id.clone(),
+                frame: task.result_frame(output),
+            };
+            match results.try_send(delivery) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(d)) => {
+                    error!(
+                        task_id = %d.task_id,
+                        capacity = shared.config.result_queue,
+                        "the result queue is full (the platform is unreachable or slow); this task waits for room"
+                    );
+                    if results.send(d).await.is_err() {
+                        error!("the session ended before a result could be queued");
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(d)) => {
+                    error!(task_id = %d.task_id, "the session ended before this result could be queued");
+                }
+            }
+        });
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,416 @@
+//! What a handler sees and returns: the [`TaskContext`] it runs in, the [`Outcome`] it answers,
+//! and the [`HandlerError`] that turns into `retry` (background, scheduled) or `fail`
+//! (interactive).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::protocol::{ResultType, TaskCategory, TaskOutput};
+use crate::connect::ConnectClient;
+
+/// The extension's variables as the platform last sent them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Variables(Arc<BTreeMap<String, VariableEntry>>);
+
+#[derive(Clone, PartialEq, Eq)]
+struct VariableEntry {
+    value: String,
+    secure: bool,
+}
+
+impl Variables {
+    /// Builds a set from `(name, value, secure)` triples.
+    pub fn from_entries<I, N, V>(entries: I) -> Variables
+    where
+        I: IntoIterator<Item = (N, V, bool)>,
+        N: Into<String>,
+        V: Into<String>,
+    {
+        Variables(Arc::new(
+            entries
+                .into_iter()
+                .map(|(n, v, secure)| {
+                    (
+                        n.into(),
+                        VariableEntry {
+                            value: v.into(),
+                            secure,
+                        },
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    /// The value of `name`. Secure values are returned in clear: pass them where they are used,
+    /// never into a log line.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|e| e.value.as_str())
+    }
+
+    pub fn is_secure(&self, name: &str) -> bool {
+        self.0.get(name).is_some_and(|e| e.secure)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values of secure variables, for tests and log scrubbing.
+    pub fn secure_values(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .values()
+            .filter(|e| e.secure)
+            .map(|e| e.value.as_str())
+    }
+}
+
+impl fmt::Debug for Variables {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (name, e) in self.0.iter() {
+            if e.secure {
+                m.entry(name, &"***");
+            } else {
+                m.entry(name, &e.value);
+            }
+        }
+        m.finish()
+    }
+}
+
+/// The task being run, as the platform described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    pub task_id: String,
+    pub category: TaskCategory,
+    pub event_type: String,
+    /// The usage file, request or schedule the task is about.
+    pub object_id: String,
+    pub correlation_id: Option<String>,
+}
+
+/// Where the extension runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Environment {
+    /// The extension (service) id, `SRVC-...`.
+    pub extension_id: Option<String>,
+    pub environment_id: String,
+    /// `development`, `test` or `production`.
+    pub environment_type: Option<String>,
+    pub instance_id: String,
+    pub account_id: Option<String>,
+}
+
+/// Everything a handler gets besides its argument.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    pub task: TaskInfo,
+    /// A Connect client acting with the task's own API key when the platform gave one, else
+    /// with the environment's key. Every request carries the `EAAS_*` task headers.
+    pub client: ConnectClient,
+    /// A client with the environment's key (and the same task headers).
+    pub environment_client: ConnectClient,
+    /// The installation, when the task names one.
+    pub installation: Option<Value>,
+    /// A client with the installation's key, when the task names an installation.
+    pub installation_client: Option<ConnectClient>,
+    /// The variables as the platform last sent them.
+    pub config: Variables,
+    pub environment: Environment,
+}
+
+/// What a handler answers. Build one with the constructors; the runner turns it into the
+/// task's `output` by the rules of the task's category.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    kind: OutcomeKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum OutcomeKind {
+    Done,
+    Skip(String),
+    Fail(String),
+    Reschedule(u64),
+    Respond {
+        success: bool,
+        http_status: u16,
+        headers: Option<Value>,
+        body: Option<Value>,
+        message: Option<String>,
+    },
+}
+
+/// The shortest `reschedule` countdown the platform takes, in seconds.
+pub const MIN_COUNTDOWN: u64 = 30;
+/// The shortest countdown of a slow-process reschedule, in seconds.
+pub const MIN_SLOW_COUNTDOWN: u64 = 300;
+
+impl Outcome {
+    /// Processed (`success`).
+    pub fn done() -> Outcome {
+        Outcome {
+            kind: OutcomeKind::Done,
+        }
+    }
+
+    /// Not processed on purpose, with the reason (`skip`).
+    pub fn skip(reason: impl Into<String>) -> Outcome {
+        Outcome {
+            kind: OutcomeKind::Skip(reason.into()),
+        }
+    }
+
+    /// Processing failed for a reason a person must look at (`fail`).
+    pub fn fail(reason: impl Into<String>) -> Outcome {
+        Outcome {
+            kind: OutcomeKind::Fail(reason.into()),
+        }
+    }
+
+    /// Deliver the task again after `countdown` seconds (at least 30).
+    pub fn reschedule(countdown: u64) -> Outcome {
+        Outcome {
+            kind: OutcomeKind::Reschedule(countdown.max(MIN_COUNTDOWN)),
+        }
+    }
+
+    /// Deliver the task again after `countdown` seconds (at least 300), for long jobs.
+    pub fn slow_reschedule(countdown: u64) -> Outcome {
+        Outcome {
+            kind: OutcomeKind::Reschedule(countdown.max(MIN_SLOW_COUNTDOWN)),
+        }
+    }
+
+    /// An interactive answer: `success` with `{http_status, headers, body}`.
+    pub fn respond(http_status: u16, headers: Option<Value>, body: Option<Value>) -> Outcome {
+        Outcome {
+            kind: OutcomeKind::Respond {
+                success: true,
+                http_status,
+                headers,
+                body,
+                message: None,
+            },
+        }
+    }
+
+    /// An interactive refusal: `fail` with `{http_status, headers, body}` and a message.
+    pub fn respond_fail(
+        http_status: u16,
+        headers: Option<Value>,
+        body: Option<Value>,
+        message: Option<String>,
+    ) -> Outcome {
+        Outcome {
+            kind: OutcomeKind::Respond {
+                success: false,
+                http_status,
+                headers,
+                body,
+                message,
+            },
+        }
+    }
+
+    /// The result type this outcome sends.
+    pub fn result(&self) -> ResultType {
+        match &self.kind {
+            OutcomeKind::Done => ResultType::Success,
+            OutcomeKind::Skip(_) => ResultType::Skip,
+            OutcomeKind::Fail(_) => ResultType::Fail,
+            OutcomeKind::Reschedule(_) => ResultType::Reschedule,
+            OutcomeKind::Respond { success: true, .. } => ResultType::Success,
+            OutcomeKind::Respond { success: false, .. } => ResultType::Fail,
+        }
+    }
+
+    /// The `output` of a task of `category` that ran for `runtime` seconds.
+    ///
+    /// Background tasks send a message only with `skip`/`fail` and a countdown only with
+    /// `reschedule`; interactive tasks always carry `data = {http_status, headers, body}`;
+    /// scheduled tasks send the result and message.
+    pub fn into_output(self, category: TaskCategory, runtime: f64) -> TaskOutput {
+        let result = self.result();
+        let mut out = TaskOutput {
+            result,
+            data: None,
+            countdown: 0,
+            runtime,
+            message: None,
+        };
+        match (self.kind, category) {
+            (OutcomeKind::Reschedule(countdown), _) => out.countdown = countdown,
+            (OutcomeKind::Skip(m) | OutcomeKind::Fail(m), TaskCategory::Interactive) => {
+                out.message = Some(m.clone());
+                out.data = Some(interactive_data(
+                    if result == ResultType::Success {
+                        200
+                    } else {
+                        400
+                    },
+                    None,
+                    None,
+                ));
+            }
+            (OutcomeKind::Skip(m) | OutcomeKind::Fail(m), _) => out.message = Some(m),
+            (OutcomeKind::Done, TaskCategory::Interactive) => {
+                out.data = Some(interactive_data(200, None, None));
+            }
+            (OutcomeKind::Done, _) => {}
+            (
+                OutcomeKind::Respond {
+                    http_status,
+                    headers,
+                    body,
+                    message,
+                    ..
+                },
+                TaskCategory::Interactive,
+            ) => {
+                out.data = Some(interactive_data(http_status, headers, body));
+                out.message = message;
+            }
+            // An interactive answer to a background or scheduled task: only its result and
+            // message mean something there.
+            (OutcomeKind::Respond { message, .. }, _) => {
+                if result != ResultType::Success {
+                    out.message = message;
+                }
+            }
+        }
+        out
+    }
+}
+
+fn interactive_data(http_status: u16, headers: Option<Value>, body: Option<Value>) -> Value {
+    serde_json::json!({"http_status": http_status, "headers": headers, "body": body})
+}
+
+/// A handler's error: becomes `retry` for background and scheduled tasks and `fail` for
+/// interactive ones, with this text as the message.
+///
+/// Any error converts into it with `?`, its causes joined with `: `.
+pub struct HandlerError(String);
+
+impl HandlerError {
+    pub fn msg(message: impl fmt::Display) -> HandlerError {
+        HandlerError(message.to_string())
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<E: std::error::Error> From<E> for HandlerError {
+    fn from(e: E) -> HandlerError {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            let next = s.to_string();
+            if !text.contains(&next) {
+                text.push_str(": ");
+                text.push_str(&next);
+            }
+            source = s.source();
+        }
+        HandlerError(text)
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HandlerError({:?})", self.0)
+    }
+}
+
+/// The longest message a result carries, in characters, as the official runner cuts them.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+
+/// Cuts a message to [`MAX_MESSAGE_CHARS`] characters.
+pub fn truncate_message(message: &str) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => message.to_owned(),
+        Some((at, _)) => message[..at].to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn outputs_follow_the_category_rules() {
+        let bg = |o: Outcome| serde_json::to_value(o.into_output(TaskCategory::Background, 1.5));
+        assert_eq!(
+            bg(Outcome::done()).expect("json"),
+            json!({"result": "success", "data": null, "countdown": 0, "runtime": 1.5, "message": null})
+        );
+        assert_eq!(bg(Outcome::reschedule(5)).expect("json")["countdown"], 30);
+        assert_eq!(
+            bg(Outcome::slow_reschedule(301)).expect("json")["countdown"],
+            301
+        );
+        assert_eq!(
+            bg(Outcome::slow_reschedule(10)).expect("json")["countdown"],
+            300
+        );
+        assert_eq!(bg(Outcome::skip("why")).expect("json")["message"], "why");
+        let out = Outcome::respond(201, Some(json!({"X": "1"})), Some(json!({"ok": true})))
+            .into_output(TaskCategory::Interactive, 0.05);
+        assert_eq!(
+            serde_json::to_value(out).expect("json"),
+            json!({"result": "success", "data": {"http_status": 201, "headers": {"X": "1"}, "body": {"ok": true}},
+                   "countdown": 0, "runtime": 0.05, "message": null})
+        );
+        let out = Outcome::fail("bad").into_output(TaskCategory::Interactive, 0.0);
+        assert_eq!(
+            out.data,
+            Some(json!({"http_status": 400, "headers": null, "body": null}))
+        );
+        assert_eq!(out.message.as_deref(), Some("bad"));
+    }
+
+    #[test]
+    fn errors_chain_their_causes_and_messages_are_cut() {
+        let io = std::io::Error::other("disk full");
+        let e = HandlerError::from(io);
+        assert_eq!(e.message(), "disk full");
+        let long = "é".repeat(5000);
+        assert_eq!(truncate_message(&long).chars().count(), MAX_MESSAGE_CHARS);
+        assert_eq!(truncate_message("short"), "short");
+    }
+
+    #[test]
+    fn secure_variables_are_hidden_from_debug() {
+        let v =
+            Variables::from_entries([("URL", "https://x", false), ("TOKEN", "t0ps3cret", true)]);
+        let shown = format!("{v:?}");
+        assert!(
+            shown.contains("https://x") && !shown.contains("t0ps3cret"),
+            "{shown}"
+        );
+        assert_eq!(v.get("TOKEN"), Some("t0ps3cret"));
+        assert!(v.is_secure("TOKEN"));
+    }
+}
