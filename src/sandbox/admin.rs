@@ -1,7 +1,9 @@
 //! The sandbox's own API under `/sandbox`, for tests, scripts and people trying it: a dump of
 //! the state, the event and request logs, fault rules and settings changed at run time, a
 //! reset, and the download links Connect would sign (usage file, processed file, template),
-//! which like Connect's signed links need no API key.
+//! which like Connect's signed links need no API key; and under `/sandbox/platform` the
+//! platform side: its state, settings and faults, tasks to submit, schedules to fire, setup
+//! changes to push, and shutdowns, dropped connections and raw frames to send to runners.
 //!
 //! No key protects it: the sandbox listens on loopback by default and holds no real data.
 
@@ -11,12 +13,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, codes};
 use super::faults::FaultRule;
+use super::platform::{ConnFilter, PlatformSettings, TaskSpec, WsFaultRule};
 use super::server::{AppState, Origin, RuntimeConfig};
 use super::usage_api::{processed_workbook, template_workbook};
 use crate::connect::XLSX_MIME;
@@ -42,6 +45,21 @@ pub fn routes() -> Router<AppState> {
             get(processed_file),
         )
         .route("/sandbox/templates/{file}", get(template))
+        .route("/sandbox/platform", get(platform_state))
+        .route(
+            "/sandbox/platform/settings",
+            get(platform_settings).put(put_platform_settings),
+        )
+        .route(
+            "/sandbox/platform/faults",
+            put(put_platform_faults).delete(clear_platform_faults),
+        )
+        .route("/sandbox/platform/tasks", post(submit_task))
+        .route("/sandbox/platform/schedules/{id}/fire", post(fire_schedule))
+        .route("/sandbox/platform/setup", put(update_setup))
+        .route("/sandbox/platform/shutdown", post(platform_shutdown))
+        .route("/sandbox/platform/drop", post(platform_drop))
+        .route("/sandbox/platform/send", post(platform_send))
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -112,6 +130,7 @@ async fn state(
         "requests": if q.requests { json!(store.requests) } else { json!([]) },
         "config": config,
         "faults": faults,
+        "platform": app.platform().dump(),
     }))
 }
 
@@ -256,4 +275,155 @@ async fn template(
             )
         })?;
     Ok(xlsx(bytes, &format!("{product}_usage_template.xlsx")))
+}
+
+/// Connections, subscriptions, variables, tasks with their deliveries, protocol errors.
+async fn platform_state(State(app): State<AppState>) -> Json<Value> {
+    Json(app.platform().dump())
+}
+
+async fn platform_settings(State(app): State<AppState>) -> Json<PlatformSettings> {
+    Json(app.platform().settings())
+}
+
+/// Changes some platform settings: the body's fields replace the current ones.
+async fn put_platform_settings(
+    State(app): State<AppState>,
+    raw: Bytes,
+) -> Result<Json<PlatformSettings>, ApiError> {
+    let patch: Value = parse(&raw)?;
+    let Value::Object(patch) = patch else {
+        return Err(bad("the body must be a JSON object of settings"));
+    };
+    let mut current =
+        serde_json::to_value(app.platform().settings()).unwrap_or_else(|_| json!({}));
+    for (k, v) in patch {
+        current[k] = v;
+    }
+    let settings: PlatformSettings =
+        serde_json::from_value(current).map_err(|e| bad(e.to_string()))?;
+    app.platform()
+        .set_settings(settings.clone())
+        .map_err(bad)?;
+    Ok(Json(settings))
+}
+
+/// Replaces the websocket fault rules with a JSON array of rules.
+async fn put_platform_faults(
+    State(app): State<AppState>,
+    raw: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let rules: Vec<WsFaultRule> = parse(&raw)?;
+    app.platform().set_faults(rules).map_err(bad)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn clear_platform_faults(State(app): State<AppState>) -> StatusCode {
+    let _ = app.platform().set_faults(Vec::new());
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    /// Wait up to this many milliseconds for the task to finish.
+    #[serde(default)]
+    wait_ms: Option<u64>,
+}
+
+/// Submits a task (`{category, event_type, object_id, data, api_key, installation_id,
+/// connect_correlation_id}`); with `?wait_ms=N` answers with the finished task.
+async fn submit_task(
+    State(app): State<AppState>,
+    Query(q): Query<WaitQuery>,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
+    let spec: TaskSpec = parse(&raw)?;
+    let (id, done) = app.platform().submit(spec).map_err(bad)?;
+    if let Some(ms) = q.wait_ms
+        && let Ok(Ok(task)) = tokio::time::timeout(std::time::Duration::from_millis(ms), done).await
+    {
+        return Ok(Json(task).into_response());
+    }
+    let task = app.platform().task(&id).unwrap_or(Value::Null);
+    Ok((StatusCode::ACCEPTED, Json(task)).into_response())
+}
+
+/// Fires a schedule now (as Connect's `.../schedules/{id}/trigger`).
+async fn fire_schedule(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, task_id) = app
+        .platform()
+        .trigger_schedule(&id)
+        .map_err(|e| ApiError::not_found("Schedule", &e))?;
+    Ok(Json(app.platform().task(&task_id).unwrap_or(Value::Null)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetupPatch {
+    /// Name to value (a string, or `{value, secure}`).
+    #[serde(default)]
+    variables: std::collections::BTreeMap<String, Value>,
+    #[serde(default)]
+    log_level: Option<String>,
+    #[serde(default)]
+    runner_log_level: Option<String>,
+}
+
+/// Changes variables or log levels and sends the new setup to connected runners.
+async fn update_setup(State(app): State<AppState>, raw: Bytes) -> Result<Json<Value>, ApiError> {
+    let patch: SetupPatch = parse(&raw)?;
+    let sent = app
+        .platform()
+        .update_setup(&patch.variables, patch.log_level, patch.runner_log_level)
+        .map_err(bad)?;
+    Ok(Json(json!({"sessions_updated": sent})))
+}
+
+fn conn_filter(raw: &Bytes) -> Result<ConnFilter, ApiError> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        Ok(ConnFilter::default())
+    } else {
+        parse(raw)
+    }
+}
+
+/// Sends `shutdown` to connected runners (all, or `{instance, runner_type}`).
+async fn platform_shutdown(
+    State(app): State<AppState>,
+    raw: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let n = app.platform().shutdown(&conn_filter(&raw)?);
+    Ok(Json(json!({"connections": n})))
+}
+
+/// Cuts runner connections without a close frame.
+async fn platform_drop(State(app): State<AppState>, raw: Bytes) -> Result<Json<Value>, ApiError> {
+    let n = app.platform().drop_connections(&conn_filter(&raw)?);
+    Ok(Json(json!({"connections": n})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFrame {
+    text: String,
+    #[serde(default)]
+    binary: bool,
+    #[serde(default)]
+    instance: Option<String>,
+    #[serde(default)]
+    runner_type: Option<String>,
+}
+
+/// Sends any text (or bytes) to connected runners: frames tests want runners to survive.
+async fn platform_send(State(app): State<AppState>, raw: Bytes) -> Result<Json<Value>, ApiError> {
+    let f: RawFrame = parse(&raw)?;
+    let filter = ConnFilter {
+        instance: f.instance,
+        runner_type: f.runner_type,
+    };
+    let n = app.platform().send_raw(&filter, &f.text, f.binary);
+    Ok(Json(json!({"connections": n})))
 }

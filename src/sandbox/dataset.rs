@@ -69,6 +69,85 @@ pub struct Dataset {
     #[serde(default)]
     pub items: BTreeMap<String, Vec<Json>>,
     pub assets: Vec<Json>,
+    /// The extension installed in the vendor account: what the platform side (websocket,
+    /// schedules, variables) serves. Without it, a default one is used.
+    #[serde(default)]
+    pub extension: Option<ExtensionSetup>,
+}
+
+/// The vendor's extension as the platform knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionSetup {
+    /// The extension (service) id, `SRVC-...`.
+    pub service_id: String,
+    pub name: String,
+    /// The environment runners connect to.
+    pub environment: EnvironmentSetup,
+    /// The name of the API key (in `api_keys`) of the environment: the key runners connect
+    /// with.
+    pub api_key: String,
+    /// Values the platform sends for the extension's variables. In values, `{origin}` is
+    /// replaced with the sandbox's `http://host:port` and `{usage_token}` with the vendor usage
+    /// API's token. Variables the extension declares and this list lacks get their initial
+    /// value.
+    #[serde(default)]
+    pub variables: Vec<VariableSetup>,
+    /// Schedules of the environment (Connect's `eaas.Schedule` objects: `id`, `method`,
+    /// `name`, `description`, `trigger`, `status`, ...).
+    #[serde(default)]
+    pub schedules: Vec<Json>,
+    /// Installations of the extension (`id`, `owner`, ...), for tasks naming one.
+    #[serde(default)]
+    pub installations: Vec<Json>,
+}
+
+/// An environment of the extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSetup {
+    pub id: String,
+    /// `development`, `test` or `production`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// A variable's value in the environment.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableSetup {
+    pub name: String,
+    pub value: String,
+    #[serde(default)]
+    pub secure: bool,
+}
+
+impl std::fmt::Debug for VariableSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VariableSetup")
+            .field("name", &self.name)
+            .field("value", &if self.secure { "***" } else { &self.value })
+            .field("secure", &self.secure)
+            .finish()
+    }
+}
+
+impl ExtensionSetup {
+    /// What the sandbox uses when the dataset has no extension: any vendor key connects.
+    pub fn fallback() -> ExtensionSetup {
+        ExtensionSetup {
+            service_id: "SRVC-0000-0000".into(),
+            name: "Extension".into(),
+            environment: EnvironmentSetup {
+                id: "ENV-0000-0000-01".into(),
+                kind: "development".into(),
+            },
+            api_key: String::new(),
+            variables: Vec::new(),
+            schedules: Vec::new(),
+            installations: Vec::new(),
+        }
+    }
 }
 
 /// A dataset that cannot be used, with the place of the problem.
@@ -275,7 +354,48 @@ impl Dataset {
                 ));
             }
         }
+        if let Some(ext) = &self.extension {
+            let key = self.api_keys.iter().find(|k| k.name == ext.api_key);
+            match key.map(|k| accounts.get(k.account.as_str())) {
+                None => {
+                    return Err(invalid(
+                        "extension.api_key".into(),
+                        format!("no key named {:?} in api_keys", ext.api_key),
+                    ));
+                }
+                Some(Some(Role::Vendor)) => {}
+                Some(_) => {
+                    return Err(invalid(
+                        "extension.api_key".into(),
+                        format!("key {:?} is not a vendor account's", ext.api_key),
+                    ));
+                }
+            }
+            for (i, s) in ext.schedules.iter().enumerate() {
+                for field in ["id", "method"] {
+                    if !s[field].is_string() {
+                        return Err(invalid(
+                            format!("extension.schedules[{i}].{field}"),
+                            "missing or not a string".into(),
+                        ));
+                    }
+                }
+            }
+            for (i, s) in ext.installations.iter().enumerate() {
+                if !s["id"].is_string() {
+                    return Err(invalid(
+                        format!("extension.installations[{i}].id"),
+                        "missing or not a string".into(),
+                    ));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The extension the platform side serves.
+    pub fn extension(&self) -> ExtensionSetup {
+        self.extension.clone().unwrap_or_else(ExtensionSetup::fallback)
     }
 
     pub fn account(&self, id: &str) -> Option<&Account> {
@@ -523,6 +643,11 @@ impl DefaultAccount {
                 key: "SU-562-019-001:45c48cce2e2d7fbdea1afc51c7c6ad26".into(),
                 account: PROVIDERS[1].0.into(),
             },
+            KeyEntry {
+                name: "extension".into(),
+                key: "SU-391-274-002:d3d9446802a44259755d38e6d163e820".into(),
+                account: VENDOR.0.into(),
+            },
         ];
 
         let marketplaces: Vec<Json> = MARKETPLACES
@@ -700,6 +825,46 @@ impl DefaultAccount {
             assets.push(asset);
         }
 
+        let extension = ExtensionSetup {
+            service_id: "SRVC-7391-2740".into(),
+            name: "connect-usage".into(),
+            environment: EnvironmentSetup {
+                id: "ENV-7391-2740-03".into(),
+                kind: "production".into(),
+            },
+            api_key: "extension".into(),
+            variables: vec![
+                VariableSetup {
+                    name: "USAGE_SOURCE".into(),
+                    value: "{origin}/vendor/v1/usage".into(),
+                    secure: false,
+                },
+                VariableSetup {
+                    name: "USAGE_SOURCE_TOKEN".into(),
+                    value: "{usage_token}".into(),
+                    secure: true,
+                },
+            ],
+            schedules: vec![json!({
+                "id": "EFS-7391-2740-001",
+                "name": "Monthly usage report",
+                "description": "Reports last month's pay-as-you-go usage on the 2nd of every month.",
+                "method": "report_monthly_usage",
+                "parameter": null,
+                "trigger": {"type": "recurring", "start": "2023-04-02T03:00:00+00:00", "end": null,
+                            "unit": "months", "amount": 1, "cron_expression": null},
+                "environment": {"id": "ENV-7391-2740-03", "type": "production"},
+                "status": "enabled",
+                "events": {"created": {"at": "2023-03-20T09:00:00+00:00", "by": vendor_ref.clone()}},
+            })],
+            installations: vec![json!({
+                "id": "EIN-7391-2740-0001",
+                "environment": {"id": "ENV-7391-2740-03", "type": "production"},
+                "owner": vendor_ref.clone(),
+                "status": "installed",
+                "configuration": {},
+            })],
+        };
         Dataset {
             accounts,
             api_keys,
@@ -708,6 +873,7 @@ impl DefaultAccount {
             products,
             items,
             assets,
+            extension: Some(extension),
         }
     }
 

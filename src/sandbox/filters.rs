@@ -385,6 +385,83 @@ pub static USAGE_FILES_DEF: LazyLock<CollectionDef> = LazyLock::new(|| {
     )
 });
 
+/// `GET /devops/event-definitions` takes only `limit` and `offset`.
+pub static EVENT_DEFINITIONS_DEF: LazyLock<CollectionDef> = LazyLock::new(|| {
+    build(
+        "devops/event-definitions",
+        &[],
+        &[],
+        &[],
+        &[
+            "id",
+            "source",
+            "type",
+            "name",
+            "description",
+            "category",
+            "group",
+            "extension_type",
+            "object_statuses",
+        ],
+    )
+});
+
+const SCHEDULE_STATUSES: &[&str] = &["enabled", "disabled", "obsolete", "pending"];
+const TASK_STATUSES: &[&str] = &[
+    "scheduled",
+    "rescheduled",
+    "processing",
+    "succeeded",
+    "failed",
+    "retrying",
+    "skipped",
+];
+
+pub static SCHEDULES_DEF: LazyLock<CollectionDef> = LazyLock::new(|| {
+    build(
+        "devops/services/{extension_id}/environments/{environment_id}/schedules",
+        SCHEDULES,
+        &[("type", "trigger.type")],
+        &[("status", SCHEDULE_STATUSES)],
+        &[
+            "id",
+            "name",
+            "description",
+            "method",
+            "parameter",
+            "trigger",
+            "environment",
+            "events",
+            "status",
+            "reason",
+        ],
+    )
+});
+
+pub static TASKS_DEF: LazyLock<CollectionDef> = LazyLock::new(|| {
+    build(
+        "devops/services/{extension_id}/environments/{environment_id}/tasks",
+        TASKS,
+        &[],
+        &[("status", TASK_STATUSES)],
+        &[
+            "id",
+            "object",
+            "assignee",
+            "status",
+            "output",
+            "environment",
+            "owner",
+            "events",
+            "retry_count",
+            "rescheduled_count",
+            "runtime_total",
+            "processing_total",
+            "installation",
+        ],
+    )
+});
+
 pub static USAGE_RECORDS_DEF: LazyLock<CollectionDef> = LazyLock::new(|| {
     build(
         "usage/records",
@@ -692,4 +769,33 @@ const USAGE_RECORDS: &[Row] = &[
 const CATEGORIES: &[Row] = &[
     ("id", "string", "eq,ne,like,ilike,in,out", true, false, None),
     ("name", "string", "eq,ne,like,ilike,in,out", true, true, None),
+];
+
+// The `runtime_min`, `runtime_max` and `runtime_total` filters of tasks compare numbers with
+// decimals, which these tables do not model; the sandbox answers them as unknown filters.
+#[rustfmt::skip]
+const SCHEDULES: &[Row] = &[
+    ("description", "string", "eq,ne,like,ilike,null,in,out", false, true, None),
+    ("events.created.at", "string", "eq,ne,ge,gt,le,lt,in,out", false, true, None),
+    ("events.last_triggered.at", "string", "eq,ne,ge,gt,le,lt,null,in,out", false, true, None),
+    ("events.next_trigger.at", "string", "eq,ne,ge,gt,le,lt,null,in,out", false, true, None),
+    ("events.updated.at", "string", "eq,ne,ge,gt,le,lt,in,out", false, true, None),
+    ("id", "string", "eq,ne,like,ilike,null,in,out", false, false, None),
+    ("method", "string", "eq,ne,like,ilike,in,out", false, true, None),
+    ("name", "string", "eq,ne,like,ilike,in,out", false, true, None),
+    ("status", "string", "eq,ne,like,ilike,in,out", false, true, None),
+    ("type", "string", "eq,ne,like,ilike,in,out", false, true, None),
+];
+
+#[rustfmt::skip]
+const TASKS: &[Row] = &[
+    ("assignee", "string", "eq,ne,like,ilike,null,in,out", false, true, None),
+    ("events.created.at", "string", "eq,ne,ge,gt,le,lt,in,out", false, true, None),
+    ("events.rescheduled.at", "string", "eq,ne,ge,gt,le,lt,null,in,out", false, true, None),
+    ("id", "string", "eq,ne,like,ilike,null,in,out", false, false, None),
+    ("object.category", "string", "eq,ne,like,ilike,in,out", false, true, None),
+    ("object.id", "string", "eq,ne,like,ilike,in,out", false, false, None),
+    ("object.type", "string", "eq,ne,like,ilike,in,out", false, true, None),
+    ("rescheduled_count", "integer", "eq,ne,ge,gt,le,lt,in,out", false, true, None),
+    ("status", "string", "eq,ne,like,ilike,in,out", false, true, None),
 ];

@@ -7,15 +7,19 @@
 //! - [`api`] and [`usage_api`]: the endpoints; [`query`] and [`filters`] run RQL queries the
 //!   way Connect's server does; [`processing`] reads and checks uploaded workbooks.
 //! - [`vendor_api`]: the vendor's usage API, serving generated usage for the dataset.
+//! - [`platform`] and [`devops_api`]: Connect's EaaS platform side: the runner websocket,
+//!   tasks from usage file events and schedules, and the DevOps endpoints runners read.
 //! - [`faults`] and [`admin`]: injected failures and the `/sandbox/...` API that controls
 //!   and inspects it all.
 
 pub mod admin;
 pub mod api;
 pub mod dataset;
+pub mod devops_api;
 pub mod error;
 pub mod faults;
 pub mod filters;
+pub mod platform;
 pub mod processing;
 pub mod query;
 pub mod server;

@@ -28,7 +28,8 @@ use super::faults::{FaultRule, Faults};
 use super::query::PagingLimits;
 use super::store::{Actor, RequestEntry, SandboxEvent, Store, timestamp};
 use super::vendor_api::UsageUniverse;
-use super::{admin, api, usage_api, vendor_api};
+use super::platform::Platform;
+use super::{admin, api, devops_api, usage_api, vendor_api};
 use crate::connect::ApiKey;
 use crate::secret::Secret;
 
@@ -141,6 +142,9 @@ pub struct SandboxState {
     events: broadcast::Sender<SandboxEvent>,
     usage_token: Secret,
     usage_universe: UsageUniverse,
+    platform: Platform,
+    /// The vendor account the extension belongs to.
+    platform_account: String,
 }
 
 impl std::fmt::Debug for SandboxState {
@@ -197,6 +201,23 @@ impl SandboxState {
             );
         }
         let (events, _) = broadcast::channel(4096);
+        let extension = dataset.extension();
+        let vendor = dataset
+            .api_keys
+            .iter()
+            .find(|k| k.name == extension.api_key)
+            .and_then(|k| dataset.account(&k.account))
+            .or_else(|| dataset.accounts.iter().find(|a| a.role == Role::Vendor))
+            .map(|a| (a.id.clone(), a.name.clone()))
+            .unwrap_or_default();
+        let products = dataset
+            .products
+            .iter()
+            .filter(|p| p["owner"]["id"] == vendor.0.as_str())
+            .filter_map(|p| p["id"].as_str().map(str::to_owned))
+            .collect();
+        let platform_account = vendor.0.clone();
+        let platform = Platform::new(extension, vendor, products, usage_token.clone(), seed);
         SandboxState {
             store: Mutex::new(Store::new(dataset.clone())),
             config: Mutex::new(runtime),
@@ -206,7 +227,19 @@ impl SandboxState {
             keys,
             events,
             usage_token,
+            platform,
+            platform_account,
         }
+    }
+
+    /// The platform side: runner connections and tasks.
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    /// The vendor account of the extension.
+    pub fn platform_account(&self) -> &str {
+        &self.platform_account
     }
 
     /// The bearer token of the vendor usage API.
@@ -250,6 +283,7 @@ impl SandboxState {
     /// Back to the dataset the sandbox started with, without files, events or logs.
     pub fn reset(&self) {
         self.store().reset(self.initial.clone());
+        self.platform.reset();
     }
 
     /// The actor of a raw `Authorization` header value.
@@ -341,6 +375,13 @@ async fn handle_with_faults(app: AppState, req: Request, next: Next) -> Response
         .unwrap_or(&full_path)
         .to_owned();
 
+    let headers = super::store::LOGGED_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let v = req.headers().get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), v.to_owned()))
+        })
+        .collect();
     let config = app.config();
     let decision = app.faults().decide(&method, &path);
     let latency = config.latency_ms + decision.latency_ms;
@@ -375,6 +416,7 @@ async fn handle_with_faults(app: AppState, req: Request, next: Next) -> Response
         actor,
         fault: (!decision.labels.is_empty()).then(|| decision.labels.join(", ")),
         duration_ms: started.elapsed().as_millis() as u64,
+        headers,
     });
     response
 }
@@ -432,6 +474,7 @@ async fn wrong_method() -> ApiError {
 pub fn router(app: AppState) -> Router {
     let api = api::routes()
         .merge(usage_api::routes())
+        .merge(devops_api::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(app.clone(), connect_auth))
@@ -461,6 +504,8 @@ pub struct Sandbox {
     provider_key: ApiKey,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    /// Turns events into runner tasks and delivers them.
+    platform_task: JoinHandle<()>,
 }
 
 impl Sandbox {
@@ -502,6 +547,8 @@ impl Sandbox {
                 tracing::error!(error = %e, "sandbox server stopped");
             }
         });
+        state.platform().set_origin(&format!("http://{addr}"));
+        let platform_task = tokio::spawn(devops_api::drive(state.clone()));
         info!(%addr, "sandbox listening");
         Ok(Sandbox {
             addr,
@@ -510,6 +557,7 @@ impl Sandbox {
             provider_key,
             shutdown: Some(tx),
             task,
+            platform_task,
         })
     }
 
@@ -564,6 +612,7 @@ impl Sandbox {
 
     /// Stops serving and waits for the server task.
     pub async fn shutdown(mut self) {
+        self.platform_task.abort();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -579,6 +628,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        self.platform_task.abort();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

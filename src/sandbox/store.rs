@@ -266,7 +266,20 @@ pub struct RequestEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
     pub duration_ms: u64,
+    /// The request's non-secret identifying headers: `user-agent` and the extension
+    /// runner's `eaas_ext_id`, `eaas_task_id`, `eaas_task_type`, `ext-traceparent`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
+
+/// The headers the request log keeps (never `authorization`).
+pub const LOGGED_HEADERS: [&str; 5] = [
+    "user-agent",
+    "eaas_ext_id",
+    "eaas_task_id",
+    "eaas_task_type",
+    "ext-traceparent",
+];
 
 /// How many requests the request log keeps.
 pub const REQUEST_LOG_LIMIT: usize = 20_000;

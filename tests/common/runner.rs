@@ -1,0 +1,260 @@
+//! A test extension (handlers whose behaviour the test picks) and a harness that connects the
+//! runner to a sandbox with short timings.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use connect_usage::registry::{EventHandler, ExtensionDescriptor, HandlerFuture, Registry, Schedulable, Variable};
+use connect_usage::runner::backoff::ReconnectPolicy;
+use connect_usage::runner::{HandlerError, Outcome, Runner, RunnerConfig, RunnerHandle, TaskContext};
+use connect_usage::sandbox::Sandbox;
+use serde_json::{Value, json};
+
+/// What handlers did, by runner instance (each test uses its own instance id).
+static CALLS: LazyLock<Mutex<HashMap<String, Vec<Value>>>> = LazyLock::new(Default::default);
+/// What the usage file handler does, by instance: `done`, `error`, `panic`, `sleep:MS`,
+/// `reschedule:S`.
+static BEHAVIOUR: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Default::default);
+
+fn record(ctx: &TaskContext, call: Value) {
+    CALLS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(ctx.environment.instance_id.clone())
+        .or_default()
+        .push(call);
+}
+
+pub fn calls(instance: &str) -> Vec<Value> {
+    CALLS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(instance)
+        .cloned()
+        .unwrap_or_default()
+}
+
+pub fn set_behaviour(instance: &str, behaviour: &str) {
+    BEHAVIOUR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(instance.to_owned(), behaviour.to_owned());
+}
+
+fn behaviour(instance: &str) -> String {
+    BEHAVIOUR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(instance)
+        .cloned()
+        .unwrap_or_else(|| "done".into())
+}
+
+async fn act(behaviour: &str) -> Result<Outcome, HandlerError> {
+    let (what, arg) = behaviour.split_once(':').unwrap_or((behaviour, ""));
+    match what {
+        "error" => Err(HandlerError::msg("the test handler failed on purpose")),
+        "panic" => panic!("the test handler panicked on purpose"),
+        "sleep" => {
+            tokio::time::sleep(Duration::from_millis(arg.parse().unwrap_or(100))).await;
+            Ok(Outcome::done())
+        }
+        "reschedule" => Ok(Outcome::reschedule(arg.parse().unwrap_or(30))),
+        "skip" => Ok(Outcome::skip("the test handler skipped on purpose")),
+        "fail" => Ok(Outcome::fail("the test handler refused on purpose")),
+        _ => Ok(Outcome::done()),
+    }
+}
+
+/// `product_custom_event_processing`: `data.action` picks what it does.
+async fn custom_event(ctx: TaskContext, data: Value) -> Result<Outcome, HandlerError> {
+    record(&ctx, json!({"event": "custom", "task": ctx.task.task_id, "data": data}));
+    match data["action"].as_str().unwrap_or("echo") {
+        "echo" => Ok(Outcome::respond(200, Some(json!({"X-Test": "1"})), Some(data))),
+        "config" => {
+            let vars: serde_json::Map<String, Value> = ctx
+                .config
+                .names()
+                .filter(|n| !ctx.config.is_secure(n))
+                .map(|n| (n.to_owned(), json!(ctx.config.get(n))))
+                .collect();
+            Ok(Outcome::respond(200, None, Some(json!({"variables": vars,
+                "secure": ctx.config.names().filter(|n| ctx.config.is_secure(n)).collect::<Vec<_>>()}))))
+        }
+        "call_api" => {
+            let n = ctx.client.count_raw("/marketplaces", "").await?;
+            Ok(Outcome::respond(200, None, Some(json!({"marketplaces": n}))))
+        }
+        "installation" => Ok(Outcome::respond(
+            200,
+            None,
+            Some(json!({"installation": ctx.installation, "has_client": ctx.installation_client.is_some()})),
+        )),
+        "refuse" => Ok(Outcome::respond_fail(
+            422,
+            None,
+            Some(json!({"error": "bad input"})),
+            Some("refused".into()),
+        )),
+        other => act(other).await,
+    }
+}
+
+/// `usage_file_request_processing` on `ready` and `invalid`.
+async fn usage_file(ctx: TaskContext, file: Value) -> Result<Outcome, HandlerError> {
+    record(
+        &ctx,
+        json!({"event": "usage_file", "task": ctx.task.task_id, "file": file["id"], "status": file["status"]}),
+    );
+    act(&behaviour(&ctx.environment.instance_id)).await
+}
+
+/// The schedulable `report_monthly_usage` (the dataset's schedule runs it).
+async fn scheduled(ctx: TaskContext, schedule: Value) -> Result<Outcome, HandlerError> {
+    record(&ctx, json!({"event": "scheduled", "task": ctx.task.task_id, "schedule": schedule["id"]}));
+    act(&behaviour(&ctx.environment.instance_id)).await
+}
+
+fn call_custom(ctx: TaskContext, v: Value) -> HandlerFuture {
+    Box::pin(custom_event(ctx, v))
+}
+
+fn call_usage_file(ctx: TaskContext, v: Value) -> HandlerFuture {
+    Box::pin(usage_file(ctx, v))
+}
+
+fn call_scheduled(ctx: TaskContext, v: Value) -> HandlerFuture {
+    Box::pin(scheduled(ctx, v))
+}
+
+pub const USAGE_STATUSES: &[&str] = &["ready", "invalid"];
+
+pub fn registry() -> Registry {
+    Registry::new(
+        [
+            EventHandler {
+                event_type: "product_custom_event_processing",
+                statuses: &[],
+                name: "tests::custom_event",
+                handler: call_custom,
+            },
+            EventHandler {
+                event_type: "usage_file_request_processing",
+                statuses: USAGE_STATUSES,
+                name: "tests::usage_file",
+                handler: call_usage_file,
+            },
+        ],
+        [Schedulable {
+            method: "report_monthly_usage",
+            name: "Report",
+            description: "Test report",
+            handler_name: "tests::scheduled",
+            handler: call_scheduled,
+        }],
+        [
+            Variable {
+                name: "GREETING",
+                initial_value: "hello",
+                secure: false,
+            },
+            Variable {
+                name: "TEST_SECRET",
+                initial_value: "initial-secret-value",
+                secure: true,
+            },
+        ],
+    )
+    .expect("the test registry is valid")
+}
+
+/// A runner configuration for the sandbox with short timings.
+pub fn config(sb: &Sandbox, instance: &str) -> RunnerConfig {
+    let ext = sb.state().dataset().extension();
+    let key = sb.key("extension").expect("the dataset has the extension key");
+    let mut c = RunnerConfig::local(&sb.origin(), &key, &ext.environment.id, instance)
+        .expect("valid runner config");
+    c.timings.handshake_timeout = Duration::from_secs(2);
+    c.timings.reconnect = ReconnectPolicy {
+        initial: Duration::from_millis(20),
+        max_delay: Duration::from_millis(300),
+        generic_budget: Duration::from_secs(30),
+        maintenance_budget: Duration::from_secs(60),
+        pause_after_give_up: Duration::from_millis(50),
+        pause_after_drop: Duration::from_millis(50),
+    };
+    c.shutdown_grace = Duration::from_secs(5);
+    c
+}
+
+pub fn start_runner(config: RunnerConfig, registry: Registry) -> RunnerHandle {
+    let descriptor = ExtensionDescriptor::builtin().expect("built-in descriptor");
+    Runner::new(config, registry, &descriptor, None)
+        .expect("runner builds")
+        .start()
+}
+
+/// A runner with the test extension, connected.
+pub async fn connected(sb: &Sandbox, instance: &str) -> RunnerHandle {
+    let runner = start_runner(config(sb, instance), registry());
+    assert!(
+        runner.wait_connected(Duration::from_secs(10)).await,
+        "the runner connects to the sandbox"
+    );
+    runner
+}
+
+/// Sets platform settings through the admin API.
+pub async fn platform_settings(sb: &Sandbox, settings: Value) {
+    let r = super::admin_put(sb, "platform/settings", settings).await;
+    assert!(r.status().is_success(), "settings accepted: {}", r.text().await.unwrap_or_default());
+}
+
+/// Submits a task and waits for it to finish.
+pub async fn run_task(sb: &Sandbox, spec: Value) -> Value {
+    let r = super::http()
+        .post(format!("{}/sandbox/platform/tasks?wait_ms=15000", sb.origin()))
+        .json(&spec)
+        .send()
+        .await
+        .expect("admin answers");
+    assert_eq!(r.status(), 200, "the task finished in time");
+    r.json().await.expect("task JSON")
+}
+
+/// The platform's dump.
+pub async fn platform(sb: &Sandbox) -> Value {
+    super::admin_get(sb, "platform").await
+}
+
+/// The dump's entry for a task.
+pub async fn task(sb: &Sandbox, id: &str) -> Value {
+    platform(sb).await["tasks"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["id"] == id).cloned())
+        .unwrap_or_else(|| panic!("task {id} not in the dump"))
+}
+
+/// Polls `check` on the platform dump until it holds or 15 s pass.
+pub async fn wait_for(sb: &Sandbox, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let p = platform(sb).await;
+        if check(&p) {
+            return p;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}; platform: {p:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The protocol errors the sandbox saw (none, in a conforming run).
+pub async fn protocol_errors(sb: &Sandbox) -> Vec<Value> {
+    platform(sb).await["protocol_errors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
