@@ -53,7 +53,18 @@ pub enum ConnectionState {
 pub(crate) struct Delivery {
     task_id: String,
     frame: String,
+    /// `success`, `skip` or `fail`: the platform will not deliver the task again on purpose.
+    last: bool,
 }
+
+/// How long a final result is kept to answer a repeated delivery of its task.
+///
+/// After a reconnect the platform may deliver again a task whose result it had not yet
+/// received when it decided to. Answering that delivery with the result already computed,
+/// rather than running the handler twice, keeps one task one run. The window is short so a
+/// person who resubmits a failed task later gets a real run.
+pub const REANSWER_WINDOW: Duration = Duration::from_secs(60);
+const REANSWER_CAPACITY: usize = 10_000;
 
 /// How a connection ended.
 enum End {
@@ -76,6 +87,9 @@ pub(crate) struct Session {
     shutdown_sent: bool,
     /// When the session stops trying to deliver, once it is stopping.
     deadline: Option<Instant>,
+    /// Final results sent recently, by task id, oldest first.
+    answered: HashMap<String, (String, Instant)>,
+    answered_order: VecDeque<String>,
 }
 
 /// What a session left undone when it ended.
@@ -104,6 +118,8 @@ impl Session {
                 state,
                 shutdown_sent: false,
                 deadline: None,
+                answered: HashMap::new(),
+                answered_order: VecDeque::new(),
             },
             state_rx,
         )
@@ -329,6 +345,9 @@ impl Session {
                     .stats
                     .results_sent
                     .fetch_add(1, Ordering::Relaxed);
+                if d.last {
+                    self.remember(d.task_id, d.frame);
+                }
             }
             self.note_stop();
             if let Some(reason) = self.shared.stopping() {
@@ -439,6 +458,30 @@ impl Session {
         }
     }
 
+    /// Keeps a final result for [`REANSWER_WINDOW`].
+    fn remember(&mut self, task_id: String, frame: String) {
+        let now = Instant::now();
+        while let Some(oldest) = self.answered_order.front() {
+            let expired = self
+                .answered
+                .get(oldest)
+                .is_none_or(|(_, at)| now.duration_since(*at) > REANSWER_WINDOW);
+            if !expired && self.answered_order.len() < REANSWER_CAPACITY {
+                break;
+            }
+            if let Some(id) = self.answered_order.pop_front() {
+                self.answered.remove(&id);
+            }
+        }
+        if self
+            .answered
+            .insert(task_id.clone(), (frame, now))
+            .is_none()
+        {
+            self.answered_order.push_back(task_id);
+        }
+    }
+
     fn on_task(&mut self, task: Task) {
         self.shared
             .stats
@@ -457,6 +500,23 @@ impl Session {
             info!(task_id = %id, "task delivered again while in flight; not run twice");
             return;
         }
+        if let Some((frame, at)) = self.answered.get(&id)
+            && at.elapsed() <= REANSWER_WINDOW
+        {
+            self.shared
+                .stats
+                .duplicates_ignored
+                .fetch_add(1, Ordering::Relaxed);
+            info!(task_id = %id, "task delivered again after its result was sent; answered with that result");
+            let frame = frame.clone();
+            self.in_flight.insert(id.clone(), task.category());
+            self.unsent.push_back(Delivery {
+                task_id: id,
+                frame,
+                last: true,
+            });
+            return;
+        }
         let Some(category) = task.category() else {
             warn!(task_id = %id, category = %task.options.task_category, "task of an unknown category; answered fail");
             let output = TaskOutput {
@@ -473,6 +533,7 @@ impl Session {
             self.unsent.push_back(Delivery {
                 task_id: id,
                 frame: task.result_frame(output),
+                last: true,
             });
             return;
         };
@@ -506,9 +567,14 @@ impl Session {
                     }
                 }
             };
+            let last = matches!(
+                output.result,
+                ResultType::Success | ResultType::Skip | ResultType::Fail
+            );
             let delivery = Delivery {
                 task_id: task.options.task_id.clone(),
                 frame: task.result_frame(output),
+                last,
             };
             match results.try_send(delivery) {
                 Ok(()) => {}

@@ -59,7 +59,11 @@ pub fn routes() -> Router<AppState> {
         .route("/sandbox/platform/setup", put(update_setup))
         .route("/sandbox/platform/shutdown", post(platform_shutdown))
         .route("/sandbox/platform/drop", post(platform_drop))
-        .route("/sandbox/platform/send", post(platform_send))
+        .route(
+            "/sandbox/platform/send",
+            // Big enough for frames over the protocol's 2 MiB limit, to test runners with.
+            post(platform_send).layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024)),
+        )
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -295,16 +299,13 @@ async fn put_platform_settings(
     let Value::Object(patch) = patch else {
         return Err(bad("the body must be a JSON object of settings"));
     };
-    let mut current =
-        serde_json::to_value(app.platform().settings()).unwrap_or_else(|_| json!({}));
+    let mut current = serde_json::to_value(app.platform().settings()).unwrap_or_else(|_| json!({}));
     for (k, v) in patch {
         current[k] = v;
     }
     let settings: PlatformSettings =
         serde_json::from_value(current).map_err(|e| bad(e.to_string()))?;
-    app.platform()
-        .set_settings(settings.clone())
-        .map_err(bad)?;
+    app.platform().set_settings(settings.clone()).map_err(bad)?;
     Ok(Json(settings))
 }
 
@@ -344,7 +345,7 @@ async fn submit_task(
     {
         return Ok(Json(task).into_response());
     }
-    let task = app.platform().task(&id).unwrap_or(Value::Null);
+    let task = app.platform().task_dump(&id).unwrap_or(Value::Null);
     Ok((StatusCode::ACCEPTED, Json(task)).into_response())
 }
 
@@ -357,7 +358,9 @@ async fn fire_schedule(
         .platform()
         .trigger_schedule(&id)
         .map_err(|e| ApiError::not_found("Schedule", &e))?;
-    Ok(Json(app.platform().task(&task_id).unwrap_or(Value::Null)))
+    Ok(Json(
+        app.platform().task_dump(&task_id).unwrap_or(Value::Null),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -395,7 +395,9 @@ impl Dataset {
 
     /// The extension the platform side serves.
     pub fn extension(&self) -> ExtensionSetup {
-        self.extension.clone().unwrap_or_else(ExtensionSetup::fallback)
+        self.extension
+            .clone()
+            .unwrap_or_else(ExtensionSetup::fallback)
     }
 
     pub fn account(&self, id: &str) -> Option<&Account> {

@@ -66,10 +66,12 @@ async fn websocket(
     ws: WebSocketUpgrade,
 ) -> Response {
     let runner_type = query.get("runner_type").cloned();
-    if let Err(refusal) =
-        app.platform()
-            .check_upgrade(&environment, &actor.key_name, actor.role, runner_type.as_deref())
-    {
+    if let Err(refusal) = app.platform().check_upgrade(
+        &environment,
+        &actor.key_name,
+        actor.role,
+        runner_type.as_deref(),
+    ) {
         let status =
             StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return ApiError::new(status, "EAAS_001", refusal.message).into_response();
@@ -134,14 +136,18 @@ async fn list_event_definitions(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = CollectionQuery::parse(&EVENT_DEFINITIONS_DEF, query.as_deref(), app.config().limits())?;
+    let q = CollectionQuery::parse(
+        &EVENT_DEFINITIONS_DEF,
+        query.as_deref(),
+        app.config().limits(),
+    )?;
     Ok(q.run(event_definitions()).into_response())
 }
 
 async fn get_event_definition(Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     event_definitions()
         .into_iter()
-        .find(|d| d["id"].to_string() == id || d["type"] == id.as_str())
+        .find(|d| d["id"].as_u64().is_some_and(|n| n.to_string() == id) || d["type"] == id.as_str())
         .map(Json)
         .ok_or_else(|| ApiError::not_found("Event definition", &id))
 }

@@ -31,15 +31,26 @@ use super::dataset::{ExtensionSetup, Role};
 use super::store::{SandboxEvent, timestamp};
 use crate::secret::Secret;
 
-/// The event types the sandbox knows: `(type, name, category, group, statuses, collection,
-/// resource)`. Statuses as Connect's event definitions list them.
-pub const EVENT_TYPES: &[(&str, &str, &str, &str, &[&str], Option<(&str, &str)>)] = &[
-    (
-        "usage_file_request_processing",
-        "Usage File Request Processing",
-        "background",
-        "Usage",
-        &[
+/// An event type the sandbox knows, as Connect's event definitions describe it.
+#[derive(Debug, Clone, Copy)]
+pub struct EventType {
+    pub event_type: &'static str,
+    pub name: &'static str,
+    pub category: &'static str,
+    pub group: &'static str,
+    /// The object statuses the event can be subscribed for.
+    pub statuses: &'static [&'static str],
+    /// `(collection, resource)` the runner loads the object from (background events).
+    pub endpoints: Option<(&'static str, &'static str)>,
+}
+
+pub const EVENT_TYPES: &[EventType] = &[
+    EventType {
+        event_type: "usage_file_request_processing",
+        name: "Usage File Request Processing",
+        category: "background",
+        group: "Usage",
+        statuses: &[
             "draft",
             "uploading",
             "uploaded",
@@ -51,40 +62,40 @@ pub const EVENT_TYPES: &[(&str, &str, &str, &str, &[&str], Option<(&str, &str)>)
             "accepted",
             "closed",
         ],
-        Some(("usage/files", "usage/files/{pk}")),
-    ),
-    (
-        "part_usage_file_request_processing",
-        "Part Usage File Request Processing",
-        "background",
-        "Usage",
-        &["draft", "ready", "closed", "failed"],
-        None,
-    ),
-    (
-        "product_action_execution",
-        "Product Action Execution",
-        "interactive",
-        "Product",
-        &[],
-        None,
-    ),
-    (
-        "product_custom_event_processing",
-        "Product Custom Event Processing",
-        "interactive",
-        "Product",
-        &[],
-        None,
-    ),
-    (
-        "scheduled_execution",
-        "Scheduled Execution",
-        "scheduled",
-        "Scheduled",
-        &[],
-        None,
-    ),
+        endpoints: Some(("usage/files", "usage/files/{pk}")),
+    },
+    EventType {
+        event_type: "part_usage_file_request_processing",
+        name: "Part Usage File Request Processing",
+        category: "background",
+        group: "Usage",
+        statuses: &["draft", "ready", "closed", "failed"],
+        endpoints: None,
+    },
+    EventType {
+        event_type: "product_action_execution",
+        name: "Product Action Execution",
+        category: "interactive",
+        group: "Product",
+        statuses: &[],
+        endpoints: None,
+    },
+    EventType {
+        event_type: "product_custom_event_processing",
+        name: "Product Custom Event Processing",
+        category: "interactive",
+        group: "Product",
+        statuses: &[],
+        endpoints: None,
+    },
+    EventType {
+        event_type: "scheduled_execution",
+        name: "Scheduled Execution",
+        category: "scheduled",
+        group: "Scheduled",
+        statuses: &[],
+        endpoints: None,
+    },
 ];
 
 /// The filter template of the event definitions the sandbox sends.
@@ -95,11 +106,11 @@ pub fn event_definitions() -> Vec<Json> {
     EVENT_TYPES
         .iter()
         .enumerate()
-        .map(|(i, (t, name, category, group, statuses, _))| {
+        .map(|(i, e)| {
             json!({
-                "id": i + 1, "source": "system", "type": t, "name": name,
-                "description": format!("{name} event."), "category": category, "group": group,
-                "extension_type": "products", "object_statuses": statuses,
+                "id": i + 1, "source": "system", "type": e.event_type, "name": e.name,
+                "description": format!("{} event.", e.name), "category": e.category,
+                "group": e.group, "extension_type": "products", "object_statuses": e.statuses,
             })
         })
         .collect()
@@ -141,7 +152,10 @@ impl PlatformSettings {
             return Err("max_tries must be at least 1".into());
         }
         if !(self.time_scale > 0.0 && self.time_scale.is_finite()) {
-            return Err(format!("time_scale must be above 0, not {}", self.time_scale));
+            return Err(format!(
+                "time_scale must be above 0, not {}",
+                self.time_scale
+            ));
         }
         if !(self.retry_delay_s >= 0.0 && self.retry_delay_s.is_finite()) {
             return Err("retry_delay_s must be 0 or more".into());
@@ -332,6 +346,8 @@ struct TaskRecord {
     rescheduled_count: u32,
     attempts: Vec<Attempt>,
     duplicates: u32,
+    /// Later results that say something else than the recorded one.
+    conflicting: u32,
     created_at: String,
     completed_at: Option<String>,
     rescheduled_at: Option<String>,
@@ -567,8 +583,10 @@ impl Platform {
             && rule.action == WsAction::Refuse
         {
             let status = rule.status.unwrap_or(502);
-            inner.connection_log.push(json!({"at": now_text(), "event": "refused", "status": status,
-                "runner_type": runner_type}));
+            inner.connection_log.push(
+                json!({"at": now_text(), "event": "refused", "status": status,
+                "runner_type": runner_type}),
+            );
             return Err(Refusal {
                 status,
                 message: "Injected fault.".into(),
@@ -613,7 +631,9 @@ impl Platform {
         if let Some(rt) = &runner_type
             && !matches!(rt.as_str(), "background" | "interactive")
         {
-            problems.push(format!("runner_type {rt:?} is not background or interactive"));
+            problems.push(format!(
+                "runner_type {rt:?} is not background or interactive"
+            ));
         }
         for p in problems {
             protocol_error(&mut inner, id, None, p);
@@ -646,7 +666,12 @@ impl Platform {
             if t.state == TaskState::Processing(conn_id) {
                 t.state = TaskState::Scheduled;
                 t.not_before = now + delay;
-                if let Some(a) = t.attempts.iter_mut().rev().find(|a| a.conn == conn_id && a.output.is_none()) {
+                if let Some(a) = t
+                    .attempts
+                    .iter_mut()
+                    .rev()
+                    .find(|a| a.conn == conn_id && a.output.is_none())
+                {
                     a.lost = Some(format!("connection lost: {reason}"));
                 }
                 requeued += 1;
@@ -671,7 +696,12 @@ impl Platform {
         let frame: Json = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                protocol_error(&mut inner, conn_id, None, format!("a frame is not JSON: {e}"));
+                protocol_error(
+                    &mut inner,
+                    conn_id,
+                    None,
+                    format!("a frame is not JSON: {e}"),
+                );
                 return;
             }
         };
@@ -680,7 +710,10 @@ impl Platform {
                 &mut inner,
                 conn_id,
                 None,
-                format!("frame version is {}, 2 expected", frame.get("version").unwrap_or(&Json::Null)),
+                format!(
+                    "frame version is {}, 2 expected",
+                    frame.get("version").unwrap_or(&Json::Null)
+                ),
             );
         }
         match frame.get("message_type").and_then(Json::as_str) {
@@ -688,12 +721,19 @@ impl Platform {
             Some("task") => self.on_result(&mut inner, conn_id, &frame),
             Some("shutdown") => {
                 if !frame.get("data").is_some_and(Json::is_null) {
-                    protocol_error(&mut inner, conn_id, None, "a shutdown frame's data must be null".into());
+                    protocol_error(
+                        &mut inner,
+                        conn_id,
+                        None,
+                        "a shutdown frame's data must be null".into(),
+                    );
                 }
                 if let Some(c) = inner.connections.get_mut(&conn_id) {
                     c.draining = true;
                 }
-                inner.connection_log.push(json!({"at": now_text(), "event": "runner_shutdown", "connection": conn_id}));
+                inner.connection_log.push(
+                    json!({"at": now_text(), "event": "runner_shutdown", "connection": conn_id}),
+                );
                 info!(connection = conn_id, "runner announced it is stopping");
             }
             other => protocol_error(
@@ -708,7 +748,12 @@ impl Platform {
     /// A binary frame from a runner: not part of the protocol.
     pub fn on_binary(&self, conn_id: u64) {
         let mut inner = self.lock();
-        protocol_error(&mut inner, conn_id, None, "a binary frame: the protocol is JSON text".into());
+        protocol_error(
+            &mut inner,
+            conn_id,
+            None,
+            "a binary frame: the protocol is JSON text".into(),
+        );
     }
 
     fn on_setup_request(&self, inner: &mut Inner, conn_id: u64, frame: &Json) {
@@ -718,7 +763,10 @@ impl Platform {
         for p in problems {
             protocol_error(inner, conn_id, None, p);
         }
-        let runner_type = inner.connections.get(&conn_id).and_then(|c| c.runner_type.clone());
+        let runner_type = inner
+            .connections
+            .get(&conn_id)
+            .and_then(|c| c.runner_type.clone());
         if fatal {
             // Connect refuses a setup it cannot read; the runner sees the connection close.
             if let Some(c) = inner.connections.get(&conn_id) {
@@ -734,7 +782,11 @@ impl Platform {
                         (
                             k.clone(),
                             v.as_array()
-                                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                                .map(|a| {
+                                    a.iter()
+                                        .filter_map(|s| s.as_str().map(str::to_owned))
+                                        .collect()
+                                })
                                 .unwrap_or_default(),
                         )
                     })
@@ -753,7 +805,9 @@ impl Platform {
             }
         }
         if let Some(rule) = Platform::fault(inner, WsPoint::Setup, runner_type.as_deref()) {
-            inner.connection_log.push(json!({"at": now_text(), "event": "setup_fault",
+            inner
+                .connection_log
+                .push(json!({"at": now_text(), "event": "setup_fault",
                 "connection": conn_id, "action": rule.action}));
             if rule.action == WsAction::Drop
                 && let Some(c) = inner.connections.get(&conn_id)
@@ -773,16 +827,33 @@ impl Platform {
 
     fn on_result(&self, inner: &mut Inner, conn_id: u64, frame: &Json) {
         let data = &frame["data"];
-        let task_id = data["options"]["task_id"].as_str().unwrap_or_default().to_owned();
-        let runner_type = inner.connections.get(&conn_id).and_then(|c| c.runner_type.clone());
+        let task_id = data["options"]["task_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let runner_type = inner
+            .connections
+            .get(&conn_id)
+            .and_then(|c| c.runner_type.clone());
         if let Some(rule) = Platform::fault(inner, WsPoint::Result, runner_type.as_deref()) {
-            inner.connection_log.push(json!({"at": now_text(), "event": "result_fault",
+            inner
+                .connection_log
+                .push(json!({"at": now_text(), "event": "result_fault",
                 "connection": conn_id, "task_id": task_id, "action": rule.action}));
-            if let Some(&i) = inner.task_index.get(&task_id)
-                && let Some(a) = inner.tasks[i].attempts.iter_mut().rev().find(|a| a.output.is_none())
-            {
-                a.lost = Some("result lost (injected fault)".into());
+            // The platform never saw this result: the delivery counts as lost, and the task
+            // goes out again (after the reconnect, when the connection is dropped too).
+            let delay = Duration::from_millis(inner.settings.redelivery_delay_ms);
+            if let Some(&i) = inner.task_index.get(&task_id) {
+                let t = &mut inner.tasks[i];
+                if let Some(a) = t.attempts.iter_mut().rev().find(|a| a.output.is_none()) {
+                    a.lost = Some("result lost (injected fault)".into());
+                }
+                if matches!(t.state, TaskState::Processing(_)) {
+                    t.state = TaskState::Scheduled;
+                    t.not_before = Instant::now() + delay;
+                }
             }
+            self.wake.notify_one();
             if rule.action == WsAction::Drop
                 && let Some(c) = inner.connections.get(&conn_id)
             {
@@ -792,7 +863,12 @@ impl Platform {
         }
         inner.results_received += 1;
         let Some(&index) = inner.task_index.get(&task_id) else {
-            protocol_error(inner, conn_id, Some(&task_id), "a result for a task the platform never sent".into());
+            protocol_error(
+                inner,
+                conn_id,
+                Some(&task_id),
+                "a result for a task the platform never sent".into(),
+            );
             return;
         };
         let problems = {
@@ -811,7 +887,18 @@ impl Platform {
         let t = &mut inner.tasks[index];
         if t.state.is_final() {
             t.duplicates += 1;
-            warn!(task_id = %task_id, "a second result for a finished task");
+            let same = |o: &Json| {
+                ["result", "data", "countdown", "message"]
+                    .iter()
+                    .map(|k| o[*k].clone())
+                    .collect::<Vec<_>>()
+            };
+            if t.final_output.as_ref().map(same) != Some(same(&data["output"])) {
+                t.conflicting += 1;
+                warn!(task_id = %task_id, "a second, different result for a finished task");
+            } else {
+                debug!(task_id = %task_id, "a second, identical result for a finished task");
+            }
             return;
         }
         let output = data["output"].clone();
@@ -821,7 +908,9 @@ impl Platform {
                 a.answered_at = Some(at.clone());
                 a.output = Some(output.clone());
                 if a.conn != conn_id {
-                    a.lost = Some(format!("answered on connection {conn_id} after a reconnect"));
+                    a.lost = Some(format!(
+                        "answered on connection {conn_id} after a reconnect"
+                    ));
                 }
             }
             None => t.attempts.push(Attempt {
@@ -875,7 +964,7 @@ impl Platform {
         if t.state.is_final() {
             t.completed_at = Some(at);
             t.final_output = Some(output);
-            let view = task_json(t, &inner.extension, &inner.account);
+            let view = task_dump(t, &inner.extension, &inner.account);
             let t = &mut inner.tasks[index];
             for w in t.waiters.drain(..) {
                 let _ = w.send(view.clone());
@@ -959,7 +1048,9 @@ impl Platform {
             .schedules
             .iter_mut()
             .find(|s| s["id"] == schedule_id)
-            && let Some(events) = s.as_object_mut().map(|o| o.entry("events").or_insert(json!({})))
+            && let Some(events) = s
+                .as_object_mut()
+                .map(|o| o.entry("events").or_insert(json!({})))
             && let Some(events) = events.as_object_mut()
         {
             events.insert("last_triggered".into(), json!({"at": at}));
@@ -1019,7 +1110,10 @@ impl Platform {
             let frame = json!({"version": 2, "message_type": "task", "data": {
                 "options": t.options, "input": t.input, "output": null, "model_type": "task"}})
             .to_string();
-            let runner_type = inner.connections.get(&conn_id).and_then(|c| c.runner_type.clone());
+            let runner_type = inner
+                .connections
+                .get(&conn_id)
+                .and_then(|c| c.runner_type.clone());
             let fault = Platform::fault(&mut inner, WsPoint::Task, runner_type.as_deref());
             let Some(c) = inner.connections.get_mut(&conn_id) else {
                 continue;
@@ -1083,7 +1177,9 @@ impl Platform {
                 n += 1;
             }
         }
-        inner.connection_log.push(json!({"at": now_text(), "event": event, "connections": ids}));
+        inner
+            .connection_log
+            .push(json!({"at": now_text(), "event": event, "connections": ids}));
         n
     }
 
@@ -1100,10 +1196,17 @@ impl Platform {
             let (value, secure) = match v {
                 Json::String(s) => (s.clone(), None),
                 Json::Object(o) => (
-                    o.get("value").and_then(Json::as_str).unwrap_or_default().to_owned(),
+                    o.get("value")
+                        .and_then(Json::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
                     o.get("secure").and_then(Json::as_bool),
                 ),
-                other => return Err(format!("variable {name}: give a string or {{value, secure}}, not {other}")),
+                other => {
+                    return Err(format!(
+                        "variable {name}: give a string or {{value, secure}}, not {other}"
+                    ));
+                }
             };
             match inner.variables.iter_mut().find(|x| x.name == *name) {
                 Some(x) => {
@@ -1137,7 +1240,12 @@ impl Platform {
 
     /// Connect's view of a schedule.
     pub fn schedule(&self, id: &str) -> Option<Json> {
-        self.lock().extension.schedules.iter().find(|s| s["id"] == id).cloned()
+        self.lock()
+            .extension
+            .schedules
+            .iter()
+            .find(|s| s["id"] == id)
+            .cloned()
     }
 
     pub fn schedules(&self) -> Vec<Json> {
@@ -1169,6 +1277,13 @@ impl Platform {
         Some(task_json(&inner.tasks[i], &inner.extension, &inner.account))
     }
 
+    /// The admin view of a task, with its deliveries and final output.
+    pub fn task_dump(&self, id: &str) -> Option<Json> {
+        let inner = self.lock();
+        let i = *inner.task_index.get(id)?;
+        Some(task_dump(&inner.tasks[i], &inner.extension, &inner.account))
+    }
+
     /// The whole platform side, for the admin API: connections, subscriptions, variables
     /// (secure values hidden), tasks with every delivery and answer, protocol errors.
     pub fn dump(&self) -> Json {
@@ -1186,21 +1301,7 @@ impl Platform {
         let tasks: Vec<Json> = inner
             .tasks
             .iter()
-            .map(|t| {
-                let mut j = task_json(t, &inner.extension, &inner.account);
-                j["deliveries"] = Json::Array(
-                    t.attempts
-                        .iter()
-                        .map(|a| {
-                            json!({"connection": a.conn, "instance": a.instance, "delivered_at": a.delivered_at,
-                                   "answered_at": a.answered_at, "output": a.output, "lost": a.lost})
-                        })
-                        .collect(),
-                );
-                j["duplicate_results"] = json!(t.duplicates);
-                j["final_output"] = t.final_output.clone().unwrap_or(Json::Null);
-                j
-            })
+            .map(|t| task_dump(t, &inner.extension, &inner.account))
             .collect();
         json!({
             "extension": {"service_id": inner.extension.service_id, "environment": inner.extension.environment.id},
@@ -1232,11 +1333,16 @@ impl Platform {
 
 fn protocol_error(inner: &mut Inner, conn_id: u64, task_id: Option<&str>, error: String) {
     warn!(connection = conn_id, task_id = task_id.unwrap_or("-"), %error, "runner protocol error");
-    inner.protocol_errors.push(json!({"at": now_text(), "connection": conn_id, "task_id": task_id, "error": error}));
+    inner
+        .protocol_errors
+        .push(json!({"at": now_text(), "connection": conn_id, "task_id": task_id, "error": error}));
 }
 
 fn add_task(inner: &mut Inner, spec: TaskSpec) -> Result<usize, String> {
-    if !matches!(spec.category.as_str(), "background" | "interactive" | "scheduled") {
+    if !matches!(
+        spec.category.as_str(),
+        "background" | "interactive" | "scheduled"
+    ) {
         return Err(format!(
             "category {:?} is not background, interactive or scheduled",
             spec.category
@@ -1247,7 +1353,12 @@ fn add_task(inner: &mut Inner, spec: TaskSpec) -> Result<usize, String> {
     }
     let seq = inner.next_task;
     inner.next_task += 1;
-    let id = format!("TQ-{:03}-{:03}-{:03}", seq / 1_000_000 % 1000, seq / 1000 % 1000, seq % 1000);
+    let id = format!(
+        "TQ-{:03}-{:03}-{:03}",
+        seq / 1_000_000 % 1000,
+        seq / 1000 % 1000,
+        seq % 1000
+    );
     let correlation_id = correlation(&mut inner.rng);
     let connect_correlation_id = spec
         .connect_correlation_id
@@ -1258,7 +1369,8 @@ fn add_task(inner: &mut Inner, spec: TaskSpec) -> Result<usize, String> {
         "reply_to": null, "api_key": spec.api_key, "installation_id": spec.installation_id,
         "connect_correlation_id": connect_correlation_id,
     });
-    let input = json!({"event_type": spec.event_type, "object_id": spec.object_id, "data": spec.data});
+    let input =
+        json!({"event_type": spec.event_type, "object_id": spec.object_id, "data": spec.data});
     let record = TaskRecord {
         id: id.clone(),
         category: spec.category,
@@ -1271,6 +1383,7 @@ fn add_task(inner: &mut Inner, spec: TaskSpec) -> Result<usize, String> {
         rescheduled_count: 0,
         attempts: Vec::new(),
         duplicates: 0,
+        conflicting: 0,
         created_at: now_text(),
         completed_at: None,
         rescheduled_at: None,
@@ -1309,9 +1422,25 @@ fn task_json(t: &TaskRecord, ext: &ExtensionSetup, account: &(String, String)) -
         "retry_count": t.retry_count,
         "rescheduled_count": t.rescheduled_count,
         "runtime_total": t.runtime_total_ms,
-        "result": t.final_output.as_ref().map(|o| o["result"].clone()),
-        "data": t.final_output.as_ref().map(|o| o["data"].clone()),
     })
+}
+
+/// The admin view of a task: Connect's view plus every delivery and answer.
+fn task_dump(t: &TaskRecord, ext: &ExtensionSetup, account: &(String, String)) -> Json {
+    let mut j = task_json(t, ext, account);
+    j["deliveries"] = Json::Array(
+        t.attempts
+            .iter()
+            .map(|a| {
+                json!({"connection": a.conn, "instance": a.instance, "delivered_at": a.delivered_at,
+                       "answered_at": a.answered_at, "output": a.output, "lost": a.lost})
+            })
+            .collect(),
+    );
+    j["duplicate_results"] = json!(t.duplicates);
+    j["conflicting_results"] = json!(t.conflicting);
+    j["final_output"] = t.final_output.clone().unwrap_or(Json::Null);
+    j
 }
 
 /// The `setup_response` frame for the current state.
@@ -1323,10 +1452,10 @@ fn setup_response(inner: &Inner) -> String {
         .unwrap_or_default();
     let definitions: Vec<Json> = EVENT_TYPES
         .iter()
-        .filter(|(t, ..)| subscribed.iter().any(|s| s == t))
-        .filter_map(|(t, _, _, _, _, endpoints)| {
-            endpoints.map(|(collection, resource)| {
-                json!({"event_type": t, "api_collection_endpoint": collection,
+        .filter(|e| subscribed.iter().any(|s| s == e.event_type))
+        .filter_map(|e| {
+            e.endpoints.map(|(collection, resource)| {
+                json!({"event_type": e.event_type, "api_collection_endpoint": collection,
                        "api_resource_endpoint": resource, "api_collection_filter": STATUS_FILTER_TEMPLATE})
             })
         })
@@ -1397,18 +1526,26 @@ fn check_setup_request(data: &Json) -> Vec<String> {
         None => p.push("event_subscriptions must be an object".into()),
         Some(subs) => {
             for (event, statuses) in subs {
-                let known = EVENT_TYPES.iter().find(|(t, ..)| t == event);
+                let known = EVENT_TYPES.iter().find(|e| e.event_type == event);
                 let Some(list) = statuses.as_array() else {
-                    p.push(format!("event_subscriptions.{event} must be a list of statuses"));
+                    p.push(format!(
+                        "event_subscriptions.{event} must be a list of statuses"
+                    ));
                     continue;
                 };
                 match known {
-                    None => p.push(format!("event_subscriptions names unknown event type {event}")),
-                    Some((_, _, _, _, allowed, _)) => {
+                    None => p.push(format!(
+                        "event_subscriptions names unknown event type {event}"
+                    )),
+                    Some(EventType {
+                        statuses: allowed, ..
+                    }) => {
                         for s in list {
                             match s.as_str() {
                                 Some(s) if allowed.contains(&s) => {}
-                                _ => p.push(format!("event_subscriptions.{event}: {s} is not a status of this event")),
+                                _ => p.push(format!(
+                                    "event_subscriptions.{event}: {s} is not a status of this event"
+                                )),
                             }
                         }
                         if !allowed.is_empty() && list.is_empty() {
@@ -1424,7 +1561,9 @@ fn check_setup_request(data: &Json) -> Vec<String> {
         Some(vars) => {
             for (i, v) in vars.iter().enumerate() {
                 if !v["name"].is_string() || !v["initial_value"].is_string() {
-                    p.push(format!("variables[{i}] needs a name and a string initial_value"));
+                    p.push(format!(
+                        "variables[{i}] needs a name and a string initial_value"
+                    ));
                 }
                 if v.get("secure").is_some_and(|s| !s.is_boolean()) {
                     p.push(format!("variables[{i}].secure must be a boolean"));
@@ -1455,7 +1594,9 @@ fn check_setup_request(data: &Json) -> Vec<String> {
         Some(Json::Array(a)) => {
             for x in a {
                 if !matches!(x.as_str(), Some("vendor" | "distributor" | "reseller")) {
-                    p.push(format!("audience {x} is not vendor, distributor or reseller"));
+                    p.push(format!(
+                        "audience {x} is not vendor, distributor or reseller"
+                    ));
                 }
             }
         }
@@ -1488,10 +1629,12 @@ fn check_result(data: &Json, t: &TaskRecord) -> Vec<String> {
             p.push(format!("output has no {key}"));
         }
     }
-    if let Some(extra) = out
-        .keys()
-        .find(|k| !matches!(k.as_str(), "result" | "data" | "countdown" | "runtime" | "message"))
-    {
+    if let Some(extra) = out.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "result" | "data" | "countdown" | "runtime" | "message"
+        )
+    }) {
         p.push(format!("output has an unknown key {extra}"));
     }
     let result = out.get("result").and_then(Json::as_str).unwrap_or_default();
@@ -1508,7 +1651,11 @@ fn check_result(data: &Json, t: &TaskRecord) -> Vec<String> {
         }
         _ => {}
     }
-    if !out.get("runtime").and_then(Json::as_f64).is_some_and(|r| r >= 0.0) {
+    if !out
+        .get("runtime")
+        .and_then(Json::as_f64)
+        .is_some_and(|r| r >= 0.0)
+    {
         p.push("output.runtime must be a number of seconds".into());
     }
     match out.get("message") {
@@ -1519,21 +1666,28 @@ fn check_result(data: &Json, t: &TaskRecord) -> Vec<String> {
         }
         Some(Json::String(m)) => {
             if m.chars().count() > 4000 {
-                p.push(format!("message of {} characters (4000 at most)", m.chars().count()));
+                p.push(format!(
+                    "message of {} characters (4000 at most)",
+                    m.chars().count()
+                ));
             }
         }
         Some(other) => p.push(format!("output.message must be text, not {other}")),
     }
     if t.category == "interactive" {
         let event = t.input["event_type"].as_str().unwrap_or_default();
-        let http = matches!(event, "product_action_execution" | "product_custom_event_processing");
+        let http = matches!(
+            event,
+            "product_action_execution" | "product_custom_event_processing"
+        );
         match out.get("data") {
-            Some(Json::Object(d)) => {
-                if !d.get("http_status").is_some_and(Json::is_u64) {
-                    p.push("interactive output.data needs an http_status".into());
-                }
+            Some(Json::Object(d)) if !d.get("http_status").is_some_and(Json::is_u64) => {
+                p.push("interactive output.data needs an http_status".into());
             }
-            _ if result == "success" || http => p.push("interactive output needs data {http_status, headers, body}".into()),
+            Some(Json::Object(_)) => {}
+            _ if result == "success" || http => {
+                p.push("interactive output needs data {http_status, headers, body}".into())
+            }
             _ => {}
         }
     } else if !out.get("data").is_none_or(Json::is_null) {
@@ -1551,7 +1705,10 @@ mod tests {
         let defs = event_definitions();
         assert_eq!(defs.len(), EVENT_TYPES.len());
         assert_eq!(defs[0]["type"], "usage_file_request_processing");
-        assert_eq!(defs[0]["object_statuses"].as_array().map(Vec::len), Some(10));
+        assert_eq!(
+            defs[0]["object_statuses"].as_array().map(Vec::len),
+            Some(10)
+        );
     }
 
     #[test]

@@ -5,9 +5,13 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use connect_usage::registry::{EventHandler, ExtensionDescriptor, HandlerFuture, Registry, Schedulable, Variable};
+use connect_usage::registry::{
+    EventHandler, ExtensionDescriptor, HandlerFuture, Registry, Schedulable, Variable,
+};
 use connect_usage::runner::backoff::ReconnectPolicy;
-use connect_usage::runner::{HandlerError, Outcome, Runner, RunnerConfig, RunnerHandle, TaskContext};
+use connect_usage::runner::{
+    HandlerError, Outcome, Runner, RunnerConfig, RunnerHandle, TaskContext,
+};
 use connect_usage::sandbox::Sandbox;
 use serde_json::{Value, json};
 
@@ -69,9 +73,16 @@ async fn act(behaviour: &str) -> Result<Outcome, HandlerError> {
 
 /// `product_custom_event_processing`: `data.action` picks what it does.
 async fn custom_event(ctx: TaskContext, data: Value) -> Result<Outcome, HandlerError> {
-    record(&ctx, json!({"event": "custom", "task": ctx.task.task_id, "data": data}));
+    record(
+        &ctx,
+        json!({"event": "custom", "task": ctx.task.task_id, "data": data}),
+    );
     match data["action"].as_str().unwrap_or("echo") {
-        "echo" => Ok(Outcome::respond(200, Some(json!({"X-Test": "1"})), Some(data))),
+        "echo" => Ok(Outcome::respond(
+            200,
+            Some(json!({"X-Test": "1"})),
+            Some(data),
+        )),
         "config" => {
             let vars: serde_json::Map<String, Value> = ctx
                 .config
@@ -79,17 +90,27 @@ async fn custom_event(ctx: TaskContext, data: Value) -> Result<Outcome, HandlerE
                 .filter(|n| !ctx.config.is_secure(n))
                 .map(|n| (n.to_owned(), json!(ctx.config.get(n))))
                 .collect();
-            Ok(Outcome::respond(200, None, Some(json!({"variables": vars,
-                "secure": ctx.config.names().filter(|n| ctx.config.is_secure(n)).collect::<Vec<_>>()}))))
+            Ok(Outcome::respond(
+                200,
+                None,
+                Some(json!({"variables": vars,
+                "secure": ctx.config.names().filter(|n| ctx.config.is_secure(n)).collect::<Vec<_>>()})),
+            ))
         }
         "call_api" => {
             let n = ctx.client.count_raw("/marketplaces", "").await?;
-            Ok(Outcome::respond(200, None, Some(json!({"marketplaces": n}))))
+            Ok(Outcome::respond(
+                200,
+                None,
+                Some(json!({"marketplaces": n})),
+            ))
         }
         "installation" => Ok(Outcome::respond(
             200,
             None,
-            Some(json!({"installation": ctx.installation, "has_client": ctx.installation_client.is_some()})),
+            Some(
+                json!({"installation": ctx.installation, "has_client": ctx.installation_client.is_some()}),
+            ),
         )),
         "refuse" => Ok(Outcome::respond_fail(
             422,
@@ -112,7 +133,10 @@ async fn usage_file(ctx: TaskContext, file: Value) -> Result<Outcome, HandlerErr
 
 /// The schedulable `report_monthly_usage` (the dataset's schedule runs it).
 async fn scheduled(ctx: TaskContext, schedule: Value) -> Result<Outcome, HandlerError> {
-    record(&ctx, json!({"event": "scheduled", "task": ctx.task.task_id, "schedule": schedule["id"]}));
+    record(
+        &ctx,
+        json!({"event": "scheduled", "task": ctx.task.task_id, "schedule": schedule["id"]}),
+    );
     act(&behaviour(&ctx.environment.instance_id)).await
 }
 
@@ -172,7 +196,9 @@ pub fn registry() -> Registry {
 /// A runner configuration for the sandbox with short timings.
 pub fn config(sb: &Sandbox, instance: &str) -> RunnerConfig {
     let ext = sb.state().dataset().extension();
-    let key = sb.key("extension").expect("the dataset has the extension key");
+    let key = sb
+        .key("extension")
+        .expect("the dataset has the extension key");
     let mut c = RunnerConfig::local(&sb.origin(), &key, &ext.environment.id, instance)
         .expect("valid runner config");
     c.timings.handshake_timeout = Duration::from_secs(2);
@@ -208,13 +234,20 @@ pub async fn connected(sb: &Sandbox, instance: &str) -> RunnerHandle {
 /// Sets platform settings through the admin API.
 pub async fn platform_settings(sb: &Sandbox, settings: Value) {
     let r = super::admin_put(sb, "platform/settings", settings).await;
-    assert!(r.status().is_success(), "settings accepted: {}", r.text().await.unwrap_or_default());
+    assert!(
+        r.status().is_success(),
+        "settings accepted: {}",
+        r.text().await.unwrap_or_default()
+    );
 }
 
 /// Submits a task and waits for it to finish.
 pub async fn run_task(sb: &Sandbox, spec: Value) -> Value {
     let r = super::http()
-        .post(format!("{}/sandbox/platform/tasks?wait_ms=15000", sb.origin()))
+        .post(format!(
+            "{}/sandbox/platform/tasks?wait_ms=15000",
+            sb.origin()
+        ))
         .json(&spec)
         .send()
         .await
@@ -257,4 +290,69 @@ pub async fn protocol_errors(sb: &Sandbox) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+/// POST on the sandbox's own API.
+pub async fn admin_post(sb: &Sandbox, path: &str, body: Value) -> Value {
+    let r = super::http()
+        .post(format!("{}/sandbox/{path}", sb.origin()))
+        .json(&body)
+        .send()
+        .await
+        .expect("admin answers");
+    assert!(r.status().is_success(), "admin {path}: {}", r.status());
+    r.json().await.unwrap_or(Value::Null)
+}
+
+/// Submits a task without waiting; returns its id.
+pub async fn submit(sb: &Sandbox, spec: Value) -> String {
+    let t = admin_post(sb, "platform/tasks", spec).await;
+    t["id"].as_str().expect("task id").to_owned()
+}
+
+/// Waits until a task reaches a final status and returns it.
+pub async fn finished(sb: &Sandbox, id: &str) -> Value {
+    let p = wait_for(sb, &format!("task {id} to finish"), |p| {
+        p["tasks"].as_array().into_iter().flatten().any(|t| {
+            t["id"] == id
+                && matches!(
+                    t["status"].as_str(),
+                    Some("succeeded" | "failed" | "skipped")
+                )
+        })
+    })
+    .await;
+    p["tasks"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["id"] == id).cloned())
+        .expect("task present")
+}
+
+/// A custom event task spec.
+pub fn custom(data: Value) -> Value {
+    json!({"category": "interactive", "event_type": "product_custom_event_processing",
+           "object_id": "PR-391-274-001-0001", "data": data})
+}
+
+/// The sandbox's request log.
+pub async fn requests(sb: &Sandbox) -> Vec<Value> {
+    super::admin_get(sb, "requests")
+        .await
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until the test extension's handlers were called `n` times for `instance`.
+pub async fn wait_called(instance: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while calls(instance).len() < n {
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "handlers of {instance} called {} times, {n} expected",
+                calls(instance).len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
