@@ -13,13 +13,16 @@ mod cli;
     version,
     about = "Reports pay-as-you-go usage (QT schema) to CloudBlue Connect, and emulates Connect locally.",
     long_about = "Reports pay-as-you-go usage (QT schema) from a vendor's systems to CloudBlue Connect.\n\n\
-                  `connect-usage report` reports a month of usage: one usage file per distribution contract \
-                  and product, created, uploaded and submitted exactly once.\n\
+                  `connect-usage run` runs the extension: it connects to Connect's events platform (the \
+                  official runner's environment variables) and reports usage on its monthly schedule.\n\
+                  `connect-usage report` reports a month of usage once: one usage file per distribution \
+                  contract and product, created, uploaded and submitted exactly once.\n\
                   `connect-usage sandbox` runs a local emulator of the Connect REST API (contracts, assets, \
                   products, usage files and records) and of a vendor usage API, to try the extension and to \
                   test against.",
     after_help = "Exit codes: 0 success, 1 failure while running, 2 bad arguments or configuration, \
-                  3 report partly done (records not sent or files not reported: see the summary).\n\
+                  3 report partly done (records not sent or files not reported: see the summary), \
+                  4 runner stopped with results the platform did not get.\n\
                   Logs go to stderr; RUST_LOG (e.g. RUST_LOG=debug) overrides --log-level."
 )]
 struct Cli {
@@ -53,29 +56,60 @@ enum Command {
     /// Run the local Connect API emulator until Ctrl-C.
     #[command(long_about = cli::sandbox::LONG_ABOUT)]
     Sandbox(Box<cli::sandbox::SandboxArgs>),
+    /// Run the extension: connect to Connect's events platform and handle its tasks.
+    #[command(long_about = cli::run::LONG_ABOUT)]
+    Run(Box<cli::run::RunArgs>),
+    /// Print what the extension declares: events, schedules, variables.
+    #[command(long_about = cli::describe::LONG_ABOUT)]
+    Describe(cli::describe::DescribeArgs),
 }
 
-fn init_logging(logging: &Logging) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&logging.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+/// Installs the log output; returns the handle that changes its filter (the runner applies
+/// the log levels the platform asks for through it).
+fn init_logging(logging: &Logging) -> cli::LogControl {
+    use tracing_subscriber::prelude::*;
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let base = from_env
+        .clone()
+        .unwrap_or_else(|| logging.log_level.clone());
+    let filter = EnvFilter::try_new(&base).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let registry = tracing_subscriber::registry().with(filter);
     match logging.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(ansi)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
+    cli::LogControl {
+        handle,
+        base,
+        pinned: from_env.is_some(),
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.logging);
+    let logs = init_logging(&cli.logging);
     let result = match cli.command {
         Command::Report(args) => cli::report::run(*args).await,
         Command::Sandbox(args) => cli::sandbox::run(*args).await,
+        Command::Run(args) => cli::run::run(*args, logs).await,
+        Command::Describe(args) => cli::describe::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,7 +1,14 @@
 //! The commands, one file each, and what they share: exit codes and errors.
 
+pub mod describe;
 pub mod report;
+pub mod run;
 pub mod sandbox;
+
+use std::sync::{Arc, Mutex};
+
+use connect_usage::runner::{LogLevelHook, LogLevels};
+use tracing_subscriber::EnvFilter;
 
 /// Everything went as asked.
 pub const EXIT_OK: u8 = 0;
@@ -11,6 +18,54 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
 /// A report that did only part of the work (records not sent, files not reported).
 pub const EXIT_PARTIAL: u8 = 3;
+/// The runner stopped with results the platform did not get (it delivers those tasks again).
+pub const EXIT_UNDELIVERED: u8 = 4;
+
+/// The log filter, changeable while the process runs.
+pub struct LogControl {
+    pub handle: tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    /// The filter given on the command line or in RUST_LOG.
+    pub base: String,
+    /// RUST_LOG was set: a person asked for these levels, the platform does not change them.
+    pub pinned: bool,
+}
+
+impl LogControl {
+    /// The hook that applies the platform's log levels: the runner's own for
+    /// `connect_usage::runner`, the extension's for the rest of `connect_usage`.
+    pub fn platform_hook(&self) -> Option<LogLevelHook> {
+        if self.pinned {
+            return None;
+        }
+        let handle = self.handle.clone();
+        let base = self.base.clone();
+        let current = Arc::new(Mutex::new(LogLevels::default()));
+        Some(Arc::new(move |levels: &LogLevels| {
+            let mut cur = current.lock().unwrap_or_else(|e| e.into_inner());
+            if levels.runner.is_some() {
+                cur.runner = levels.runner.clone();
+            }
+            if levels.extension.is_some() {
+                cur.extension = levels.extension.clone();
+            }
+            let mut directives = base.clone();
+            if let Some(l) = &cur.extension {
+                directives.push_str(&format!(",connect_usage={l}"));
+            }
+            if let Some(l) = &cur.runner {
+                directives.push_str(&format!(",connect_usage::runner={l}"));
+            }
+            match EnvFilter::try_new(&directives) {
+                Ok(filter) => {
+                    if handle.reload(filter).is_ok() {
+                        tracing::info!(filter = %directives, "log levels set by the platform");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot apply the platform's log levels"),
+            }
+        }))
+    }
+}
 
 /// An error with the exit code it deserves.
 pub struct Failure {

@@ -16,7 +16,11 @@ pub const LONG_ABOUT: &str = "Run the local Connect API emulator until Ctrl-C.\n
     items, usage files and records) from a built-in vendor account or the dataset given with \
     --data, and a vendor usage API under /vendor/v1/usage, and prints their addresses and keys. Its \
     own API under /sandbox shows the state (GET /sandbox/state), injects faults (PUT \
-    /sandbox/faults) and changes settings (PUT /sandbox/config) while it runs.";
+    /sandbox/faults) and changes settings (PUT /sandbox/config) while it runs.\n\n\
+    It also plays Connect's events platform: extension runners connect to \
+    /public/v1/devops/ws/{environment}/{instance} with the dataset's extension key, and get tasks \
+    for usage file status changes, fired schedules and submitted interactive events \
+    (GET /sandbox/platform shows connections, tasks and protocol errors).";
 
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
@@ -157,6 +161,28 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
         sandbox.usage_api_url(),
         args.usage_token
     );
+    let ext = sandbox.state().dataset().extension();
+    if let Some(key) = sandbox.key(&ext.api_key) {
+        println!(
+            "\n  Events platform  ws://{}/public/v1/devops/ws/{}/<instance>  (extension {}, environment {})",
+            sandbox.addr(),
+            ext.environment.id,
+            ext.service_id,
+            ext.environment.id
+        );
+        println!(
+            "    run the extension against it:\n      API_KEY=\"ApiKey {}\" ENVIRONMENT_ID={} SERVER_ADDRESS=ws://{} connect-usage run",
+            key.expose(),
+            ext.environment.id,
+            sandbox.addr()
+        );
+        if let Some(s) = ext.schedules.first().and_then(|s| s["id"].as_str()) {
+            println!(
+                "    fire its schedule:  curl -X POST {}/sandbox/platform/schedules/{s}/fire",
+                sandbox.origin()
+            );
+        }
+    }
     if let Some((_, _, key)) = keys.first() {
         println!(
             "\n  Try:\n    curl -H \"Authorization: ApiKey {key}\" \"{api}/contracts?limit=5\""

@@ -188,6 +188,15 @@ impl RunnerHandle {
         self.shared.task_key_clients()
     }
 
+    /// Waits until the runner is asked to stop (by [`RunnerHandle::stop`] or the platform).
+    pub async fn stop_requested(&self) -> StopReason {
+        let mut rx = self.shared.stop.subscribe();
+        match rx.wait_for(Option::is_some).await {
+            Ok(r) => r.unwrap_or(StopReason::Requested),
+            Err(_) => StopReason::Requested,
+        }
+    }
+
     pub fn is_finished(&self) -> bool {
         self.join.is_finished()
     }

@@ -141,6 +141,8 @@ pub struct Outcome {
 #[derive(Debug, Clone, PartialEq)]
 enum OutcomeKind {
     Done,
+    /// Processed, with a message (scheduled tasks show it as the task's output).
+    DoneWith(String),
     Skip(String),
     Fail(String),
     Reschedule(u64),
@@ -163,6 +165,14 @@ impl Outcome {
     pub fn done() -> Outcome {
         Outcome {
             kind: OutcomeKind::Done,
+        }
+    }
+
+    /// Processed (`success`), with a message for the task's output. Sent with scheduled
+    /// tasks only: the platform expects no message with a background success.
+    pub fn done_with_message(message: impl Into<String>) -> Outcome {
+        Outcome {
+            kind: OutcomeKind::DoneWith(message.into()),
         }
     }
 
@@ -228,7 +238,7 @@ impl Outcome {
     /// The result type this outcome sends.
     pub fn result(&self) -> ResultType {
         match &self.kind {
-            OutcomeKind::Done => ResultType::Success,
+            OutcomeKind::Done | OutcomeKind::DoneWith(_) => ResultType::Success,
             OutcomeKind::Skip(_) => ResultType::Skip,
             OutcomeKind::Fail(_) => ResultType::Fail,
             OutcomeKind::Reschedule(_) => ResultType::Reschedule,
@@ -266,10 +276,13 @@ impl Outcome {
                 ));
             }
             (OutcomeKind::Skip(m) | OutcomeKind::Fail(m), _) => out.message = Some(m),
-            (OutcomeKind::Done, TaskCategory::Interactive) => {
+            (OutcomeKind::Done | OutcomeKind::DoneWith(_), TaskCategory::Interactive) => {
                 out.data = Some(interactive_data(200, None, None));
             }
-            (OutcomeKind::Done, _) => {}
+            (OutcomeKind::DoneWith(m), TaskCategory::Scheduled) => {
+                out.message = Some(truncate_message(&m));
+            }
+            (OutcomeKind::Done | OutcomeKind::DoneWith(_), _) => {}
             (
                 OutcomeKind::Respond {
                     http_status,

@@ -1,0 +1,79 @@
+//! `connect-usage run`: the extension in production, connected to Connect's events platform.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use connect_usage::registry::Registry;
+use connect_usage::runner::config::InstanceIdSource;
+use connect_usage::runner::{Runner, RunnerConfig, StopReason};
+use tracing::{info, warn};
+
+use super::{EXIT_OK, EXIT_UNDELIVERED, Failure, LogControl, config_error, run_error};
+
+pub const LONG_ABOUT: &str = "Run the extension: connect to Connect's events platform and \
+    handle its tasks until stopped.\n\n\
+    Configured, like Connect's official runner, by environment variables:\n  \
+    API_KEY          the environment's API key (ApiKey SU-...:...)\n  \
+    ENVIRONMENT_ID   the extension environment (ENV-...)\n  \
+    INSTANCE_ID      this instance (default: the container id, else a random id)\n  \
+    SERVER_ADDRESS   the platform host (default api.cnct.info); ws://host:port for a local platform\n  \
+    API_ADDRESS      the REST API host (default: SERVER_ADDRESS)\n  \
+    HTTP_PROXY, HTTPS_PROXY   an http:// proxy for ws:// and wss://\n  \
+    BACKGROUND_TASK_MAX_EXECUTION_TIME, INTERACTIVE_TASK_MAX_EXECUTION_TIME,\n  \
+    SCHEDULED_TASK_MAX_EXECUTION_TIME   seconds (300, 120, 43200)\n  \
+    TASK_CONCURRENCY          tasks run at once per session (64)\n  \
+    SHUTDOWN_GRACE_SECONDS    time running tasks get after SIGTERM (30)\n\n\
+    The extension's own settings (USAGE_SOURCE, USAGE_SOURCE_TOKEN, REPORT_CONCURRENCY) are \
+    variables set in Connect; the platform sends them. On SIGTERM or Ctrl-C the runner tells the \
+    platform, finishes running tasks within the grace period, delivers their results and exits 0 \
+    (4 if some results could not be delivered; the platform delivers those tasks again).\n\n\
+    To try it locally: `connect-usage sandbox`, then the API_KEY, ENVIRONMENT_ID and \
+    SERVER_ADDRESS it prints.";
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Connect with ws:// when SERVER_ADDRESS has no scheme (the official runner's -u).
+    #[arg(short = 'u', long)]
+    unsecure: bool,
+    /// An extension.json to use instead of the one built in.
+    #[arg(long, env = "EXTENSION_JSON")]
+    extension_json: Option<PathBuf>,
+}
+
+pub async fn run(args: RunArgs, logs: LogControl) -> Result<u8, Failure> {
+    let config = RunnerConfig::from_lookup(
+        |name| {
+            if name == "UNSECURE" && args.unsecure {
+                Some("1".into())
+            } else {
+                std::env::var(name).ok()
+            }
+        },
+        InstanceIdSource::System,
+    )
+    .map_err(config_error)?;
+    let descriptor = super::describe::load_descriptor(args.extension_json.as_deref())?;
+    let registry = Registry::collect().map_err(config_error)?;
+    let runner = Runner::new(config, registry, &descriptor, logs.platform_hook())
+        .map_err(config_error)?
+        .start();
+    tokio::select! {
+        _ = connect_usage::sandbox::wait_for_signal() => {
+            info!("stop requested: finishing running tasks");
+            runner.stop();
+        }
+        // The platform's shutdown ends the runner without a signal.
+        _ = runner.stop_requested() => {}
+    }
+    let report = runner.wait().await;
+    match (report.reason, report.undelivered.is_empty()) {
+        (_, false) => {
+            warn!(tasks = ?report.undelivered, "stopped with undelivered results");
+            Ok(EXIT_UNDELIVERED)
+        }
+        (Some(StopReason::Platform | StopReason::Requested), true) => Ok(EXIT_OK),
+        (None, true) => Err(run_error(anyhow::anyhow!(
+            "the runner ended without a stop request"
+        ))),
+    }
+}

@@ -1,0 +1,88 @@
+//! The `report_monthly_usage` schedulable: the QT pipeline on a schedule.
+//!
+//! The usage source comes from the extension's variables (`USAGE_SOURCE`, the secure
+//! `USAGE_SOURCE_TOKEN`, `REPORT_CONCURRENCY`); the month is the schedule's `parameter.period`
+//! (`YYYY-MM`) or else the previous month. A run that is interrupted, retried or run twice
+//! reports nothing twice: files are found again by their deterministic external id.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::runner::{HandlerError, Outcome, TaskContext};
+use crate::usage::config::{REPORT_CONCURRENCY, ReportSettings, USAGE_SOURCE, USAGE_SOURCE_TOKEN};
+use crate::usage::{Period, PollPolicy, ReportOptions, RunResult, report};
+
+crate::schedulable! {
+    method: "report_monthly_usage",
+    name: "Report monthly usage",
+    description: "Reports the previous month's pay-as-you-go usage (QT) to the providers: one usage file per distribution contract and product, created, uploaded and submitted once.",
+    handler: report_monthly_usage,
+}
+
+crate::variable! { name: USAGE_SOURCE, initial_value: "", secure: false }
+crate::variable! { name: USAGE_SOURCE_TOKEN, initial_value: "", secure: true }
+crate::variable! { name: REPORT_CONCURRENCY, initial_value: "4", secure: false }
+
+/// How long to wait before a run with failed groups tries them again.
+const AGAIN_AFTER: u64 = 600;
+
+/// Runs the QT pipeline for the schedule's month.
+pub async fn report_monthly_usage(
+    ctx: TaskContext,
+    schedule: Value,
+) -> Result<Outcome, HandlerError> {
+    let settings = match ReportSettings::from_lookup(|name| ctx.config.get(name).map(str::to_owned))
+    {
+        Ok(s) => s,
+        // A person must set the variables: trying again changes nothing.
+        Err(e) => {
+            return Ok(Outcome::fail(format!(
+                "The extension's variables are not usable: {e}"
+            )));
+        }
+    };
+    let period = match schedule["parameter"]["period"].as_str() {
+        Some(text) => match text.parse::<Period>() {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(Outcome::fail(format!(
+                    "The schedule's parameter.period {text:?} is not a month: {e}"
+                )));
+            }
+        },
+        None => Period::previous_month(chrono::Utc::now()),
+    };
+    let source = match settings.source.open() {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(Outcome::fail(format!(
+                "The usage source cannot be used: {e}"
+            )));
+        }
+    };
+    let options = ReportOptions {
+        period,
+        concurrency: settings.concurrency,
+        dry_run: false,
+        out_dir: None,
+        poll: PollPolicy {
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(120),
+        },
+        interrupt_after: None,
+    };
+    // Source and catalog failures are errors: the platform runs the task again, and the run
+    // resumes from Connect's state.
+    let summary = report(&ctx.client, source.as_ref(), &options).await?;
+    info!(summary = %summary.one_line(), "monthly usage report done");
+    if summary.result == RunResult::Failed || summary.groups.failed > 0 {
+        warn!(
+            failed = summary.groups.failed,
+            "some usage files failed; the task runs again later"
+        );
+        return Ok(Outcome::reschedule(AGAIN_AFTER));
+    }
+    Ok(Outcome::done_with_message(summary.one_line()))
+}
