@@ -11,6 +11,7 @@
 
 pub mod connect;
 pub mod handlers;
+pub mod logging;
 pub mod registry;
 pub mod rql;
 pub mod runner;

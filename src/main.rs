@@ -77,7 +77,9 @@ fn init_logging(logging: &Logging) -> cli::LogControl {
     let filter = EnvFilter::try_new(&base).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(connect_usage::logging::secret_safe_filter());
     match logging.log_format {
         LogFormat::Text => registry
             .with(

@@ -216,3 +216,172 @@ fn report_help_names_the_variables() {
         assert!(text.contains(name), "{name} in {text}");
     }
 }
+
+#[test]
+fn describe_prints_the_declarations() {
+    let out = run(&["describe"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for part in [
+        "report_monthly_usage",
+        "USAGE_SOURCE",
+        "USAGE_SOURCE_TOKEN = (secure)",
+        "readme:",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+    let out = run(&["describe", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["setup_request"]["model_type"], "setup_request");
+    assert_eq!(
+        v["setup_request"]["schedulables"][0]["method"],
+        "report_monthly_usage"
+    );
+    let bad = std::env::temp_dir().join(format!("cu-ext-{}.json", std::process::id()));
+    std::fs::write(&bad, r#"{"name": "x", "description": "", "version": "1"}"#).expect("write");
+    let out = run(&["describe", "--extension-json", bad.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("readme_url"));
+}
+
+#[test]
+fn run_without_its_settings_exits_2_naming_them() {
+    let out = std::process::Command::new(BIN)
+        .arg("run")
+        .env_remove("API_KEY")
+        .env_remove("ENVIRONMENT_ID")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("API_KEY"));
+    let out = std::process::Command::new(BIN)
+        .arg("run")
+        .env("API_KEY", "SU-1:x")
+        .env_remove("ENVIRONMENT_ID")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ENVIRONMENT_ID"));
+}
+
+/// The production path: `connect-usage run` against the sandbox's platform, the monthly
+/// schedule fired twice (the second run reports nothing again), then SIGTERM.
+#[tokio::test]
+async fn run_reports_on_schedule_and_stops_cleanly_on_sigterm() {
+    use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
+    let sb = Sandbox::start(SandboxConfig {
+        runtime: RuntimeConfig {
+            usage_records: 300,
+            ..RuntimeConfig::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox");
+    let ext = sb.state().dataset().extension();
+    let key = sb.key(&ext.api_key).expect("extension key");
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .env("API_KEY", format!("ApiKey {}", key.expose()))
+        .env("ENVIRONMENT_ID", &ext.environment.id)
+        .env("SERVER_ADDRESS", format!("ws://{}", sb.addr()))
+        .env("INSTANCE_ID", "cli-run")
+        .env("SHUTDOWN_GRACE_SECONDS", "5")
+        .env_remove("API_ADDRESS")
+        // Everything, down to the websocket library's frames: no secret may show.
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let logs = tokio::spawn(async move {
+        let mut all = String::new();
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let platform = sb.state().platform();
+    let connected = async {
+        loop {
+            let p = platform.dump();
+            let ready = p["connections"]
+                .as_array()
+                .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["setup_done"] == true));
+            if ready {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), connected)
+        .await
+        .expect("the runner connects");
+    let schedule = ext.schedules[0]["id"].as_str().expect("id").to_owned();
+    let mut outputs = Vec::new();
+    for _ in 0..2 {
+        let (_, task) = platform.trigger_schedule(&schedule).expect("fired");
+        let done = async {
+            loop {
+                let t = platform.task(&task).expect("task");
+                if t["status"] != "scheduled" && t["status"] != "processing" {
+                    return t;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let t = tokio::time::timeout(Duration::from_secs(30), done)
+            .await
+            .expect("the report ran");
+        assert_eq!(t["status"], "succeeded", "{t:#}");
+        outputs.push(t["output"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(
+        outputs[0].contains("complete") && !outputs[0].contains(" 0 files created"),
+        "{}",
+        outputs[0]
+    );
+    assert!(outputs[1].contains(" 0 files created"), "{}", outputs[1]);
+    let files = sb.state().store().files.len();
+    assert!(files > 0);
+    assert!(
+        sb.state()
+            .store()
+            .files
+            .iter()
+            .all(|f| f.status.as_str() == "pending")
+    );
+
+    let pid = child.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+    let logs = logs.await.expect("logs");
+    let log = platform.dump()["connection_log"].clone();
+    let shutdowns = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .filter(|e| e["event"] == "runner_shutdown")
+        .count();
+    assert_eq!(shutdowns, 2, "{log:#}");
+    assert!(logs.contains("monthly usage report done"), "{logs}");
+    assert!(!logs.contains(key.expose()), "the key is not logged");
+    assert!(
+        !logs.contains(sb.usage_token().expose()),
+        "the usage token is not logged"
+    );
+    assert_eq!(platform.dump()["protocol_errors"], serde_json::json!([]));
+    sb.shutdown().await;
+}
