@@ -9,6 +9,7 @@ RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo build --release --locked \
     && rm -rf src target/release/.fingerprint/connect-usage-*
 COPY src ./src
+COPY extension.json ./
 RUN cargo build --release --locked
 
 FROM debian:bookworm-slim
@@ -17,9 +18,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home connect-usage
 COPY --from=build /src/target/release/connect-usage /usr/local/bin/connect-usage
-COPY extension.json /etc/connect-usage/extension.json
 USER connect-usage
-EXPOSE 8080
 ENTRYPOINT ["connect-usage"]
-# Until the runner lands (`connect-usage run`), the image serves the sandbox.
-CMD ["sandbox", "--listen", "0.0.0.0:8080"]
+# The extension, configured by API_KEY, ENVIRONMENT_ID, SERVER_ADDRESS... (see README.md).
+# `docker run IMAGE sandbox --listen 0.0.0.0:8080` serves the sandbox instead.
+CMD ["run"]

@@ -231,6 +231,10 @@ pub enum RegistryError {
     VariableName { name: String },
     #[error("event handler {name} declares an empty event type")]
     EmptyEventType { name: String },
+    #[error(
+        "event handler {name} handles background event {event_type} without statuses: list the object statuses it handles"
+    )]
+    NoStatuses { name: String, event_type: String },
     #[error("event handler {name} lists status {status:?} twice")]
     DuplicateStatus { name: String, status: String },
 }
@@ -275,6 +279,14 @@ impl Registry {
             if e.event_type.trim().is_empty() {
                 return Err(RegistryError::EmptyEventType {
                     name: e.name.to_owned(),
+                });
+            }
+            // The platform checks a background object's status before the handler runs; with
+            // no statuses that check cannot be made and every task would be retried forever.
+            if is_background_event(e.event_type) && e.statuses.is_empty() {
+                return Err(RegistryError::NoStatuses {
+                    name: e.name.to_owned(),
+                    event_type: e.event_type.to_owned(),
                 });
             }
             for (i, s) in e.statuses.iter().enumerate() {
@@ -483,6 +495,12 @@ impl Registry {
     }
 }
 
+/// Whether an event type is a background one (an object in a status): Connect names them all
+/// `..._request_processing` (asset, tier config, listing, tier account and usage file events).
+pub fn is_background_event(event_type: &str) -> bool {
+    event_type.ends_with("_request_processing")
+}
+
 /// Connect's rule for variable names: a letter, then letters, digits or `_`.
 fn valid_variable_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -633,6 +651,16 @@ mod tests {
         assert!(matches!(
             Registry::new([], [], [v, v]),
             Err(RegistryError::DuplicateVariable { .. })
+        ));
+        let bare = EventHandler {
+            event_type: "usage_file_request_processing",
+            statuses: &[],
+            name: "a::bare",
+            handler: call,
+        };
+        assert!(matches!(
+            Registry::new([bare], [], []),
+            Err(RegistryError::NoStatuses { .. })
         ));
         let bad = Variable {
             name: "1X",

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::runner::{
     self as rt, USAGE_STATUSES, admin_post, calls, config, connected, custom, finished, platform,
     platform_settings, protocol_errors, requests, run_task, set_behaviour, start_runner, submit,
-    wait_for,
+    task, wait_for,
 };
 use connect_usage::registry::{ExtensionDescriptor, HookContext, StartupHook};
 use connect_usage::runner::{ConnectionState, LogLevels, Runner, RunnerType, StopReason};
@@ -234,7 +234,8 @@ async fn c02_c03_upgrade_headers_ping_then_setup_request() {
     assert_eq!(v["data"]["model_type"], "setup_request");
     assert_eq!(
         v["data"]["event_subscriptions"],
-        json!({"product_custom_event_processing": [], "usage_file_request_processing": USAGE_STATUSES})
+        json!({"asset_purchase_request_validation": ["draft"], "product_action_execution": [],
+               "product_custom_event_processing": [], "usage_file_request_processing": USAGE_STATUSES})
     );
     assert_eq!(
         v["data"]["schedulables"][0]["method"],
@@ -341,12 +342,18 @@ async fn c05_c06_refused_upgrades_are_retried() {
         loop {
             let s = states.borrow_and_update().clone();
             match s {
-                ConnectionState::Waiting { retry_in, error } => {
+                ConnectionState::Waiting {
+                    retry_in,
+                    error,
+                    maintenance,
+                } => {
                     assert!(
                         retry_in <= Duration::from_millis(300),
                         "capped: {retry_in:?}"
                     );
-                    saw_502 |= error.contains("502");
+                    assert!(error.contains("502"), "{error}");
+                    assert!(maintenance, "a 502 is maintenance");
+                    saw_502 = true;
                 }
                 ConnectionState::Connected => return,
                 _ => {}
@@ -377,8 +384,12 @@ async fn c05_c06_refused_upgrades_are_retried() {
     let mut failures = 0;
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
-            if let ConnectionState::Waiting { error, .. } = states.borrow_and_update().clone() {
+            if let ConnectionState::Waiting {
+                error, maintenance, ..
+            } = states.borrow_and_update().clone()
+            {
                 assert!(error.contains("401"), "{error}");
+                assert!(!maintenance, "a 401 is not maintenance");
                 failures += 1;
             }
             if states.changed().await.is_err() {
@@ -509,6 +520,7 @@ async fn c09_task_api_key_for_background_calls() {
     );
     assert_eq!(runner.task_key_clients(), 1);
     runner.stop_and_wait().await;
+    no_errors(protocol_errors(&sb).await);
 }
 
 // 10. A background handler that fails, panics or overruns its limit: retry with the reason.
@@ -777,16 +789,34 @@ async fn c15_result_frame_shape() {
 async fn c16_results_survive_a_dropped_connection() {
     let sb = common::start().await;
     let runner = connected(&sb, "c16").await;
-    let id = submit(&sb, custom(json!({"action": "sleep:600"}))).await;
+    let id = submit(&sb, custom(json!({"action": "sleep:400"}))).await;
     rt::wait_called("c16", 1).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The connection drops and the platform refuses reconnections until the handler is
+    // done: its result is produced while disconnected.
+    let r = common::admin_put(
+        &sb,
+        "platform/faults",
+        json!([{"at": "upgrade", "action": "refuse", "status": 503, "runner_type": "interactive"}]),
+    )
+    .await;
+    assert!(r.status().is_success());
     admin_post(&sb, "platform/drop", json!({"runner_type": "interactive"})).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        task(&sb, &id).await["status"],
+        "scheduled",
+        "not answered while disconnected"
+    );
+    let r = common::http()
+        .delete(format!("{}/sandbox/platform/faults", sb.origin()))
+        .send()
+        .await
+        .expect("faults cleared");
+    assert!(r.status().is_success());
     let t = finished(&sb, &id).await;
     assert_eq!(t["status"], "succeeded", "{t:#}");
     assert_eq!(t["conflicting_results"], 0);
-    // The platform may have delivered the task again before the kept result reached it:
-    // the runner answers that delivery with the same result instead of running it again.
-    assert!(t["duplicate_results"].as_u64() <= Some(1), "{t:#}");
+    assert_eq!(t["duplicate_results"], 0, "delivered once: {t:#}");
     assert_eq!(
         calls("c16").len(),
         1,
@@ -824,13 +854,11 @@ async fn c17_platform_shutdown_with_a_task_in_flight() {
         .find(|t| t["id"] == late.as_str())
         .cloned()
         .expect("late");
-    assert!(
-        matches!(
-            late_task["status"].as_str(),
-            Some("scheduled" | "processing")
-        ),
-        "{late_task}"
+    assert_eq!(
+        late_task["status"], "scheduled",
+        "not delivered to a runner told to stop"
     );
+    assert_eq!(late_task["deliveries"], json!([]));
     assert_eq!(calls("c17").len(), 1, "the late task was not taken");
     assert!(
         p["connections"].as_array().expect("conns").is_empty(),
@@ -940,7 +968,7 @@ async fn c20_later_setup_updates_config_live() {
     let r = common::admin_put(
         &sb,
         "platform/setup",
-        json!({"variables": {"GREETING": "bonjour"}, "log_level": "DEBUG"}),
+                json!({"variables": {"GREETING": "bonjour"}, "log_level": "DEBUG", "runner_log_level": "WARNING"}),
     )
     .await;
     assert!(r.status().is_success());
@@ -955,8 +983,8 @@ async fn c20_later_setup_updates_config_live() {
             .lock()
             .expect("lock")
             .iter()
-            .any(|l| l.extension.as_deref() == Some("debug")),
-        "log level applied: {:?}",
+                        .any(|l| l.extension.as_deref() == Some("debug") && l.runner.as_deref() == Some("warn")),
+        "log levels applied: {:?}",
         levels.lock().expect("lock")
     );
 
@@ -1005,7 +1033,20 @@ async fn c21_installation() {
         })
         .expect("installation read");
     assert_eq!(read["actor"], "extension", "with the environment's key");
+    let call = log
+        .iter()
+        .find(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/marketplaces"))
+        })
+        .expect("the handler's call with the installation client");
+    assert_eq!(
+        call["actor"], "vendor",
+        "the installation client acts with the task's key"
+    );
     runner.stop_and_wait().await;
+    no_errors(protocol_errors(&sb).await);
 }
 
 // 22. The extension's REST calls carry EAAS_EXT_ID, EAAS_TASK_ID, EAAS_TASK_TYPE, the
@@ -1050,6 +1091,7 @@ async fn c22_task_headers_on_rest_calls() {
         "{tp}"
     );
     runner.stop_and_wait().await;
+    no_errors(protocol_errors(&sb).await);
 }
 
 static STARTUPS: AtomicUsize = AtomicUsize::new(0);
@@ -1192,4 +1234,127 @@ async fn tasks_run_concurrently_within_the_bound() {
         "concurrent: {elapsed:?}"
     );
     runner.stop_and_wait().await;
+}
+
+// 12 and 13 for the other interactive events: a validation answers 200 with its data, and
+// fails with `data: null` on an error; a product action fails with HTTP 400 like a custom
+// event.
+#[tokio::test]
+async fn validation_and_product_action_answers() {
+    let sb = common::start().await;
+    let runner = connected(&sb, "c12b").await;
+    let spec = |event: &str, action: &str| {
+        json!({"category": "interactive", "event_type": event, "object_id": "PR-1",
+               "data": {"action": action, "asset": {"id": "AS-1"}}})
+    };
+    let t = run_task(&sb, spec("asset_purchase_request_validation", "echo")).await;
+    assert_eq!(t["status"], "succeeded");
+    assert_eq!(t["final_output"]["data"]["http_status"], 200);
+    assert_eq!(t["final_output"]["data"]["body"]["asset"]["id"], "AS-1");
+    let t = run_task(&sb, spec("asset_purchase_request_validation", "error")).await;
+    assert_eq!(t["status"], "failed");
+    assert_eq!(
+        t["final_output"]["data"],
+        Value::Null,
+        "validations fail without data"
+    );
+    let t = run_task(&sb, spec("product_action_execution", "panic")).await;
+    assert_eq!(t["status"], "failed");
+    assert_eq!(t["final_output"]["data"]["http_status"], 400);
+    runner.stop_and_wait().await;
+    no_errors(protocol_errors(&sb).await);
+}
+
+// A handler's answer over the platform's 2 MiB message limit is not sent as such (the
+// platform would drop the connection and deliver the task again, forever): it is answered
+// fail, and the session stays up.
+#[tokio::test]
+async fn oversized_answers_become_a_fail() {
+    let sb = common::start().await;
+    let runner = connected(&sb, "huge").await;
+    let t = run_task(
+        &sb,
+        json!({"category": "interactive", "event_type": "product_action_execution", "object_id": "PR-1",
+               "data": {"action": "huge"}}),
+    )
+    .await;
+    assert_eq!(t["status"], "failed");
+    assert!(
+        t["final_output"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("byte limit")),
+        "{t:#}"
+    );
+    assert_eq!(
+        runner.stats().connections.load(Ordering::Relaxed),
+        2,
+        "no reconnect"
+    );
+    runner.stop_and_wait().await;
+    no_errors(protocol_errors(&sb).await);
+}
+
+// A stop while the platform cannot be reached ends within the grace period and the flush
+// window, reporting the results it could not deliver instead of waiting on backoff.
+#[tokio::test]
+async fn stop_while_disconnected_keeps_its_deadline() {
+    let sb = common::start().await;
+    let mut c = config(&sb, "cutoff");
+    c.shutdown_grace = Duration::from_millis(300);
+    c.timings.flush_window = Duration::from_millis(300);
+    c.timings.reconnect.max_delay = Duration::from_secs(300);
+    c.timings.reconnect.initial = Duration::from_secs(60);
+    let runner = start_runner(c, rt::registry());
+    assert!(runner.wait_connected(Duration::from_secs(10)).await);
+    let id = submit(&sb, custom(json!({"action": "sleep:100"}))).await;
+    rt::wait_called("cutoff", 1).await;
+    let r = common::admin_put(
+        &sb,
+        "platform/faults",
+        json!([{"at": "upgrade", "action": "refuse", "status": 503}]),
+    )
+    .await;
+    assert!(r.status().is_success());
+    admin_post(&sb, "platform/drop", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = tokio::time::Instant::now();
+    let report = runner.stop_and_wait().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        report.undelivered,
+        [id],
+        "the kept result is reported, not silently lost"
+    );
+}
+
+// A dataset schedule with `sandbox_fire_after_seconds` fires by itself once a runner is set up.
+#[tokio::test]
+async fn dataset_schedules_can_fire_by_themselves() {
+    let mut dataset = connect_usage::sandbox::Dataset::default_account();
+    if let Some(ext) = dataset.extension.as_mut() {
+        ext.schedules[0]["sandbox_fire_after_seconds"] = json!(0.2);
+    }
+    let sb = connect_usage::sandbox::Sandbox::start(connect_usage::sandbox::SandboxConfig {
+        dataset,
+        ..connect_usage::sandbox::SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox");
+    let runner = connected(&sb, "autofire").await;
+    let p = wait_for(&sb, "the schedule to fire", |p| {
+        p["tasks"][0]["status"] == "succeeded"
+    })
+    .await;
+    assert_eq!(p["tasks"][0]["object"]["category"], "scheduled");
+    assert_eq!(calls("autofire").len(), 1);
+    runner.stop_and_wait().await;
+    assert_eq!(
+        platform(&sb).await["tasks"].as_array().map(Vec::len),
+        Some(1),
+        "once"
+    );
 }

@@ -65,7 +65,15 @@ pub async fn run(args: RunArgs, logs: LogControl) -> Result<u8, Failure> {
         // The platform's shutdown ends the runner without a signal.
         _ = runner.stop_requested() => {}
     }
-    let report = runner.wait().await;
+    // A second signal means "now": whatever is still running is abandoned (the platform
+    // delivers those tasks again).
+    let report = tokio::select! {
+        report = runner.wait() => report,
+        _ = connect_usage::sandbox::wait_for_signal() => {
+            warn!("second stop signal: exiting without waiting for running tasks");
+            return Ok(EXIT_UNDELIVERED);
+        }
+    };
     match (report.reason, report.undelivered.is_empty()) {
         (_, false) => {
             warn!(tasks = ?report.undelivered, "stopped with undelivered results");

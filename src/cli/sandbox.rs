@@ -64,6 +64,13 @@ pub struct SandboxArgs {
     /// Bearer token of the vendor usage API.
     #[arg(long, env = "SANDBOX_USAGE_TOKEN", default_value = connect_usage::sandbox::vendor_api::DEFAULT_TOKEN, hide_default_value = true)]
     usage_token: String,
+    /// A PEM certificate (chain) to serve https and wss with, as Connect does; needs --tls-key.
+    /// Connect's official Python runner only speaks https to the REST API.
+    #[arg(long, env = "SANDBOX_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key.
+    #[arg(long, env = "SANDBOX_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
@@ -123,6 +130,13 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
         faults,
         seed: args.seed,
         usage_token: Secret::new(args.usage_token.clone()),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(connect_usage::sandbox::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
     })
     .await
     .map_err(|e| {
@@ -131,6 +145,7 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
                 " (the port is in use; --listen 127.0.0.1:0 picks a free one)"
             }
             std::io::ErrorKind::AddrNotAvailable => " (no such local address)",
+            std::io::ErrorKind::InvalidInput => "",
             _ => "",
         };
         config_error(anyhow::anyhow!(
@@ -140,6 +155,10 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
     })?;
 
     let api = sandbox.api_url();
+    let curl = match &args.tls_cert {
+        Some(cert) => format!("curl --cacert {}", cert.display()),
+        None => "curl".to_owned(),
+    };
     println!("connect-usage sandbox is running.\n");
     println!("  Connect API  {api}");
     println!(
@@ -164,28 +183,28 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
     let ext = sandbox.state().dataset().extension();
     if let Some(key) = sandbox.key(&ext.api_key) {
         println!(
-            "\n  Events platform  ws://{}/public/v1/devops/ws/{}/<instance>  (extension {}, environment {})",
-            sandbox.addr(),
+            "\n  Events platform  {}/public/v1/devops/ws/{}/<instance>  (extension {}, environment {})",
+            sandbox.ws_origin(),
             ext.environment.id,
             ext.service_id,
             ext.environment.id
         );
         println!(
-            "    run the extension against it:\n      API_KEY=\"ApiKey {}\" ENVIRONMENT_ID={} SERVER_ADDRESS=ws://{} connect-usage run",
+            "    run the extension against it:\n      API_KEY=\"ApiKey {}\" ENVIRONMENT_ID={} SERVER_ADDRESS={} connect-usage run",
             key.expose(),
             ext.environment.id,
-            sandbox.addr()
+            sandbox.ws_origin()
         );
         if let Some(s) = ext.schedules.first().and_then(|s| s["id"].as_str()) {
             println!(
-                "    fire its schedule:  curl -X POST {}/sandbox/platform/schedules/{s}/fire",
+                "    fire its schedule:  {curl} -X POST {}/sandbox/platform/schedules/{s}/fire",
                 sandbox.origin()
             );
         }
     }
     if let Some((_, _, key)) = keys.first() {
         println!(
-            "\n  Try:\n    curl -H \"Authorization: ApiKey {key}\" \"{api}/contracts?limit=5\""
+            "\n  Try:\n    {curl} -H \"Authorization: ApiKey {key}\" \"{api}/contracts?limit=5\""
         );
     }
     println!("\nPress Ctrl-C to stop.");

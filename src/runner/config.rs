@@ -46,6 +46,8 @@ pub struct Timings {
     pub connect_timeout: Duration,
     /// Reconnection delays.
     pub reconnect: ReconnectPolicy,
+    /// Time a stopping runner keeps trying to deliver results after the grace period.
+    pub flush_window: Duration,
 }
 
 impl Default for Timings {
@@ -56,6 +58,7 @@ impl Default for Timings {
             handshake_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             reconnect: ReconnectPolicy::default(),
+            flush_window: Duration::from_secs(10),
         }
     }
 }
@@ -175,16 +178,24 @@ impl RunnerConfig {
         let unsecure = get("UNSECURE").is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
         let server = get("SERVER_ADDRESS").unwrap_or_else(|| DEFAULT_SERVER_ADDRESS.to_owned());
         let (secure, server_host) = parse_server_address(&server, unsecure)?;
+        // REST calls carry keys: plain http only when SERVER_ADDRESS itself says ws:// or
+        // http:// (a local platform), never because of --unsecure alone.
+        let explicit_plain = matches!(
+            server.trim().split_once("://").map(|(s, _)| s),
+            Some("ws" | "http")
+        );
         let api_base_url = match get("API_ADDRESS") {
             Some(a) => api_base_url(&a).map_err(|e| config_error("API_ADDRESS", e.to_string()))?,
             None => {
-                let scheme = if secure { "https" } else { "http" };
+                let scheme = if explicit_plain { "http" } else { "https" };
                 api_base_url(&format!("{scheme}://{server_host}"))
                     .map_err(|e| config_error("SERVER_ADDRESS", e.to_string()))?
             }
         };
-        let proxy = |name: &'static str| -> Result<Option<String>, ConfigError> {
+        // Only the proxy of the scheme in use is read (and checked).
+        let proxy = |name: &'static str, used: bool| -> Result<Option<String>, ConfigError> {
             match get(name).or_else(|| get(&name.to_ascii_lowercase())) {
+                _ if !used => Ok(None),
                 None => Ok(None),
                 Some(p) => {
                     let u = reqwest::Url::parse(p.trim())
@@ -234,8 +245,8 @@ impl RunnerConfig {
             server_host,
             secure,
             api_base_url,
-            ws_proxy: proxy("HTTP_PROXY")?,
-            wss_proxy: proxy("HTTPS_PROXY")?,
+            ws_proxy: proxy("HTTP_PROXY", !secure)?,
+            wss_proxy: proxy("HTTPS_PROXY", secure)?,
             background_timeout: seconds("BACKGROUND_TASK_MAX_EXECUTION_TIME", 300)?,
             interactive_timeout: seconds("INTERACTIVE_TASK_MAX_EXECUTION_TIME", 120)?,
             scheduled_timeout: seconds("SCHEDULED_TASK_MAX_EXECUTION_TIME", 43_200)?,
@@ -481,6 +492,25 @@ mod tests {
         ])
         .expect_err("socks");
         assert_eq!(e.name, "HTTPS_PROXY");
+        assert!(
+            read(&[
+                ("API_KEY", "k"),
+                ("ENVIRONMENT_ID", "E"),
+                ("HTTP_PROXY", "socks5://p:1080")
+            ])
+            .is_ok(),
+            "the ws:// proxy is not used with wss://"
+        );
+        let c =
+            read(&[("API_KEY", "k"), ("ENVIRONMENT_ID", "E"), ("UNSECURE", "1")]).expect("valid");
+        assert!(
+            c.ws_url(RunnerType::Background, 0, 0)
+                .starts_with("ws://api.cnct.info/")
+        );
+        assert_eq!(
+            c.api_base_url, "https://api.cnct.info/public/v1",
+            "REST stays https"
+        );
         let e = read(&[("API_KEY", "k"), ("ENVIRONMENT_ID", "E/x")]).expect_err("path");
         assert_eq!(e.name, "ENVIRONMENT_ID");
     }

@@ -47,7 +47,7 @@ impl Failure {
                 limit.as_secs()
             ),
             Failure::Stopped => {
-                "the runner stopped before the handler finished; the task must be run again".into()
+                "the runner stopped before the task finished; it must be run again".into()
             }
         }
     }
@@ -56,7 +56,7 @@ impl Failure {
 /// The output of a failed task: `retry` for background and scheduled tasks, `fail` for
 /// interactive ones (with `data` carrying HTTP 400 and the message for product actions and
 /// custom events).
-fn failure_output(
+pub(crate) fn failure_output(
     category: TaskCategory,
     event_type: &str,
     message: &str,
@@ -136,7 +136,21 @@ async fn run(
     category: TaskCategory,
 ) -> TaskOutput {
     let event_type = info.event_type.clone();
-    match prepare(shared, task, &info, category).await {
+    // The runner may have been told to stop while this task waited for its turn.
+    if shared.stopping().is_some() {
+        return failure_output(
+            category,
+            &event_type,
+            &Failure::Stopped.message(category),
+            0.0,
+        );
+    }
+    let mut grace_over = shared.grace_over.subscribe();
+    let prepared = tokio::select! {
+        p = prepare(shared, task, &info, category) => p,
+        _ = grace_over.wait_for(|over| *over) => Err(Prepared::Failed(Failure::Stopped)),
+    };
+    match prepared {
         Err(Prepared::Answer(output)) => output,
         Err(Prepared::Failed(f)) => {
             failure_output(category, &event_type, &f.message(category), 0.0)

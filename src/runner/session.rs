@@ -20,15 +20,12 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use super::backoff::Backoff;
+use super::backoff::{Backoff, FailureKind};
 use super::config::RunnerType;
 use super::dispatch::execute;
 use super::protocol::{Incoming, ResultType, Task, TaskCategory, TaskOutput, shutdown_frame};
 use super::shared::{Shared, StopReason};
 use super::transport::{self, ConnectFailure, MAX_MESSAGE, Socket};
-
-/// Time a stopping session keeps trying to deliver results after the grace period.
-const FLUSH_WINDOW: Duration = Duration::from_secs(10);
 
 /// What a session is doing, for callers and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,10 +36,12 @@ pub enum ConnectionState {
     },
     /// Connected and set up.
     Connected,
-    /// Waiting before the next attempt.
+    /// Waiting before the next attempt; `maintenance` when the platform answered 502 (the
+    /// longer retry budget applies).
     Waiting {
         retry_in: Duration,
         error: String,
+        maintenance: bool,
     },
     /// Told to stop: finishing tasks and delivering results.
     Stopping,
@@ -53,8 +52,9 @@ pub enum ConnectionState {
 pub(crate) struct Delivery {
     task_id: String,
     frame: String,
-    /// `success`, `skip` or `fail`: the platform will not deliver the task again on purpose.
-    last: bool,
+    /// The output of a `success`, `skip` or `fail` result (the platform will not deliver the
+    /// task again on purpose), kept to answer a repeated delivery.
+    last: Option<TaskOutput>,
 }
 
 /// How long a final result is kept to answer a repeated delivery of its task.
@@ -88,7 +88,7 @@ pub(crate) struct Session {
     /// When the session stops trying to deliver, once it is stopping.
     deadline: Option<Instant>,
     /// Final results sent recently, by task id, oldest first.
-    answered: HashMap<String, (String, Instant)>,
+    answered: HashMap<String, (TaskOutput, Instant)>,
     answered_order: VecDeque<String>,
 }
 
@@ -138,7 +138,16 @@ impl Session {
                 }
                 attempt += 1;
                 self.state.send_replace(ConnectionState::Connecting { attempt });
-                match self.connect().await {
+                                let attempt_result = match self.deadline {
+                    None => self.connect().await,
+                    Some(deadline) => {
+                        match tokio::time::timeout_at(deadline.into(), self.connect()).await {
+                            Ok(r) => r,
+                            Err(_) => break,
+                        }
+                    }
+                };
+                match attempt_result {
                     Ok((socket, first)) => {
                         attempt = 0;
                         backoff.reset();
@@ -158,9 +167,10 @@ impl Session {
                                     self.shared.config.timings.reconnect.pause_after_drop
                                 };
                                 warn!(%reason, pause_ms = pause.as_millis() as u64, "connection lost; reconnecting");
-                                self.state.send_replace(ConnectionState::Waiting {
+                                                                self.state.send_replace(ConnectionState::Waiting {
                                     retry_in: pause,
                                     error: reason,
+                                    maintenance: false,
                                 });
                                 self.pause(pause, &mut stop_rx).await;
                             }
@@ -177,9 +187,10 @@ impl Session {
                         if wait.cycle_ended {
                             warn!("reconnection attempts used up their time budget; starting a new cycle");
                         }
-                        self.state.send_replace(ConnectionState::Waiting {
+                                                self.state.send_replace(ConnectionState::Waiting {
                             retry_in: wait.delay,
                             error: failure.to_string(),
+                            maintenance: failure.kind() == FailureKind::Maintenance,
                         });
                         self.pause(wait.delay, &mut stop_rx).await;
                     }
@@ -209,7 +220,11 @@ impl Session {
     /// Notices a stop request and sets the delivery deadline.
     fn note_stop(&mut self) {
         if self.deadline.is_none() && self.shared.stopping().is_some() {
-            self.deadline = Some(Instant::now() + self.shared.config.shutdown_grace + FLUSH_WINDOW);
+            self.deadline = Some(
+                Instant::now()
+                    + self.shared.config.shutdown_grace
+                    + self.shared.config.timings.flush_window,
+            );
             self.state.send_replace(ConnectionState::Stopping);
         }
     }
@@ -224,13 +239,20 @@ impl Session {
 
     /// Sleeps, waking early when a stop leaves nothing to deliver.
     async fn pause(&mut self, delay: Duration, stop_rx: &mut watch::Receiver<Option<StopReason>>) {
-        let until = tokio::time::Instant::now() + delay;
+        let mut until = tokio::time::Instant::now() + delay;
+        if let Some(d) = self.deadline {
+            until = until.min(d.into());
+        }
         tokio::select! {
             _ = tokio::time::sleep_until(until) => {}
             changed = stop_rx.changed() => {
                 self.note_stop();
-                if changed.is_ok() && !self.drained() {
-                    // Stopping with results to deliver: keep the backoff's pace.
+                                if changed.is_ok() && !self.drained() {
+                    // Stopping with results to deliver: keep the backoff's pace, within the
+                    // time left.
+                    if let Some(d) = self.deadline {
+                        until = until.min(d.into());
+                    }
                     tokio::time::sleep_until(until).await;
                 }
             }
@@ -262,10 +284,13 @@ impl Session {
     async fn handshake(&mut self, socket: &mut Socket) -> Result<Vec<String>, String> {
         let limit = self.shared.config.timings.handshake_timeout;
         let mut early = Vec::new();
-        socket
-            .send(Message::Ping(b"connect-usage".to_vec().into()))
-            .await
-            .map_err(|e| format!("cannot send the first ping: {e}"))?;
+        send_within(
+            socket,
+            Message::Ping(b"connect-usage".to_vec().into()),
+            limit,
+        )
+        .await
+        .map_err(|e| format!("cannot send the first ping: {e}"))?;
         let pong = transport::within(limit, async {
             while let Some(msg) = socket.next().await {
                 match msg {
@@ -288,10 +313,13 @@ impl Session {
             }
             Some(r) => r?,
         }
-        socket
-            .send(Message::text(self.shared.setup_frame.clone()))
-            .await
-            .map_err(|e| format!("cannot send the setup request: {e}"))?;
+        send_within(
+            socket,
+            Message::text(self.shared.setup_frame.clone()),
+            limit,
+        )
+        .await
+        .map_err(|e| format!("cannot send the setup request: {e}"))?;
         if !early.is_empty() {
             return Ok(early);
         }
@@ -323,6 +351,9 @@ impl Session {
         first: Vec<String>,
         stop_rx: &mut watch::Receiver<Option<StopReason>>,
     ) -> End {
+        // Each connection is told the runner is stopping (the platform may have reconnected it).
+        self.shutdown_sent = false;
+        let send_limit = self.shared.config.timings.pong_timeout;
         for text in first {
             self.on_text(&text);
         }
@@ -335,7 +366,9 @@ impl Session {
         let mut pong_deadline: Option<tokio::time::Instant> = None;
         loop {
             while let Some(d) = self.unsent.pop_front() {
-                if let Err(e) = socket.send(Message::text(d.frame.clone())).await {
+                if let Err(e) =
+                    send_within(&mut socket, Message::text(d.frame.clone()), send_limit).await
+                {
                     self.unsent.push_front(d);
                     return End::Lost(format!("cannot send a result: {e}"));
                 }
@@ -345,14 +378,16 @@ impl Session {
                     .stats
                     .results_sent
                     .fetch_add(1, Ordering::Relaxed);
-                if d.last {
-                    self.remember(d.task_id, d.frame);
+                if let Some(output) = d.last {
+                    self.remember(d.task_id, output);
                 }
             }
             self.note_stop();
             if let Some(reason) = self.shared.stopping() {
                 if reason == StopReason::Requested && !self.shutdown_sent {
-                    if let Err(e) = socket.send(Message::text(shutdown_frame())).await {
+                    if let Err(e) =
+                        send_within(&mut socket, Message::text(shutdown_frame()), send_limit).await
+                    {
                         return End::Lost(format!("cannot send shutdown: {e}"));
                     }
                     self.shutdown_sent = true;
@@ -403,7 +438,7 @@ impl Session {
                     Some(Ok(_)) => {}
                 },
                 _ = ping.tick() => {
-                    if let Err(e) = socket.send(Message::Ping(b"keep-alive".to_vec().into())).await {
+                    if let Err(e) = send_within(&mut socket, Message::Ping(b"keep-alive".to_vec().into()), send_limit).await {
                         return End::Lost(format!("cannot send a ping: {e}"));
                     }
                     if pong_deadline.is_none() {
@@ -459,7 +494,7 @@ impl Session {
     }
 
     /// Keeps a final result for [`REANSWER_WINDOW`].
-    fn remember(&mut self, task_id: String, frame: String) {
+    fn remember(&mut self, task_id: String, output: TaskOutput) {
         let now = Instant::now();
         while let Some(oldest) = self.answered_order.front() {
             let expired = self
@@ -475,7 +510,7 @@ impl Session {
         }
         if self
             .answered
-            .insert(task_id.clone(), (frame, now))
+            .insert(task_id.clone(), (output, now))
             .is_none()
         {
             self.answered_order.push_back(task_id);
@@ -500,7 +535,7 @@ impl Session {
             info!(task_id = %id, "task delivered again while in flight; not run twice");
             return;
         }
-        if let Some((frame, at)) = self.answered.get(&id)
+        if let Some((output, at)) = self.answered.get(&id)
             && at.elapsed() <= REANSWER_WINDOW
         {
             self.shared
@@ -508,12 +543,13 @@ impl Session {
                 .duplicates_ignored
                 .fetch_add(1, Ordering::Relaxed);
             info!(task_id = %id, "task delivered again after its result was sent; answered with that result");
-            let frame = frame.clone();
+            // The same output, echoing this delivery's options and input.
+            let output = output.clone();
             self.in_flight.insert(id.clone(), task.category());
             self.unsent.push_back(Delivery {
                 task_id: id,
-                frame,
-                last: true,
+                frame: task.result_frame(output.clone()),
+                last: Some(output),
             });
             return;
         }
@@ -532,8 +568,8 @@ impl Session {
             self.in_flight.insert(id.clone(), None);
             self.unsent.push_back(Delivery {
                 task_id: id,
-                frame: task.result_frame(output),
-                last: true,
+                frame: task.result_frame(output.clone()),
+                last: Some(output),
             });
             return;
         };
@@ -567,13 +603,35 @@ impl Session {
                     }
                 }
             };
+            let mut frame = task.result_frame(output.clone());
+            let mut output = output;
+            if frame.len() > MAX_MESSAGE {
+                // The platform would refuse the frame and deliver the task again, forever.
+                error!(task_id = %task.options.task_id, bytes = frame.len(), "a result over the platform's message limit; answered fail");
+                let message = format!(
+                    "The handler's answer is {} bytes, over the platform's {} byte limit.",
+                    frame.len(),
+                    MAX_MESSAGE
+                );
+                // A failure in the category's shape; `fail` even where errors are retried,
+                // since running the handler again would give the same answer.
+                output = super::dispatch::failure_output(
+                    category,
+                    &task.input.event_type,
+                    &message,
+                    output.runtime,
+                );
+                output.result = ResultType::Fail;
+                frame = task.result_frame(output.clone());
+            }
             let last = matches!(
                 output.result,
                 ResultType::Success | ResultType::Skip | ResultType::Fail
-            );
+            )
+            .then_some(output);
             let delivery = Delivery {
                 task_id: task.options.task_id.clone(),
-                frame: task.result_frame(output),
+                frame,
                 last,
             };
             match results.try_send(delivery) {
@@ -593,6 +651,16 @@ impl Session {
                 }
             }
         });
+    }
+}
+
+/// Sends a message, giving up after `limit`: a peer that stopped reading must not hold the
+/// session (the keep-alive cannot fire while a send waits).
+async fn send_within(socket: &mut Socket, msg: Message, limit: Duration) -> Result<(), String> {
+    match tokio::time::timeout(limit, socket.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no progress for {} s", limit.as_secs_f64())),
     }
 }
 

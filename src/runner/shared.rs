@@ -16,6 +16,9 @@ use super::task::TaskInfo;
 use crate::connect::{ApiKey, ConnectClient, ConnectError};
 use crate::registry::{HookContext, Registry};
 
+/// Time a shutdown hook gets.
+const SHUTDOWN_HOOK_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Applies log levels the platform asks for (the binary installs one over its log filter).
 pub type LogLevelHook = Arc<dyn Fn(&LogLevels) + Send + Sync>;
 
@@ -150,7 +153,14 @@ impl Shared {
         };
         for hook in self.registry.shutdown_hooks() {
             info!(hook = hook.name, "running shutdown hook");
-            (hook.hook)(ctx.clone()).await;
+            // In its own task, bounded: a hook that hangs or panics must not keep the
+            // process from exiting or hide what the runner reports.
+            let run = tokio::spawn((hook.hook)(ctx.clone()));
+            match tokio::time::timeout(SHUTDOWN_HOOK_LIMIT, run).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(hook = hook.name, error = %e, "shutdown hook failed"),
+                Err(_) => warn!(hook = hook.name, "shutdown hook did not finish in time"),
+            }
         }
     }
 

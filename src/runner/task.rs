@@ -304,6 +304,8 @@ impl Outcome {
                 }
             }
         }
+        // Connect keeps 4000 characters of a task's output.
+        out.message = out.message.map(|m| truncate_message(&m));
         out
     }
 }

@@ -76,14 +76,16 @@ async fn websocket(
             StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return ApiError::new(status, "EAAS_001", refusal.message).into_response();
     }
-    let (conn_id, outbound) = app.platform().connect(&instance, &query, &actor.key_name);
-    let platform_app = app.clone();
     ws.max_message_size(MAX_RUNNER_FRAME)
         .max_frame_size(MAX_RUNNER_FRAME)
         .on_failed_upgrade(move |e| {
             debug!(error = %e, "runner upgrade failed");
         })
-        .on_upgrade(move |socket| serve(platform_app, socket, conn_id, outbound))
+        .on_upgrade(move |socket| async move {
+            // Registered once upgraded, so a failed upgrade leaves no connection behind.
+            let (conn_id, outbound) = app.platform().connect(&instance, &query, &actor.key_name);
+            serve(app, socket, conn_id, outbound).await;
+        })
 }
 
 /// One runner connection: frames in go to the platform, its outbound queue goes out. A

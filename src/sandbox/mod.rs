@@ -24,6 +24,7 @@ pub mod processing;
 pub mod query;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod usage_api;
 pub mod vendor_api;
 

@@ -89,6 +89,22 @@ pub const EVENT_TYPES: &[EventType] = &[
         endpoints: None,
     },
     EventType {
+        event_type: "asset_purchase_request_validation",
+        name: "Asset Purchase Request Validation",
+        category: "interactive",
+        group: "Fulfillment",
+        statuses: &["draft", "inquiring"],
+        endpoints: None,
+    },
+    EventType {
+        event_type: "asset_change_request_validation",
+        name: "Asset Change Request Validation",
+        category: "interactive",
+        group: "Fulfillment",
+        statuses: &["draft", "inquiring"],
+        endpoints: None,
+    },
+    EventType {
         event_type: "scheduled_execution",
         name: "Scheduled Execution",
         category: "scheduled",
@@ -380,10 +396,14 @@ struct Inner {
     task_index: HashMap<String, usize>,
     next_task: u64,
     protocol_errors: Vec<Json>,
+    /// Things Connect is not known to refuse but this runner should not rely on.
+    protocol_notes: Vec<Json>,
     connection_log: Vec<Json>,
     faults: Vec<(WsFaultRule, Option<u32>)>,
     rng: u64,
     results_received: u64,
+    /// The dataset's self-firing schedules were started (once per sandbox run).
+    schedules_started: bool,
 }
 
 /// The platform side's state. All methods take the lock briefly and never wait.
@@ -484,10 +504,12 @@ impl Platform {
                 task_index: HashMap::new(),
                 next_task: 1,
                 protocol_errors: Vec::new(),
+                protocol_notes: Vec::new(),
                 connection_log: Vec::new(),
                 faults: Vec::new(),
                 rng: seed ^ 0xE5A5_0000_0000_0001,
                 results_received: 0,
+                schedules_started: false,
             }),
             wake: Notify::new(),
         }
@@ -745,6 +767,48 @@ impl Platform {
         }
     }
 
+    /// Schedules of the dataset with `sandbox_fire_after_seconds` fire once, that long after
+    /// the first runner session for background tasks is set up: a sandbox that shows the
+    /// whole story without anyone calling the admin API.
+    fn maybe_start_schedules(&self, inner: &mut Inner) {
+        if inner.schedules_started {
+            return;
+        }
+        let ready = inner
+            .connections
+            .values()
+            .any(|c| c.setup_done && c.runner_type.as_deref().is_none_or(|r| r == "background"));
+        if !ready {
+            return;
+        }
+        inner.schedules_started = true;
+        let due: Vec<(String, f64)> = inner
+            .extension
+            .schedules
+            .iter()
+            .filter(|s| s["status"].as_str().is_none_or(|st| st == "enabled"))
+            .filter_map(|s| {
+                Some((
+                    s["id"].as_str()?.to_owned(),
+                    s["sandbox_fire_after_seconds"].as_f64()?,
+                ))
+            })
+            .collect();
+        for (id, after) in due {
+            let spec = TaskSpec {
+                category: "scheduled".into(),
+                event_type: "scheduled_execution".into(),
+                object_id: id.clone(),
+                ..TaskSpec::default()
+            };
+            if let Ok(i) = add_task(inner, spec) {
+                inner.tasks[i].not_before =
+                    Instant::now() + Duration::from_secs_f64(after.max(0.0));
+                info!(schedule = %id, after_s = after, "schedule will fire");
+            }
+        }
+    }
+
     /// A binary frame from a runner: not part of the protocol.
     pub fn on_binary(&self, conn_id: u64) {
         let mut inner = self.lock();
@@ -759,8 +823,9 @@ impl Platform {
     fn on_setup_request(&self, inner: &mut Inner, conn_id: u64, frame: &Json) {
         let data = &frame["data"];
         let problems = check_setup_request(data);
+        let (problems, notes) = problems;
         let fatal = !problems.is_empty();
-        for p in problems {
+        for p in problems.into_iter().chain(notes) {
             protocol_error(inner, conn_id, None, p);
         }
         let runner_type = inner
@@ -822,6 +887,29 @@ impl Platform {
             c.frames_out += 1;
             let _ = c.tx.send(Outbound::Text(response));
         }
+        // Tasks lost with an earlier connection wait a moment more: the runner sends the
+        // results it kept first, so they need not be delivered again.
+        let wanted = runner_type.as_deref();
+        let hold = Instant::now() + Duration::from_millis(inner.settings.redelivery_delay_ms);
+        for t in inner
+            .tasks
+            .iter_mut()
+            .filter(|t| t.state == TaskState::Scheduled)
+        {
+            let routed = if t.category == "interactive" {
+                "interactive"
+            } else {
+                "background"
+            };
+            let lost = t
+                .attempts
+                .last()
+                .is_some_and(|a| a.output.is_none() && a.lost.is_some());
+            if lost && wanted.is_none_or(|w| w == routed) {
+                t.not_before = t.not_before.max(hold);
+            }
+        }
+        self.maybe_start_schedules(inner);
         self.wake.notify_one();
     }
 
@@ -878,6 +966,12 @@ impl Platform {
         for p in problems {
             protocol_error(inner, conn_id, Some(&task_id), p);
         }
+        if let Some(m) = data["output"]["message"].as_str()
+            && m.chars().count() > 4000
+        {
+            inner.protocol_notes.push(json!({"at": now_text(), "connection": conn_id, "task_id": task_id,
+                "note": format!("a message of {} characters, kept cut to 4000", m.chars().count())}));
+        }
         let settings = inner.settings.clone();
         let instance = inner
             .connections
@@ -923,7 +1017,9 @@ impl Platform {
             }),
         }
         t.runtime_total_ms += output["runtime"].as_f64().unwrap_or(0.0) * 1000.0;
-        t.output = output["message"].as_str().map(str::to_owned);
+        t.output = output["message"]
+            .as_str()
+            .map(|m| m.chars().take(4000).collect());
         let result = output["result"].as_str().unwrap_or_default();
         let now = Instant::now();
         match result {
@@ -1142,7 +1238,13 @@ impl Platform {
     /// Sends `shutdown` to the matching connections; returns how many.
     pub fn shutdown(&self, filter: &ConnFilter) -> usize {
         let frame = json!({"version": 2, "message_type": "shutdown", "data": null}).to_string();
-        self.send(filter, || Outbound::Text(frame.clone()), "shutdown_sent")
+        let n = self.send(filter, || Outbound::Text(frame.clone()), "shutdown_sent");
+        // A runner told to stop gets no new tasks.
+        let mut inner = self.lock();
+        for c in inner.connections.values_mut().filter(|c| filter.matches(c)) {
+            c.draining = true;
+        }
+        n
     }
 
     /// Drops the matching connections; returns how many.
@@ -1312,7 +1414,8 @@ impl Platform {
             "connections": connections,
             "tasks": tasks,
             "results_received": inner.results_received,
-            "protocol_errors": inner.protocol_errors,
+                        "protocol_errors": inner.protocol_errors,
+            "protocol_notes": inner.protocol_notes,
             "connection_log": inner.connection_log,
             "faults": inner.faults.iter().map(|(r, left)| json!({"rule": r, "left": left})).collect::<Vec<_>>(),
         })
@@ -1324,8 +1427,10 @@ impl Platform {
         inner.tasks.clear();
         inner.task_index.clear();
         inner.protocol_errors.clear();
+        inner.protocol_notes.clear();
         inner.connection_log.clear();
         inner.results_received = 0;
+        inner.schedules_started = false;
         inner.faults.clear();
         inner.settings = PlatformSettings::default();
     }
@@ -1497,10 +1602,12 @@ fn setup_response(inner: &Inner) -> String {
 }
 
 /// What is wrong with a setup request, as Connect would refuse it.
-fn check_setup_request(data: &Json) -> Vec<String> {
+fn check_setup_request(data: &Json) -> (Vec<String>, Vec<String>) {
     let mut p = Vec::new();
+    // What Connect may well accept (its checks are not documented): noted, not refused.
+    let mut n = Vec::new();
     let Some(obj) = data.as_object() else {
-        return vec!["setup_request without data".into()];
+        return (vec!["setup_request without data".into()], n);
     };
     if obj.get("model_type").and_then(Json::as_str) != Some("setup_request") {
         p.push("setup_request data.model_type must be \"setup_request\"".into());
@@ -1534,7 +1641,7 @@ fn check_setup_request(data: &Json) -> Vec<String> {
                     continue;
                 };
                 match known {
-                    None => p.push(format!(
+                    None => n.push(format!(
                         "event_subscriptions names unknown event type {event}"
                     )),
                     Some(EventType {
@@ -1543,13 +1650,13 @@ fn check_setup_request(data: &Json) -> Vec<String> {
                         for s in list {
                             match s.as_str() {
                                 Some(s) if allowed.contains(&s) => {}
-                                _ => p.push(format!(
+                                _ => n.push(format!(
                                     "event_subscriptions.{event}: {s} is not a status of this event"
                                 )),
                             }
                         }
                         if !allowed.is_empty() && list.is_empty() {
-                            p.push(format!("event_subscriptions.{event} needs statuses"));
+                            n.push(format!("event_subscriptions.{event} needs statuses"));
                         }
                     }
                 }
@@ -1605,7 +1712,7 @@ fn check_setup_request(data: &Json) -> Vec<String> {
     if !obj.get("runner_version").is_some_and(Json::is_string) {
         p.push("runner_version must be a string".into());
     }
-    p
+    (p, n)
 }
 
 /// What is wrong with a result frame, against the task as sent.
@@ -1659,19 +1766,14 @@ fn check_result(data: &Json, t: &TaskRecord) -> Vec<String> {
         p.push("output.runtime must be a number of seconds".into());
     }
     match out.get("message") {
+        // The official runner always explains a retry; a handler may skip or fail silently.
         Some(Json::Null) | None => {
-            if matches!(result, "skip" | "fail" | "retry") {
-                p.push(format!("a {result} result needs a message"));
+            if result == "retry" {
+                p.push("a retry result needs a message".into());
             }
         }
-        Some(Json::String(m)) => {
-            if m.chars().count() > 4000 {
-                p.push(format!(
-                    "message of {} characters (4000 at most)",
-                    m.chars().count()
-                ));
-            }
-        }
+        // Longer messages are kept cut to 4000 characters, as Connect's task output is.
+        Some(Json::String(_)) => {}
         Some(other) => p.push(format!("output.message must be text, not {other}")),
     }
     if t.category == "interactive" {

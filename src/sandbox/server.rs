@@ -28,6 +28,7 @@ use super::faults::{FaultRule, Faults};
 use super::platform::Platform;
 use super::query::PagingLimits;
 use super::store::{Actor, RequestEntry, SandboxEvent, Store, timestamp};
+use super::tls::TlsFiles;
 use super::vendor_api::UsageUniverse;
 use super::{admin, api, devops_api, usage_api, vendor_api};
 use crate::connect::ApiKey;
@@ -117,6 +118,8 @@ pub struct SandboxConfig {
     pub seed: u64,
     /// The bearer token of the vendor usage API.
     pub usage_token: Secret,
+    /// Serve https and wss with this certificate (plain http and ws without).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for SandboxConfig {
@@ -128,6 +131,7 @@ impl Default for SandboxConfig {
             faults: Vec::new(),
             seed: 0x5A4D_B0C5,
             usage_token: Secret::new(vendor_api::DEFAULT_TOKEN),
+            tls: None,
         }
     }
 }
@@ -322,6 +326,10 @@ pub type AppState = Arc<SandboxState>;
 #[derive(Debug, Clone)]
 pub struct Origin(pub String);
 
+/// The scheme the sandbox serves (`http` or `https`), known to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Scheme(pub &'static str);
+
 impl<S: Send + Sync> FromRequestParts<S> for Origin {
     type Rejection = std::convert::Infallible;
 
@@ -332,7 +340,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
             .and_then(|h| h.to_str().ok())
             .or_else(|| parts.uri.authority().map(|a| a.as_str()))
             .unwrap_or("127.0.0.1");
-        Ok(Origin(format!("http://{host}")))
+        let scheme = parts.extensions.get::<Scheme>().map_or("http", |s| s.0);
+        Ok(Origin(format!("{scheme}://{host}")))
     }
 }
 
@@ -499,6 +508,8 @@ pub fn router(app: AppState) -> Router {
 #[derive(Debug)]
 pub struct Sandbox {
     addr: SocketAddr,
+    /// Serving https and wss.
+    secure: bool,
     state: AppState,
     vendor_key: ApiKey,
     provider_key: ApiKey,
@@ -532,26 +543,45 @@ impl Sandbox {
                 "the dataset needs a vendor and a provider key".into(),
             ));
         };
+        let tls = match &config.tls {
+            Some(files) => Some(super::tls::server_config(files)?),
+            None => None,
+        };
+        let secure = tls.is_some();
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let app = NormalizePathLayer::trim_trailing_slash().layer(router(state.clone()));
+        let scheme = Scheme(if secure { "https" } else { "http" });
+        let app = NormalizePathLayer::trim_trailing_slash()
+            .layer(router(state.clone()).layer(axum::Extension(scheme)));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let service = axum::ServiceExt::<axum::extract::Request<Body>>::into_make_service(app);
-            let served = axum::serve(listener, service)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
+            let stop = async {
+                let _ = rx.await;
+            };
+            let served = match tls {
+                None => {
+                    axum::serve(listener, service)
+                        .with_graceful_shutdown(stop)
+                        .await
+                }
+                Some(tls) => match super::tls::TlsListener::new(listener, tls) {
+                    Ok(l) => axum::serve(l, service).with_graceful_shutdown(stop).await,
+                    Err(e) => Err(e),
+                },
+            };
             if let Err(e) = served {
                 tracing::error!(error = %e, "sandbox server stopped");
             }
         });
-        state.platform().set_origin(&format!("http://{addr}"));
+        state
+            .platform()
+            .set_origin(&format!("{}://{addr}", scheme.0));
         let platform_task = tokio::spawn(devops_api::drive(state.clone()));
         info!(%addr, "sandbox listening");
         Ok(Sandbox {
             addr,
+            secure,
             state,
             vendor_key,
             provider_key,
@@ -570,9 +600,23 @@ impl Sandbox {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` with TLS).
     pub fn origin(&self) -> String {
-        format!("http://{}", self.addr)
+        format!(
+            "{}://{}",
+            if self.secure { "https" } else { "http" },
+            self.addr
+        )
+    }
+
+    /// The events platform's address as runners take it: `ws://127.0.0.1:PORT`
+    /// (`wss://` with TLS).
+    pub fn ws_origin(&self) -> String {
+        format!("{}://{}", if self.secure { "wss" } else { "ws" }, self.addr)
+    }
+
+    pub fn is_secure(&self) -> bool {
+        self.secure
     }
 
     /// `http://127.0.0.1:PORT/public/v1`

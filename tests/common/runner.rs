@@ -105,13 +105,19 @@ async fn custom_event(ctx: TaskContext, data: Value) -> Result<Outcome, HandlerE
                 Some(json!({"marketplaces": n})),
             ))
         }
-        "installation" => Ok(Outcome::respond(
-            200,
-            None,
-            Some(
-                json!({"installation": ctx.installation, "has_client": ctx.installation_client.is_some()}),
-            ),
-        )),
+        "installation" => {
+            // A call with the installation's client, to see whose key it carries.
+            if let Some(c) = &ctx.installation_client {
+                c.count_raw("/marketplaces", "").await?;
+            }
+            Ok(Outcome::respond(
+                200,
+                None,
+                Some(
+                    json!({"installation": ctx.installation, "has_client": ctx.installation_client.is_some()}),
+                ),
+            ))
+        }
         "refuse" => Ok(Outcome::respond_fail(
             422,
             None,
@@ -138,6 +144,27 @@ async fn scheduled(ctx: TaskContext, schedule: Value) -> Result<Outcome, Handler
         json!({"event": "scheduled", "task": ctx.task.task_id, "schedule": schedule["id"]}),
     );
     act(&behaviour(&ctx.environment.instance_id)).await
+}
+
+/// `asset_purchase_request_validation` and `product_action_execution`: `data.action` picks.
+async fn other_interactive(ctx: TaskContext, data: Value) -> Result<Outcome, HandlerError> {
+    record(
+        &ctx,
+        json!({"event": ctx.task.event_type, "task": ctx.task.task_id, "data": data}),
+    );
+    match data["action"].as_str().unwrap_or("echo") {
+        "echo" => Ok(Outcome::respond(200, None, Some(data))),
+        "huge" => Ok(Outcome::respond(
+            200,
+            None,
+            Some(json!({"blob": "x".repeat(3 * 1024 * 1024)})),
+        )),
+        other => act(other).await,
+    }
+}
+
+fn call_other(ctx: TaskContext, v: Value) -> HandlerFuture {
+    Box::pin(other_interactive(ctx, v))
 }
 
 fn call_custom(ctx: TaskContext, v: Value) -> HandlerFuture {
@@ -168,6 +195,18 @@ pub fn registry() -> Registry {
                 statuses: USAGE_STATUSES,
                 name: "tests::usage_file",
                 handler: call_usage_file,
+            },
+            EventHandler {
+                event_type: "asset_purchase_request_validation",
+                statuses: &["draft"],
+                name: "tests::validation",
+                handler: call_other,
+            },
+            EventHandler {
+                event_type: "product_action_execution",
+                statuses: &[],
+                name: "tests::product_action",
+                handler: call_other,
             },
         ],
         [Schedulable {
