@@ -40,6 +40,7 @@ ENVIRONMENT_ID = "ENV-7391-2740-03"
 SERVICE_ID = "SRVC-7391-2740"
 SCHEDULE_ID = "EFS-7391-2740-001"
 USAGE_TOKEN = "sandbox-usage-token-4f0b2c9d71e8"
+DEFAULT_BINARY = "target/debug/connect-usage"
 
 # What the probe declares (probe/cextrun_probe/app.py).
 GREETING, GREETING_INITIAL = "PROBE_GREETING", "hello from the probe"
@@ -257,6 +258,8 @@ class Check:
         self.args = args
         self.venv = os.path.abspath(args.venv)
         self.binary = os.path.abspath(args.connect_usage)
+        if args.connect_usage == DEFAULT_BINARY and not os.path.exists(self.binary):
+            self.binary = os.path.join(REPO, DEFAULT_BINARY)  # run from outside the repository
         self.python = os.path.join(self.venv, "bin", "python")
         self.cextrun = os.path.join(self.venv, "bin", "cextrun")
         self.tmp = tempfile.mkdtemp(prefix="cextrun_check.")
@@ -614,8 +617,8 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("venv", nargs="?", default="/tmp/cextrun/venv",
                         help="venv with connect-extension-runner (default /tmp/cextrun/venv)")
-    parser.add_argument("connect_usage", nargs="?", default="./target/debug/connect-usage",
-                        help="the connect-usage binary (default ./target/debug/connect-usage)")
+    parser.add_argument("connect_usage", nargs="?", default=DEFAULT_BINARY,
+                        help="the connect-usage binary (default target/debug/connect-usage in the current directory, else in this repository)")
     parser.add_argument("--stop-signal", choices=["INT", "TERM"], default="INT",
                         help="signal that stops cextrun (default INT)")
     parser.add_argument("--stop-target", choices=["group", "master"], default="group",

@@ -16,7 +16,7 @@
 //! Faults ([`WsFaultRule`]) refuse upgrades, leave the setup unanswered, or drop connections
 //! at chosen points (after a task is sent, when a result arrives), always or at a rate.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -394,6 +394,10 @@ struct Inner {
     next_conn: u64,
     tasks: Vec<TaskRecord>,
     task_index: HashMap<String, usize>,
+    /// Tasks waiting for delivery and tasks out with a runner, by index: delivery and
+    /// disconnects look at these, never at every task ever made.
+    waiting: BTreeSet<usize>,
+    processing: BTreeSet<usize>,
     next_task: u64,
     protocol_errors: Vec<Json>,
     /// Things Connect is not known to refuse but this runner should not rely on.
@@ -502,6 +506,8 @@ impl Platform {
                 next_conn: 1,
                 tasks: Vec::new(),
                 task_index: HashMap::new(),
+                waiting: BTreeSet::new(),
+                processing: BTreeSet::new(),
                 next_task: 1,
                 protocol_errors: Vec::new(),
                 protocol_notes: Vec::new(),
@@ -684,20 +690,26 @@ impl Platform {
         let delay = Duration::from_millis(inner.settings.redelivery_delay_ms);
         let now = Instant::now();
         let mut requeued = 0;
-        for t in inner.tasks.iter_mut() {
-            if t.state == TaskState::Processing(conn_id) {
-                t.state = TaskState::Scheduled;
-                t.not_before = now + delay;
-                if let Some(a) = t
-                    .attempts
-                    .iter_mut()
-                    .rev()
-                    .find(|a| a.conn == conn_id && a.output.is_none())
-                {
-                    a.lost = Some(format!("connection lost: {reason}"));
-                }
-                requeued += 1;
+        let out: Vec<usize> = inner
+            .processing
+            .iter()
+            .copied()
+            .filter(|&i| inner.tasks[i].state == TaskState::Processing(conn_id))
+            .collect();
+        for i in out {
+            let t = &mut inner.tasks[i];
+            t.state = TaskState::Scheduled;
+            t.not_before = now + delay;
+            if let Some(a) = t
+                .attempts
+                .iter_mut()
+                .rev()
+                .find(|a| a.conn == conn_id && a.output.is_none())
+            {
+                a.lost = Some(format!("connection lost: {reason}"));
             }
+            inner.track(i);
+            requeued += 1;
         }
         inner.connection_log.push(json!({
             "at": now_text(), "event": "disconnected", "connection": conn_id,
@@ -891,11 +903,12 @@ impl Platform {
         // results it kept first, so they need not be delivered again.
         let wanted = runner_type.as_deref();
         let hold = Instant::now() + Duration::from_millis(inner.settings.redelivery_delay_ms);
-        for t in inner
-            .tasks
-            .iter_mut()
-            .filter(|t| t.state == TaskState::Scheduled)
-        {
+        let waiting: Vec<usize> = inner.waiting.iter().copied().collect();
+        for i in waiting {
+            let t = &mut inner.tasks[i];
+            if t.state != TaskState::Scheduled {
+                continue;
+            }
             let routed = if t.category == "interactive" {
                 "interactive"
             } else {
@@ -940,6 +953,7 @@ impl Platform {
                     t.state = TaskState::Scheduled;
                     t.not_before = Instant::now() + delay;
                 }
+                inner.track(i);
             }
             self.wake.notify_one();
             if rule.action == WsAction::Drop
@@ -1057,7 +1071,10 @@ impl Platform {
             _ => t.state = TaskState::Failed,
         }
         debug!(task_id = %task_id, result, state = t.state.as_str(), "task result");
-        if t.state.is_final() {
+        let is_final = t.state.is_final();
+        inner.track(index);
+        let t = &mut inner.tasks[index];
+        if is_final {
             t.completed_at = Some(at);
             t.final_output = Some(output);
             let view = task_dump(t, &inner.extension, &inner.account);
@@ -1170,12 +1187,13 @@ impl Platform {
         let now = Instant::now();
         let mut next: Option<Instant> = None;
         let mut load: HashMap<u64, usize> = HashMap::new();
-        for t in &inner.tasks {
-            if let TaskState::Processing(c) = t.state {
+        for &i in &inner.processing {
+            if let TaskState::Processing(c) = inner.tasks[i].state {
                 *load.entry(c).or_default() += 1;
             }
         }
-        for i in 0..inner.tasks.len() {
+        let waiting: Vec<usize> = inner.waiting.iter().copied().collect();
+        for i in waiting {
             let t = &inner.tasks[i];
             if !t.state.waiting() {
                 continue;
@@ -1231,6 +1249,7 @@ impl Platform {
                 lost: None,
             });
             debug!(task_id = %t.id, connection = conn_id, "task delivered");
+            inner.track(i);
         }
         next
     }
@@ -1426,6 +1445,8 @@ impl Platform {
         let mut inner = self.lock();
         inner.tasks.clear();
         inner.task_index.clear();
+        inner.waiting.clear();
+        inner.processing.clear();
         inner.protocol_errors.clear();
         inner.protocol_notes.clear();
         inner.connection_log.clear();
@@ -1433,6 +1454,23 @@ impl Platform {
         inner.schedules_started = false;
         inner.faults.clear();
         inner.settings = PlatformSettings::default();
+    }
+}
+
+impl Inner {
+    /// Files task `i` in the waiting or processing index by its state.
+    fn track(&mut self, i: usize) {
+        let state = self.tasks[i].state;
+        if state.waiting() {
+            self.waiting.insert(i);
+        } else {
+            self.waiting.remove(&i);
+        }
+        if matches!(state, TaskState::Processing(_)) {
+            self.processing.insert(i);
+        } else {
+            self.processing.remove(&i);
+        }
     }
 }
 
@@ -1500,6 +1538,7 @@ fn add_task(inner: &mut Inner, spec: TaskSpec) -> Result<usize, String> {
     inner.tasks.push(record);
     let index = inner.tasks.len() - 1;
     inner.task_index.insert(id, index);
+    inner.track(index);
     Ok(index)
 }
 
