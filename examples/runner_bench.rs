@@ -1,7 +1,7 @@
 //! Task round trips through the sandbox's events platform, and the runner's memory.
 //!
 //! ```text
-//! cargo run --release --example runner_bench -- [--sequential 2000] [--concurrent 20000] [--in-flight 64]
+//! cargo run --release --example runner_bench -- [--sequential 2000] [--concurrent 20000] [--in-flight 64] [--warmup 200]
 //! cargo run --release --example runner_bench -- --runner          # a plain runner (env vars)
 //! cargo run --release --example runner_bench -- --external [--listen 127.0.0.1:8090]
 //!     [--tls-cert C --tls-key K] [--runner-pid PID[,PID...]]
@@ -89,6 +89,7 @@ async fn main() -> Result<(), Failure> {
     let sequential: usize = arg("--sequential").map_or(Ok(2000), |v| v.parse())?;
     let concurrent: usize = arg("--concurrent").map_or(Ok(20_000), |v| v.parse())?;
     let in_flight: usize = arg("--in-flight").map_or(Ok(64), |v| v.parse())?;
+    let warmup: usize = arg("--warmup").map_or(Ok(200), |v| v.parse())?;
     let external = flag("--external");
     let listen = arg("--listen").unwrap_or_else(|| {
         if external {
@@ -177,7 +178,7 @@ async fn main() -> Result<(), Failure> {
         platform.submit(spec)
     };
     // Warm up: connections, allocator, caches.
-    for i in 0..200 {
+    for i in 0..warmup {
         let (_, done) = submit(i)?;
         done.await?;
     }

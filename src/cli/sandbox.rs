@@ -155,8 +155,10 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
     })?;
 
     let api = sandbox.api_url();
+    // Clients trust the authority that signed the certificate (scripts/sandbox-tls-cert.sh
+    // writes it as ca.pem next to cert.pem).
     let curl = match &args.tls_cert {
-        Some(cert) => format!("curl --cacert {}", cert.display()),
+        Some(_) => "curl --cacert CA.pem".to_owned(),
         None => "curl".to_owned(),
     };
     println!("connect-usage sandbox is running.\n");
@@ -195,6 +197,16 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
             ext.environment.id,
             sandbox.ws_origin()
         );
+        if sandbox.is_secure() {
+            println!(
+                "    Connect's official runner (cextrun): SERVER_ADDRESS={0} API_ADDRESS={0} (it adds wss:// and https://),\n      trusting the certificate's authority: SSL_CERT_FILE=CA.pem REQUESTS_CA_BUNDLE=CA.pem",
+                sandbox.addr()
+            );
+        } else {
+            println!(
+                "    (Connect's official runner calls the REST API over https only: start the sandbox with --tls-cert/--tls-key for it)"
+            );
+        }
         if let Some(s) = ext.schedules.first().and_then(|s| s["id"].as_str()) {
             println!(
                 "    fire its schedule:  {curl} -X POST {}/sandbox/platform/schedules/{s}/fire",

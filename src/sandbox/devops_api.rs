@@ -117,6 +117,9 @@ async fn serve(
                 Ok(Message::Binary(_)) => app.platform().on_binary(conn_id),
                 Ok(Message::Close(frame)) => {
                     return match frame {
+                        Some(f) if f.reason.is_empty() => {
+                            format!("closed by the runner ({})", f.code)
+                        }
                         Some(f) => format!("closed by the runner ({} {})", f.code, f.reason),
                         None => "closed by the runner".to_owned(),
                     };
