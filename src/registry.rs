@@ -44,8 +44,11 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Outcome, HandlerErro
 /// payload or the schedule).
 pub type HandlerFn = fn(TaskContext, Value) -> HandlerFuture;
 
+/// What a startup or shutdown hook returns.
+pub type HookFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// A startup or shutdown hook.
-pub type HookFn = fn(HookContext) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+pub type HookFn = fn(HookContext) -> HookFuture;
 
 /// What a startup or shutdown hook gets.
 #[derive(Debug, Clone)]
@@ -167,20 +170,7 @@ macro_rules! variable {
 #[macro_export]
 macro_rules! on_startup {
     ($hook:path) => {
-        const _: () = {
-            fn __call(
-                ctx: $crate::registry::HookContext,
-            ) -> ::std::pin::Pin<::std::boxed::Box<dyn ::std::future::Future<Output = ()> + Send>>
-            {
-                ::std::boxed::Box::pin($hook(ctx))
-            }
-            $crate::registry::inventory::submit! {
-                $crate::registry::StartupHook {
-                    name: concat!(module_path!(), "::", stringify!($hook)),
-                    hook: __call,
-                }
-            }
-        };
+        $crate::__declare_hook!(StartupHook, $hook);
     };
 }
 
@@ -188,15 +178,20 @@ macro_rules! on_startup {
 #[macro_export]
 macro_rules! on_shutdown {
     ($hook:path) => {
+        $crate::__declare_hook!(ShutdownHook, $hook);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __declare_hook {
+    ($kind:ident, $hook:path) => {
         const _: () = {
-            fn __call(
-                ctx: $crate::registry::HookContext,
-            ) -> ::std::pin::Pin<::std::boxed::Box<dyn ::std::future::Future<Output = ()> + Send>>
-            {
+            fn __call(ctx: $crate::registry::HookContext) -> $crate::registry::HookFuture {
                 ::std::boxed::Box::pin($hook(ctx))
             }
             $crate::registry::inventory::submit! {
-                $crate::registry::ShutdownHook {
+                $crate::registry::$kind {
                     name: concat!(module_path!(), "::", stringify!($hook)),
                     hook: __call,
                 }

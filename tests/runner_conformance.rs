@@ -298,13 +298,11 @@ async fn c04_unanswered_setup_closes_and_reconnects() {
 
     // The same against the sandbox, whose fault leaves one setup request unanswered.
     let sb = common::start().await;
-    let r = common::admin_put(
+    rt::set_ws_faults(
         &sb,
-        "platform/faults",
         json!([{"at": "setup", "action": "silence", "times": 1, "runner_type": "background"}]),
     )
     .await;
-    assert!(r.status().is_success());
     let mut c = config(&sb, "c04");
     c.timings.handshake_timeout = Duration::from_millis(300);
     let runner = start_runner(c, rt::registry());
@@ -325,16 +323,10 @@ async fn c04_unanswered_setup_closes_and_reconnects() {
 #[tokio::test]
 async fn c05_c06_refused_upgrades_are_retried() {
     let sb = common::start().await;
-    let r = common::admin_put(
-        &sb,
-        "platform/faults",
-        json!([
+    rt::set_ws_faults(&sb, json!([
             {"at": "upgrade", "action": "refuse", "status": 502, "times": 4, "runner_type": "background"},
             {"at": "upgrade", "action": "refuse", "status": 503, "times": 2, "runner_type": "interactive"},
-        ]),
-    )
-    .await;
-    assert!(r.status().is_success());
+        ])).await;
     let runner = start_runner(config(&sb, "c05"), rt::registry());
     let mut states = runner.watch_state(RunnerType::Background).expect("session");
     let mut saw_502 = false;
@@ -411,11 +403,7 @@ async fn c07_c08_status_recheck_and_fetch() {
     let sb = common::start().await;
     let runner = connected(&sb, "c07").await;
     let draft = draft_file(&sb, "c07-draft").await;
-    let id = submit(
-        &sb,
-        json!({"category": "background", "event_type": "usage_file_request_processing", "object_id": draft}),
-    )
-    .await;
+    let id = submit(&sb, rt::usage_file_task(&draft)).await;
     let t = finished(&sb, &id).await;
     assert_eq!(t["status"], "skipped");
     assert_eq!(t["final_output"]["result"], "skip");
@@ -484,12 +472,9 @@ async fn c09_task_api_key_for_background_calls() {
     })
     .await;
     let vendor_key = format!("ApiKey {}", sb.vendor_key().expose());
-    let id = submit(
-        &sb,
-        json!({"category": "background", "event_type": "usage_file_request_processing",
-               "object_id": file.id, "api_key": vendor_key}),
-    )
-    .await;
+    let mut spec = rt::usage_file_task(&file.id);
+    spec["api_key"] = json!(vendor_key);
+    let id = submit(&sb, spec).await;
     assert_eq!(finished(&sb, &id).await["status"], "succeeded");
     let log = requests(&sb).await;
     let actors = |task: Option<&str>| -> Vec<String> {
@@ -540,11 +525,7 @@ async fn c10_background_errors_panics_and_timeouts_retry() {
     let mut outputs = Vec::new();
     for behaviour in ["error", "panic", "sleep:2000"] {
         set_behaviour("c10", behaviour);
-        let id = submit(
-            &sb,
-            json!({"category": "background", "event_type": "usage_file_request_processing", "object_id": file.id}),
-        )
-        .await;
+        let id = submit(&sb, rt::usage_file_task(&file.id)).await;
         let t = finished(&sb, &id).await;
         assert_eq!(t["retry_count"], 1, "{t:#}");
         let out = t["deliveries"][0]["output"].clone();
@@ -587,11 +568,7 @@ async fn c11_result_fields_and_reschedule() {
 
     set_behaviour("c11", "reschedule:5");
     let started = tokio::time::Instant::now();
-    let id = submit(
-        &sb,
-        json!({"category": "background", "event_type": "usage_file_request_processing", "object_id": file.id}),
-    )
-    .await;
+    let id = submit(&sb, rt::usage_file_task(&file.id)).await;
     let t = finished(&sb, &id).await;
     assert_eq!(t["status"], "failed", "given up after max_tries: {t:#}");
     assert_eq!(t["rescheduled_count"], 3);
@@ -609,11 +586,7 @@ async fn c11_result_fields_and_reschedule() {
 
     for (behaviour, result) in [("skip", "skip"), ("fail", "fail")] {
         set_behaviour("c11", behaviour);
-        let id = submit(
-            &sb,
-            json!({"category": "background", "event_type": "usage_file_request_processing", "object_id": file.id}),
-        )
-        .await;
+        let id = submit(&sb, rt::usage_file_task(&file.id)).await;
         let t = finished(&sb, &id).await;
         assert_eq!(t["final_output"]["result"], result);
         assert!(
@@ -793,13 +766,11 @@ async fn c16_results_survive_a_dropped_connection() {
     rt::wait_called("c16", 1).await;
     // The connection drops and the platform refuses reconnections until the handler is
     // done: its result is produced while disconnected.
-    let r = common::admin_put(
+    rt::set_ws_faults(
         &sb,
-        "platform/faults",
         json!([{"at": "upgrade", "action": "refuse", "status": 503, "runner_type": "interactive"}]),
     )
     .await;
-    assert!(r.status().is_success());
     admin_post(&sb, "platform/drop", json!({"runner_type": "interactive"})).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
@@ -916,11 +887,7 @@ async fn c19_unknown_malformed_oversized_frames_are_ignored() {
     }
     let t = run_task(&sb, custom(json!({"action": "echo"}))).await;
     assert_eq!(t["status"], "succeeded");
-    assert_eq!(
-        runner.stats().connections.load(Ordering::Relaxed),
-        2,
-        "no reconnect"
-    );
+    rt::assert_no_reconnect(&runner);
     assert_eq!(runner.stats().frames_ignored.load(Ordering::Relaxed), 14);
     let disconnects = platform(&sb).await["connection_log"]
         .as_array()
@@ -996,11 +963,7 @@ async fn c20_later_setup_updates_config_live() {
         t["final_output"]["data"]["body"]["variables"]["GREETING"], "bonjour",
         "not cleared"
     );
-    assert_eq!(
-        runner.stats().connections.load(Ordering::Relaxed),
-        2,
-        "no reconnect"
-    );
+    rt::assert_no_reconnect(&runner);
     runner.stop_and_wait().await;
     no_errors(protocol_errors(&sb).await);
 }
@@ -1133,9 +1096,8 @@ async fn c24_startup_hook_runs_once() {
 async fn random_drops_lose_nothing() {
     let sb = common::start().await;
     platform_settings(&sb, json!({"redelivery_delay_ms": 20})).await;
-    let r = common::admin_put(
+    rt::set_ws_faults(
         &sb,
-        "platform/faults",
         json!([
             {"at": "task", "action": "drop", "rate": 0.25, "times": 6},
             {"at": "result", "action": "drop", "rate": 0.25, "times": 4},
@@ -1143,7 +1105,6 @@ async fn random_drops_lose_nothing() {
         ]),
     )
     .await;
-    assert!(r.status().is_success());
     let runner = connected(&sb, "random").await;
     let mut ids = Vec::new();
     for i in 0..30 {
@@ -1285,11 +1246,7 @@ async fn oversized_answers_become_a_fail() {
             .is_some_and(|m| m.contains("byte limit")),
         "{t:#}"
     );
-    assert_eq!(
-        runner.stats().connections.load(Ordering::Relaxed),
-        2,
-        "no reconnect"
-    );
+    rt::assert_no_reconnect(&runner);
     runner.stop_and_wait().await;
     no_errors(protocol_errors(&sb).await);
 }
@@ -1308,13 +1265,11 @@ async fn stop_while_disconnected_keeps_its_deadline() {
     assert!(runner.wait_connected(Duration::from_secs(10)).await);
     let id = submit(&sb, custom(json!({"action": "sleep:100"}))).await;
     rt::wait_called("cutoff", 1).await;
-    let r = common::admin_put(
+    rt::set_ws_faults(
         &sb,
-        "platform/faults",
         json!([{"at": "upgrade", "action": "refuse", "status": 503}]),
     )
     .await;
-    assert!(r.status().is_success());
     admin_post(&sb, "platform/drop", json!({})).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = tokio::time::Instant::now();

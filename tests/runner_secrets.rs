@@ -5,39 +5,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::runner::{self as rt, admin_post, config, custom, run_task, start_runner};
 use serde_json::json;
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_secrets_never_appear_in_logs_or_debug_output() {
-    let capture = Capture::default();
+    let capture = common::Capture::default();
     // The program's own log pipeline: its secret-safe filter, then everything at trace.
     use tracing_subscriber::prelude::*;
     tracing_subscriber::registry()
@@ -66,7 +41,7 @@ async fn runner_secrets_never_appear_in_logs_or_debug_output() {
     }
     // A background task with the task key, through the status check and the fetch.
     let file = common::ready_file(&sb, &common::qt_target(&sb), "secrets").await;
-    let mut spec = json!({"category": "background", "event_type": "usage_file_request_processing", "object_id": file.id});
+    let mut spec = rt::usage_file_task(&file.id);
     spec["api_key"] = json!(task_key);
     run_task(&sb, spec).await;
     // Secure variables changed live, a logging key, and a malformed frame holding a key.
@@ -99,8 +74,7 @@ async fn runner_secrets_never_appear_in_logs_or_debug_output() {
     runner.stop_and_wait().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let logs =
-        String::from_utf8_lossy(&capture.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let logs = capture.text();
     assert!(logs.contains("task done"), "the capture sees the runner");
     assert!(
         logs.contains("tungstenite"),

@@ -395,3 +395,30 @@ pub async fn wait_called(instance: &str, n: usize) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Replaces the sandbox's websocket fault rules.
+pub async fn set_ws_faults(sb: &Sandbox, rules: Value) {
+    let r = super::admin_put(sb, "platform/faults", rules).await;
+    assert!(
+        r.status().is_success(),
+        "faults accepted: {}",
+        r.text().await.unwrap_or_default()
+    );
+}
+
+/// A background usage file task spec.
+pub fn usage_file_task(file_id: &str) -> Value {
+    json!({"category": "background", "event_type": "usage_file_request_processing", "object_id": file_id})
+}
+
+/// The runner's two sessions connected once each: nothing made it reconnect.
+pub fn assert_no_reconnect(runner: &RunnerHandle) {
+    assert_eq!(
+        runner
+            .stats()
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "no reconnect"
+    );
+}
