@@ -303,10 +303,10 @@ async fn c04_unanswered_setup_closes_and_reconnects() {
         json!([{"at": "setup", "action": "silence", "times": 1, "runner_type": "background"}]),
     )
     .await;
-    let mut c = config(&sb, "c04");
-    c.timings.handshake_timeout = Duration::from_millis(300);
-    let runner = start_runner(c, rt::registry());
-    assert!(runner.wait_connected(Duration::from_secs(10)).await);
+    let runner = rt::connected_with(&sb, "c04", |c| {
+        c.timings.handshake_timeout = Duration::from_millis(300);
+    })
+    .await;
     let p = platform(&sb).await;
     let bg_connects = p["connection_log"]
         .as_array()
@@ -513,10 +513,10 @@ async fn c09_task_api_key_for_background_calls() {
 async fn c10_background_errors_panics_and_timeouts_retry() {
     let sb = common::start().await;
     platform_settings(&sb, json!({"max_tries": 1})).await;
-    let mut c = config(&sb, "c10");
-    c.background_timeout = Duration::from_millis(300);
-    let runner = start_runner(c, rt::registry());
-    assert!(runner.wait_connected(Duration::from_secs(10)).await);
+    let runner = rt::connected_with(&sb, "c10", |c| {
+        c.background_timeout = Duration::from_millis(300);
+    })
+    .await;
     let file = common::ready_file(&sb, &common::qt_target(&sb), "c10").await;
     wait_for(&sb, "the first task", |p| {
         p["tasks"][0]["status"] == "succeeded"
@@ -626,10 +626,10 @@ async fn c12_interactive_answers() {
 #[tokio::test]
 async fn c13_interactive_errors_fail_with_400() {
     let sb = common::start().await;
-    let mut c = config(&sb, "c13");
-    c.interactive_timeout = Duration::from_millis(300);
-    let runner = start_runner(c, rt::registry());
-    assert!(runner.wait_connected(Duration::from_secs(10)).await);
+    let runner = rt::connected_with(&sb, "c13", |c| {
+        c.interactive_timeout = Duration::from_millis(300);
+    })
+    .await;
     for (action, expect) in [
         ("error", "on purpose"),
         ("panic", "panicked"),
@@ -1145,10 +1145,10 @@ async fn random_drops_lose_nothing() {
 #[tokio::test]
 async fn grace_period_cancels_and_answers() {
     let sb = common::start().await;
-    let mut c = config(&sb, "grace");
-    c.shutdown_grace = Duration::from_millis(300);
-    let runner = start_runner(c, rt::registry());
-    assert!(runner.wait_connected(Duration::from_secs(10)).await);
+    let runner = rt::connected_with(&sb, "grace", |c| {
+        c.shutdown_grace = Duration::from_millis(300);
+    })
+    .await;
     let id = submit(&sb, custom(json!({"action": "sleep:10000"}))).await;
     rt::wait_called("grace", 1).await;
     let started = tokio::time::Instant::now();
@@ -1172,10 +1172,10 @@ async fn grace_period_cancels_and_answers() {
 #[tokio::test]
 async fn tasks_run_concurrently_within_the_bound() {
     let sb = common::start().await;
-    let mut c = config(&sb, "concurrent");
-    c.max_concurrent_tasks = 4;
-    let runner = start_runner(c, rt::registry());
-    assert!(runner.wait_connected(Duration::from_secs(10)).await);
+    let runner = rt::connected_with(&sb, "concurrent", |c| {
+        c.max_concurrent_tasks = 4;
+    })
+    .await;
     let started = tokio::time::Instant::now();
     let mut ids = Vec::new();
     for _ in 0..8 {
@@ -1256,13 +1256,13 @@ async fn oversized_answers_become_a_fail() {
 #[tokio::test]
 async fn stop_while_disconnected_keeps_its_deadline() {
     let sb = common::start().await;
-    let mut c = config(&sb, "cutoff");
-    c.shutdown_grace = Duration::from_millis(300);
-    c.timings.flush_window = Duration::from_millis(300);
-    c.timings.reconnect.max_delay = Duration::from_secs(300);
-    c.timings.reconnect.initial = Duration::from_secs(60);
-    let runner = start_runner(c, rt::registry());
-    assert!(runner.wait_connected(Duration::from_secs(10)).await);
+    let runner = rt::connected_with(&sb, "cutoff", |c| {
+        c.shutdown_grace = Duration::from_millis(300);
+        c.timings.flush_window = Duration::from_millis(300);
+        c.timings.reconnect.max_delay = Duration::from_secs(300);
+        c.timings.reconnect.initial = Duration::from_secs(60);
+    })
+    .await;
     let id = submit(&sb, custom(json!({"action": "sleep:100"}))).await;
     rt::wait_called("cutoff", 1).await;
     rt::set_ws_faults(

@@ -422,3 +422,19 @@ pub fn assert_no_reconnect(runner: &RunnerHandle) {
         "no reconnect"
     );
 }
+
+/// A runner with the test extension and a configuration changed by `tweak`, connected.
+pub async fn connected_with(
+    sb: &Sandbox,
+    instance: &str,
+    tweak: impl FnOnce(&mut RunnerConfig),
+) -> RunnerHandle {
+    let mut c = config(sb, instance);
+    tweak(&mut c);
+    let runner = start_runner(c, registry());
+    assert!(
+        runner.wait_connected(Duration::from_secs(10)).await,
+        "the runner connects to the sandbox"
+    );
+    runner
+}
