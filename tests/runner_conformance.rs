@@ -1313,3 +1313,110 @@ async fn dataset_schedules_can_fire_by_themselves() {
         "once"
     );
 }
+
+// Tasks still waiting for their turn when the runner is told to stop are neither run nor
+// answered: the platform delivers them again once the connection closes, without a retry
+// spent or an interactive request failed.
+#[tokio::test]
+async fn waiting_tasks_are_left_to_redelivery_on_stop() {
+    let sb = common::start().await;
+    let runner = rt::connected_with(&sb, "queued", |c| c.max_concurrent_tasks = 1).await;
+    let running = submit(&sb, custom(json!({"action": "sleep:400"}))).await;
+    rt::wait_called("queued", 1).await;
+    let queued = submit(&sb, custom(json!({"action": "echo"}))).await;
+    wait_for(&sb, "the second delivery", |p| {
+        p["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["id"] == queued.as_str() && t["status"] == "processing")
+    })
+    .await;
+    let report = runner.stop_and_wait().await;
+    assert!(report.undelivered.is_empty(), "{report:?}");
+    assert_eq!(finished(&sb, &running).await["status"], "succeeded");
+    let t = task(&sb, &queued).await;
+    assert_eq!(t["status"], "scheduled", "back in the queue: {t:#}");
+    assert_eq!(t["retry_count"], 0);
+    assert!(
+        t["deliveries"][0]["lost"]
+            .as_str()
+            .is_some_and(|l| l.contains("connection lost")),
+        "{t:#}"
+    );
+    assert_eq!(calls("queued").len(), 1, "not run");
+    no_errors(protocol_errors(&sb).await);
+}
+
+// A task id the runner answered before, now for another object (a platform that reuses ids,
+// like a restarted sandbox), is run as a new task, not answered from memory.
+#[tokio::test]
+async fn a_reused_task_id_for_another_object_is_run_again() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut c = raw_config(addr, "SU-1:k", "raw-reuse");
+    c.runner_types = vec![RunnerType::Interactive];
+    let runner = start_runner(c, rt::registry());
+    let (_, mut ws) = raw_accept(&listener).await;
+    let setup = json!({"version": 2, "message_type": "setup_response", "data": {
+        "variables": [], "model_type": "setup_response"}});
+    ws.send(Message::text(setup.to_string()))
+        .await
+        .expect("setup");
+    let mut bodies = Vec::new();
+    for (object, n) in [("PR-A", 1), ("PR-A", 1), ("PR-B", 2)] {
+        let task = json!({"version": 2, "message_type": "task", "data": {
+            "options": {"task_id": "TQ-REUSED", "task_category": "interactive"},
+            "input": {"event_type": "product_custom_event_processing", "object_id": object,
+                      "data": {"action": "echo", "n": n}},
+            "output": null, "model_type": "task"}});
+        ws.send(Message::text(task.to_string()))
+            .await
+            .expect("task");
+        let result = loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    break serde_json::from_str::<Value>(t.as_str()).expect("JSON");
+                }
+                Some(Ok(_)) => {}
+                other => panic!("no result: {other:?}"),
+            }
+        };
+        assert_eq!(
+            result["data"]["input"]["object_id"], object,
+            "echoes this delivery"
+        );
+        bodies.push(result["data"]["output"]["data"]["body"]["n"].clone());
+    }
+    assert_eq!(bodies, [json!(1), json!(1), json!(2)]);
+    assert_eq!(
+        calls("raw-reuse").len(),
+        2,
+        "the repeat was answered from memory, the other object run"
+    );
+    let _ = ws.close(None).await;
+    runner.stop_and_wait().await;
+}
+
+// An upgrade fault that drops strikes exactly the times it says.
+#[tokio::test]
+async fn upgrade_drops_strike_as_many_times_as_set() {
+    let sb = common::start().await;
+    rt::set_ws_faults(
+        &sb,
+        json!([{"at": "upgrade", "action": "drop", "times": 2, "runner_type": "interactive"}]),
+    )
+    .await;
+    let runner = connected(&sb, "drops").await;
+    let p = platform(&sb).await;
+    let dropped = p["connection_log"]
+        .as_array()
+        .expect("log")
+        .iter()
+        .filter(|e| e["event"] == "disconnected" && e["runner_type"] == "interactive")
+        .count();
+    assert_eq!(dropped, 2, "{:#}", p["connection_log"]);
+    // The dropped ones never finished a handshake: they count as failed attempts.
+    assert_eq!(runner.stats().connections.load(Ordering::Relaxed), 2);
+    runner.stop_and_wait().await;
+}

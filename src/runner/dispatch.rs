@@ -98,7 +98,7 @@ pub(crate) async fn execute(
     shared: Arc<Shared>,
     task: &Task,
     category: TaskCategory,
-) -> TaskOutput {
+) -> Option<TaskOutput> {
     let info = TaskInfo {
         task_id: task.options.task_id.clone(),
         category,
@@ -114,6 +114,13 @@ pub(crate) async fn execute(
         object_id = %info.object_id,
     );
     async move {
+        // Told to stop while this task waited for its turn: it is not run and not answered,
+        // so the platform delivers it again once this runner has closed its connection
+        // (an answer would spend one of its retries, or fail an interactive request).
+        if shared.stopping().is_some() {
+            info!("not run: the runner is stopping; the platform will deliver it again");
+            return None;
+        }
         let started = Instant::now();
         let output = run(&shared, task, info, category).await;
         info!(
@@ -123,7 +130,7 @@ pub(crate) async fn execute(
             message = output.message.as_deref().unwrap_or(""),
             "task done"
         );
-        output
+        Some(output)
     }
     .instrument(span)
     .await
@@ -136,15 +143,7 @@ async fn run(
     category: TaskCategory,
 ) -> TaskOutput {
     let event_type = info.event_type.clone();
-    // The runner may have been told to stop while this task waited for its turn.
-    if shared.stopping().is_some() {
-        return failure_output(
-            category,
-            &event_type,
-            &Failure::Stopped.message(category),
-            0.0,
-        );
-    }
+
     let mut grace_over = shared.grace_over.subscribe();
     let prepared = tokio::select! {
         p = prepare(shared, task, &info, category) => p,

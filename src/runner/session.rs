@@ -51,7 +51,11 @@ pub enum ConnectionState {
 /// A result ready to be written.
 pub(crate) struct Delivery {
     task_id: String,
-    frame: String,
+    /// `None`: nothing to send (the task was not run, or its answer cannot be sent); the
+    /// task only leaves the in-flight set, and the platform delivers it again.
+    frame: Option<String>,
+    /// What the task was about, to tell a repeated delivery from another task of the same id.
+    about: (String, String),
     /// The output of a `success`, `skip` or `fail` result (the platform will not deliver the
     /// task again on purpose), kept to answer a repeated delivery.
     last: Option<TaskOutput>,
@@ -65,6 +69,14 @@ pub(crate) struct Delivery {
 /// person who resubmits a failed task later gets a real run.
 pub const REANSWER_WINDOW: Duration = Duration::from_secs(60);
 const REANSWER_CAPACITY: usize = 10_000;
+
+/// A final result sent recently.
+struct Answered {
+    output: TaskOutput,
+    /// `(event_type, object_id)` of the task.
+    about: (String, String),
+    at: Instant,
+}
 
 /// How a connection ended.
 enum End {
@@ -88,7 +100,7 @@ pub(crate) struct Session {
     /// When the session stops trying to deliver, once it is stopping.
     deadline: Option<Instant>,
     /// Final results sent recently, by task id, oldest first.
-    answered: HashMap<String, (TaskOutput, Instant)>,
+    answered: HashMap<String, Answered>,
     answered_order: VecDeque<String>,
 }
 
@@ -148,9 +160,15 @@ impl Session {
                     }
                 };
                 match attempt_result {
-                    Ok((socket, first)) => {
+                                        Ok((socket, first)) => {
                         attempt = 0;
                         backoff.reset();
+                        // A result sent on a connection that then died comes back only after a
+                        // reconnect, however long that took: the re-answer window restarts.
+                        let now = Instant::now();
+                        for a in self.answered.values_mut() {
+                            a.at = now;
+                        }
                         self.shared.stats.connections.fetch_add(1, Ordering::Relaxed);
                         self.state.send_replace(if self.deadline.is_some() {
                             ConnectionState::Stopping
@@ -161,11 +179,9 @@ impl Session {
                             End::Finished => break,
                             End::Lost(reason) => {
                                 self.note_stop();
-                                let pause = if self.deadline.is_some() {
-                                    Duration::ZERO
-                                } else {
-                                    self.shared.config.timings.reconnect.pause_after_drop
-                                };
+                                                                // Even while stopping (the pause keeps to the deadline): a
+                                // platform that accepts and drops must not get a storm.
+                                let pause = self.shared.config.timings.reconnect.pause_after_drop;
                                 warn!(%reason, pause_ms = pause.as_millis() as u64, "connection lost; reconnecting");
                                                                 self.state.send_replace(ConnectionState::Waiting {
                                     retry_in: pause,
@@ -366,8 +382,15 @@ impl Session {
         let mut pong_deadline: Option<tokio::time::Instant> = None;
         loop {
             while let Some(d) = self.unsent.pop_front() {
-                if let Err(e) =
-                    send_within(&mut socket, Message::text(d.frame.clone()), send_limit).await
+                let Some(frame) = &d.frame else {
+                    self.in_flight.remove(&d.task_id);
+                    continue;
+                };
+                let Some(limit) = self.send_limit(send_limit) else {
+                    self.unsent.push_front(d);
+                    return End::Finished;
+                };
+                if let Err(e) = send_within(&mut socket, Message::text(frame.clone()), limit).await
                 {
                     self.unsent.push_front(d);
                     return End::Lost(format!("cannot send a result: {e}"));
@@ -379,14 +402,17 @@ impl Session {
                     .results_sent
                     .fetch_add(1, Ordering::Relaxed);
                 if let Some(output) = d.last {
-                    self.remember(d.task_id, output);
+                    self.remember(d.task_id, output, d.about);
                 }
             }
             self.note_stop();
             if let Some(reason) = self.shared.stopping() {
                 if reason == StopReason::Requested && !self.shutdown_sent {
+                    let Some(limit) = self.send_limit(send_limit) else {
+                        return End::Finished;
+                    };
                     if let Err(e) =
-                        send_within(&mut socket, Message::text(shutdown_frame()), send_limit).await
+                        send_within(&mut socket, Message::text(shutdown_frame()), limit).await
                     {
                         return End::Lost(format!("cannot send shutdown: {e}"));
                     }
@@ -494,13 +520,13 @@ impl Session {
     }
 
     /// Keeps a final result for [`REANSWER_WINDOW`].
-    fn remember(&mut self, task_id: String, output: TaskOutput) {
+    fn remember(&mut self, task_id: String, output: TaskOutput, about: (String, String)) {
         let now = Instant::now();
         while let Some(oldest) = self.answered_order.front() {
             let expired = self
                 .answered
                 .get(oldest)
-                .is_none_or(|(_, at)| now.duration_since(*at) > REANSWER_WINDOW);
+                .is_none_or(|a| now.duration_since(a.at) > REANSWER_WINDOW);
             if !expired && self.answered_order.len() < REANSWER_CAPACITY {
                 break;
             }
@@ -510,7 +536,14 @@ impl Session {
         }
         if self
             .answered
-            .insert(task_id.clone(), (output, now))
+            .insert(
+                task_id.clone(),
+                Answered {
+                    output,
+                    about,
+                    at: now,
+                },
+            )
             .is_none()
         {
             self.answered_order.push_back(task_id);
@@ -535,7 +568,15 @@ impl Session {
             info!(task_id = %id, "task delivered again while in flight; not run twice");
             return;
         }
-        if let Some((output, at)) = self.answered.get(&id)
+        let about = (task.input.event_type.clone(), task.input.object_id.clone());
+        if let Some(a) = self.answered.get(&id)
+            && a.about != about
+        {
+            // Not a repeat: the platform reused an id (a restarted sandbox does).
+            warn!(task_id = %id, "a task id answered before, now for another object; run as a new task");
+            self.answered.remove(&id);
+        }
+        if let Some(Answered { output, at, .. }) = self.answered.get(&id)
             && at.elapsed() <= REANSWER_WINDOW
         {
             self.shared
@@ -548,7 +589,8 @@ impl Session {
             self.in_flight.insert(id.clone(), task.category());
             self.unsent.push_back(Delivery {
                 task_id: id,
-                frame: task.result_frame(output.clone()),
+                frame: Some(task.result_frame(output.clone())),
+                about,
                 last: Some(output),
             });
             return;
@@ -568,7 +610,8 @@ impl Session {
             self.in_flight.insert(id.clone(), None);
             self.unsent.push_back(Delivery {
                 task_id: id,
-                frame: task.result_frame(output.clone()),
+                frame: Some(task.result_frame(output.clone())),
+                about,
                 last: Some(output),
             });
             return;
@@ -590,7 +633,7 @@ impl Session {
                 Ok(output) => output,
                 Err(e) => {
                     error!(task_id = %task.options.task_id, error = %e, "the runner failed while running a task");
-                    TaskOutput {
+                    Some(TaskOutput {
                         result: if category == TaskCategory::Interactive {
                             ResultType::Fail
                         } else {
@@ -600,38 +643,18 @@ impl Session {
                         countdown: 0,
                         runtime: 0.0,
                         message: Some("The runner failed while running the task.".into()),
-                    }
+                    })
                 }
             };
-            let mut frame = task.result_frame(output.clone());
-            let mut output = output;
-            if frame.len() > MAX_MESSAGE {
-                // The platform would refuse the frame and deliver the task again, forever.
-                error!(task_id = %task.options.task_id, bytes = frame.len(), "a result over the platform's message limit; answered fail");
-                let message = format!(
-                    "The handler's answer is {} bytes, over the platform's {} byte limit.",
-                    frame.len(),
-                    MAX_MESSAGE
-                );
-                // A failure in the category's shape; `fail` even where errors are retried,
-                // since running the handler again would give the same answer.
-                output = super::dispatch::failure_output(
-                    category,
-                    &task.input.event_type,
-                    &message,
-                    output.runtime,
-                );
-                output.result = ResultType::Fail;
-                frame = task.result_frame(output.clone());
-            }
-            let last = matches!(
-                output.result,
-                ResultType::Success | ResultType::Skip | ResultType::Fail
-            )
-            .then_some(output);
+            let about = (task.input.event_type.clone(), task.input.object_id.clone());
+            let (frame, last) = match output {
+                None => (None, None),
+                Some(output) => answer(&task, category, output),
+            };
             let delivery = Delivery {
                 task_id: task.options.task_id.clone(),
                 frame,
+                about,
                 last,
             };
             match results.try_send(delivery) {
@@ -652,6 +675,60 @@ impl Session {
             }
         });
     }
+
+    /// The time a send may take: `normal`, or what is left before the stop deadline
+    /// (`None` once it has passed).
+    fn send_limit(&self, normal: Duration) -> Option<Duration> {
+        match self.deadline {
+            None => Some(normal),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                (!left.is_zero()).then(|| left.min(normal))
+            }
+        }
+    }
+}
+
+/// The result frame of a task and, for a final result, the output to keep for re-answers.
+/// An answer over the platform's message limit becomes a `fail` saying so; if even that is
+/// too large (the task's own input is), nothing is sent and the platform delivers the task
+/// again after the connection closes.
+fn answer(
+    task: &Task,
+    category: TaskCategory,
+    output: TaskOutput,
+) -> (Option<String>, Option<TaskOutput>) {
+    let mut output = output;
+    let mut frame = task.result_frame(output.clone());
+    if frame.len() > MAX_MESSAGE {
+        // The platform would refuse the frame and deliver the task again, forever.
+        error!(task_id = %task.options.task_id, bytes = frame.len(), "a result over the platform's message limit; answered fail");
+        let message = format!(
+            "The handler's answer is {} bytes, over the platform's {} byte limit.",
+            frame.len(),
+            MAX_MESSAGE
+        );
+        // A failure in the category's shape; `fail` even where errors are retried, since
+        // running the handler again would give the same answer.
+        output = super::dispatch::failure_output(
+            category,
+            &task.input.event_type,
+            &message,
+            output.runtime,
+        );
+        output.result = ResultType::Fail;
+        frame = task.result_frame(output.clone());
+        if frame.len() > MAX_MESSAGE {
+            error!(task_id = %task.options.task_id, bytes = frame.len(), "even a short answer to this task is over the limit; not answered");
+            return (None, None);
+        }
+    }
+    let last = matches!(
+        output.result,
+        ResultType::Success | ResultType::Skip | ResultType::Fail
+    )
+    .then_some(output);
+    (Some(frame), last)
 }
 
 /// Sends a message, giving up after `limit`: a peer that stopped reading must not hold the

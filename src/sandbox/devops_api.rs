@@ -116,24 +116,29 @@ async fn serve(
                 Ok(Message::Text(t)) => app.platform().on_text(conn_id, t.as_str()),
                 Ok(Message::Binary(_)) => app.platform().on_binary(conn_id),
                 Ok(Message::Close(frame)) => {
-                    return match frame {
+                    let why = match frame {
                         Some(f) if f.reason.is_empty() => {
                             format!("closed by the runner ({})", f.code)
                         }
                         Some(f) => format!("closed by the runner ({} {})", f.code, f.reason),
                         None => "closed by the runner".to_owned(),
                     };
+                    return (why, true);
                 }
                 Ok(_) => {}
-                Err(e) => return format!("read failed: {e}"),
+                Err(e) => return (format!("read failed: {e}"), false),
             }
         }
-        "connection ended".to_owned()
+        ("connection ended".to_owned(), false)
     };
-    let reason = tokio::select! {
-        r = writer => r,
+    let (reason, closed_by_runner) = tokio::select! {
+        r = writer => (r, false),
         r = reader => r,
     };
+    if closed_by_runner {
+        // The library queued the answer to the runner's close frame: flush it.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), sink.close()).await;
+    }
     app.platform().disconnect(conn_id, &reason);
 }
 

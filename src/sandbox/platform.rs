@@ -142,7 +142,9 @@ pub struct PlatformSettings {
     pub retry_delay_s: f64,
     /// Multiplies countdowns and retry delays (0.01 makes a 30 s countdown 0.3 s).
     pub time_scale: f64,
-    /// Milliseconds before a task whose connection was lost is delivered again.
+    /// Milliseconds before a task whose connection was lost is delivered again, counted from
+    /// the runner's new session (Connect's own delay is not documented; 5 s leaves a runner
+    /// paced like the official one time to send the results it kept).
     pub redelivery_delay_ms: u64,
     /// Python level names sent in `setup_response.logging`.
     pub log_level: String,
@@ -155,7 +157,7 @@ impl Default for PlatformSettings {
             max_tries: 5,
             retry_delay_s: 30.0,
             time_scale: 1.0,
-            redelivery_delay_ms: 500,
+            redelivery_delay_ms: 5000,
             log_level: "INFO".into(),
             runner_log_level: "INFO".into(),
         }
@@ -408,6 +410,10 @@ struct Inner {
     results_received: u64,
     /// The dataset's self-firing schedules were started (once per sandbox run).
     schedules_started: bool,
+    /// The first part of task ids, different in every sandbox run.
+    run_id: u16,
+    /// Ids of tasks forgotten by a reset: their late results are noted, not errors.
+    forgotten: std::collections::HashSet<String>,
 }
 
 /// The platform side's state. All methods take the lock briefly and never wait.
@@ -516,6 +522,8 @@ impl Platform {
                 rng: seed ^ 0xE5A5_0000_0000_0001,
                 results_received: 0,
                 schedules_started: false,
+                run_id: rand::random::<u16>() % 1000,
+                forgotten: std::collections::HashSet::new(),
             }),
             wake: Notify::new(),
         }
@@ -554,11 +562,16 @@ impl Platform {
     }
 
     /// Whether a fault at `point` applies now (and spends one use of it).
-    fn fault(inner: &mut Inner, point: WsPoint, runner_type: Option<&str>) -> Option<WsFaultRule> {
+    fn fault(
+        inner: &mut Inner,
+        point: WsPoint,
+        actions: &[WsAction],
+        runner_type: Option<&str>,
+    ) -> Option<WsFaultRule> {
         let mut rng = inner.rng;
         let mut hit = None;
         for (rule, left) in inner.faults.iter_mut() {
-            if rule.at != point || *left == Some(0) {
+            if rule.at != point || !actions.contains(&rule.action) || *left == Some(0) {
                 continue;
             }
             if let Some(rt) = &rule.runner_type
@@ -607,8 +620,12 @@ impl Platform {
                 message: "This key is not the environment's key.".into(),
             });
         }
-        if let Some(rule) = Platform::fault(&mut inner, WsPoint::Upgrade, runner_type)
-            && rule.action == WsAction::Refuse
+        if let Some(rule) = Platform::fault(
+            &mut inner,
+            WsPoint::Upgrade,
+            &[WsAction::Refuse],
+            runner_type,
+        ) && rule.action == WsAction::Refuse
         {
             let status = rule.status.unwrap_or(502);
             inner.connection_log.push(
@@ -671,8 +688,12 @@ impl Platform {
             "runner_type": runner_type, "running_tasks": conn.running_tasks,
             "running_scheduled_tasks": conn.running_scheduled_tasks,
         }));
-        if let Some(rule) = Platform::fault(&mut inner, WsPoint::Upgrade, runner_type.as_deref())
-            && rule.action == WsAction::Drop
+        if let Some(rule) = Platform::fault(
+            &mut inner,
+            WsPoint::Upgrade,
+            &[WsAction::Drop],
+            runner_type.as_deref(),
+        ) && rule.action == WsAction::Drop
         {
             let _ = conn.tx.send(Outbound::Drop);
         }
@@ -881,7 +902,12 @@ impl Platform {
                 });
             }
         }
-        if let Some(rule) = Platform::fault(inner, WsPoint::Setup, runner_type.as_deref()) {
+        if let Some(rule) = Platform::fault(
+            inner,
+            WsPoint::Setup,
+            &[WsAction::Drop, WsAction::Silence],
+            runner_type.as_deref(),
+        ) {
             inner
                 .connection_log
                 .push(json!({"at": now_text(), "event": "setup_fault",
@@ -936,7 +962,12 @@ impl Platform {
             .connections
             .get(&conn_id)
             .and_then(|c| c.runner_type.clone());
-        if let Some(rule) = Platform::fault(inner, WsPoint::Result, runner_type.as_deref()) {
+        if let Some(rule) = Platform::fault(
+            inner,
+            WsPoint::Result,
+            &[WsAction::Drop, WsAction::Silence],
+            runner_type.as_deref(),
+        ) {
             inner
                 .connection_log
                 .push(json!({"at": now_text(), "event": "result_fault",
@@ -964,6 +995,13 @@ impl Platform {
             return;
         }
         inner.results_received += 1;
+        if inner.forgotten.contains(&task_id) {
+            inner.protocol_notes.push(
+                json!({"at": now_text(), "connection": conn_id, "task_id": task_id,
+                "note": "a result for a task forgotten by a reset"}),
+            );
+            return;
+        }
         let Some(&index) = inner.task_index.get(&task_id) else {
             protocol_error(
                 inner,
@@ -1009,26 +1047,23 @@ impl Platform {
             }
             return;
         }
+        // No delivery waits for an answer (the task waits for a retry or reschedule): a late
+        // copy of an answer already counted, not a new one.
+        if !t.attempts.iter().any(|a| a.output.is_none()) {
+            t.duplicates += 1;
+            debug!(task_id = %task_id, "a result with no delivery open; counted as a duplicate");
+            return;
+        }
         let output = data["output"].clone();
         let at = now_text();
-        match t.attempts.iter_mut().rev().find(|a| a.output.is_none()) {
-            Some(a) => {
-                a.answered_at = Some(at.clone());
-                a.output = Some(output.clone());
-                if a.conn != conn_id {
-                    a.lost = Some(format!(
-                        "answered on connection {conn_id} after a reconnect"
-                    ));
-                }
+        if let Some(a) = t.attempts.iter_mut().rev().find(|a| a.output.is_none()) {
+            a.answered_at = Some(at.clone());
+            a.output = Some(output.clone());
+            if a.conn != conn_id {
+                a.lost = Some(format!(
+                    "answered on connection {conn_id} ({instance}) after a reconnect"
+                ));
             }
-            None => t.attempts.push(Attempt {
-                conn: conn_id,
-                instance,
-                delivered_at: String::new(),
-                answered_at: Some(at.clone()),
-                output: Some(output.clone()),
-                lost: Some("answer without an open delivery".into()),
-            }),
         }
         t.runtime_total_ms += output["runtime"].as_f64().unwrap_or(0.0) * 1000.0;
         t.output = output["message"]
@@ -1228,7 +1263,12 @@ impl Platform {
                 .connections
                 .get(&conn_id)
                 .and_then(|c| c.runner_type.clone());
-            let fault = Platform::fault(&mut inner, WsPoint::Task, runner_type.as_deref());
+            let fault = Platform::fault(
+                &mut inner,
+                WsPoint::Task,
+                &[WsAction::Drop],
+                runner_type.as_deref(),
+            );
             let Some(c) = inner.connections.get_mut(&conn_id) else {
                 continue;
             };
@@ -1257,13 +1297,13 @@ impl Platform {
     /// Sends `shutdown` to the matching connections; returns how many.
     pub fn shutdown(&self, filter: &ConnFilter) -> usize {
         let frame = json!({"version": 2, "message_type": "shutdown", "data": null}).to_string();
-        let n = self.send(filter, || Outbound::Text(frame.clone()), "shutdown_sent");
-        // A runner told to stop gets no new tasks.
-        let mut inner = self.lock();
-        for c in inner.connections.values_mut().filter(|c| filter.matches(c)) {
-            c.draining = true;
-        }
-        n
+        // In one critical section with the frame: a runner told to stop gets no new tasks.
+        self.send_marking(
+            filter,
+            || Outbound::Text(frame.clone()),
+            "shutdown_sent",
+            true,
+        )
     }
 
     /// Drops the matching connections; returns how many.
@@ -1287,11 +1327,22 @@ impl Platform {
     }
 
     fn send(&self, filter: &ConnFilter, make: impl Fn() -> Outbound, event: &str) -> usize {
+        self.send_marking(filter, make, event, false)
+    }
+
+    fn send_marking(
+        &self,
+        filter: &ConnFilter,
+        make: impl Fn() -> Outbound,
+        event: &str,
+        draining: bool,
+    ) -> usize {
         let mut inner = self.lock();
         let mut n = 0;
         let mut ids = Vec::new();
         for (id, c) in inner.connections.iter_mut() {
             if filter.matches(c) {
+                c.draining |= draining;
                 c.frames_out += 1;
                 let _ = c.tx.send(make());
                 ids.push(*id);
@@ -1443,6 +1494,8 @@ impl Platform {
     /// Forgets tasks, errors and logs (connections stay).
     pub fn reset(&self) {
         let mut inner = self.lock();
+        let ids: Vec<String> = inner.tasks.iter().map(|t| t.id.clone()).collect();
+        inner.forgotten.extend(ids);
         inner.tasks.clear();
         inner.task_index.clear();
         inner.waiting.clear();
@@ -1496,12 +1549,9 @@ fn add_task(inner: &mut Inner, spec: TaskSpec) -> Result<usize, String> {
     }
     let seq = inner.next_task;
     inner.next_task += 1;
-    let id = format!(
-        "TQ-{:03}-{:03}-{:03}",
-        seq / 1_000_000 % 1000,
-        seq / 1000 % 1000,
-        seq % 1000
-    );
+    // The first part differs between sandbox runs, so a runner that outlives a restarted
+    // sandbox never takes a new task for one it answered before.
+    let id = format!("TQ-{:03}-{:03}-{:03}", inner.run_id, seq / 1000, seq % 1000);
     let correlation_id = correlation(&mut inner.rng);
     let connect_correlation_id = spec
         .connect_correlation_id
