@@ -251,6 +251,9 @@ pub const QT_HEADER: [&str; 8] = [
 /// A workbook with one sheet of `header` and `rows`.
 pub fn workbook(sheet: &str, header: &[&str], rows: &[Vec<Cell>]) -> Vec<u8> {
     let mut book = rust_xlsxwriter::Workbook::new();
+    // A fixed creation time: the same rows give the same bytes, whatever the clock says.
+    let created = rust_xlsxwriter::ExcelDateTime::from_ymd(2024, 5, 1).expect("date");
+    book.set_properties(&rust_xlsxwriter::DocProperties::new().set_creation_datetime(&created));
     let ws = book.add_worksheet();
     ws.set_name(sheet).expect("sheet name");
     for (c, h) in header.iter().enumerate() {
