@@ -188,9 +188,10 @@ async fn prepare(
     category: TaskCategory,
 ) -> Result<(HandlerFn, TaskContext, Value), Prepared> {
     let setup = shared.setup();
-    let env_client = shared.environment_client(info);
+    let headers = Shared::task_headers(info, setup.service_id());
+    let env_client = shared.environment_client(headers.clone());
     let client = match task.options.api_key.as_deref().filter(|k| !k.is_empty()) {
-        Some(key) => shared.client_for_key(key, info).map_err(preparing)?,
+        Some(key) => shared.client_for_key(key, headers).map_err(preparing)?,
         None => env_client.clone(),
     };
     let (handler, arg) = match category {

@@ -165,15 +165,15 @@ impl Shared {
     }
 
     /// The environment's client with a task's headers.
-    pub fn environment_client(&self, task: &TaskInfo) -> ConnectClient {
-        self.env_client.with_headers(self.task_headers(task))
+    pub fn environment_client(&self, headers: HeaderMap) -> ConnectClient {
+        self.env_client.with_headers(headers)
     }
 
     /// A client acting with `key` (one per key for the runner's life), with a task's headers.
     pub fn client_for_key(
         &self,
         key: &str,
-        task: &TaskInfo,
+        headers: HeaderMap,
     ) -> Result<ConnectClient, ConnectError> {
         let api_key = ApiKey::new(key)
             .map_err(|e| ConnectError::invalid(format!("the task's API key is unusable: {e}")))?;
@@ -188,7 +188,7 @@ impl Shared {
                 }
             }
         };
-        Ok(base.with_headers(self.task_headers(task)))
+        Ok(base.with_headers(headers))
     }
 
     /// How many distinct task keys have clients.
@@ -197,15 +197,15 @@ impl Shared {
     }
 
     /// `EAAS_EXT_ID`, `EAAS_TASK_ID`, `EAAS_TASK_TYPE` and, with a correlation id,
-    /// `ext-traceparent`.
-    fn task_headers(&self, task: &TaskInfo) -> HeaderMap {
+    /// `ext-traceparent`: built once per task, so all its clients carry the same span id.
+    pub fn task_headers(task: &TaskInfo, service_id: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
         let mut put = |name: &'static str, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {
                 h.insert(HeaderName::from_static(name), v);
             }
         };
-        if let Some(id) = self.setup().service_id() {
+        if let Some(id) = service_id {
             put("eaas_ext_id", id);
         }
         put("eaas_task_id", &task.task_id);

@@ -262,12 +262,7 @@ pub fn start_runner(config: RunnerConfig, registry: Registry) -> RunnerHandle {
 
 /// A runner with the test extension, connected.
 pub async fn connected(sb: &Sandbox, instance: &str) -> RunnerHandle {
-    let runner = start_runner(config(sb, instance), registry());
-    assert!(
-        runner.wait_connected(Duration::from_secs(10)).await,
-        "the runner connects to the sandbox"
-    );
-    runner
+    connected_with(sb, instance, |_| {}).await
 }
 
 /// Sets platform settings through the admin API.
