@@ -88,6 +88,9 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
             timeout: Duration::from_secs(args.poll_timeout_secs),
         },
         interrupt_after: None,
+        only: None,
+        rerun_rejected: false,
+        lock_groups: true,
     };
     let summary = report(&client, source.as_ref(), &options)
         .await

@@ -72,6 +72,9 @@ pub async fn report_monthly_usage(
             timeout: Duration::from_secs(120),
         },
         interrupt_after: None,
+        only: None,
+        rerun_rejected: false,
+        lock_groups: true,
     };
     // Source and catalog failures are errors: the platform runs the task again, and the run
     // resumes from Connect's state.

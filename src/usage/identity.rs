@@ -140,9 +140,90 @@ impl ContentDigest {
 /// mid-upload never leaves a note claiming data the file does not hold.
 pub const UPLOADING_NOTE: &str = "connect-usage upload in progress";
 
+/// What this extension keeps in a usage file's `note` (Connect's state is its only memory):
+/// the digest of the data the file holds once processed, how many times the provider's
+/// rejection was answered with a rerun, and whether a rerun is under way.
+///
+/// `connect-usage digest=<hex> records=<n> reruns=<k> rerunning`, each part optional; while an
+/// upload is under way the digest is replaced by `upload in progress`. At most about 130
+/// characters, under Connect's 200.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileNote {
+    /// The digest of the processed upload's rows, with their count.
+    pub digest: Option<(String, usize)>,
+    /// Reruns started after a rejection.
+    pub reruns: u32,
+    /// A rerun was started and its upload not yet processed: a `rejected` file with this flag
+    /// is a rerun interrupted, to resume without counting it again.
+    pub rerunning: bool,
+}
+
+impl FileNote {
+    /// Reads a note; anything not written by this extension reads as an empty note.
+    pub fn parse(note: Option<&str>) -> FileNote {
+        let mut n = FileNote::default();
+        let Some(text) = note.filter(|t| t.starts_with("connect-usage")) else {
+            return n;
+        };
+        let mut digest = None;
+        let mut records = None;
+        for word in text.split_whitespace() {
+            if let Some(d) = word.strip_prefix("digest=") {
+                digest = Some(d.to_owned());
+            } else if let Some(r) = word.strip_prefix("records=") {
+                records = r.parse().ok();
+            } else if let Some(k) = word.strip_prefix("reruns=") {
+                n.reruns = k.parse().unwrap_or(0);
+            } else if word == "rerunning" {
+                n.rerunning = true;
+            }
+        }
+        n.digest = digest.map(|d| (d, records.unwrap_or(0)));
+        n
+    }
+
+    /// The digest recorded, if any.
+    pub fn digest(&self) -> Option<&str> {
+        self.digest.as_ref().map(|(d, _)| d.as_str())
+    }
+
+    /// The same note with no digest: written before an upload.
+    pub fn uploading(&self) -> FileNote {
+        FileNote {
+            digest: None,
+            ..self.clone()
+        }
+    }
+
+    /// The note once an upload of `digest` was processed: the rerun, if any, is done.
+    pub fn processed(&self, digest: &str, records: usize) -> FileNote {
+        FileNote {
+            digest: Some((digest.to_owned(), records)),
+            reruns: self.reruns,
+            rerunning: false,
+        }
+    }
+}
+
+impl std::fmt::Display for FileNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.digest {
+            Some((d, records)) => write!(f, "connect-usage digest={d} records={records}")?,
+            None => f.write_str(UPLOADING_NOTE)?,
+        }
+        if self.reruns > 0 {
+            write!(f, " reruns={}", self.reruns)?;
+        }
+        if self.rerunning {
+            f.write_str(" rerunning")?;
+        }
+        Ok(())
+    }
+}
+
 /// The machine-readable part of a file's note: `connect-usage digest=<hex> records=<n>`.
 pub fn note_for(digest: &str, records: usize) -> String {
-    format!("connect-usage digest={digest} records={records}")
+    FileNote::default().processed(digest, records).to_string()
 }
 
 /// The digest a file's note records, if it was written by [`note_for`].
@@ -232,5 +313,35 @@ mod tests {
         assert_eq!(digest_in_note(Some("written by hand")), None);
         assert_eq!(digest_in_note(None), None);
         assert_eq!(digest(b"").len(), 64);
+    }
+
+    #[test]
+    fn notes_keep_the_rerun_count_through_uploads() {
+        let digest = "a".repeat(64);
+        let n = FileNote::parse(Some(&note_for(&digest, 12)));
+        assert_eq!(n.digest(), Some(digest.as_str()));
+        assert_eq!((n.reruns, n.rerunning), (0, false));
+        let started = FileNote {
+            reruns: n.reruns + 1,
+            rerunning: true,
+            ..n.clone()
+        };
+        let text = started.uploading().to_string();
+        assert_eq!(text, "connect-usage upload in progress reruns=1 rerunning");
+        let back = FileNote::parse(Some(&text));
+        assert_eq!(
+            (back.digest(), back.reruns, back.rerunning),
+            (None, 1, true)
+        );
+        let done = back.processed(&"b".repeat(64), 7).to_string();
+        assert!(done.len() < 200, "{}", done.len());
+        let done = FileNote::parse(Some(&done));
+        assert_eq!(done.digest, Some(("b".repeat(64), 7)));
+        assert_eq!((done.reruns, done.rerunning), (1, false));
+        assert_eq!(
+            FileNote::parse(Some("reruns=5 by hand")),
+            FileNote::default()
+        );
+        assert_eq!(FileNote::parse(None), FileNote::default());
     }
 }

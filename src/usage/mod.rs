@@ -1,9 +1,11 @@
 //! QT usage reporting: read a month of usage from the vendor, check it, group it per
 //! distribution contract and product, and report each group to Connect exactly once.
 
+pub mod acknowledge;
 pub mod catalog;
 pub mod config;
 pub mod identity;
+pub mod locks;
 pub mod period;
 pub mod pipeline;
 pub mod record;

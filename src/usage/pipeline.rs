@@ -80,6 +80,14 @@ pub struct ReportOptions {
     /// For tests of resumption.
     #[doc(hidden)]
     pub interrupt_after: Option<Step>,
+    /// Report only this `(contract, product)` group: a lifecycle handler's regeneration.
+    pub only: Option<(String, String)>,
+    /// Take a `rejected` file through upload and submit again (a rerun after the provider's
+    /// rejection) instead of leaving it to the rejection handler.
+    pub rerun_rejected: bool,
+    /// Hold each group's [lock](super::locks) while acting on its file. A caller that holds
+    /// the lock of its `only` group already says `false`.
+    pub lock_groups: bool,
 }
 
 impl ReportOptions {
@@ -91,6 +99,9 @@ impl ReportOptions {
             out_dir: None,
             poll: PollPolicy::default(),
             interrupt_after: None,
+            only: None,
+            rerun_rejected: false,
+            lock_groups: true,
         }
     }
 }
@@ -422,7 +433,10 @@ pub async fn report(
     let data = Arc::new(data);
     let mut reports: Vec<FileReport> = Vec::new();
     let mut jobs = Vec::new();
-    for (_, g) in groups {
+    for (key, g) in groups {
+        if options.only.as_ref().is_some_and(|only| *only != key) {
+            continue;
+        }
         let external_id = identity::external_id(&g.contract, &g.product, period);
         if !g.qt {
             let schema = catalog
@@ -641,6 +655,10 @@ impl GroupRunner {
         if self.options.dry_run {
             return Ok(self.dry_run(job, built, report).await);
         }
+        let _held = match self.options.lock_groups {
+            true => Some(super::locks::lock(&job.external_id).await),
+            false => None,
+        };
         match self.drive(&job, &built, &mut report).await {
             Ok(()) => {}
             Err(GroupError::Interrupted(step)) => {
@@ -884,6 +902,10 @@ impl GroupRunner {
                 UsageFileStatus::Pending | UsageFileStatus::Accepted | UsageFileStatus::Closed => {
                     Next::Reported
                 }
+                // A rerun uploads once; a rejection after that is the provider's new answer.
+                UsageFileStatus::Rejected if self.options.rerun_rejected && !uploaded => {
+                    Next::Upload
+                }
                 UsageFileStatus::Rejected => Next::Rejected,
                 UsageFileStatus::Draft => Next::Upload,
                 UsageFileStatus::Invalid if uploaded || ours => Next::Invalid,
@@ -1017,9 +1039,10 @@ impl GroupRunner {
         refused: &mut impl FnMut(&ConnectError, &mut Option<String>) -> Result<(), GroupError>,
         last_error: &mut Option<String>,
     ) -> Result<Uploaded, GroupError> {
-        if identity::digest_in_note(file.note.as_deref()).is_some() {
+        let note = identity::FileNote::parse(file.note.as_deref());
+        if note.digest.is_some() {
             let clear = UsageFileUpdate {
-                note: Some(identity::UPLOADING_NOTE.into()),
+                note: Some(note.uploading().to_string()),
                 ..UsageFileUpdate::default()
             };
             if let Err(e) = self.client.update_usage_file(&file.id, &clear).await {
@@ -1041,8 +1064,11 @@ impl GroupRunner {
             return Ok(Uploaded::StillProcessing);
         };
         if matches!(f.status, UsageFileStatus::Ready | UsageFileStatus::Invalid) {
+            // Read again from the processed file: the rerun count must carry over.
+            let done = identity::FileNote::parse(f.note.as_deref())
+                .processed(&built.digest, built.records);
             let note = UsageFileUpdate {
-                note: Some(identity::note_for(&built.digest, built.records)),
+                note: Some(done.to_string()),
                 ..UsageFileUpdate::default()
             };
             if let Err(e) = self.client.update_usage_file(&f.id, &note).await {

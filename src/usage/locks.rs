@@ -1,0 +1,67 @@
+//! One actor per usage file inside a process: the monthly run and the lifecycle handlers
+//! (ready, invalid, rejected) all take a file from one status to the next, and two of them
+//! acting on the same file at once would upload or submit twice. Each holds its group's lock
+//! (keyed by the file's external id) while it reads and changes the file.
+//!
+//! Across processes Connect's state machine still refuses the second action (a submit of a
+//! `pending` file, say) and every actor re-reads the file before deciding; the lock only
+//! spares the noise and the wasted work where it can.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use tokio::sync::OwnedMutexGuard;
+
+type Table = Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>;
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(Table::default)
+}
+
+/// Held while a group's file is being acted on.
+#[derive(Debug)]
+pub struct GroupGuard {
+    _guard: OwnedMutexGuard<()>,
+}
+
+/// Waits for the lock of the group with this external id.
+pub async fn lock(external_id: &str) -> GroupGuard {
+    let mutex = {
+        let mut t = table().lock().unwrap_or_else(|e| e.into_inner());
+        // Forget the groups nobody holds, so the table stays as small as the work under way.
+        t.retain(|_, w| w.strong_count() > 0);
+        match t.get(external_id).and_then(Weak::upgrade) {
+            Some(m) => m,
+            None => {
+                let m = Arc::new(tokio::sync::Mutex::new(()));
+                t.insert(external_id.to_owned(), Arc::downgrade(&m));
+                m
+            }
+        }
+    };
+    GroupGuard {
+        _guard: mutex.lock_owned().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn one_holder_per_group() {
+        let a = lock("cu:CRD-1:PRD-1:2024-01").await;
+        let other =
+            tokio::time::timeout(Duration::from_millis(50), lock("cu:CRD-2:PRD-1:2024-01")).await;
+        assert!(other.is_ok(), "another group is not blocked");
+        let same =
+            tokio::time::timeout(Duration::from_millis(50), lock("cu:CRD-1:PRD-1:2024-01")).await;
+        assert!(same.is_err(), "the same group waits");
+        drop(a);
+        let again =
+            tokio::time::timeout(Duration::from_millis(50), lock("cu:CRD-1:PRD-1:2024-01")).await;
+        assert!(again.is_ok(), "free again once released");
+    }
+}
