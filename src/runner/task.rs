@@ -168,8 +168,11 @@ impl Outcome {
         }
     }
 
-    /// Processed (`success`), with a message for the task's output. Sent with scheduled
-    /// tasks only: the platform expects no message with a background success.
+    /// Processed (`success`), with a message for the task's output (scheduled and background
+    /// tasks; an interactive task answers with its `data`). The official runner never sends a
+    /// message with a background success, having no way to give one; Connect keeps a task's
+    /// output text whatever its result, and the lifecycle handlers' successes are worth
+    /// reading there (a rerun names the provider's rejection note).
     pub fn done_with_message(message: impl Into<String>) -> Outcome {
         Outcome {
             kind: OutcomeKind::DoneWith(message.into()),
@@ -249,8 +252,8 @@ impl Outcome {
 
     /// The `output` of a task of `category` that ran for `runtime` seconds.
     ///
-    /// Background tasks send a message only with `skip`/`fail` and a countdown only with
-    /// `reschedule`; interactive tasks always carry `data = {http_status, headers, body}`;
+    /// Background tasks send a message with `skip`/`fail` (and with a success only when the
+    /// handler gave one) and a countdown only with `reschedule`; interactive tasks always carry `data = {http_status, headers, body}`;
     /// scheduled tasks send the result and message.
     pub fn into_output(self, category: TaskCategory, runtime: f64) -> TaskOutput {
         let result = self.result();
@@ -279,10 +282,10 @@ impl Outcome {
             (OutcomeKind::Done | OutcomeKind::DoneWith(_), TaskCategory::Interactive) => {
                 out.data = Some(interactive_data(200, None, None));
             }
-            (OutcomeKind::DoneWith(m), TaskCategory::Scheduled) => {
+            (OutcomeKind::DoneWith(m), TaskCategory::Scheduled | TaskCategory::Background) => {
                 out.message = Some(truncate_message(&m));
             }
-            (OutcomeKind::Done | OutcomeKind::DoneWith(_), _) => {}
+            (OutcomeKind::Done, _) => {}
             (
                 OutcomeKind::Respond {
                     http_status,
@@ -391,6 +394,10 @@ mod tests {
             300
         );
         assert_eq!(bg(Outcome::skip("why")).expect("json")["message"], "why");
+        assert_eq!(
+            bg(Outcome::done_with_message("rerun 1")).expect("json"),
+            json!({"result": "success", "data": null, "countdown": 0, "runtime": 1.5, "message": "rerun 1"})
+        );
         let out = Outcome::respond(201, Some(json!({"X": "1"})), Some(json!({"ok": true})))
             .into_output(TaskCategory::Interactive, 0.05);
         assert_eq!(

@@ -1,0 +1,470 @@
+//! The usage file lifecycle: what the extension does when one of its files changes status.
+//!
+//! One handler of `usage_file_request_processing` for the statuses below, acting only on the
+//! files this extension owns (their `external_id` starts with `cu:`; any other file is
+//! skipped with the reason). Each holds the file's group [lock](crate::usage::locks), reads
+//! the file again and acts only if it is still in the event's status, so the same event
+//! delivered twice changes nothing the second time.
+//!
+//! - `ready`: submit. A file whose note records no digest (an upload interrupted before it
+//!   was noted) is first checked against the vendor's data by a one-group run.
+//! - `invalid`: log Connect's `error_detail` and the invalid records; if the vendor's data for
+//!   the group changed since the upload, regenerate and upload once more, else `fail` saying
+//!   what to fix.
+//! - `rejected`: rerun (fetch the group's usage again, rebuild, upload into the same file,
+//!   submit), at most `RERUN_LIMIT` times per file. The count lives in the file's note
+//!   ([`FileNote`]), so it survives restarts; a rerun interrupted is resumed, not counted twice.
+//! - `accepted`: acknowledge to the vendor (`USAGE_ACK_URL`) when configured.
+//! - `closed`: nothing left to do.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::connect::models::{UsageFile, UsageFileStatus, UsageFileUpdate, UsageRecord};
+use crate::rql::Expr;
+use crate::runner::{HandlerError, Outcome, TaskContext};
+use crate::usage::acknowledge::{AckError, Acknowledged, Acknowledgement};
+use crate::usage::config::{LifecycleSettings, RERUN_LIMIT, ReportSettings, USAGE_ACK_URL};
+use crate::usage::identity::{FileNote, parse_external_id};
+use crate::usage::{FileAction, FileReport, Period, ReportOptions, locks, report};
+
+crate::event_handler! {
+    event: "usage_file_request_processing",
+    statuses: ["ready", "invalid", "rejected", "accepted", "closed"],
+    handler: usage_file_lifecycle,
+}
+
+crate::variable! { name: RERUN_LIMIT, initial_value: "3", secure: false }
+crate::variable! { name: USAGE_ACK_URL, initial_value: "", secure: false }
+
+/// How long an event waits for another actor (the monthly run, say) to finish with the file
+/// before it is handed back to the platform for later.
+const LOCK_WAIT: Duration = Duration::from_secs(180);
+/// When to try again after [`LOCK_WAIT`].
+const LATER: u64 = 120;
+/// Invalid records shown in logs and messages.
+const INVALID_SAMPLES: u64 = 20;
+
+/// The group a file of this extension reports.
+#[derive(Debug, Clone)]
+struct Group {
+    file_id: String,
+    external_id: String,
+    contract: String,
+    product: String,
+    period: Period,
+}
+
+impl Group {
+    fn describe(&self) -> String {
+        format!(
+            "usage file {} (contract {}, product {}, {})",
+            self.file_id, self.contract, self.product, self.period
+        )
+    }
+}
+
+/// Handles a status change of a usage file.
+pub async fn usage_file_lifecycle(
+    ctx: TaskContext,
+    object: Value,
+) -> Result<Outcome, HandlerError> {
+    let event_file: UsageFile = match serde_json::from_value(object) {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(Outcome::fail(format!(
+                "The task's object is not a usage file: {e}"
+            )));
+        }
+    };
+    let external_id = event_file.external_id.clone().unwrap_or_default();
+    let Some((contract, product, period)) = parse_external_id(&external_id) else {
+        return Ok(Outcome::skip(format!(
+            "usage file {} is not one of connect-usage's: its external_id {external_id:?} is not cu:<contract>:<product>:<YYYY-MM>",
+            event_file.id
+        )));
+    };
+    let group = Group {
+        file_id: event_file.id.clone(),
+        external_id,
+        contract,
+        product,
+        period,
+    };
+    let Ok(_held) = tokio::time::timeout(LOCK_WAIT, locks::lock(&group.external_id)).await else {
+        info!(file = %group.file_id, "another task is still working on this usage file; later");
+        return Ok(Outcome::reschedule(LATER));
+    };
+    // The event's copy may be old: act on what the file is now, and only if it is still in
+    // the status the event is about (a later event handles a later status).
+    let file = ctx.client.usage_file(&group.file_id).await?;
+    if file.status != event_file.status {
+        return Ok(Outcome::done_with_message(format!(
+            "{} is {} now, no longer {}: nothing to do for this event",
+            group.describe(),
+            file.status,
+            event_file.status
+        )));
+    }
+    let lifecycle = match LifecycleSettings::from_lookup(|n| ctx.config.get(n).map(str::to_owned)) {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(Outcome::fail(format!(
+                "The extension's variables are not usable: {e}"
+            )));
+        }
+    };
+    match file.status {
+        UsageFileStatus::Ready => ready(&ctx, &group, &file).await,
+        UsageFileStatus::Invalid => invalid(&ctx, &group, &file).await,
+        UsageFileStatus::Rejected => rejected(&ctx, &group, &file, &lifecycle).await,
+        UsageFileStatus::Accepted => accepted(&group, &file, &lifecycle).await,
+        UsageFileStatus::Closed => {
+            info!(file = %group.file_id, external_id = %group.external_id, "usage file closed by the provider");
+            Ok(Outcome::done_with_message(format!(
+                "{} is closed: nothing left to do",
+                group.describe()
+            )))
+        }
+        other => Ok(Outcome::done_with_message(format!(
+            "{} is {other}: nothing to do",
+            group.describe()
+        ))),
+    }
+}
+
+/// `ready`: submit, when the file is known to hold the data this extension uploaded.
+async fn ready(
+    ctx: &TaskContext,
+    group: &Group,
+    file: &UsageFile,
+) -> Result<Outcome, HandlerError> {
+    let note = FileNote::parse(file.note.as_deref());
+    if note.digest.is_none() {
+        // Ready, but its upload was interrupted before its digest was noted: a one-group run
+        // checks it against the vendor's data, uploads again if needed, and submits.
+        info!(file = %group.file_id, "ready without a recorded digest: checking it against the vendor's data");
+        let report = regenerate(ctx, group, false).await?;
+        return Ok(match report.as_ref().map(|r| r.action) {
+            Some(FileAction::Created | FileAction::Resumed | FileAction::AlreadyReported) => {
+                Outcome::done_with_message(format!(
+                    "{} checked against the vendor's data and submitted",
+                    group.describe()
+                ))
+            }
+            _ => outcome_of_failed_run(group, report)?,
+        });
+    }
+    match ctx.client.submit_usage_file(&group.file_id).await {
+        Ok(f) => {
+            info!(file = %group.file_id, external_id = %group.external_id, status = %f.status, "usage file submitted");
+            Ok(Outcome::done_with_message(format!(
+                "{} submitted to the provider ({} records)",
+                group.describe(),
+                note.digest.as_ref().map_or(0, |(_, n)| *n)
+            )))
+        }
+        Err(e) => {
+            // The submit may have been applied (lost answer) or refused because someone else
+            // submitted: the file's state decides.
+            let now = ctx.client.usage_file(&group.file_id).await?;
+            if matches!(
+                now.status,
+                UsageFileStatus::Pending | UsageFileStatus::Accepted | UsageFileStatus::Closed
+            ) {
+                return Ok(Outcome::done_with_message(format!(
+                    "{} is already submitted ({})",
+                    group.describe(),
+                    now.status
+                )));
+            }
+            Err(HandlerError::msg(format!(
+                "cannot submit {}: {e}",
+                group.describe()
+            )))
+        }
+    }
+}
+
+/// `invalid`: explain, and regenerate once if the vendor's data changed since the upload.
+async fn invalid(
+    ctx: &TaskContext,
+    group: &Group,
+    file: &UsageFile,
+) -> Result<Outcome, HandlerError> {
+    let detail = file.error_detail.clone().unwrap_or_default();
+    let (total, samples) = invalid_records(ctx, &group.file_id).await;
+    warn!(
+        file = %group.file_id,
+        external_id = %group.external_id,
+        error_detail = %detail,
+        invalid_records = total,
+        "Connect found the usage file invalid"
+    );
+    for r in &samples {
+        warn!(
+            file = %group.file_id,
+            record = %r.id,
+            asset = r.asset.as_ref().map_or("-", |a| a.id.as_str()),
+            item = r.item.as_ref().and_then(|i| i.mpn.as_deref()).unwrap_or("-"),
+            error = r.error_details.as_deref().unwrap_or("-"),
+            "invalid usage record"
+        );
+    }
+    let report = regenerate(ctx, group, false).await?;
+    match report.as_ref().map(|r| r.action) {
+        Some(FileAction::Created | FileAction::Resumed) => {
+            let records = report.as_ref().map_or(0, |r| r.records);
+            info!(file = %group.file_id, records, "the vendor's data changed since the invalid upload: regenerated and submitted");
+            Ok(Outcome::done_with_message(format!(
+                "The vendor's data changed since the invalid upload: {} regenerated ({records} records), uploaded again and submitted",
+                group.describe()
+            )))
+        }
+        Some(FileAction::Waiting) => Ok(Outcome::done_with_message(format!(
+            "The vendor's data changed since the invalid upload: {} regenerated and uploaded again; Connect is still processing it (its ready event submits it)",
+            group.describe()
+        ))),
+        Some(FileAction::Failed)
+            if report
+                .as_ref()
+                .and_then(|r| r.message.as_deref())
+                .is_some_and(|m| m.starts_with("Connect found the upload invalid")) =>
+        {
+            let mut message = format!(
+                "Connect found {} invalid: {}. ",
+                group.describe(),
+                if detail.is_empty() {
+                    "no detail given"
+                } else {
+                    &detail
+                }
+            );
+            if total > 0 {
+                message.push_str(&format!("{total} records are invalid, for example: "));
+                let shown: Vec<String> = samples
+                    .iter()
+                    .take(3)
+                    .map(|r| {
+                        let why = r.error_details.as_deref().unwrap_or("no detail");
+                        let short: String = why.chars().take(200).collect();
+                        let cut = if short.len() < why.len() { "..." } else { "" };
+                        format!("{} ({short}{cut})", r.id)
+                    })
+                    .collect();
+                message.push_str(&shown.join("; "));
+                message.push_str(". ");
+            }
+            message.push_str(&format!(
+                "The vendor's data for this contract and product is the same as uploaded, so uploading it again would fail the same way: correct the records in the vendor's system, then run the monthly schedule again with parameter period={} (or `connect-usage report --period {}`).",
+                group.period, group.period
+            ));
+            Ok(Outcome::fail(message))
+        }
+        _ => outcome_of_failed_run(group, report),
+    }
+}
+
+/// `rejected`: rerun, within the cap.
+async fn rejected(
+    ctx: &TaskContext,
+    group: &Group,
+    file: &UsageFile,
+    settings: &LifecycleSettings,
+) -> Result<Outcome, HandlerError> {
+    let note = FileNote::parse(file.note.as_deref());
+    let rejection = file
+        .rejection_note
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| "no note given".into());
+    let cap = settings.rerun_limit;
+    let rerun = if note.rerunning {
+        info!(file = %group.file_id, rerun = note.reruns, rejection_note = %rejection, "resuming an interrupted rerun");
+        note.reruns
+    } else {
+        warn!(
+            file = %group.file_id,
+            external_id = %group.external_id,
+            rejection_note = %rejection,
+            reruns_so_far = note.reruns,
+            "the provider rejected the usage file"
+        );
+        if note.reruns >= cap {
+            return Ok(Outcome::fail(format!(
+                "The provider rejected {} again: \"{rejection}\". It was rerun {} time{} already, the limit ({RERUN_LIMIT}={cap}), so it is left rejected for a person: agree the usage with the provider, correct it in the vendor's system, then raise {RERUN_LIMIT} and deliver this event again, or upload the file in Connect by hand.",
+                group.describe(),
+                note.reruns,
+                if note.reruns == 1 { "" } else { "s" }
+            )));
+        }
+        // Counted before anything else: a crash from here on resumes this rerun.
+        let started = FileNote {
+            digest: None,
+            reruns: note.reruns + 1,
+            rerunning: true,
+        };
+        let update = UsageFileUpdate {
+            note: Some(started.to_string()),
+            ..UsageFileUpdate::default()
+        };
+        ctx.client
+            .update_usage_file(&group.file_id, &update)
+            .await?;
+        started.reruns
+    };
+    info!(file = %group.file_id, rerun, limit = cap, "rerun: fetching the usage again and rebuilding the file");
+    let report = regenerate(ctx, group, true).await?;
+    match report.as_ref().map(|r| r.action) {
+        Some(FileAction::Created | FileAction::Resumed) => {
+            let records = report.as_ref().map_or(0, |r| r.records);
+            info!(file = %group.file_id, rerun, records, "rerun done: uploaded again and submitted");
+            Ok(Outcome::done_with_message(format!(
+                "Rerun {rerun} of at most {cap} after the provider's rejection (\"{rejection}\"): {} rebuilt from the vendor's data ({records} records), uploaded again and submitted",
+                group.describe()
+            )))
+        }
+        Some(FileAction::Waiting) => Ok(Outcome::done_with_message(format!(
+            "Rerun {rerun} of at most {cap} after the provider's rejection (\"{rejection}\"): {} uploaded again; Connect is still processing it (its ready event submits it)",
+            group.describe()
+        ))),
+        _ => outcome_of_failed_run(group, report),
+    }
+}
+
+/// `accepted`: tell the vendor, if it listens.
+async fn accepted(
+    group: &Group,
+    file: &UsageFile,
+    settings: &LifecycleSettings,
+) -> Result<Outcome, HandlerError> {
+    let note = file.acceptance_note.clone().unwrap_or_default();
+    info!(file = %group.file_id, external_id = %group.external_id, acceptance_note = %note, "the provider accepted the usage file");
+    let Some(endpoint) = &settings.ack else {
+        return Ok(Outcome::done_with_message(format!(
+            "{} accepted by the provider (no {USAGE_ACK_URL} set: the vendor is not told)",
+            group.describe()
+        )));
+    };
+    let records = file
+        .stats
+        .as_ref()
+        .map(|s| s.uploaded)
+        .or_else(|| {
+            FileNote::parse(file.note.as_deref())
+                .digest
+                .map(|(_, n)| n as u64)
+        })
+        .unwrap_or(0);
+    let ack = Acknowledgement {
+        usage_file_id: group.file_id.clone(),
+        external_id: group.external_id.clone(),
+        contract_id: group.contract.clone(),
+        product_id: group.product.clone(),
+        period: group.period.to_string(),
+        status: "accepted".into(),
+        records,
+        acceptance_note: file.acceptance_note.clone(),
+        accepted_at: file
+            .events
+            .as_ref()
+            .and_then(|e| e.accepted.as_ref())
+            .map(|e| e.at.to_rfc3339()),
+    };
+    match endpoint.send(&ack).await {
+        Ok(how) => {
+            info!(file = %group.file_id, endpoint = %endpoint.shown_url(), already = how == Acknowledged::AlreadyKnown, "acceptance acknowledged to the vendor");
+            Ok(Outcome::done_with_message(format!(
+                "{} accepted by the provider; acknowledged to the vendor{}",
+                group.describe(),
+                if how == Acknowledged::AlreadyKnown {
+                    " (it had the acknowledgement already)"
+                } else {
+                    ""
+                }
+            )))
+        }
+        // Worth trying again: the platform delivers the task again.
+        Err(e @ AckError::Unavailable { .. }) => Err(e.into()),
+        Err(e @ AckError::Refused { .. }) => Ok(Outcome::fail(format!(
+            "{} was accepted, but the vendor was not told: {e}",
+            group.describe()
+        ))),
+    }
+}
+
+/// The first invalid records of a file and how many there are; a failure to read them is
+/// logged and leaves them out (the file's `error_detail` still explains).
+async fn invalid_records(ctx: &TaskContext, file_id: &str) -> (u64, Vec<UsageRecord>) {
+    let page = ctx
+        .client
+        .usage_records()
+        .filter(Expr::eq("usagefile.id", file_id) & Expr::eq("status", "invalid"))
+        .page(INVALID_SAMPLES, 0)
+        .await;
+    match page {
+        Ok(p) => {
+            let total = p.range.as_ref().map_or(p.items.len() as u64, |r| r.total);
+            (total, p.items)
+        }
+        Err(e) => {
+            warn!(file = %file_id, error = %e, "cannot read the invalid records");
+            (0, Vec::new())
+        }
+    }
+}
+
+/// Runs the report for this one group: fetch the month's usage, keep the group's records,
+/// rebuild the workbook, take the file to `pending`. The caller holds the group's lock.
+async fn regenerate(
+    ctx: &TaskContext,
+    group: &Group,
+    rerun_rejected: bool,
+) -> Result<Option<FileReport>, HandlerError> {
+    let settings = ReportSettings::from_lookup(|n| ctx.config.get(n).map(str::to_owned))
+        .map_err(|e| HandlerError::msg(format!("the extension's variables are not usable: {e}")))?;
+    let source = settings
+        .source
+        .open()
+        .map_err(|e| HandlerError::msg(format!("the usage source cannot be used: {e}")))?;
+    let mut options = ReportOptions::new(group.period);
+    options.concurrency = 1;
+    options.only = Some((group.contract.clone(), group.product.clone()));
+    options.rerun_rejected = rerun_rejected;
+    options.lock_groups = false;
+    let summary = report(&ctx.client, source.as_ref(), &options).await?;
+    Ok(summary
+        .files
+        .into_iter()
+        .find(|f| f.external_id == group.external_id))
+}
+
+/// The outcome of a one-group run that did not end with the file submitted.
+fn outcome_of_failed_run(
+    group: &Group,
+    report: Option<FileReport>,
+) -> Result<Outcome, HandlerError> {
+    let Some(report) = report else {
+        return Ok(Outcome::fail(format!(
+            "The vendor's usage for {} has no valid records for contract {} and product {} any more, so {} cannot be rebuilt; it is left for a person (delete it in Connect if nothing is to be reported).",
+            group.period, group.contract, group.product, group.file_id
+        )));
+    };
+    let message = report
+        .message
+        .unwrap_or_else(|| format!("the file ended {}", report.action));
+    match report.action {
+        // A person must decide: trying again changes nothing.
+        FileAction::ChangedAfterReport | FileAction::SkippedNotQt => {
+            Ok(Outcome::fail(format!("{}: {message}", group.describe())))
+        }
+        // Connect or the vendor failed: the platform delivers the task again, and the run
+        // resumes from the file's state.
+        _ => Err(HandlerError::msg(format!(
+            "{} not finished: {message}",
+            group.describe()
+        ))),
+    }
+}
