@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use super::error::{ApiError, codes};
 use super::faults::FaultRule;
 use super::platform::{ConnFilter, PlatformSettings, TaskSpec, WsFaultRule};
+use super::provider::ProviderPolicy;
 use super::server::{AppState, Origin, RuntimeConfig};
 use super::usage_api::{processed_workbook, template_workbook};
 use crate::connect::XLSX_MIME;
@@ -38,6 +39,8 @@ pub fn routes() -> Router<AppState> {
                 .delete(clear_faults),
         )
         .route("/sandbox/config", get(get_config).put(put_config))
+        .route("/sandbox/provider", get(get_provider).put(put_provider))
+        .route("/sandbox/vendor/acknowledgements", get(acknowledgements))
         .route("/sandbox/reset", post(reset))
         .route("/sandbox/files/{id}/usage_file.xlsx", get(usage_file))
         .route(
@@ -135,6 +138,8 @@ async fn state(
         "config": config,
         "faults": faults,
         "platform": app.platform().dump(),
+        "provider": {"policy": app.provider().policy, "answers": app.provider().log},
+        "acknowledgements": store.acknowledgements,
     }))
 }
 
@@ -207,6 +212,25 @@ async fn put_config(
     let config: RuntimeConfig = serde_json::from_value(current).map_err(|e| bad(e.to_string()))?;
     app.set_config(config.clone()).map_err(bad)?;
     Ok(Json(config))
+}
+
+/// The provider's policy and the answers it gave.
+async fn get_provider(State(app): State<AppState>) -> Json<Value> {
+    let provider = app.provider();
+    Json(json!({"policy": provider.policy, "answers": provider.log}))
+}
+
+/// Replaces the provider's policy (fields left out take their defaults).
+async fn put_provider(State(app): State<AppState>, raw: Bytes) -> Result<Json<Value>, ApiError> {
+    let policy: ProviderPolicy = parse(&raw)?;
+    policy.check().map_err(bad)?;
+    app.provider().set_policy(policy.clone());
+    Ok(Json(json!({"policy": policy})))
+}
+
+/// What the vendor's acknowledgement endpoint received.
+async fn acknowledgements(State(app): State<AppState>) -> Json<Value> {
+    Json(json!(app.store().acknowledgements))
 }
 
 /// Forgets every file, record, event and request; the dataset and settings stay.

@@ -846,6 +846,11 @@ impl DefaultAccount {
                     value: "{usage_token}".into(),
                     secure: true,
                 },
+                VariableSetup {
+                    name: "USAGE_ACK_URL".into(),
+                    value: "{origin}/vendor/v1/acknowledgements".into(),
+                    secure: false,
+                },
             ],
             schedules: vec![json!({
                 "id": "EFS-7391-2740-001",

@@ -9,6 +9,7 @@
 //! - [`vendor_api`]: the vendor's usage API, serving generated usage for the dataset.
 //! - [`platform`] and [`devops_api`]: Connect's EaaS platform side: the runner websocket,
 //!   tasks from usage file events and schedules, and the DevOps endpoints runners read.
+//! - [`provider`]: the provider's answers to submitted files (accept, or reject with a note).
 //! - [`faults`] and [`admin`]: injected failures and the `/sandbox/...` API that controls
 //!   and inspects it all.
 
@@ -21,6 +22,7 @@ pub mod faults;
 pub mod filters;
 pub mod platform;
 pub mod processing;
+pub mod provider;
 pub mod query;
 pub mod server;
 pub mod store;
@@ -30,6 +32,7 @@ pub mod vendor_api;
 
 pub use dataset::{Dataset, DatasetError, Role};
 pub use faults::{FaultAction, FaultRule};
+pub use provider::{ProviderPolicy, RejectRule};
 pub use server::{API_PREFIX, RuntimeConfig, Sandbox, SandboxConfig, SandboxState};
 
 /// Waits for Ctrl-C or SIGTERM.

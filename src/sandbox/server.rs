@@ -26,6 +26,7 @@ use super::dataset::{Dataset, Role};
 use super::error::{ApiError, codes};
 use super::faults::{FaultRule, Faults};
 use super::platform::Platform;
+use super::provider::{Provider, ProviderPolicy};
 use super::query::PagingLimits;
 use super::store::{Actor, RequestEntry, SandboxEvent, Store, timestamp};
 use super::tls::TlsFiles;
@@ -120,6 +121,8 @@ pub struct SandboxConfig {
     pub usage_token: Secret,
     /// Serve https and wss with this certificate (plain http and ws without).
     pub tls: Option<TlsFiles>,
+    /// How the sandbox's provider answers submitted files.
+    pub provider: ProviderPolicy,
 }
 
 impl Default for SandboxConfig {
@@ -132,6 +135,7 @@ impl Default for SandboxConfig {
             seed: 0x5A4D_B0C5,
             usage_token: Secret::new(vendor_api::DEFAULT_TOKEN),
             tls: None,
+            provider: ProviderPolicy::default(),
         }
     }
 }
@@ -149,6 +153,7 @@ pub struct SandboxState {
     platform: Platform,
     /// The vendor account the extension belongs to.
     platform_account: String,
+    provider: Mutex<Provider>,
 }
 
 impl std::fmt::Debug for SandboxState {
@@ -233,7 +238,24 @@ impl SandboxState {
             usage_token,
             platform,
             platform_account,
+            provider: Mutex::new(Provider::default()),
         }
+    }
+
+    /// The sandbox's provider: its policy and what it did.
+    pub fn provider(&self) -> MutexGuard<'_, Provider> {
+        lock(&self.provider)
+    }
+
+    /// An actor of this account, as one of its keys would make it.
+    pub fn actor_for_account(&self, account_id: &str) -> Option<Actor> {
+        let mut actors: Vec<&Actor> = self
+            .keys
+            .values()
+            .filter(|a| a.account_id == account_id)
+            .collect();
+        actors.sort_by(|a, b| a.key_name.cmp(&b.key_name));
+        actors.first().map(|a| (*a).clone())
     }
 
     /// The platform side: runner connections and tasks.
@@ -288,6 +310,7 @@ impl SandboxState {
     pub fn reset(&self) {
         self.store().reset(self.initial.clone());
         self.platform.reset();
+        self.provider().reset();
     }
 
     /// The actor of a raw `Authorization` header value.
@@ -517,6 +540,8 @@ pub struct Sandbox {
     task: JoinHandle<()>,
     /// Turns events into runner tasks and delivers them.
     platform_task: JoinHandle<()>,
+    /// Answers submitted files as the provider.
+    provider_task: JoinHandle<()>,
 }
 
 impl Sandbox {
@@ -535,6 +560,8 @@ impl Sandbox {
             config.usage_token,
         ));
         state.faults().set(config.faults).map_err(invalid)?;
+        config.provider.check().map_err(invalid)?;
+        state.provider().set_policy(config.provider);
         let (Some(vendor_key), Some(provider_key)) = (
             state.key_for_role(Role::Vendor),
             state.key_for_role(Role::Provider),
@@ -578,6 +605,7 @@ impl Sandbox {
             .platform()
             .set_origin(&format!("{}://{addr}", scheme.0));
         let platform_task = tokio::spawn(devops_api::drive(state.clone()));
+        let provider_task = tokio::spawn(super::provider::drive(state.clone()));
         info!(%addr, "sandbox listening");
         Ok(Sandbox {
             addr,
@@ -588,6 +616,7 @@ impl Sandbox {
             shutdown: Some(tx),
             task,
             platform_task,
+            provider_task,
         })
     }
 
@@ -657,6 +686,7 @@ impl Sandbox {
     /// Stops serving and waits for the server task.
     pub async fn shutdown(mut self) {
         self.platform_task.abort();
+        self.provider_task.abort();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -673,6 +703,7 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.platform_task.abort();
+        self.provider_task.abort();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -292,6 +292,8 @@ pub struct Store {
     file_index: HashMap<String, usize>,
     pub events: Vec<SandboxEvent>,
     pub requests: VecDeque<RequestEntry>,
+    /// What the vendor's acknowledgement endpoint received, one entry per idempotency key.
+    pub acknowledgements: Vec<Json>,
     next_file: u64,
     next_record: u64,
     next_event: u64,
@@ -308,6 +310,7 @@ impl Store {
             file_index: HashMap::new(),
             events: Vec::new(),
             requests: VecDeque::new(),
+            acknowledgements: Vec::new(),
             next_file: 1,
             next_record: 1,
             next_event: 1,

@@ -829,6 +829,33 @@ async fn reject(
     })
 }
 
+/// The sandbox's own provider answers a pending file (see [`super::provider`]).
+pub(crate) fn provider_review(
+    app: &AppState,
+    actor: &Actor,
+    id: &str,
+    decision: &super::provider::Decision,
+) -> Result<(), ApiError> {
+    let origin = Origin(String::new());
+    match decision {
+        super::provider::Decision::Accept(note) => {
+            let _ = transition(app, actor, &origin, id, &ACCEPT, |f| {
+                f.acceptance_note = Some(note.clone());
+                set_records(f, &[R::Valid], R::Approved);
+                Ok(())
+            })?;
+        }
+        super::provider::Decision::Reject(note) => {
+            let _ = transition(app, actor, &origin, id, &REJECT, |f| {
+                f.rejection_note = Some(note.clone());
+                set_records(f, &[R::Valid, R::Approved], R::Rejected);
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
 async fn close(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,

@@ -9,10 +9,11 @@
 
 use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -24,13 +25,17 @@ use crate::usage::Period;
 
 /// The route of the usage API.
 pub const USAGE_PATH: &str = "/vendor/v1/usage";
+/// The route of the acknowledgement endpoint.
+pub const ACK_PATH: &str = "/vendor/v1/acknowledgements";
 /// Largest page served.
 pub const MAX_PAGE: u64 = 10_000;
 /// The token the sandbox's usage API takes unless told otherwise.
 pub const DEFAULT_TOKEN: &str = "sandbox-usage-token-4f0b2c9d71e8";
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route(USAGE_PATH, get(usage))
+    Router::new()
+        .route(USAGE_PATH, get(usage))
+        .route(ACK_PATH, post(acknowledge))
 }
 
 /// An asset usage can be reported for, with its product's PPU items.
@@ -294,6 +299,61 @@ async fn usage(
         .collect();
     let next = (end < total).then(|| end.to_string());
     let mut resp = Json(json!({"records": records, "next_cursor": next})).into_response();
+    resp.extensions_mut()
+        .insert(LoggedActor("usage-api".into()));
+    resp
+}
+
+/// `POST /vendor/v1/acknowledgements`: takes an acknowledgement once per idempotency key;
+/// a repeat answers 200 and changes nothing but its delivery count.
+async fn acknowledge(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    if bearer != Some(app.usage_token().expose()) {
+        return refuse(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let Ok(ack) = serde_json::from_slice::<Value>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "the body is not JSON");
+    };
+    let (Some(file), Some(status)) = (ack["usage_file_id"].as_str(), ack["status"].as_str()) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "usage_file_id and status are required",
+        );
+    };
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{file}:{status}"));
+    let now = super::store::timestamp(Utc::now());
+    let mut store = app.store();
+    let (status, duplicate) = match store
+        .acknowledgements
+        .iter_mut()
+        .find(|a| a["key"] == key.as_str())
+    {
+        Some(known) => {
+            known["deliveries"] = json!(known["deliveries"].as_u64().unwrap_or(1) + 1);
+            known["last_at"] = json!(now);
+            (StatusCode::OK, true)
+        }
+        None => {
+            store.acknowledgements.push(json!({
+                "key": key, "usage_file_id": file, "status": status, "body": ack,
+                "deliveries": 1, "first_at": now, "last_at": now,
+            }));
+            (StatusCode::CREATED, false)
+        }
+    };
+    drop(store);
+    let mut resp = (
+        status,
+        Json(json!({"acknowledged": true, "duplicate": duplicate})),
+    )
+        .into_response();
     resp.extensions_mut()
         .insert(LoggedActor("usage-api".into()));
     resp
