@@ -5,11 +5,14 @@
 //! - [`rql`]: RQL expressions, rendered by the client and parsed by the sandbox.
 //! - [`sandbox`]: the emulator of Connect's REST API used by tests, demos and benchmarks.
 //! - [`usage`]: the QT reporting pipeline, from the vendor's usage source to submitted files.
-//! - [`handlers`]: the extension's handlers (the monthly report schedule).
+//! - [`handlers`]: the extension's handlers (the monthly report schedule, the usage file
+//!   lifecycle).
+//! - [`demo`]: the whole story on an embedded sandbox (`connect-usage demo`).
 //! - [`registry`]: the extension's declarations (handlers, schedulables, variables).
 //! - [`runner`]: the events runner speaking Connect's EaaS websocket protocol.
 
 pub mod connect;
+pub mod demo;
 pub mod handlers;
 pub mod logging;
 pub mod registry;

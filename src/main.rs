@@ -13,6 +13,7 @@ mod cli;
     version,
     about = "Reports pay-as-you-go usage (QT schema) to CloudBlue Connect, and emulates Connect locally.",
     long_about = "Reports pay-as-you-go usage (QT schema) from a vendor's systems to CloudBlue Connect.\n\n\
+                  `connect-usage demo` shows the whole story on an embedded sandbox, in one command.\n\
                   `connect-usage run` runs the extension: it connects to Connect's events platform (the \
                   official runner's environment variables) and reports usage on its monthly schedule.\n\
                   `connect-usage report` reports a month of usage once: one usage file per distribution \
@@ -37,9 +38,9 @@ struct Logging {
     /// Log format: readable text or one JSON object per line.
     #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Log level (error, warn, info, debug, trace).
-    #[arg(long, global = true, env = "LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    /// Log level (error, warn, info, debug, trace); info by default, error for `demo`.
+    #[arg(long, global = true, env = "LOG_LEVEL")]
+    log_level: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -50,6 +51,9 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// See the whole story on an embedded sandbox: schedule, files, a rejection, the rerun.
+    #[command(long_about = cli::demo::LONG_ABOUT)]
+    Demo(cli::demo::DemoArgs),
     /// Report a month of QT usage to Connect (or the sandbox) once.
     #[command(long_about = cli::report::LONG_ABOUT)]
     Report(Box<cli::report::ReportArgs>),
@@ -66,14 +70,15 @@ enum Command {
 
 /// Installs the log output; returns the handle that changes its filter (the runner applies
 /// the log levels the platform asks for through it).
-fn init_logging(logging: &Logging) -> cli::LogControl {
+fn init_logging(logging: &Logging, default_level: &str) -> cli::LogControl {
     use tracing_subscriber::prelude::*;
     let from_env = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty());
     let base = from_env
         .clone()
-        .unwrap_or_else(|| logging.log_level.clone());
+        .or_else(|| logging.log_level.clone())
+        .unwrap_or_else(|| default_level.to_owned());
     let filter = EnvFilter::try_new(&base).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -106,8 +111,14 @@ fn init_logging(logging: &Logging) -> cli::LogControl {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let logs = init_logging(&cli.logging);
+    // The demo tells its own story; the runner's logs would drown it.
+    let default_level = match cli.command {
+        Command::Demo(_) => "error",
+        _ => "info",
+    };
+    let logs = init_logging(&cli.logging, default_level);
     let result = match cli.command {
+        Command::Demo(args) => cli::demo::run(args).await,
         Command::Report(args) => cli::report::run(*args).await,
         Command::Sandbox(args) => cli::sandbox::run(*args).await,
         Command::Run(args) => cli::run::run(*args, logs).await,

@@ -1,5 +1,6 @@
 //! The commands, one file each, and what they share: exit codes and errors.
 
+pub mod demo;
 pub mod describe;
 pub mod report;
 pub mod run;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use connect_usage::sandbox::{
-    Dataset, FaultAction, FaultRule, RuntimeConfig, Sandbox, SandboxConfig,
+    Dataset, FaultAction, FaultRule, ProviderPolicy, RuntimeConfig, Sandbox, SandboxConfig,
 };
 use connect_usage::secret::Secret;
 
@@ -71,6 +71,32 @@ pub struct SandboxArgs {
     /// The certificate's PEM private key.
     #[arg(long, env = "SANDBOX_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// How the provider answers submitted usage files: `manual` (only through the API with a
+    /// provider key), `accept` (accepts each one), `demo` (rejects the first file once with a
+    /// note, accepts the rest). Change it at run time with PUT /sandbox/provider.
+    #[arg(long, value_enum, default_value_t = ProviderMode::Manual)]
+    provider: ProviderMode,
+}
+
+/// The provider's behaviour at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderMode {
+    Manual,
+    Accept,
+    Demo,
+}
+
+impl ProviderMode {
+    fn policy(self) -> ProviderPolicy {
+        match self {
+            ProviderMode::Manual => ProviderPolicy::default(),
+            ProviderMode::Accept => ProviderPolicy {
+                auto: true,
+                ..ProviderPolicy::default()
+            },
+            ProviderMode::Demo => ProviderPolicy::demo(),
+        }
+    }
 }
 
 pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
@@ -137,6 +163,7 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
             }),
             _ => None,
         },
+        provider: args.provider.policy(),
     })
     .await
     .map_err(|e| {
@@ -164,7 +191,7 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
     println!("connect-usage sandbox is running.\n");
     println!("  Connect API  {api}");
     println!(
-        "  Sandbox API  {}/sandbox  (GET state, PUT faults, PUT config, POST reset)\n",
+        "  Sandbox API  {}/sandbox  (GET state, PUT faults, PUT config, PUT provider, POST reset)\n",
         sandbox.origin()
     );
     println!("  API keys (send as \"Authorization: ApiKey <key>\"):");

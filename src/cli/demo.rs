@@ -1,0 +1,83 @@
+//! `connect-usage demo`: the whole story on an embedded sandbox, in one command.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use clap::Args;
+use connect_usage::demo::{self, DemoOptions};
+
+use super::{EXIT_FAILURE, EXIT_OK, Failure, run_error};
+
+pub const LONG_ABOUT: &str = "Show everything the extension does, on a sandbox started in this \
+    process: nothing to configure, nothing leaves the machine.\n\n\
+    The sandbox starts with its default vendor account; the extension's runner connects to its \
+    events platform; the monthly schedule is fired; one usage file per contract and product is \
+    created, uploaded and submitted; the sandbox's provider rejects one file with a note and \
+    accepts the others; the extension reruns the rejected file (fetches the usage again, \
+    rebuilds, re-uploads, resubmits) and acknowledges accepted files to the vendor.\n\n\
+    Progress goes to stderr while it works (when stderr is a terminal); the table of usage files \
+    and the run summary go to stdout, or with --json the final state as JSON.\n\n\
+    Exit code 0 when the story completed as expected, 1 when it did not (the reasons are printed).";
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Print the final state as JSON on stdout (no table).
+    #[arg(long)]
+    json: bool,
+    /// Usage records the sandbox's vendor API serves for the month.
+    #[arg(long, default_value_t = 1200)]
+    usage_records: u64,
+    /// Seconds the story gets before it is called incomplete.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+}
+
+pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
+    let show = std::io::stderr().is_terminal() && !args.json;
+    let options = DemoOptions {
+        usage_records: args.usage_records,
+        timeout: Duration::from_secs(args.timeout_secs.max(1)),
+        ..DemoOptions::default()
+    };
+    let outcome = demo::run(options, |step| {
+        if show {
+            eprintln!("[{:>5.1}s] {}", step.at, step.text);
+        }
+    })
+    .await
+    .map_err(run_error)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&demo::to_json(&outcome)).map_err(run_error)?;
+        println!("{text}");
+    } else {
+        println!();
+        print!("{}", demo::table(&outcome));
+        println!();
+        println!("Monthly run ({}): {}", outcome.period, outcome.summary);
+        let reruns: u32 = outcome.files.iter().map(|f| f.reruns).sum();
+        let accepted = outcome
+            .files
+            .iter()
+            .filter(|f| f.status == "accepted")
+            .count();
+        println!(
+            "{} usage files, {accepted} accepted, {reruns} rerun after a rejection, {} tasks, {:.1} s.",
+            outcome.files.len(),
+            outcome.tasks.len(),
+            outcome.duration_ms as f64 / 1000.0
+        );
+        if outcome.completed {
+            println!("The story completed as expected.");
+        } else {
+            println!("The story did not complete:");
+            for p in &outcome.problems {
+                println!("  - {p}");
+            }
+        }
+    }
+    Ok(if outcome.completed {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    })
+}

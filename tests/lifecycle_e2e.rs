@@ -1,0 +1,550 @@
+//! The usage file lifecycle end to end: the extension's real handlers in a runner connected
+//! over the websocket to a sandbox whose provider accepts and rejects files. Each test
+//! asserts the sandbox's final state: files, notes, uploads, acknowledgements, tasks.
+
+mod common;
+
+use std::time::Duration;
+
+use common::runner::{config, finished, platform, platform_settings, start_runner, submit};
+use common::{admin_get, admin_put, provider};
+use connect_usage::demo::{self, DemoOptions};
+use connect_usage::registry::Registry;
+use connect_usage::runner::RunnerHandle;
+use connect_usage::sandbox::dataset::VariableSetup;
+use connect_usage::sandbox::{Dataset, ProviderPolicy, RejectRule, Sandbox, SandboxConfig};
+use connect_usage::usage::identity::FileNote;
+use serde_json::{Value, json};
+
+/// A runner with every handler the extension registers, connected.
+async fn extension_runner(sb: &Sandbox, instance: &str) -> RunnerHandle {
+    let registry = Registry::collect().expect("the extension's registry");
+    let runner = start_runner(config(sb, instance), registry);
+    assert!(
+        runner.wait_connected(Duration::from_secs(10)).await,
+        "the runner connects"
+    );
+    runner
+}
+
+/// The extension's files in the state dump.
+async fn our_files(sb: &Sandbox) -> Vec<Value> {
+    admin_get(sb, "state").await["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| {
+            f["external_id"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("cu:"))
+        })
+        .cloned()
+        .collect()
+}
+
+async fn file(sb: &Sandbox, id: &str) -> Value {
+    common::dumped_file(sb, id).await
+}
+
+fn note(f: &Value) -> FileNote {
+    FileNote::parse(f["note"].as_str())
+}
+
+/// Polls the state dump until `check` holds, for up to `secs`.
+async fn until(sb: &Sandbox, secs: u64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let state = admin_get(sb, "state").await;
+        if check(&state) {
+            return state;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let files: Vec<Value> = state["files"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| json!([f["id"], f["status"], f["note"]]))
+                .collect();
+            panic!(
+                "timed out waiting for {what}; files: {files:?}; platform tasks: {:#}",
+                platform(sb).await["tasks"]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn file_in<'a>(state: &'a Value, id: &str) -> Option<&'a Value> {
+    state["files"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["id"] == id))
+}
+
+/// The platform's tasks about one object.
+async fn tasks_of(sb: &Sandbox, object: &str) -> Vec<Value> {
+    platform(sb).await["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["object"]["id"] == object)
+        .cloned()
+        .collect()
+}
+
+async fn fire_schedule_and_wait(sb: &Sandbox) {
+    let fired = common::runner::admin_post(
+        sb,
+        &format!("platform/schedules/{}/fire", demo::SCHEDULE_ID),
+        json!({}),
+    )
+    .await;
+    let id = fired["task"]["id"]
+        .as_str()
+        .or(fired["id"].as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("a task id in {fired}"));
+    let t = finished(sb, &id).await;
+    assert_eq!(t["status"], "succeeded", "the monthly run: {t:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_story_runs_through_the_websocket() {
+    let options = DemoOptions {
+        usage_records: 600,
+        timeout: Duration::from_secs(60),
+        ..DemoOptions::default()
+    };
+    let sb = Sandbox::start(demo::sandbox_config(&options))
+        .await
+        .expect("sandbox");
+    let mut steps = Vec::new();
+    let outcome = demo::run_on(&sb, &options, |s| steps.push(s.text.clone()))
+        .await
+        .expect("the demo runs");
+    assert!(outcome.completed, "problems: {:#?}", outcome.problems);
+    assert!(
+        steps.iter().any(|s| s.starts_with("provider rejected")),
+        "{steps:#?}"
+    );
+
+    // The sandbox's own state, not the demo's account of it.
+    let state = admin_get(&sb, "state").await;
+    let files = our_files(&sb).await;
+    assert!(files.len() >= 2, "{} files", files.len());
+    let period = &outcome.period;
+    let mut rejected = Vec::new();
+    for f in &files {
+        assert_eq!(f["status"], "accepted", "{f:#}");
+        let (contract, product) = (
+            f["contract"]["id"].as_str().expect("contract"),
+            f["product"]["id"].as_str().expect("product"),
+        );
+        assert_eq!(
+            f["external_id"],
+            format!("cu:{contract}:{product}:{period}")
+        );
+        let n = note(f);
+        assert!(n.digest.is_some() && !n.rerunning, "{}", f["note"]);
+        if f["rejection_note"].is_string() {
+            rejected.push(f.clone());
+            assert_eq!(n.reruns, 1, "rerun once: {}", f["note"]);
+            assert_eq!(f["uploads"], 2, "uploaded again into the same file");
+        } else {
+            assert_eq!(n.reruns, 0);
+            assert_eq!(f["uploads"], 1);
+        }
+    }
+    assert_eq!(rejected.len(), 1, "the provider rejects one file");
+    let rejected_id = rejected[0]["id"].as_str().expect("id");
+
+    // Every accepted file acknowledged once, with its facts.
+    let acks = state["acknowledgements"].as_array().expect("acks");
+    assert_eq!(acks.len(), files.len());
+    for f in &files {
+        let ack = acks
+            .iter()
+            .find(|a| a["usage_file_id"] == f["id"])
+            .unwrap_or_else(|| panic!("{} acknowledged", f["id"]));
+        assert_eq!(ack["deliveries"], 1);
+        assert_eq!(ack["body"]["status"], "accepted");
+        assert_eq!(ack["body"]["external_id"], f["external_id"]);
+        assert_eq!(ack["body"]["records"], f["stats"]["uploaded"]);
+        assert_eq!(ack["body"]["period"], period.as_str());
+    }
+
+    // The rerun's task result names the provider's note.
+    let reject_note = rejected[0]["rejection_note"].as_str().expect("note");
+    let tasks = tasks_of(&sb, rejected_id).await;
+    let rerun = tasks
+        .iter()
+        .find(|t| {
+            t["output"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("Rerun 1"))
+        })
+        .unwrap_or_else(|| panic!("a rerun task among {tasks:#?}"));
+    assert_eq!(rerun["status"], "succeeded");
+    assert!(
+        rerun["output"]
+            .as_str()
+            .is_some_and(|o| o.contains(reject_note)),
+        "{rerun:#}"
+    );
+    let p = platform(&sb).await;
+    assert_eq!(p["protocol_errors"], json!([]), "a conforming run");
+    assert!(
+        p["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .all(|t| matches!(t["status"].as_str(), Some("succeeded" | "skipped"))),
+        "no task failed or waits"
+    );
+
+    // The same events delivered again (to a runner that never saw them) change nothing.
+    let runner = extension_runner(&sb, "again").await;
+    let before = our_files(&sb).await;
+    let mut ids = Vec::new();
+    for f in &before {
+        ids.push(
+            submit(
+                &sb,
+                common::runner::usage_file_task(f["id"].as_str().expect("id")),
+            )
+            .await,
+        );
+    }
+    for id in &ids {
+        let t = finished(&sb, id).await;
+        assert_eq!(t["status"], "succeeded", "{t:#}");
+    }
+    let after = our_files(&sb).await;
+    for (b, a) in before.iter().zip(&after) {
+        for field in [
+            "status",
+            "note",
+            "uploads",
+            "rejection_note",
+            "acceptance_note",
+        ] {
+            assert_eq!(b[field], a[field], "{field} of {}", b["id"]);
+        }
+    }
+    let acks_after = admin_get(&sb, "state").await["acknowledgements"].clone();
+    assert_eq!(
+        acks_after.as_array().map(Vec::len),
+        Some(files.len()),
+        "the vendor has the same acknowledgements"
+    );
+    runner.stop_and_wait().await;
+}
+
+/// A sandbox whose provider rejects the first file it reviews `times` times, and an
+/// extension with `RERUN_LIMIT` set.
+async fn stubborn_provider(times: u32, rerun_limit: &str) -> Sandbox {
+    let mut dataset = Dataset::default_account();
+    let mut ext = dataset.extension();
+    ext.variables.push(VariableSetup {
+        name: "RERUN_LIMIT".into(),
+        value: rerun_limit.into(),
+        secure: false,
+    });
+    dataset.extension = Some(ext);
+    let sb = Sandbox::start(SandboxConfig {
+        dataset,
+        runtime: connect_usage::sandbox::RuntimeConfig {
+            usage_records: 200,
+            ..Default::default()
+        },
+        provider: ProviderPolicy {
+            auto: true,
+            review_delay_ms: 50,
+            reject: vec![RejectRule {
+                contract: None,
+                product: None,
+                times,
+                files: Some(1),
+                note: "Still wrong: the storage quantities are doubled".into(),
+            }],
+            ..ProviderPolicy::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox");
+    // Failed tasks are not retried by the platform here: a `fail` is final anyway.
+    platform_settings(&sb, json!({"time_scale": 0.01, "redelivery_delay_ms": 100})).await;
+    sb
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_past_the_cap_fails_with_a_clear_message() {
+    let sb = stubborn_provider(10, "2").await;
+    let runner = extension_runner(&sb, "capped").await;
+    fire_schedule_and_wait(&sb).await;
+    // Rejected three times: two reruns, then the cap.
+    let state = until(&sb, 30, "a rejected file past the cap", |s| {
+        s["provider"]["answers"]
+            .as_array()
+            .is_some_and(|a| a.iter().filter(|a| a["decision"] == "rejected").count() >= 3)
+    })
+    .await;
+    let answers = state["provider"]["answers"].as_array().expect("answers");
+    let id = answers
+        .iter()
+        .find(|a| a["decision"] == "rejected")
+        .and_then(|a| a["file"].as_str())
+        .expect("rejected file")
+        .to_owned();
+    let failed = {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let failed: Vec<Value> = tasks_of(&sb, &id)
+                .await
+                .into_iter()
+                .filter(|t| t["status"] == "failed")
+                .collect();
+            if let Some(t) = failed.first() {
+                break t.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a failed task for {id}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let message = failed["output"].as_str().expect("message");
+    for part in [
+        "Still wrong: the storage quantities are doubled",
+        "rerun 2 times already",
+        "RERUN_LIMIT=2",
+        "left rejected for a person",
+        &id,
+    ] {
+        assert!(message.contains(part), "{part:?} in {message}");
+    }
+    let f = file(&sb, &id).await;
+    assert_eq!(f["status"], "rejected", "left for a person");
+    let n = note(&f);
+    assert_eq!((n.reruns, n.rerunning), (2, false), "{}", f["note"]);
+    assert_eq!(f["uploads"], 3, "the first upload and two reruns");
+    // Nothing more happens to it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(file(&sb, &id).await["uploads"], 3);
+    runner.stop_and_wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_a_rerun_resumes_it() {
+    // The provider is a person here: the test rejects through the API.
+    let sb = common::start_with(connect_usage::sandbox::RuntimeConfig {
+        usage_records: 200,
+        ..Default::default()
+    })
+    .await;
+    platform_settings(&sb, json!({"time_scale": 0.01, "redelivery_delay_ms": 100})).await;
+    let first = extension_runner(&sb, "before-crash").await;
+    fire_schedule_and_wait(&sb).await;
+    let files = our_files(&sb).await;
+    let target = files
+        .iter()
+        .find(|f| f["status"] == "pending")
+        .expect("a submitted file");
+    let id = target["id"].as_str().expect("id").to_owned();
+    // Its re-upload fails for now: the rerun gets stuck in the middle.
+    let r = admin_put(
+        &sb,
+        "faults",
+        json!([{"method": "POST", "path": format!("/usage/files/{id}/upload"),
+                "action": {"type": "status", "status": 503}}]),
+    )
+    .await;
+    assert!(r.status().is_success(), "fault set");
+    provider(&sb)
+        .reject_usage_file(&id, "Quantities for March are missing")
+        .await
+        .expect("rejected");
+    until(&sb, 20, "the rerun counted and under way", |s| {
+        file_in(s, &id).is_some_and(|f| {
+            let n = note(f);
+            n.rerunning && n.reruns == 1
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The process goes away with the rerun unfinished.
+    let report = first.stop_and_wait().await;
+    assert!(!report.undelivered.is_empty() || report.reason.is_some());
+    let f = file(&sb, &id).await;
+    assert_eq!(f["status"], "rejected");
+    assert_eq!(f["uploads"], 1, "the re-upload never landed");
+
+    // A new process, the faults gone: the platform delivers the task again and the rerun
+    // resumes, counted once.
+    let r = admin_put(&sb, "faults", json!([])).await;
+    assert!(r.status().is_success());
+    let _second = extension_runner(&sb, "after-crash").await;
+    let state = until(&sb, 30, "the file submitted again", |s| {
+        file_in(s, &id).is_some_and(|f| f["status"] == "pending")
+    })
+    .await;
+    let f = file_in(&state, &id).expect("file");
+    let n = note(f);
+    assert_eq!((n.reruns, n.rerunning), (1, false), "{}", f["note"]);
+    assert!(n.digest.is_some());
+    assert_eq!(f["uploads"], 2, "one re-upload");
+    let tasks = tasks_of(&sb, &id).await;
+    assert!(
+        tasks.iter().any(|t| t["status"] == "succeeded"
+            && t["output"].as_str().is_some_and(
+                |o| o.starts_with("Rerun 1") && o.contains("Quantities for March are missing")
+            )),
+        "{tasks:#?}"
+    );
+    // Exactly one usage file for the group.
+    let same: Vec<Value> = our_files(&sb)
+        .await
+        .into_iter()
+        .filter(|g| g["external_id"] == f["external_id"])
+        .collect();
+    assert_eq!(same.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_of_others_are_skipped_with_the_reason() {
+    let sb = common::start().await;
+    let runner = extension_runner(&sb, "others").await;
+    let t = common::qt_target(&sb);
+    let f = common::ready_file(&sb, &t, "billing-system-42").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let skipped = loop {
+        let tasks = tasks_of(&sb, &f.id).await;
+        if let Some(t) = tasks.iter().find(|t| t["status"] == "skipped") {
+            break t.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{tasks:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let message = skipped["output"].as_str().expect("reason");
+    assert!(
+        message.contains("not one of connect-usage's") && message.contains("billing-system-42"),
+        "{message}"
+    );
+    assert_eq!(file(&sb, &f.id).await["status"], "ready", "left alone");
+    runner.stop_and_wait().await;
+}
+
+/// The group's file taken as far as `ready` with its digest noted, as a monthly run
+/// interrupted before its submit leaves it; then made invalid by a bad upload.
+async fn invalid_file_of_the_month(sb: &Sandbox) -> (String, String) {
+    use connect_usage::usage::pipeline::Step;
+    use connect_usage::usage::{Period, ReportOptions, SourceSpec, report};
+    let period = Period::previous_month(chrono::Utc::now());
+    let source = SourceSpec::Http {
+        url: sb.usage_api_url(),
+        token: sb.usage_token(),
+    }
+    .open()
+    .expect("source");
+    let vendor = common::vendor(sb);
+    let mut options = ReportOptions::new(period);
+    options.interrupt_after = Some(Step::Processed);
+    options.concurrency = 1;
+    report(&vendor, source.as_ref(), &options)
+        .await
+        .expect_err("stopped after the first file was processed");
+    let files = our_files(sb).await;
+    let f = files
+        .iter()
+        .find(|f| f["status"] == "ready")
+        .expect("a ready file");
+    let id = f["id"].as_str().expect("id").to_owned();
+    let noted = f["note"].as_str().expect("note").to_owned();
+    assert!(note(f).digest.is_some(), "{noted}");
+    // As many rows as the vendor's data: only the rows' content is wrong.
+    let records = note(f).digest.map_or(0, |(_, n)| n);
+    let t = common::qt_target(sb);
+    let rows: Vec<_> = (0..records)
+        .map(|i| common::qt_row(&format!("bad-{i}"), "NO-SUCH-MPN", -1.0, &t.assets[0]))
+        .collect();
+    let bad = common::workbook("records", &common::QT_HEADER, &rows);
+    let after = vendor
+        .upload_usage_file(&id, "bad.xlsx", bad.into())
+        .await
+        .expect("uploaded");
+    assert_eq!(
+        after.status,
+        connect_usage::connect::models::UsageFileStatus::Invalid
+    );
+    (id, noted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_files_are_explained_and_regenerated_only_when_the_data_changed() {
+    let sb = common::start().await;
+    // No runner yet: the events of the preparation make no tasks.
+    let (id, noted) = invalid_file_of_the_month(&sb).await;
+    let vendor = common::vendor(&sb);
+    // The note says the file holds today's vendor data: uploading it again cannot help.
+    vendor
+        .update_usage_file(
+            &id,
+            &connect_usage::connect::models::UsageFileUpdate {
+                note: Some(noted.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("note set");
+    let first = extension_runner(&sb, "invalid-1").await;
+    let t = finished(
+        &sb,
+        &submit(&sb, common::runner::usage_file_task(&id)).await,
+    )
+    .await;
+    assert_eq!(t["status"], "failed", "{t:#}");
+    let message = t["output"].as_str().expect("message");
+    for part in [
+        "invalid",
+        "records are invalid",
+        "NO-SUCH-MPN",
+        "correct the records in the vendor's system",
+        "parameter period=",
+    ] {
+        assert!(message.contains(part), "{part:?} in {message}");
+    }
+    let f = file(&sb, &id).await;
+    assert_eq!(f["status"], "invalid");
+    assert_eq!(f["uploads"], 2, "not uploaded again");
+    first.stop_and_wait().await;
+
+    // The vendor's data changed since (another digest in the note): regenerated, once.
+    vendor
+        .update_usage_file(
+            &id,
+            &connect_usage::connect::models::UsageFileUpdate {
+                note: Some(format!("connect-usage digest={} records=1", "0".repeat(64))),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("note set");
+    let _second = extension_runner(&sb, "invalid-2").await;
+    let t = finished(
+        &sb,
+        &submit(&sb, common::runner::usage_file_task(&id)).await,
+    )
+    .await;
+    assert_eq!(t["status"], "succeeded", "{t:#}");
+    assert!(
+        t["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("changed since the invalid upload")),
+        "{t:#}"
+    );
+    let f = file(&sb, &id).await;
+    assert_eq!(f["status"], "pending", "regenerated and submitted");
+    assert_eq!(f["uploads"], 3);
+    assert_eq!(note(&f).digest(), FileNote::parse(Some(&noted)).digest());
+}
