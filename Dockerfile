@@ -1,25 +1,27 @@
-# connect-usage: build in one stage, run from a small image as a non-root user.
-# Configuration comes from environment variables only (see README.md).
+# connect-usage: built in one stage, run from a small image as a non-root user.
+# Configured by environment variables only (README.md, "Deploying against Connect").
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-# Dependencies first, so that a code change does not rebuild them.
+# Dependencies first, in their own layer: a change to the code does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo build --release --locked \
-    && rm -rf src target/release/.fingerprint/connect-usage-*
-COPY src ./src
+    && rm -rf src target/release/.fingerprint/connect-usage-* target/release/deps/*connect_usage*
 COPY extension.json ./
-RUN cargo build --release --locked
+COPY src ./src
+RUN cargo build --release --locked && strip target/release/connect-usage
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates tini \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home connect-usage
 COPY --from=build /src/target/release/connect-usage /usr/local/bin/connect-usage
-USER connect-usage
-ENTRYPOINT ["connect-usage"]
-# The extension, configured by API_KEY, ENVIRONMENT_ID, SERVER_ADDRESS... (see README.md).
-# `docker run IMAGE sandbox --listen 0.0.0.0:8080` serves the sandbox instead.
-CMD ["run"]
+USER 10001
+# Logs as JSON lines, for log collectors; LOG_FORMAT=text for people.
+ENV LOG_FORMAT=json
+# tini forwards SIGTERM to the runner (clean shutdown: running tasks finish, results are
+# delivered) and reaps zombies.
+ENTRYPOINT ["tini", "--", "connect-usage", "run"]
+# Other commands: docker run --entrypoint connect-usage IMAGE demo

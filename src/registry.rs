@@ -516,6 +516,22 @@ pub struct ExtensionDescriptor {
     pub changelog_url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icon: Option<String>,
+    /// The variables the extension reads, with their meaning (what the README documents and a
+    /// person setting up the environment needs); the registry's declarations must agree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<DescribedVariable>,
+}
+
+/// A variable as `extension.json` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescribedVariable {
+    pub name: String,
+    #[serde(default)]
+    pub initial_value: String,
+    #[serde(default)]
+    pub secure: bool,
+    pub description: String,
 }
 
 /// Why `extension.json` cannot be used.
@@ -573,6 +589,24 @@ impl ExtensionDescriptor {
         ] {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 return Err(invalid(format!("{field} {url:?} is not an http(s) URL")));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, v) in d.variables.iter().enumerate() {
+            if !valid_variable_name(&v.name) {
+                return Err(invalid(format!(
+                    "variables[{i}].name {:?} is not a variable name (A-Z, 0-9, _)",
+                    v.name
+                )));
+            }
+            if !seen.insert(v.name.as_str()) {
+                return Err(invalid(format!("variables[{i}]: {} twice", v.name)));
+            }
+            if v.description.trim().is_empty() {
+                return Err(invalid(format!(
+                    "variables[{i}] ({}) has no description",
+                    v.name
+                )));
             }
         }
         if let Some(bad) = d
@@ -713,5 +747,42 @@ mod tests {
                       "changelog_url": "https://c", "audience": ["everyone"]}"#;
         let e = ExtensionDescriptor::parse(bad, "ext.json").expect_err("bad audience");
         assert!(e.to_string().contains("everyone"), "{e}");
+        let bad = r#"{"name": "x", "description": "", "version": "1", "readme_url": "https://r",
+                      "changelog_url": "https://c", "variables": [{"name": "A_B", "description": " "}]}"#;
+        let e = ExtensionDescriptor::parse(bad, "ext.json").expect_err("no description");
+        assert!(
+            e.to_string()
+                .contains("variables[0] (A_B) has no description"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn extension_json_describes_every_declared_variable() {
+        let descriptor = ExtensionDescriptor::builtin().expect("built-in descriptor");
+        let registry = Registry::collect().expect("the extension's registry");
+        let declared: Vec<(&str, &str, bool)> = registry
+            .variables()
+            .iter()
+            .map(|v| (v.name, v.initial_value, v.secure))
+            .collect();
+        let described: Vec<(&str, &str, bool)> = descriptor
+            .variables
+            .iter()
+            .map(|v| (v.name.as_str(), v.initial_value.as_str(), v.secure))
+            .collect();
+        for d in &declared {
+            assert!(
+                described.contains(d),
+                "{d:?} is declared but not in extension.json"
+            );
+        }
+        for d in &described {
+            assert!(
+                declared.contains(d),
+                "{d:?} is in extension.json but not declared"
+            );
+        }
+        assert_eq!(descriptor.version, crate::VERSION, "one version");
     }
 }

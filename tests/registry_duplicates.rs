@@ -9,7 +9,7 @@ mod first {
     use super::*;
 
     connect_usage::event_handler! {
-        event: "usage_file_request_processing",
+        event: "part_usage_file_request_processing",
         statuses: ["ready"],
         handler: on_ready,
     }
@@ -23,7 +23,7 @@ mod second {
     use super::*;
 
     connect_usage::event_handler! {
-        event: "usage_file_request_processing",
+        event: "part_usage_file_request_processing",
         statuses: ["rejected"],
         handler: on_rejected,
     }
@@ -44,7 +44,7 @@ fn two_handlers_for_one_event_are_refused_naming_both() {
     else {
         panic!("not a duplicate event error: {e}");
     };
-    assert_eq!(event_type, "usage_file_request_processing");
+    assert_eq!(event_type, "part_usage_file_request_processing");
     assert!(first.ends_with("first::on_ready"), "{first}");
     assert!(second.ends_with("second::on_rejected"), "{second}");
     assert!(

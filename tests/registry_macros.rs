@@ -8,8 +8,8 @@ use connect_usage::runner::{HandlerError, Outcome, TaskContext, Variables};
 use serde_json::Value;
 
 connect_usage::event_handler! {
-    event: "usage_file_request_processing",
-    statuses: ["ready", "invalid"],
+    event: "part_usage_file_request_processing",
+    statuses: ["ready", "closed"],
     handler: on_usage_file,
 }
 
@@ -56,8 +56,17 @@ async fn stopped(_: HookContext) {
 #[tokio::test]
 async fn macros_declare_and_collect() {
     let r = Registry::collect().expect("no duplicates");
-    let usage = r.event("usage_file_request_processing").expect("declared");
-    assert_eq!(usage.statuses, ["ready", "invalid"]);
+    let usage = r
+        .event("part_usage_file_request_processing")
+        .expect("declared");
+    assert_eq!(usage.statuses, ["ready", "closed"]);
+    let lifecycle = r
+        .event("usage_file_request_processing")
+        .expect("the library's own");
+    assert_eq!(
+        lifecycle.statuses,
+        ["ready", "invalid", "rejected", "accepted", "closed"]
+    );
     assert!(usage.name.ends_with("::on_usage_file"), "{}", usage.name);
     assert!(
         r.event("product_custom_event_processing")
@@ -75,6 +84,8 @@ async fn macros_declare_and_collect() {
         [
             "MACRO_SETTING",
             "REPORT_CONCURRENCY",
+            "RERUN_LIMIT",
+            "USAGE_ACK_URL",
             "USAGE_SOURCE",
             "USAGE_SOURCE_TOKEN"
         ]
@@ -101,7 +112,7 @@ async fn macros_declare_and_collect() {
     let d = ExtensionDescriptor::builtin().expect("descriptor");
     let req = serde_json::to_value(r.setup_request(&d)).expect("json");
     assert_eq!(
-        req["event_subscriptions"]["usage_file_request_processing"],
-        serde_json::json!(["ready", "invalid"])
+        req["event_subscriptions"]["part_usage_file_request_processing"],
+        serde_json::json!(["ready", "closed"])
     );
 }
