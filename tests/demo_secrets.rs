@@ -11,17 +11,8 @@ use connect_usage::sandbox::Sandbox;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_story_logs_no_secret() {
-    let capture = common::Capture::default();
-    use tracing_subscriber::prelude::*;
-    tracing_subscriber::registry()
-        .with(connect_usage::logging::secret_safe_filter())
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(capture.clone())
-                .with_ansi(false),
-        )
-        .try_init()
-        .expect("the only subscriber of this test binary");
+    // The program's own log pipeline: its secret-safe filter, then everything at trace.
+    let capture = common::capture_all_logs();
     let options = DemoOptions {
         usage_records: 300,
         timeout: Duration::from_secs(60),

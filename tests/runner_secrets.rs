@@ -12,18 +12,8 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_secrets_never_appear_in_logs_or_debug_output() {
-    let capture = common::Capture::default();
     // The program's own log pipeline: its secret-safe filter, then everything at trace.
-    use tracing_subscriber::prelude::*;
-    tracing_subscriber::registry()
-        .with(connect_usage::logging::secret_safe_filter())
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(capture.clone())
-                .with_ansi(false),
-        )
-        .try_init()
-        .expect("the only subscriber of this test binary");
+    let capture = common::capture_all_logs();
 
     let sb = common::start().await;
     let mut c = config(&sb, "secrets");

@@ -250,6 +250,15 @@ struct UsageQuery {
     cursor: Option<String>,
 }
 
+/// The request carries the vendor API's bearer token.
+fn authorized(app: &AppState, headers: &HeaderMap) -> bool {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    bearer == Some(app.usage_token().expose())
+}
+
 fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
@@ -259,11 +268,7 @@ async fn usage(
     headers: HeaderMap,
     Query(q): Query<UsageQuery>,
 ) -> Response {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
-    if bearer != Some(app.usage_token().expose()) {
+    if !authorized(&app, &headers) {
         return refuse(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
     let Some(period) = q.period.as_deref() else {
@@ -307,11 +312,7 @@ async fn usage(
 /// `POST /vendor/v1/acknowledgements`: takes an acknowledgement once per idempotency key;
 /// a repeat answers 200 and changes nothing but its delivery count.
 async fn acknowledge(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
-    if bearer != Some(app.usage_token().expose()) {
+    if !authorized(&app, &headers) {
         return refuse(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
     let Ok(ack) = serde_json::from_slice::<Value>(&body) else {

@@ -15,12 +15,12 @@
 //! timeout or a 5xx, and answering the same `accepted` event twice.
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 
-use crate::connect::retry::{Next, RetryPolicy, parse_retry_after};
+use super::vendor_http::{Failure, with_bearer};
+use crate::connect::retry::RetryPolicy;
 use crate::secret::Secret;
 
 /// What the vendor is told.
@@ -87,26 +87,6 @@ impl fmt::Debug for AckEndpoint {
     }
 }
 
-enum Failure {
-    Transport(String),
-    Transient {
-        status: u16,
-        retry_after: Option<Duration>,
-        text: String,
-    },
-    Fatal(String),
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Transport(e) => write!(f, "connection failed: {e}"),
-            Failure::Transient { status, text, .. } => write!(f, "HTTP {status}: {text}"),
-            Failure::Fatal(e) => f.write_str(e),
-        }
-    }
-}
-
 impl AckEndpoint {
     pub fn new(url: &str, token: Secret) -> Result<AckEndpoint, String> {
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
@@ -143,56 +123,33 @@ impl AckEndpoint {
     /// Sends the acknowledgement, retrying what the contract makes safe to retry.
     pub async fn send(&self, ack: &Acknowledgement) -> Result<Acknowledged, AckError> {
         let attempt = || async {
-            let mut req = self
+            let req = self
                 .http
                 .post(self.url.clone())
                 .header("Idempotency-Key", ack.key())
                 .json(ack);
-            if !self.token.is_empty() {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
-                    .map_err(|_| {
-                    Failure::Fatal("the token is not a valid header value".into())
-                })?;
-                value.set_sensitive(true);
-                req = req.header(AUTHORIZATION, value);
-            }
+            let req = with_bearer(req, &self.token)?;
             let resp = req
                 .send()
                 .await
                 .map_err(|e| Failure::Transport(e.without_url().to_string()))?;
             let status = resp.status();
-            let retry_after = resp
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
             if status.is_success() {
                 return Ok(Acknowledged::Received);
             }
             if status.as_u16() == 409 {
                 return Ok(Acknowledged::AlreadyKnown);
             }
+            let headers = resp.headers().clone();
             let body = resp.bytes().await.unwrap_or_default();
-            let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
-            Err(match status.as_u16() {
-                401 | 403 => Failure::Fatal(format!(
-                    "HTTP {status}: the token was refused (check USAGE_SOURCE_TOKEN)"
-                )),
-                429 | 500..=599 => Failure::Transient {
-                    status: status.as_u16(),
-                    retry_after,
-                    text,
-                },
-                _ => Failure::Fatal(format!("HTTP {status}: {text}")),
-            })
+            Err(Failure::of_answer(
+                status,
+                &headers,
+                &body,
+                "the token was refused (check USAGE_SOURCE_TOKEN)",
+            ))
         };
-        let judge = |f: &Failure| match f {
-            Failure::Transport(_) => Next::Retry { retry_after: None },
-            Failure::Transient { retry_after, .. } => Next::Retry {
-                retry_after: *retry_after,
-            },
-            Failure::Fatal(_) => Next::GiveUp,
-        };
+        let judge = Failure::judge;
         self.retry
             .run(attempt, judge)
             .await

@@ -14,6 +14,7 @@ pub mod source_file;
 pub mod source_http;
 pub mod summary;
 pub mod validate;
+mod vendor_http;
 pub mod workbook;
 
 pub use period::Period;

@@ -11,17 +11,18 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::stream;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::header::ACCEPT;
 use serde::Deserialize;
 use tracing::debug;
 
 use super::period::Period;
 use super::record::{Position, RawRecord, Rejection, SourceItem};
 use super::source::{Batches, SourceError, UsageSource};
-use crate::connect::retry::{Next, RetryPolicy, parse_retry_after};
+use super::vendor_http::{Failure, with_bearer};
+use crate::connect::retry::RetryPolicy;
 use crate::secret::Secret;
 
 /// Records asked for per page.
@@ -99,29 +100,18 @@ impl VendorApiSource {
     async fn fetch_page(&self, period: Period, cursor: Option<&str>) -> Result<Page, SourceError> {
         let url = self.page_url(period, cursor);
         let attempt = || async {
-            let mut req = self
+            let req = self
                 .http
                 .get(url.clone())
                 .header(ACCEPT, "application/json");
-            if !self.token.is_empty() {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
-                    .map_err(|_| {
-                    Failure::Fatal("the token is not a valid header value".into())
-                })?;
-                value.set_sensitive(true);
-                req = req.header(AUTHORIZATION, value);
-            }
+            let req = with_bearer(req, &self.token)?;
             // Errors without the URL: its query may hold a key.
             let resp = req
                 .send()
                 .await
                 .map_err(|e| Failure::Transport(e.without_url().to_string()))?;
             let status = resp.status();
-            let retry_after = resp
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let headers = resp.headers().clone();
             let body = resp
                 .bytes()
                 .await
@@ -131,26 +121,14 @@ impl VendorApiSource {
                     Failure::Fatal(format!("the answer is not a page of usage records: {e}"))
                 });
             }
-            let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
-            Err(match status.as_u16() {
-                401 | 403 => Failure::Fatal(format!(
-                    "HTTP {status}: the usage source refused the token (check USAGE_SOURCE_TOKEN)"
-                )),
-                429 | 500..=599 => Failure::Transient {
-                    status: status.as_u16(),
-                    retry_after,
-                    text,
-                },
-                _ => Failure::Fatal(format!("HTTP {status}: {text}")),
-            })
+            Err(Failure::of_answer(
+                status,
+                &headers,
+                &body,
+                "the usage source refused the token (check USAGE_SOURCE_TOKEN)",
+            ))
         };
-        let judge = |f: &Failure| match f {
-            Failure::Transport(_) => Next::Retry { retry_after: None },
-            Failure::Transient { retry_after, .. } => Next::Retry {
-                retry_after: *retry_after,
-            },
-            Failure::Fatal(_) => Next::GiveUp,
-        };
+        let judge = Failure::judge;
         self.retry
             .run(attempt, judge)
             .await
@@ -162,28 +140,6 @@ impl VendorApiSource {
                     f.to_string()
                 },
             })
-    }
-}
-
-/// Why a page could not be fetched.
-#[derive(Debug)]
-enum Failure {
-    Transport(String),
-    Transient {
-        status: u16,
-        retry_after: Option<Duration>,
-        text: String,
-    },
-    Fatal(String),
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Transport(e) => write!(f, "connection failed: {e}"),
-            Failure::Transient { status, text, .. } => write!(f, "HTTP {status}: {text}"),
-            Failure::Fatal(e) => f.write_str(e),
-        }
     }
 }
 

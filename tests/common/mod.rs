@@ -336,6 +336,23 @@ pub async fn pending_file(sb: &Sandbox, t: &Target, external_id: &str) -> UsageF
     f
 }
 
+/// Installs the program's own log pipeline (its secret-safe filter) writing everything, down
+/// to trace, into a capture: once per test binary.
+pub fn capture_all_logs() -> Capture {
+    use tracing_subscriber::prelude::*;
+    let capture = Capture::default();
+    tracing_subscriber::registry()
+        .with(connect_usage::logging::secret_safe_filter())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(capture.clone())
+                .with_ansi(false),
+        )
+        .try_init()
+        .expect("the only subscriber of this test binary");
+    capture
+}
+
 /// Log output captured in memory, for tests that search every log line.
 #[derive(Clone, Default)]
 pub struct Capture(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

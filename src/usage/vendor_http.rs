@@ -1,0 +1,84 @@
+//! What the two calls to the vendor's system share (the usage API and the acknowledgement
+//! endpoint): the bearer token header, and how an answer or a failure is judged for retrying.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+
+use crate::connect::retry::{Next, parse_retry_after};
+use crate::secret::Secret;
+
+/// Why a call to the vendor failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// No answer (connection, timeout): worth retrying.
+    Transport(String),
+    /// 429 or 5xx: worth retrying, after `retry_after` if given.
+    Transient {
+        status: u16,
+        retry_after: Option<Duration>,
+        text: String,
+    },
+    /// Retrying changes nothing.
+    Fatal(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Transport(e) => write!(f, "connection failed: {e}"),
+            Failure::Transient { status, text, .. } => write!(f, "HTTP {status}: {text}"),
+            Failure::Fatal(e) => f.write_str(e),
+        }
+    }
+}
+
+impl Failure {
+    /// The retry policy's view of it.
+    pub(crate) fn judge(&self) -> Next {
+        match self {
+            Failure::Transport(_) => Next::Retry { retry_after: None },
+            Failure::Transient { retry_after, .. } => Next::Retry {
+                retry_after: *retry_after,
+            },
+            Failure::Fatal(_) => Next::GiveUp,
+        }
+    }
+
+    /// A non-success answer; `refused` says what a 401 or 403 means.
+    pub(crate) fn of_answer(
+        status: reqwest::StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        refused: &str,
+    ) -> Failure {
+        let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
+        match status.as_u16() {
+            401 | 403 => Failure::Fatal(format!("HTTP {status}: {refused}")),
+            429 | 500..=599 => Failure::Transient {
+                status: status.as_u16(),
+                retry_after: headers
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now())),
+                text,
+            },
+            _ => Failure::Fatal(format!("HTTP {status}: {text}")),
+        }
+    }
+}
+
+/// Adds `Authorization: Bearer <token>` (marked sensitive) unless the token is empty.
+pub(crate) fn with_bearer(
+    req: reqwest::RequestBuilder,
+    token: &Secret,
+) -> Result<reqwest::RequestBuilder, Failure> {
+    if token.is_empty() {
+        return Ok(req);
+    }
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .map_err(|_| Failure::Fatal("the token is not a valid header value".into()))?;
+    value.set_sensitive(true);
+    Ok(req.header(AUTHORIZATION, value))
+}
