@@ -1,4 +1,5 @@
-# connect-usage: built in one stage, run from a small image as a non-root user.
+# connect-usage in two stages: a build (its dependencies cached in their own layer), then a
+# small runtime image running as a non-root user.
 # Configured by environment variables only (README.md, "Deploying against Connect").
 
 FROM rust:1.95-slim-bookworm AS build

@@ -548,3 +548,28 @@ async fn invalid_files_are_explained_and_regenerated_only_when_the_data_changed(
     assert_eq!(f["uploads"], 3);
     assert_eq!(note(&f).digest(), FileNote::parse(Some(&noted)).digest());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monthly_task_names_the_records_it_did_not_send() {
+    let sb = common::start_with(connect_usage::sandbox::RuntimeConfig {
+        usage_records: 300,
+        usage_bad_records: 0.05,
+        ..Default::default()
+    })
+    .await;
+    let runner = extension_runner(&sb, "bad-records").await;
+    let fired = common::runner::admin_post(
+        &sb,
+        &format!("platform/schedules/{}/fire", demo::SCHEDULE_ID),
+        json!({}),
+    )
+    .await;
+    let t = finished(&sb, fired["id"].as_str().expect("task id")).await;
+    assert_eq!(t["status"], "succeeded", "{t:#}");
+    let message = t["output"].as_str().expect("message");
+    assert!(
+        message.contains("Records not sent, the first: record "),
+        "{message}"
+    );
+    runner.stop_and_wait().await;
+}

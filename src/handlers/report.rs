@@ -80,6 +80,10 @@ pub async fn report_monthly_usage(
     // resumes from Connect's state.
     let summary = report(&ctx.client, source.as_ref(), &options).await?;
     info!(summary = %summary.one_line(), "monthly usage report done");
+    // The records not sent, each with its position and reason (the first of each kind).
+    for p in &summary.problems {
+        warn!(period = %period, problem = %p, "usage record not sent");
+    }
     if summary.result == RunResult::Failed || summary.groups.failed > 0 {
         warn!(
             failed = summary.groups.failed,
@@ -87,5 +91,19 @@ pub async fn report_monthly_usage(
         );
         return Ok(Outcome::reschedule(AGAIN_AFTER));
     }
-    Ok(Outcome::done_with_message(summary.one_line()))
+    let mut message = summary.one_line();
+    if !summary.problems.is_empty() {
+        let first: Vec<String> = summary
+            .problems
+            .iter()
+            .take(5)
+            .map(|p| p.to_string())
+            .collect();
+        message.push_str(&format!(
+            ". Records not sent, the first: {} (the log's \"usage record not sent\" lines have up to {} of each kind)",
+            first.join("; "),
+            crate::usage::summary::SAMPLES
+        ));
+    }
+    Ok(Outcome::done_with_message(message))
 }
