@@ -374,8 +374,7 @@ async fn a_restart_in_the_middle_of_a_rerun_resumes_it() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The process goes away with the rerun unfinished.
-    let report = first.stop_and_wait().await;
-    assert!(!report.undelivered.is_empty() || report.reason.is_some());
+    first.stop_and_wait().await;
     let f = file(&sb, &id).await;
     assert_eq!(f["status"], "rejected");
     assert_eq!(f["uploads"], 1, "the re-upload never landed");

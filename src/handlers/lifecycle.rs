@@ -108,19 +108,24 @@ pub async fn usage_file_lifecycle(
             event_file.status
         )));
     }
-    let lifecycle = match LifecycleSettings::from_lookup(|n| ctx.config.get(n).map(str::to_owned)) {
-        Ok(s) => s,
-        Err(e) => {
-            return Ok(Outcome::fail(format!(
-                "The extension's variables are not usable: {e}"
-            )));
-        }
+    // Read only where needed: a bad RERUN_LIMIT must not keep ready files from being submitted.
+    let lifecycle = || LifecycleSettings::from_lookup(|n| ctx.config.get(n).map(str::to_owned));
+    let unusable = |e: crate::usage::SourceError| {
+        Ok(Outcome::fail(format!(
+            "The extension's variables are not usable: {e}"
+        )))
     };
     match file.status {
         UsageFileStatus::Ready => ready(&ctx, &group, &file).await,
         UsageFileStatus::Invalid => invalid(&ctx, &group, &file).await,
-        UsageFileStatus::Rejected => rejected(&ctx, &group, &file, &lifecycle).await,
-        UsageFileStatus::Accepted => accepted(&group, &file, &lifecycle).await,
+        UsageFileStatus::Rejected => match lifecycle() {
+            Ok(settings) => rejected(&ctx, &group, &file, &settings).await,
+            Err(e) => unusable(e),
+        },
+        UsageFileStatus::Accepted => match lifecycle() {
+            Ok(settings) => accepted(&group, &file, &settings).await,
+            Err(e) => unusable(e),
+        },
         UsageFileStatus::Closed => {
             info!(file = %group.file_id, external_id = %group.external_id, "usage file closed by the provider");
             Ok(Outcome::done_with_message(format!(
@@ -292,6 +297,12 @@ async fn rejected(
             reruns_so_far = note.reruns,
             "the provider rejected the usage file"
         );
+        if cap == 0 {
+            return Ok(Outcome::fail(format!(
+                "The provider rejected {}: \"{rejection}\". Reruns are off ({RERUN_LIMIT}=0), so it is left rejected for a person: agree the usage with the provider, correct it in the vendor's system, then set {RERUN_LIMIT} and deliver this event again, or upload the file in Connect by hand.",
+                group.describe()
+            )));
+        }
         if note.reruns >= cap {
             return Ok(Outcome::fail(format!(
                 "The provider rejected {} again: \"{rejection}\". It was rerun {} time{} already, the limit ({RERUN_LIMIT}={cap}), so it is left rejected for a person: agree the usage with the provider, correct it in the vendor's system, then raise {RERUN_LIMIT} and deliver this event again, or upload the file in Connect by hand.",

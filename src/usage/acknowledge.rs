@@ -117,6 +117,7 @@ impl AckEndpoint {
         let mut u = self.url.clone();
         u.set_query(None);
         let _ = u.set_password(None);
+        let _ = u.set_username("");
         u.to_string()
     }
 

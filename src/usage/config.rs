@@ -140,7 +140,7 @@ mod tests {
         assert!(s.ack.is_none());
         let m = map(&[
             (RERUN_LIMIT, "0"),
-            (USAGE_ACK_URL, "https://vendor.example/acks?key=k"),
+            (USAGE_ACK_URL, "https://user:pw@vendor.example/acks?key=k"),
             (USAGE_SOURCE_TOKEN, "s3cr3t-value"),
         ]);
         let s = LifecycleSettings::from_lookup(|k| m.get(k).cloned()).expect("set");
