@@ -91,19 +91,19 @@ async fn tasks_of(sb: &Sandbox, object: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn fire_schedule_and_wait(sb: &Sandbox) {
+/// Fires the monthly schedule and waits for its task to finish.
+async fn fire_schedule(sb: &Sandbox) -> Value {
     let fired = common::runner::admin_post(
         sb,
         &format!("platform/schedules/{}/fire", demo::SCHEDULE_ID),
         json!({}),
     )
     .await;
-    let id = fired["task"]["id"]
-        .as_str()
-        .or(fired["id"].as_str())
-        .map(str::to_owned)
-        .unwrap_or_else(|| panic!("a task id in {fired}"));
-    let t = finished(sb, &id).await;
+    finished(sb, fired["id"].as_str().expect("the task's id")).await
+}
+
+async fn fire_schedule_and_wait(sb: &Sandbox) {
+    let t = fire_schedule(sb).await;
     assert_eq!(t["status"], "succeeded", "the monthly run: {t:#}");
 }
 
@@ -557,13 +557,7 @@ async fn the_monthly_task_names_the_records_it_did_not_send() {
     })
     .await;
     let runner = extension_runner(&sb, "bad-records").await;
-    let fired = common::runner::admin_post(
-        &sb,
-        &format!("platform/schedules/{}/fire", demo::SCHEDULE_ID),
-        json!({}),
-    )
-    .await;
-    let t = finished(&sb, fired["id"].as_str().expect("task id")).await;
+    let t = fire_schedule(&sb).await;
     assert_eq!(t["status"], "succeeded", "{t:#}");
     let message = t["output"].as_str().expect("message");
     assert!(

@@ -79,7 +79,6 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
     let client = ConnectClient::new(base, key).map_err(config_error)?;
     let source = settings.source.open().map_err(config_error)?;
     let options = ReportOptions {
-        period,
         concurrency: settings.concurrency,
         dry_run: args.dry_run,
         out_dir: args.out.clone(),
@@ -87,10 +86,7 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
             interval: Duration::from_millis(args.poll_interval_ms.max(10)),
             timeout: Duration::from_secs(args.poll_timeout_secs),
         },
-        interrupt_after: None,
-        only: None,
-        rerun_rejected: false,
-        lock_groups: true,
+        ..ReportOptions::new(period)
     };
     let summary = report(&client, source.as_ref(), &options)
         .await

@@ -28,6 +28,7 @@ use crate::runner::{HandlerError, Outcome, TaskContext};
 use crate::usage::acknowledge::{AckError, Acknowledged, Acknowledgement};
 use crate::usage::config::{LifecycleSettings, RERUN_LIMIT, ReportSettings, USAGE_ACK_URL};
 use crate::usage::identity::{FileNote, parse_external_id};
+use crate::usage::pipeline::INVALID_UPLOAD;
 use crate::usage::{FileAction, FileReport, Period, ReportOptions, locks, report};
 
 crate::event_handler! {
@@ -236,7 +237,7 @@ async fn invalid(
             if report
                 .as_ref()
                 .and_then(|r| r.message.as_deref())
-                .is_some_and(|m| m.starts_with("Connect found the upload invalid")) =>
+                .is_some_and(|m| m.starts_with(INVALID_UPLOAD)) =>
         {
             let mut message = format!(
                 "Connect found {} invalid: {}. ",

@@ -5,14 +5,12 @@
 //! (`YYYY-MM`) or else the previous month. A run that is interrupted, retried or run twice
 //! reports nothing twice: files are found again by their deterministic external id.
 
-use std::time::Duration;
-
 use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::runner::{HandlerError, Outcome, TaskContext};
 use crate::usage::config::{REPORT_CONCURRENCY, ReportSettings, USAGE_SOURCE, USAGE_SOURCE_TOKEN};
-use crate::usage::{Period, PollPolicy, ReportOptions, RunResult, report};
+use crate::usage::{Period, ReportOptions, RunResult, report};
 
 crate::schedulable! {
     method: "report_monthly_usage",
@@ -63,18 +61,8 @@ pub async fn report_monthly_usage(
         }
     };
     let options = ReportOptions {
-        period,
         concurrency: settings.concurrency,
-        dry_run: false,
-        out_dir: None,
-        poll: PollPolicy {
-            interval: Duration::from_secs(2),
-            timeout: Duration::from_secs(120),
-        },
-        interrupt_after: None,
-        only: None,
-        rerun_rejected: false,
-        lock_groups: true,
+        ..ReportOptions::new(period)
     };
     // Source and catalog failures are errors: the platform runs the task again, and the run
     // resumes from Connect's state.

@@ -791,10 +791,21 @@ async fn accept(
         return Err(validation(errors));
     }
     transition(&app, &actor, &origin, &id, &ACCEPT, |f| {
-        f.acceptance_note = req.acceptance_note;
-        set_records(f, &[R::Valid], R::Approved);
+        accepted(f, req.acceptance_note);
         Ok(())
     })
+}
+
+/// What an acceptance does to a file (besides its status).
+fn accepted(f: &mut UsageFileState, note: Option<String>) {
+    f.acceptance_note = note;
+    set_records(f, &[R::Valid], R::Approved);
+}
+
+/// What a rejection does to a file (besides its status).
+fn rejected(f: &mut UsageFileState, note: Option<String>) {
+    f.rejection_note = note;
+    set_records(f, &[R::Valid, R::Approved], R::Rejected);
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -823,8 +834,7 @@ async fn reject(
         return Err(validation(errors));
     }
     transition(&app, &actor, &origin, &id, &REJECT, |f| {
-        f.rejection_note = req.rejection_note;
-        set_records(f, &[R::Valid, R::Approved], R::Rejected);
+        rejected(f, req.rejection_note);
         Ok(())
     })
 }
@@ -840,15 +850,13 @@ pub(crate) fn provider_review(
     match decision {
         super::provider::Decision::Accept(note) => {
             let _ = transition(app, actor, &origin, id, &ACCEPT, |f| {
-                f.acceptance_note = Some(note.clone());
-                set_records(f, &[R::Valid], R::Approved);
+                accepted(f, Some(note.clone()));
                 Ok(())
             })?;
         }
         super::provider::Decision::Reject(note) => {
             let _ = transition(app, actor, &origin, id, &REJECT, |f| {
-                f.rejection_note = Some(note.clone());
-                set_records(f, &[R::Valid, R::Approved], R::Rejected);
+                rejected(f, Some(note.clone()));
                 Ok(())
             })?;
         }

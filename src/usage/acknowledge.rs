@@ -112,13 +112,9 @@ impl AckEndpoint {
         self
     }
 
-    /// The URL without query or password, for messages.
+    /// The URL without what may hold a key, for messages.
     pub fn shown_url(&self) -> String {
-        let mut u = self.url.clone();
-        u.set_query(None);
-        let _ = u.set_password(None);
-        let _ = u.set_username("");
-        u.to_string()
+        super::vendor_http::shown_url(&self.url)
     }
 
     /// Sends the acknowledgement, retrying what the contract makes safe to retry.
@@ -155,11 +151,7 @@ impl AckEndpoint {
             .run(attempt, judge)
             .await
             .map_err(|(f, attempts)| {
-                let reason = if attempts > 1 {
-                    format!("{f} (after {attempts} attempts)")
-                } else {
-                    f.to_string()
-                };
+                let reason = f.after(attempts);
                 match f {
                     Failure::Fatal(_) => AckError::Refused {
                         url: self.shown_url(),

@@ -221,18 +221,6 @@ impl std::fmt::Display for FileNote {
     }
 }
 
-/// The machine-readable part of a file's note: `connect-usage digest=<hex> records=<n>`.
-pub fn note_for(digest: &str, records: usize) -> String {
-    FileNote::default().processed(digest, records).to_string()
-}
-
-/// The digest a file's note records, if it was written by [`note_for`].
-pub fn digest_in_note(note: Option<&str>) -> Option<&str> {
-    note?
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("digest="))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,17 +296,19 @@ mod tests {
 
     #[test]
     fn notes_carry_the_digest() {
-        let note = note_for("abc123", 5);
-        assert_eq!(digest_in_note(Some(&note)), Some("abc123"));
-        assert_eq!(digest_in_note(Some("written by hand")), None);
-        assert_eq!(digest_in_note(None), None);
+        let note = FileNote::default().processed("abc123", 5).to_string();
+        assert_eq!(FileNote::parse(Some(&note)).digest(), Some("abc123"));
+        assert_eq!(FileNote::parse(Some("written by hand")).digest(), None);
+        assert_eq!(FileNote::parse(None).digest(), None);
         assert_eq!(digest(b"").len(), 64);
     }
 
     #[test]
     fn notes_keep_the_rerun_count_through_uploads() {
         let digest = "a".repeat(64);
-        let n = FileNote::parse(Some(&note_for(&digest, 12)));
+        let n = FileNote::parse(Some(
+            &FileNote::default().processed(&digest, 12).to_string(),
+        ));
         assert_eq!(n.digest(), Some(digest.as_str()));
         assert_eq!((n.reruns, n.rerunning), (0, false));
         let started = FileNote {

@@ -890,7 +890,8 @@ impl GroupRunner {
             };
             report.file_id = Some(file.id.clone());
             report.status = Some(file.status.to_string());
-            let digest = identity::digest_in_note(file.note.as_deref());
+            let note = identity::FileNote::parse(file.note.as_deref());
+            let digest = note.digest();
             // Does the file hold this very data? Its note says so once it was processed, and
             // its record count agrees.
             let ours = digest == Some(built.digest.as_str())
@@ -1113,9 +1114,13 @@ fn created_at(f: &UsageFile) -> Option<chrono::DateTime<chrono::FixedOffset>> {
     f.events.as_ref()?.created.as_ref().map(|e| e.at)
 }
 
+/// How a group's message starts when Connect found its upload invalid (the `invalid`
+/// handler tells this failure from the others by it).
+pub const INVALID_UPLOAD: &str = "Connect found the upload invalid";
+
 fn invalid_message(f: &UsageFile) -> String {
     format!(
-        "Connect found the upload invalid: {}",
+        "{INVALID_UPLOAD}: {}",
         f.error_detail.as_deref().unwrap_or("no detail given")
     )
 }

@@ -21,7 +21,7 @@ use tracing::debug;
 use super::period::Period;
 use super::record::{Position, RawRecord, Rejection, SourceItem};
 use super::source::{Batches, SourceError, UsageSource};
-use super::vendor_http::{Failure, with_bearer};
+use super::vendor_http::{Failure, shown_url, with_bearer};
 use crate::connect::retry::RetryPolicy;
 use crate::secret::Secret;
 
@@ -89,12 +89,9 @@ impl VendorApiSource {
         url
     }
 
-    /// Shown in messages: the URL without its query (which may hold a key).
+    /// Shown in messages: the URL without what may hold a key.
     fn shown_url(&self) -> String {
-        let mut u = self.url.clone();
-        u.set_query(None);
-        let _ = u.set_password(None);
-        u.to_string()
+        shown_url(&self.url)
     }
 
     async fn fetch_page(&self, period: Period, cursor: Option<&str>) -> Result<Page, SourceError> {
@@ -134,11 +131,7 @@ impl VendorApiSource {
             .await
             .map_err(|(f, attempts)| SourceError::Http {
                 url: self.shown_url(),
-                reason: if attempts > 1 {
-                    format!("{f} (after {attempts} attempts)")
-                } else {
-                    f.to_string()
-                },
+                reason: f.after(attempts),
             })
     }
 }

@@ -46,6 +46,15 @@ impl Failure {
         }
     }
 
+    /// The reason to give once the retries are over.
+    pub(crate) fn after(&self, attempts: u32) -> String {
+        if attempts > 1 {
+            format!("{self} (after {attempts} attempts)")
+        } else {
+            self.to_string()
+        }
+    }
+
     /// A non-success answer; `refused` says what a 401 or 403 means.
     pub(crate) fn of_answer(
         status: reqwest::StatusCode,
@@ -67,6 +76,16 @@ impl Failure {
             _ => Failure::Fatal(format!("HTTP {status}: {text}")),
         }
     }
+}
+
+/// A vendor URL as messages and logs show it: without its query, user and password (which
+/// may hold a key).
+pub(crate) fn shown_url(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    let _ = u.set_password(None);
+    let _ = u.set_username("");
+    u.to_string()
 }
 
 /// Adds `Authorization: Bearer <token>` (marked sensitive) unless the token is empty.
