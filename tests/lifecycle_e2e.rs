@@ -566,3 +566,252 @@ async fn the_monthly_task_names_the_records_it_did_not_send() {
     );
     runner.stop_and_wait().await;
 }
+
+/// Every task about one object has reached a final status.
+async fn all_finished(sb: &Sandbox, object: &str) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let tasks = tasks_of(sb, object).await;
+        if !tasks.is_empty()
+            && tasks.iter().all(|t| {
+                matches!(
+                    t["status"].as_str(),
+                    Some("succeeded" | "failed" | "skipped")
+                )
+            })
+        {
+            return tasks;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tasks of {object} unfinished: {tasks:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_rejection_delivered_twice_at_once_reruns_once() {
+    let sb = common::start_with(connect_usage::sandbox::RuntimeConfig {
+        usage_records: 200,
+        ..Default::default()
+    })
+    .await;
+    platform_settings(&sb, json!({"time_scale": 0.01, "redelivery_delay_ms": 100})).await;
+    let runner = extension_runner(&sb, "twice").await;
+    fire_schedule_and_wait(&sb).await;
+    // Slow processing keeps the first rerun busy (it polls the file) while its duplicate
+    // arrives.
+    let r = admin_put(&sb, "config", json!({"processing_delay_ms": 300})).await;
+    assert!(r.status().is_success(), "config changed");
+    let id = our_files(&sb)
+        .await
+        .iter()
+        .find(|f| f["status"] == "pending")
+        .and_then(|f| f["id"].as_str())
+        .expect("a submitted file")
+        .to_owned();
+    provider(&sb)
+        .reject_usage_file(&id, "Twice the licences we count")
+        .await
+        .expect("rejected");
+    // The platform's own task for the rejection, and the same event once more.
+    let duplicate = submit(&sb, common::runner::usage_file_task(&id)).await;
+    finished(&sb, &duplicate).await;
+    until(&sb, 30, "the rerun submitted", |s| {
+        file_in(s, &id).is_some_and(|f| f["status"] == "pending" && !note(f).rerunning)
+    })
+    .await;
+    let tasks = all_finished(&sb, &id).await;
+    let reruns: Vec<&Value> = tasks
+        .iter()
+        .filter(|t| t["output"].as_str().is_some_and(|o| o.starts_with("Rerun")))
+        .collect();
+    assert_eq!(reruns.len(), 1, "one rerun among {tasks:#?}");
+    assert!(
+        tasks
+            .iter()
+            .all(|t| matches!(t["status"].as_str(), Some("succeeded" | "skipped"))),
+        "{tasks:#?}"
+    );
+    let f = file(&sb, &id).await;
+    assert_eq!(note(&f).reruns, 1, "{}", f["note"]);
+    assert_eq!(f["uploads"], 2, "uploaded again once");
+    runner.stop_and_wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_file_without_a_digest_is_checked_and_submitted() {
+    use connect_usage::usage::pipeline::Step;
+    use connect_usage::usage::{Period, ReportOptions, SourceSpec, report};
+    let sb = common::start_with(connect_usage::sandbox::RuntimeConfig {
+        usage_records: 200,
+        ..Default::default()
+    })
+    .await;
+    // The extension ran once (its subscriptions stay with the environment), then went away.
+    extension_runner(&sb, "earlier").await.stop_and_wait().await;
+    // A monthly run that stops right after its first upload, before noting what it uploaded.
+    let source = SourceSpec::Http {
+        url: sb.usage_api_url(),
+        token: sb.usage_token(),
+    }
+    .open()
+    .expect("source");
+    let mut options = ReportOptions::new(Period::previous_month(chrono::Utc::now()));
+    options.interrupt_after = Some(Step::Upload);
+    options.concurrency = 1;
+    report(&common::vendor(&sb), source.as_ref(), &options)
+        .await
+        .expect_err("stopped after the first upload");
+    let f = our_files(&sb)
+        .await
+        .into_iter()
+        .find(|f| f["status"] == "ready")
+        .expect("a ready file");
+    let id = f["id"].as_str().expect("id").to_owned();
+    assert!(note(&f).digest.is_none(), "{}", f["note"]);
+
+    // Its `ready` event waited for the next runner.
+    let runner = extension_runner(&sb, "no-digest").await;
+    let state = until(&sb, 30, "the file submitted", |s| {
+        file_in(s, &id).is_some_and(|f| f["status"] == "pending")
+    })
+    .await;
+    let f = file_in(&state, &id).expect("file");
+    let n = note(f);
+    assert!(n.digest.is_some(), "what it holds is noted: {}", f["note"]);
+    assert_eq!(
+        n.digest.map(|(_, records)| records as u64),
+        f["stats"]["uploaded"].as_u64(),
+        "the note counts the file's records"
+    );
+    let tasks = all_finished(&sb, &id).await;
+    assert!(
+        tasks.iter().any(|t| t["status"] == "succeeded"
+            && t["output"]
+                .as_str()
+                .is_some_and(|o| o.contains("checked against the vendor's data and submitted"))),
+        "{tasks:#?}"
+    );
+    let same = our_files(&sb)
+        .await
+        .into_iter()
+        .filter(|g| g["external_id"] == f["external_id"])
+        .count();
+    assert_eq!(same, 1, "one file for the group");
+    runner.stop_and_wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_and_closed_files_without_or_with_a_refusing_acknowledgement_endpoint() {
+    let sb = common::start_with(connect_usage::sandbox::RuntimeConfig {
+        usage_records: 200,
+        ..Default::default()
+    })
+    .await;
+    platform_settings(&sb, json!({"time_scale": 0.01, "redelivery_delay_ms": 100})).await;
+    // No acknowledgement endpoint: accepted files are only logged.
+    let r = admin_put(
+        &sb,
+        "platform/setup",
+        json!({"variables": {"USAGE_ACK_URL": ""}}),
+    )
+    .await;
+    assert!(r.status().is_success(), "setup changed");
+    let first = extension_runner(&sb, "no-ack").await;
+    fire_schedule_and_wait(&sb).await;
+    let pending: Vec<String> = our_files(&sb)
+        .await
+        .iter()
+        .filter(|f| f["status"] == "pending")
+        .filter_map(|f| f["id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(pending.len() >= 2, "{pending:?}");
+    let p = provider(&sb);
+    p.accept_usage_file(&pending[0], "Matches our metering")
+        .await
+        .expect("accepted");
+    let tasks = all_finished(&sb, &pending[0]).await;
+    assert!(
+        tasks.iter().any(|t| t["status"] == "succeeded"
+            && t["output"]
+                .as_str()
+                .is_some_and(|o| o.contains("no USAGE_ACK_URL set: the vendor is not told"))),
+        "{tasks:#?}"
+    );
+    assert_eq!(
+        admin_get(&sb, "state").await["acknowledgements"],
+        json!([]),
+        "nobody was told"
+    );
+
+    // The provider bills every record: the file is closed, and that is the end of it.
+    let records = p
+        .usage_records()
+        .filter(connect_usage::rql::Expr::eq(
+            "usagefile.id",
+            pending[0].as_str(),
+        ))
+        .all()
+        .await
+        .expect("records");
+    let close: Vec<connect_usage::connect::models::CloseRecord> = records
+        .iter()
+        .map(|r| connect_usage::connect::models::CloseRecord {
+            id: r.id.clone(),
+            external_billing_id: Some("INV-2026-001".into()),
+            external_billing_note: None,
+        })
+        .collect();
+    p.close_usage_records(&close).await.expect("records closed");
+    let closed = until(&sb, 20, "the file closed and its task done", |s| {
+        file_in(s, &pending[0]).is_some_and(|f| f["status"] == "closed")
+    })
+    .await;
+    let before = file_in(&closed, &pending[0]).expect("file").clone();
+    let tasks = all_finished(&sb, &pending[0]).await;
+    assert!(
+        tasks.iter().any(|t| t["status"] == "succeeded"
+            && t["output"]
+                .as_str()
+                .is_some_and(|o| o.contains("is closed: nothing left to do"))),
+        "{tasks:#?}"
+    );
+    let after = file(&sb, &pending[0]).await;
+    for field in ["status", "note", "uploads"] {
+        assert_eq!(
+            before[field], after[field],
+            "{field} unchanged by the closed event"
+        );
+    }
+    first.stop_and_wait().await;
+
+    // An endpoint that answers 404: the vendor is not told, and a person is.
+    let wrong = format!("{}/vendor/v1/no-such-endpoint", sb.origin());
+    let r = admin_put(
+        &sb,
+        "platform/setup",
+        json!({"variables": {"USAGE_ACK_URL": wrong}}),
+    )
+    .await;
+    assert!(r.status().is_success(), "setup changed");
+    let _second = extension_runner(&sb, "wrong-ack").await;
+    p.accept_usage_file(&pending[1], "Matches our metering")
+        .await
+        .expect("accepted");
+    let tasks = all_finished(&sb, &pending[1]).await;
+    let failed = tasks
+        .iter()
+        .find(|t| t["status"] == "failed")
+        .unwrap_or_else(|| panic!("a failed task among {tasks:#?}"));
+    let message = failed["output"].as_str().expect("message");
+    for part in [
+        pending[1].as_str(),
+        "was accepted, but the vendor was not told",
+        "404",
+    ] {
+        assert!(message.contains(part), "{part:?} in {message}");
+    }
+    assert_eq!(file(&sb, &pending[1]).await["status"], "accepted");
+}
