@@ -14,6 +14,8 @@ use connect_usage::runner::RunnerHandle;
 use connect_usage::sandbox::dataset::VariableSetup;
 use connect_usage::sandbox::{Dataset, ProviderPolicy, RejectRule, Sandbox, SandboxConfig};
 use connect_usage::usage::identity::FileNote;
+use connect_usage::usage::pipeline::Step;
+use connect_usage::usage::{Period, ReportOptions, SourceSpec, report};
 use serde_json::{Value, json};
 
 /// A runner with every handler the extension registers, connected.
@@ -89,6 +91,40 @@ async fn tasks_of(sb: &Sandbox, object: &str) -> Vec<Value> {
         .filter(|t| t["object"]["id"] == object)
         .cloned()
         .collect()
+}
+
+/// A sandbox with a small month of usage (200 records) whose platform retries and
+/// redelivers quickly.
+async fn small_sandbox() -> Sandbox {
+    let sb = common::start_with(connect_usage::sandbox::RuntimeConfig {
+        usage_records: 200,
+        ..Default::default()
+    })
+    .await;
+    platform_settings(&sb, json!({"time_scale": 0.01, "redelivery_delay_ms": 100})).await;
+    sb
+}
+
+/// A monthly run of last month, as a crash would leave it: stopped right after `step` first
+/// succeeded. Returns the file it left `ready`.
+async fn interrupted_run(sb: &Sandbox, step: Step) -> Value {
+    let source = SourceSpec::Http {
+        url: sb.usage_api_url(),
+        token: sb.usage_token(),
+    }
+    .open()
+    .expect("source");
+    let mut options = ReportOptions::new(Period::previous_month(chrono::Utc::now()));
+    options.interrupt_after = Some(step);
+    options.concurrency = 1;
+    report(&common::vendor(sb), source.as_ref(), &options)
+        .await
+        .expect_err("stopped by the interruption");
+    our_files(sb)
+        .await
+        .into_iter()
+        .find(|f| f["status"] == "ready")
+        .expect("a ready file")
 }
 
 /// Fires the monthly schedule and waits for its task to finish.
@@ -338,12 +374,7 @@ async fn a_rerun_past_the_cap_fails_with_a_clear_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_in_the_middle_of_a_rerun_resumes_it() {
     // The provider is a person here: the test rejects through the API.
-    let sb = common::start_with(connect_usage::sandbox::RuntimeConfig {
-        usage_records: 200,
-        ..Default::default()
-    })
-    .await;
-    platform_settings(&sb, json!({"time_scale": 0.01, "redelivery_delay_ms": 100})).await;
+    let sb = small_sandbox().await;
     let first = extension_runner(&sb, "before-crash").await;
     fire_schedule_and_wait(&sb).await;
     let files = our_files(&sb).await;
@@ -437,38 +468,18 @@ async fn files_of_others_are_skipped_with_the_reason() {
 /// The group's file taken as far as `ready` with its digest noted, as a monthly run
 /// interrupted before its submit leaves it; then made invalid by a bad upload.
 async fn invalid_file_of_the_month(sb: &Sandbox) -> (String, String) {
-    use connect_usage::usage::pipeline::Step;
-    use connect_usage::usage::{Period, ReportOptions, SourceSpec, report};
-    let period = Period::previous_month(chrono::Utc::now());
-    let source = SourceSpec::Http {
-        url: sb.usage_api_url(),
-        token: sb.usage_token(),
-    }
-    .open()
-    .expect("source");
-    let vendor = common::vendor(sb);
-    let mut options = ReportOptions::new(period);
-    options.interrupt_after = Some(Step::Processed);
-    options.concurrency = 1;
-    report(&vendor, source.as_ref(), &options)
-        .await
-        .expect_err("stopped after the first file was processed");
-    let files = our_files(sb).await;
-    let f = files
-        .iter()
-        .find(|f| f["status"] == "ready")
-        .expect("a ready file");
+    let f = interrupted_run(sb, Step::Processed).await;
     let id = f["id"].as_str().expect("id").to_owned();
     let noted = f["note"].as_str().expect("note").to_owned();
-    assert!(note(f).digest.is_some(), "{noted}");
+    assert!(note(&f).digest.is_some(), "{noted}");
     // As many rows as the vendor's data: only the rows' content is wrong.
-    let records = note(f).digest.map_or(0, |(_, n)| n);
+    let records = note(&f).digest.map_or(0, |(_, n)| n);
     let t = common::qt_target(sb);
     let rows: Vec<_> = (0..records)
         .map(|i| common::qt_row(&format!("bad-{i}"), "NO-SUCH-MPN", -1.0, &t.assets[0]))
         .collect();
     let bad = common::workbook("records", &common::QT_HEADER, &rows);
-    let after = vendor
+    let after = common::vendor(sb)
         .upload_usage_file(&id, "bad.xlsx", bad.into())
         .await
         .expect("uploaded");
@@ -592,12 +603,7 @@ async fn all_finished(sb: &Sandbox, object: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_rejection_delivered_twice_at_once_reruns_once() {
-    let sb = common::start_with(connect_usage::sandbox::RuntimeConfig {
-        usage_records: 200,
-        ..Default::default()
-    })
-    .await;
-    platform_settings(&sb, json!({"time_scale": 0.01, "redelivery_delay_ms": 100})).await;
+    let sb = small_sandbox().await;
     let runner = extension_runner(&sb, "twice").await;
     fire_schedule_and_wait(&sb).await;
     // Slow processing keeps the first rerun busy (it polls the file) while its duplicate
@@ -642,33 +648,11 @@ async fn the_same_rejection_delivered_twice_at_once_reruns_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ready_file_without_a_digest_is_checked_and_submitted() {
-    use connect_usage::usage::pipeline::Step;
-    use connect_usage::usage::{Period, ReportOptions, SourceSpec, report};
-    let sb = common::start_with(connect_usage::sandbox::RuntimeConfig {
-        usage_records: 200,
-        ..Default::default()
-    })
-    .await;
+    let sb = small_sandbox().await;
     // The extension ran once (its subscriptions stay with the environment), then went away.
     extension_runner(&sb, "earlier").await.stop_and_wait().await;
     // A monthly run that stops right after its first upload, before noting what it uploaded.
-    let source = SourceSpec::Http {
-        url: sb.usage_api_url(),
-        token: sb.usage_token(),
-    }
-    .open()
-    .expect("source");
-    let mut options = ReportOptions::new(Period::previous_month(chrono::Utc::now()));
-    options.interrupt_after = Some(Step::Upload);
-    options.concurrency = 1;
-    report(&common::vendor(&sb), source.as_ref(), &options)
-        .await
-        .expect_err("stopped after the first upload");
-    let f = our_files(&sb)
-        .await
-        .into_iter()
-        .find(|f| f["status"] == "ready")
-        .expect("a ready file");
+    let f = interrupted_run(&sb, Step::Upload).await;
     let id = f["id"].as_str().expect("id").to_owned();
     assert!(note(&f).digest.is_none(), "{}", f["note"]);
 
@@ -705,12 +689,7 @@ async fn a_ready_file_without_a_digest_is_checked_and_submitted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_and_closed_files_without_or_with_a_refusing_acknowledgement_endpoint() {
-    let sb = common::start_with(connect_usage::sandbox::RuntimeConfig {
-        usage_records: 200,
-        ..Default::default()
-    })
-    .await;
-    platform_settings(&sb, json!({"time_scale": 0.01, "redelivery_delay_ms": 100})).await;
+    let sb = small_sandbox().await;
     // No acknowledgement endpoint: accepted files are only logged.
     let r = admin_put(
         &sb,
