@@ -76,6 +76,15 @@ async fn until(sb: &Sandbox, secs: u64, what: &str, check: impl Fn(&Value) -> bo
     }
 }
 
+/// Polls until the file `id` is in `status`; returns it.
+async fn until_status(sb: &Sandbox, id: &str, status: &str) -> Value {
+    let state = until(sb, 30, &format!("{id} {status}"), |s| {
+        file_in(s, id).is_some_and(|f| f["status"] == status)
+    })
+    .await;
+    file_in(&state, id).cloned().expect("the file")
+}
+
 fn file_in<'a>(state: &'a Value, id: &str) -> Option<&'a Value> {
     state["files"]
         .as_array()
@@ -415,12 +424,8 @@ async fn a_restart_in_the_middle_of_a_rerun_resumes_it() {
     let r = admin_put(&sb, "faults", json!([])).await;
     assert!(r.status().is_success());
     let _second = extension_runner(&sb, "after-crash").await;
-    let state = until(&sb, 30, "the file submitted again", |s| {
-        file_in(s, &id).is_some_and(|f| f["status"] == "pending")
-    })
-    .await;
-    let f = file_in(&state, &id).expect("file");
-    let n = note(f);
+    let f = until_status(&sb, &id, "pending").await;
+    let n = note(&f);
     assert_eq!((n.reruns, n.rerunning), (1, false), "{}", f["note"]);
     assert!(n.digest.is_some());
     assert_eq!(f["uploads"], 2, "one re-upload");
@@ -578,6 +583,16 @@ async fn the_monthly_task_names_the_records_it_did_not_send() {
     runner.stop_and_wait().await;
 }
 
+/// One of `tasks` ended in `status` with an output that contains `says`.
+fn assert_a_task(tasks: &[Value], status: &str, says: &str) {
+    assert!(
+        tasks.iter().any(
+            |t| t["status"] == status && t["output"].as_str().is_some_and(|o| o.contains(says))
+        ),
+        "a task {status} saying {says:?} among {tasks:#?}"
+    );
+}
+
 /// Every task about one object has reached a final status.
 async fn all_finished(sb: &Sandbox, object: &str) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -658,12 +673,8 @@ async fn a_ready_file_without_a_digest_is_checked_and_submitted() {
 
     // Its `ready` event waited for the next runner.
     let runner = extension_runner(&sb, "no-digest").await;
-    let state = until(&sb, 30, "the file submitted", |s| {
-        file_in(s, &id).is_some_and(|f| f["status"] == "pending")
-    })
-    .await;
-    let f = file_in(&state, &id).expect("file");
-    let n = note(f);
+    let f = until_status(&sb, &id, "pending").await;
+    let n = note(&f);
     assert!(n.digest.is_some(), "what it holds is noted: {}", f["note"]);
     assert_eq!(
         n.digest.map(|(_, records)| records as u64),
@@ -671,12 +682,10 @@ async fn a_ready_file_without_a_digest_is_checked_and_submitted() {
         "the note counts the file's records"
     );
     let tasks = all_finished(&sb, &id).await;
-    assert!(
-        tasks.iter().any(|t| t["status"] == "succeeded"
-            && t["output"]
-                .as_str()
-                .is_some_and(|o| o.contains("checked against the vendor's data and submitted"))),
-        "{tasks:#?}"
+    assert_a_task(
+        &tasks,
+        "succeeded",
+        "checked against the vendor's data and submitted",
     );
     let same = our_files(&sb)
         .await
@@ -712,12 +721,10 @@ async fn accepted_and_closed_files_without_or_with_a_refusing_acknowledgement_en
         .await
         .expect("accepted");
     let tasks = all_finished(&sb, &pending[0]).await;
-    assert!(
-        tasks.iter().any(|t| t["status"] == "succeeded"
-            && t["output"]
-                .as_str()
-                .is_some_and(|o| o.contains("no USAGE_ACK_URL set: the vendor is not told"))),
-        "{tasks:#?}"
+    assert_a_task(
+        &tasks,
+        "succeeded",
+        "no USAGE_ACK_URL set: the vendor is not told",
     );
     assert_eq!(
         admin_get(&sb, "state").await["acknowledgements"],
@@ -744,19 +751,9 @@ async fn accepted_and_closed_files_without_or_with_a_refusing_acknowledgement_en
         })
         .collect();
     p.close_usage_records(&close).await.expect("records closed");
-    let closed = until(&sb, 20, "the file closed and its task done", |s| {
-        file_in(s, &pending[0]).is_some_and(|f| f["status"] == "closed")
-    })
-    .await;
-    let before = file_in(&closed, &pending[0]).expect("file").clone();
+    let before = until_status(&sb, &pending[0], "closed").await;
     let tasks = all_finished(&sb, &pending[0]).await;
-    assert!(
-        tasks.iter().any(|t| t["status"] == "succeeded"
-            && t["output"]
-                .as_str()
-                .is_some_and(|o| o.contains("is closed: nothing left to do"))),
-        "{tasks:#?}"
-    );
+    assert_a_task(&tasks, "succeeded", "is closed: nothing left to do");
     let after = file(&sb, &pending[0]).await;
     for field in ["status", "note", "uploads"] {
         assert_eq!(
