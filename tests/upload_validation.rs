@@ -363,3 +363,38 @@ async fn processed_workbook_marks_the_bad_cells() {
     let original = download(&detail.usage_file_uri.expect("usage link")).await;
     assert_eq!(original, workbook("records", &QT_HEADER, &rows));
 }
+
+/// The `invalid_upload` fault: a valid workbook's processing ends invalid with the rule's
+/// detail, as often as the rule says, and the next upload is processed as usual.
+#[tokio::test]
+async fn an_invalid_upload_fault_makes_a_valid_upload_invalid() {
+    let sb = start().await;
+    let t = qt_target(&sb);
+    let r = admin_put(
+        &sb,
+        "faults",
+        serde_json::json!([{"method": "POST", "path": "/usage/files/", "count": 1,
+            "action": {"type": "invalid_upload", "detail": "Prices of March are not agreed yet."}}]),
+    )
+    .await;
+    assert!(r.status().is_success(), "rule taken");
+    let (f, records) = upload(&sb, &t, valid_workbook(&t, 3)).await;
+    assert_eq!(f.status, S::Invalid);
+    assert_eq!(
+        f.error_detail.as_deref(),
+        Some("Prices of March are not agreed yet.")
+    );
+    assert_eq!(records.len(), 3, "the rows are still read");
+    let again = vendor(&sb)
+        .upload_usage_file(&f.id, "u.xlsx", valid_workbook(&t, 3).into())
+        .await
+        .expect("uploaded");
+    assert_eq!(again.status, S::Ready, "the rule fired once");
+    let empty = admin_put(
+        &sb,
+        "faults",
+        serde_json::json!([{"action": {"type": "invalid_upload", "detail": " "}}]),
+    )
+    .await;
+    assert_eq!(empty.status(), 400, "a rule without a detail is refused");
+}

@@ -4,7 +4,8 @@
 //! let the first matches through (`skip`) and expire after `count` firings. Its action is an
 //! error status (500, 503, 429 with `Retry-After`, ...) answered before the request is handled
 //! or after it was applied (`after: true`, the case a client cannot tell from a lost
-//! request), added latency, or a list answer without its `Content-Range` header. Rules are set
+//! request), added latency, a list answer without its `Content-Range` header, or an upload
+//! that Connect's processing finds invalid whatever it holds. Rules are set
 //! at start (`--fault-*` flags) and changed at run time through `/sandbox/faults`.
 
 use rand::rngs::StdRng;
@@ -29,11 +30,18 @@ pub enum FaultAction {
     Latency { ms: u64 },
     /// Answer a list without `Content-Range`.
     DropContentRange,
+    /// Take an upload, then have its processing find the file invalid with this
+    /// `error_detail`, whatever the workbook holds. Matches upload requests only.
+    InvalidUpload { detail: String },
 }
 
 fn one() -> f64 {
     1.0
 }
+
+/// Carried by an upload request an `invalid_upload` rule hit, to its processing.
+#[derive(Debug, Clone)]
+pub struct InvalidUploadFault(pub String);
 
 /// One fault rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +82,15 @@ impl FaultRule {
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {
+        // An upload's processing can only fail where there is an upload.
+        let upload = method.eq_ignore_ascii_case("POST")
+            && path
+                .split('?')
+                .next()
+                .is_some_and(|p| p.ends_with("/upload"));
+        if matches!(self.action, FaultAction::InvalidUpload { .. }) && !upload {
+            return false;
+        }
         self.method
             .as_deref()
             .is_none_or(|m| m.eq_ignore_ascii_case(method))
@@ -89,6 +106,11 @@ impl FaultRule {
     pub fn check(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.rate) {
             return Err(format!("rate {} is not between 0 and 1", self.rate));
+        }
+        if let FaultAction::InvalidUpload { detail } = &self.action
+            && detail.trim().is_empty()
+        {
+            return Err("invalid_upload needs a detail: the file's error_detail".into());
         }
         if let FaultAction::Status { status, after, .. } = self.action {
             if !(400..=599).contains(&status) {
@@ -129,6 +151,8 @@ pub struct Decision {
     /// `(status, retry_after, after)`
     pub status: Option<(u16, Option<u64>, bool)>,
     pub drop_content_range: bool,
+    /// The `error_detail` an upload's processing ends with.
+    pub invalid_upload: Option<String>,
     /// Which rules fired, for the request log.
     pub labels: Vec<String>,
 }
@@ -213,6 +237,10 @@ impl Faults {
                 FaultAction::DropContentRange => {
                     d.drop_content_range = true;
                     d.labels.push("no Content-Range".into());
+                }
+                FaultAction::InvalidUpload { detail } => {
+                    d.invalid_upload = Some(detail.clone());
+                    d.labels.push("invalid upload".into());
                 }
             }
             active.fired += 1;

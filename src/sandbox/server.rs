@@ -24,7 +24,7 @@ use tracing::{debug, info};
 
 use super::dataset::{Dataset, Role};
 use super::error::{ApiError, codes};
-use super::faults::{FaultRule, Faults};
+use super::faults::{FaultRule, Faults, InvalidUploadFault};
 use super::platform::Platform;
 use super::provider::{Provider, ProviderPolicy};
 use super::query::PagingLimits;
@@ -393,7 +393,7 @@ async fn fault_middleware(State(app): State<AppState>, req: Request, next: Next)
     }
 }
 
-async fn handle_with_faults(app: AppState, req: Request, next: Next) -> Response {
+async fn handle_with_faults(app: AppState, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().to_string();
     let full_path = req
@@ -419,6 +419,10 @@ async fn handle_with_faults(app: AppState, req: Request, next: Next) -> Response
     let latency = config.latency_ms + decision.latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    if let Some(detail) = &decision.invalid_upload {
+        req.extensions_mut()
+            .insert(InvalidUploadFault(detail.clone()));
     }
     let (response, actor) = match decision.status {
         Some((status, retry_after, false)) => (injected(status, retry_after), None),

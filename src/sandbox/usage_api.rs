@@ -27,6 +27,7 @@ use tracing::warn;
 
 use super::dataset::{Dataset, Role};
 use super::error::{ApiError, codes};
+use super::faults::InvalidUploadFault;
 use super::filters::{CATEGORIES_DEF, USAGE_FILES_DEF, USAGE_RECORDS_DEF};
 use super::processing::{self, FileContext, Outcome};
 use super::query::CollectionQuery;
@@ -582,6 +583,7 @@ async fn upload(
     Extension(actor): Extension<Actor>,
     origin: Origin,
     Path(id): Path<String>,
+    fault: Option<Extension<InvalidUploadFault>>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     // Refuse early, before reading a large body, when the file cannot take an upload.
@@ -646,9 +648,10 @@ async fn upload(
     };
 
     let status = StatusCode::from_u16(config.upload_status).unwrap_or(StatusCode::OK);
+    let fault = fault.map(|Extension(InvalidUploadFault(detail))| detail);
     if config.processing_delay_ms == 0 {
         start_processing(&app, &id, generation);
-        let outcome = run_processing(bytes, ctx).await;
+        let outcome = run_processing(bytes, ctx, fault).await;
         finish_processing(&app, &id, generation, outcome);
     } else {
         let app = app.clone();
@@ -657,7 +660,7 @@ async fn upload(
         tokio::spawn(async move {
             tokio::time::sleep(delay / 2).await;
             start_processing(&app, &id, generation);
-            let outcome = run_processing(bytes, ctx).await;
+            let outcome = run_processing(bytes, ctx, fault).await;
             tokio::time::sleep(delay - delay / 2).await;
             finish_processing(&app, &id, generation, outcome);
         });
@@ -667,9 +670,15 @@ async fn upload(
     Ok((status, detail(file, &origin)).into_response())
 }
 
-async fn run_processing(bytes: Bytes, ctx: FileContext) -> Outcome {
+/// Processes an upload; an `invalid_upload` fault's detail makes it invalid whatever it holds.
+async fn run_processing(bytes: Bytes, ctx: FileContext, fault: Option<String>) -> Outcome {
     match tokio::task::spawn_blocking(move || processing::process(&bytes, &ctx)).await {
-        Ok(outcome) => outcome,
+        Ok(mut outcome) => {
+            if let Some(detail) = fault {
+                outcome.error_detail = Some(detail);
+            }
+            outcome
+        }
         Err(e) => {
             warn!(error = %e, "processing task failed");
             Outcome {
