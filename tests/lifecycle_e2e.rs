@@ -15,7 +15,6 @@ use connect_usage::sandbox::dataset::VariableSetup;
 use connect_usage::sandbox::{Dataset, ProviderPolicy, RejectRule, Sandbox, SandboxConfig};
 use connect_usage::usage::identity::FileNote;
 use connect_usage::usage::pipeline::Step;
-use connect_usage::usage::{Period, ReportOptions, SourceSpec, report};
 use serde_json::{Value, json};
 
 /// A runner with every handler the extension registers, connected.
@@ -117,23 +116,43 @@ async fn small_sandbox() -> Sandbox {
 /// A monthly run of last month, as a crash would leave it: stopped right after `step` first
 /// succeeded. Returns the file it left `ready`.
 async fn interrupted_run(sb: &Sandbox, step: Step) -> Value {
-    let source = SourceSpec::Http {
-        url: sb.usage_api_url(),
-        token: sb.usage_token(),
-    }
-    .open()
-    .expect("source");
-    let mut options = ReportOptions::new(Period::previous_month(chrono::Utc::now()));
-    options.interrupt_after = Some(step);
-    options.concurrency = 1;
-    report(&common::vendor(sb), source.as_ref(), &options)
-        .await
-        .expect_err("stopped by the interruption");
+    common::report_last_month(sb, |o| {
+        o.interrupt_after = Some(step);
+        o.concurrency = 1;
+    })
+    .await
+    .expect_err("stopped by the interruption");
     our_files(sb)
         .await
         .into_iter()
         .find(|f| f["status"] == "ready")
         .expect("a ready file")
+}
+
+/// Delivers the file's event once more, as the platform would, and waits for its result.
+async fn deliver(sb: &Sandbox, id: &str) -> Value {
+    finished(sb, &submit(sb, common::runner::usage_file_task(id)).await).await
+}
+
+/// A task's message says each of `parts`.
+fn assert_says(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(message.contains(part), "{part:?} in {message}");
+    }
+}
+
+/// The file's note says it holds other records than the vendor's data gives today.
+async fn note_other_data(sb: &Sandbox, id: &str) {
+    common::vendor(sb)
+        .update_usage_file(
+            id,
+            &connect_usage::connect::models::UsageFileUpdate {
+                note: Some(format!("connect-usage digest={} records=1", "0".repeat(64))),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("note set");
 }
 
 /// Fires the monthly schedule and waits for its task to finish.
@@ -276,17 +295,23 @@ async fn the_demo_story_runs_through_the_websocket() {
         }
     }
     let acks_after = admin_get(&sb, "state").await["acknowledgements"].clone();
+    let acks_after = acks_after.as_array().expect("acks");
     assert_eq!(
-        acks_after.as_array().map(Vec::len),
-        Some(files.len()),
+        acks_after.len(),
+        files.len(),
         "the vendor has the same acknowledgements"
     );
+    for (before, after) in acks.iter().zip(acks_after) {
+        assert_eq!(before["key"], after["key"]);
+        assert_eq!(before["body"], after["body"], "the same acknowledgement");
+        assert_eq!(after["deliveries"], 2, "told again, idempotently");
+    }
     runner.stop_and_wait().await;
 }
 
-/// A sandbox whose provider rejects the first file it reviews `times` times, and an
-/// extension with `RERUN_LIMIT` set.
-async fn stubborn_provider(times: u32, rerun_limit: &str) -> Sandbox {
+/// A sandbox whose provider rejects the first file it reviews `times` times, `review_ms`
+/// after each submit, and an extension with `RERUN_LIMIT` set.
+async fn stubborn_provider(times: u32, rerun_limit: &str, review_ms: u64) -> Sandbox {
     let mut dataset = Dataset::default_account();
     let mut ext = dataset.extension();
     ext.variables.push(VariableSetup {
@@ -303,7 +328,7 @@ async fn stubborn_provider(times: u32, rerun_limit: &str) -> Sandbox {
         },
         provider: ProviderPolicy {
             auto: true,
-            review_delay_ms: 50,
+            review_delay_ms: review_ms,
             reject: vec![RejectRule {
                 contract: None,
                 product: None,
@@ -324,7 +349,7 @@ async fn stubborn_provider(times: u32, rerun_limit: &str) -> Sandbox {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rerun_past_the_cap_fails_with_a_clear_message() {
-    let sb = stubborn_provider(10, "2").await;
+    let sb = stubborn_provider(10, "2", 50).await;
     let runner = extension_runner(&sb, "capped").await;
     fire_schedule_and_wait(&sb).await;
     // Rejected three times: two reruns, then the cap.
@@ -360,15 +385,16 @@ async fn a_rerun_past_the_cap_fails_with_a_clear_message() {
         }
     };
     let message = failed["output"].as_str().expect("message");
-    for part in [
-        "Still wrong: the storage quantities are doubled",
-        "rerun 2 times already",
-        "RERUN_LIMIT=2",
-        "left rejected for a person",
-        &id,
-    ] {
-        assert!(message.contains(part), "{part:?} in {message}");
-    }
+    assert_says(
+        message,
+        &[
+            "Still wrong: the storage quantities are doubled",
+            "rerun 2 times already",
+            "RERUN_LIMIT=2",
+            "left rejected for a person",
+            &id,
+        ],
+    );
     let f = file(&sb, &id).await;
     assert_eq!(f["status"], "rejected", "left for a person");
     let n = note(&f);
@@ -513,44 +539,28 @@ async fn invalid_files_are_explained_and_regenerated_only_when_the_data_changed(
         .await
         .expect("note set");
     let first = extension_runner(&sb, "invalid-1").await;
-    let t = finished(
-        &sb,
-        &submit(&sb, common::runner::usage_file_task(&id)).await,
-    )
-    .await;
+    let t = deliver(&sb, &id).await;
     assert_eq!(t["status"], "failed", "{t:#}");
     let message = t["output"].as_str().expect("message");
-    for part in [
-        "invalid",
-        "records are invalid",
-        "NO-SUCH-MPN",
-        "correct the records in the vendor's system",
-        "parameter period=",
-    ] {
-        assert!(message.contains(part), "{part:?} in {message}");
-    }
+    assert_says(
+        message,
+        &[
+            "invalid",
+            "records are invalid",
+            "NO-SUCH-MPN",
+            "correct the records in the vendor's system",
+            "parameter period=",
+        ],
+    );
     let f = file(&sb, &id).await;
     assert_eq!(f["status"], "invalid");
     assert_eq!(f["uploads"], 2, "not uploaded again");
     first.stop_and_wait().await;
 
     // The vendor's data changed since (another digest in the note): regenerated, once.
-    vendor
-        .update_usage_file(
-            &id,
-            &connect_usage::connect::models::UsageFileUpdate {
-                note: Some(format!("connect-usage digest={} records=1", "0".repeat(64))),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("note set");
+    note_other_data(&sb, &id).await;
     let _second = extension_runner(&sb, "invalid-2").await;
-    let t = finished(
-        &sb,
-        &submit(&sb, common::runner::usage_file_task(&id)).await,
-    )
-    .await;
+    let t = deliver(&sb, &id).await;
     assert_eq!(t["status"], "succeeded", "{t:#}");
     assert!(
         t["output"]
@@ -677,6 +687,10 @@ async fn a_ready_file_without_a_digest_is_checked_and_submitted() {
     let n = note(&f);
     assert!(n.digest.is_some(), "what it holds is noted: {}", f["note"]);
     assert_eq!(
+        f["uploads"], 1,
+        "the upload its note named landed: not sent again"
+    );
+    assert_eq!(
         n.digest.map(|(_, records)| records as u64),
         f["stats"]["uploaded"].as_u64(),
         "the note counts the file's records"
@@ -782,12 +796,150 @@ async fn accepted_and_closed_files_without_or_with_a_refusing_acknowledgement_en
         .find(|t| t["status"] == "failed")
         .unwrap_or_else(|| panic!("a failed task among {tasks:#?}"));
     let message = failed["output"].as_str().expect("message");
-    for part in [
-        pending[1].as_str(),
-        "was accepted, but the vendor was not told",
-        "404",
-    ] {
-        assert!(message.contains(part), "{part:?} in {message}");
-    }
+    assert_says(
+        message,
+        &[
+            pending[1].as_str(),
+            "was accepted, but the vendor was not told",
+            "404",
+        ],
+    );
     assert_eq!(file(&sb, &pending[1]).await["status"], "accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_processed_after_the_run_gave_up_waiting_are_submitted_not_uploaded_again() {
+    let sb = common::start_with(connect_usage::sandbox::RuntimeConfig {
+        usage_records: 100,
+        processing_delay_ms: 1000,
+        ..Default::default()
+    })
+    .await;
+    platform_settings(&sb, json!({"time_scale": 0.01, "redelivery_delay_ms": 100})).await;
+    let runner = extension_runner(&sb, "slow").await;
+    // A monthly run that stops waiting for Connect's processing long before it ends.
+    let summary = common::report_last_month(&sb, |o| {
+        o.poll = connect_usage::usage::PollPolicy {
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_millis(200),
+        }
+    })
+    .await
+    .expect("report");
+    assert_eq!(summary.groups.waiting, summary.files.len(), "{summary}");
+
+    // Each file's `ready` event submits it.
+    let state = until(&sb, 30, "every file submitted", |s| {
+        let files: Vec<&Value> = s["files"].as_array().into_iter().flatten().collect();
+        files.len() == summary.files.len() && files.iter().all(|f| f["status"] == "pending")
+    })
+    .await;
+    for f in state["files"].as_array().expect("files") {
+        assert_eq!(f["uploads"], 1, "{} not uploaded again", f["id"]);
+        let n = note(f);
+        assert_eq!(
+            n.digest.as_ref().map(|(_, records)| *records as u64),
+            f["stats"]["uploaded"].as_u64(),
+            "{}",
+            f["note"]
+        );
+        let tasks = all_finished(&sb, f["id"].as_str().expect("id")).await;
+        assert_a_task(
+            &tasks,
+            "succeeded",
+            "checked against the vendor's data and submitted",
+        );
+    }
+    runner.stop_and_wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regenerated_upload_found_invalid_again_is_explained_by_its_own_detail() {
+    let sb = common::start().await;
+    let (id, _) = invalid_file_of_the_month(&sb).await;
+    let first_detail = file(&sb, &id).await["error_detail"].clone();
+    // The vendor's data changed since that upload (another digest in the note), and Connect
+    // will find the regenerated upload invalid too, for a reason of its own.
+    note_other_data(&sb, &id).await;
+    let r = admin_put(
+        &sb,
+        "faults",
+        json!([{"method": "POST", "path": format!("/usage/files/{id}/upload"), "count": 1,
+                "action": {"type": "invalid_upload", "detail": "Prices of March are not agreed yet."}}]),
+    )
+    .await;
+    assert!(r.status().is_success(), "fault set");
+    let _runner = extension_runner(&sb, "invalid-again").await;
+    let t = deliver(&sb, &id).await;
+    assert_eq!(t["status"], "failed", "{t:#}");
+    let message = t["output"].as_str().expect("message");
+    assert_says(
+        message,
+        &[
+            "changed since the invalid upload",
+            "uploaded again",
+            "invalid again: Prices of March are not agreed yet.",
+            "Correct the records in the vendor's system",
+        ],
+    );
+    assert!(
+        !message.contains("same as uploaded") && !message.contains("NO-SUCH-MPN"),
+        "nothing of the first upload: {message}"
+    );
+    let f = file(&sb, &id).await;
+    assert_eq!(f["status"], "invalid");
+    assert_eq!(f["uploads"], 3, "regenerated once");
+    assert_ne!(f["error_detail"], first_detail);
+    // The note names the regenerated records: the same event again changes nothing.
+    let t = deliver(&sb, &id).await;
+    assert_eq!(t["status"], "failed", "{t:#}");
+    assert!(
+        t["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("same as uploaded")),
+        "{t:#}"
+    );
+    assert_eq!(file(&sb, &id).await["uploads"], 3, "not uploaded again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_right_after_a_reruns_submit_is_left_to_its_own_event() {
+    // The provider answers as soon as a file is submitted: before the rerun that submitted it
+    // has read the file again.
+    let sb = stubborn_provider(2, "3", 0).await;
+    let runner = extension_runner(&sb, "instant").await;
+    fire_schedule_and_wait(&sb).await;
+    let state = until(&sb, 30, "the twice rejected file accepted", |s| {
+        let answers = s["provider"]["answers"].as_array();
+        let rejected = answers
+            .into_iter()
+            .flatten()
+            .find(|a| a["decision"] == "rejected")
+            .and_then(|a| a["file"].as_str());
+        rejected.is_some_and(|id| file_in(s, id).is_some_and(|f| f["status"] == "accepted"))
+    })
+    .await;
+    let id = state["provider"]["answers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["decision"] == "rejected")
+        .and_then(|a| a["file"].as_str())
+        .expect("rejected file")
+        .to_owned();
+    let tasks = all_finished(&sb, &id).await;
+    for t in &tasks {
+        assert!(
+            matches!(t["status"].as_str(), Some("succeeded" | "skipped")),
+            "{t:#}"
+        );
+        assert_eq!(t["retry_count"], 0, "answered at once, never retry: {t:#}");
+    }
+    assert_a_task(&tasks, "succeeded", "Rerun 1 of at most 3");
+    assert_a_task(&tasks, "succeeded", "Rerun 2 of at most 3");
+    let f = file(&sb, &id).await;
+    let n = note(&f);
+    assert_eq!((n.reruns, n.rerunning), (2, false), "{}", f["note"]);
+    assert_eq!(f["uploads"], 3, "the first upload and two reruns");
+    runner.stop_and_wait().await;
 }

@@ -1,7 +1,8 @@
 //! The QT pipeline against the sandbox: the right files with the right records for a
 //! multi-contract, multi-product month; January; a rerun that changes nothing; runs
 //! interrupted after create, upload and submit that end like uninterrupted ones; faults that
-//! change nothing; every kind of bad record reported; formula-like text kept as text.
+//! change nothing; every kind of bad record reported; formula-like text kept as text; uploads
+//! that outlive a run found again; files another task uploaded into during a run left to it.
 
 mod common;
 
@@ -597,6 +598,19 @@ async fn slow_processing_leaves_files_waiting_and_a_later_run_submits_them() {
     assert_eq!(second.result, RunResult::Complete, "{second}");
     assert_eq!(second.groups.resumed, first.files.len());
     assert!(final_state(&sb).await.values().all(|(s, _)| s == "pending"));
+    // The uploads that outlived the first run's poll are known by the notes written before
+    // them: noted as processed and submitted, not sent again.
+    let state = admin_get(&sb, "state?requests=false").await;
+    for f in state["files"].as_array().expect("files") {
+        assert_eq!(f["uploads"], 1, "{} uploaded once", f["id"]);
+        assert!(
+            f["note"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("connect-usage digest=")),
+            "{}",
+            f["note"]
+        );
+    }
 }
 
 #[tokio::test]
@@ -995,4 +1009,104 @@ async fn defective_vendor_data_adds_up() {
         .map(|(_, rec)| rec.len())
         .sum();
     assert_eq!(sent, r.sent);
+}
+
+/// The sandbox's newest request number.
+async fn last_request(sb: &Sandbox) -> u64 {
+    admin_get(sb, "requests")
+        .await
+        .as_array()
+        .and_then(|r| r.last())
+        .and_then(|r| r["seq"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Waits until a request after `after` lists usage files: a run's first look at Connect.
+async fn until_files_listed(sb: &Sandbox, after: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = admin_get(sb, &format!("requests?after={after}"))
+            .await
+            .as_array()
+            .is_some_and(|r| {
+                r.iter().any(|r| {
+                    r["method"] == "GET"
+                        && r["path"]
+                            .as_str()
+                            .is_some_and(|p| p.starts_with("/usage/files?"))
+                })
+            });
+        if listed {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no usage file list");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A run that read its usage before another task (a lifecycle handler, say) uploaded newer
+/// records into a group's file neither overwrites them nor calls them a change after report.
+#[tokio::test]
+async fn a_file_another_task_uploaded_into_during_the_run_is_left_to_it() {
+    for other_submits in [false, true] {
+        let sb = start().await;
+        let t = qt_target(&sb);
+        let older = usage_file("older.jsonl", &t, &[("A-1", "1")]);
+        let newer = usage_file("newer.jsonl", &t, &[("A-1", "1"), ("A-2", "7")]);
+        // The group's file holds the older records, processed, not yet submitted.
+        run_file(
+            &sb,
+            &older,
+            &ReportOptions {
+                interrupt_after: Some(Step::Processed),
+                ..options(april())
+            },
+        )
+        .await
+        .expect_err("stopped before the submit");
+        let external_id = final_state(&sb).await.into_keys().next().expect("file");
+        // Connect's upload times are whole seconds: the next upload is in a later one.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+
+        // The monthly run reads the older records, then waits for the group, which the other
+        // task holds while it uploads the newer ones.
+        let held = connect_usage::usage::locks::lock(&external_id).await;
+        let seq = last_request(&sb).await;
+        let other = ReportOptions {
+            lock_groups: false,
+            interrupt_after: (!other_submits).then_some(Step::Processed),
+            ..options(april())
+        };
+        let other_task = async {
+            until_files_listed(&sb, seq).await;
+            let done = run_file(&sb, &newer, &other).await;
+            drop(held);
+            done
+        };
+        let monthly = options(april());
+        let (summary, by_other) = tokio::join!(run_file(&sb, &older, &monthly), other_task);
+        assert_eq!(by_other.is_ok(), other_submits, "{by_other:?}");
+        let summary = summary.expect("report");
+
+        let f = &summary.files[0];
+        let (status, records) = final_state(&sb).await.remove(&external_id).expect("file");
+        let ids: Vec<&str> = records.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(ids, ["A-1", "A-2"], "the newer records stay");
+        let uploads = admin_get(&sb, "state?requests=false").await["files"][0]["uploads"].clone();
+        assert_eq!(uploads, 2, "nothing uploaded over them");
+        let message = f.message.as_deref().unwrap_or_default();
+        if other_submits {
+            assert_eq!(status, "pending");
+            assert_eq!(f.action, FileAction::AlreadyReported, "{summary}");
+            assert!(message.contains("reported by another task"), "{message}");
+            assert_eq!(summary.groups.changed_after_report, 0);
+        } else {
+            assert_eq!(status, "ready", "left to the other task");
+            assert_eq!(f.action, FileAction::Waiting, "{summary}");
+            assert!(
+                message.contains("another task uploaded into it"),
+                "{message}"
+            );
+        }
+    }
 }

@@ -200,6 +200,94 @@ async fn invalid(
     group: &Group,
     file: &UsageFile,
 ) -> Result<Outcome, HandlerError> {
+    let found = explain_invalid(ctx, group, file).await;
+    let report = regenerate(ctx, group, false).await?;
+    let invalid_again = |r: &FileReport| {
+        r.action == FileAction::Failed
+            && r.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with(INVALID_UPLOAD))
+    };
+    match report.as_ref() {
+        Some(r) if matches!(r.action, FileAction::Created | FileAction::Resumed) => {
+            info!(file = %group.file_id, records = r.records, "the vendor's data changed since the invalid upload: regenerated and submitted");
+            Ok(Outcome::done_with_message(format!(
+                "The vendor's data changed since the invalid upload: {} regenerated ({} records), uploaded again and submitted",
+                group.describe(),
+                r.records
+            )))
+        }
+        Some(r) if r.action == FileAction::Waiting && r.uploaded => {
+            Ok(Outcome::done_with_message(format!(
+                "The vendor's data changed since the invalid upload: {} regenerated and uploaded again; Connect is still processing it (its ready event submits it)",
+                group.describe()
+            )))
+        }
+        // The regenerated upload is invalid too: what Connect says of it now is what counts.
+        Some(r) if invalid_again(r) && r.uploaded => {
+            let now = ctx.client.usage_file(&group.file_id).await?;
+            let found = explain_invalid(ctx, group, &now).await;
+            Ok(Outcome::fail(format!(
+                "The vendor's data changed since the invalid upload, so {} was regenerated ({} records) and uploaded again, but Connect found it invalid again: {}Correct the records in the vendor's system, then run the monthly schedule again with parameter period={} (or `connect-usage report --period {}`).",
+                group.describe(),
+                r.records,
+                found.summary(),
+                group.period,
+                group.period
+            )))
+        }
+        Some(r) if invalid_again(r) => Ok(Outcome::fail(format!(
+            "Connect found {} invalid: {}The vendor's data for this contract and product is the same as uploaded, so uploading it again would fail the same way: correct the records in the vendor's system, then run the monthly schedule again with parameter period={} (or `connect-usage report --period {}`).",
+            group.describe(),
+            found.summary(),
+            group.period,
+            group.period
+        ))),
+        _ => outcome_of_failed_run(group, report),
+    }
+}
+
+/// What Connect found wrong with a file's upload.
+struct InvalidUpload {
+    detail: String,
+    /// How many records are invalid, and the first of them.
+    total: u64,
+    samples: Vec<UsageRecord>,
+}
+
+impl InvalidUpload {
+    /// For a person: the detail and a few records, each with its reason; ends with ". ".
+    fn summary(&self) -> String {
+        let mut text = if self.detail.is_empty() {
+            "no detail given. ".to_owned()
+        } else {
+            format!("{}. ", self.detail.trim_end_matches('.'))
+        };
+        if self.total > 0 {
+            let shown: Vec<String> = self
+                .samples
+                .iter()
+                .take(3)
+                .map(|r| {
+                    let why = r.error_details.as_deref().unwrap_or("no detail");
+                    let short: String = why.chars().take(200).collect();
+                    let cut = if short.len() < why.len() { "..." } else { "" };
+                    format!("{} ({short}{cut})", r.id)
+                })
+                .collect();
+            text.push_str(&format!(
+                "{} records are invalid, for example: {}. ",
+                self.total,
+                shown.join("; ")
+            ));
+        }
+        text
+    }
+}
+
+/// Reads Connect's `error_detail` and the first invalid records of an invalid file, and logs
+/// them, one structured line each.
+async fn explain_invalid(ctx: &TaskContext, group: &Group, file: &UsageFile) -> InvalidUpload {
     let detail = file.error_detail.clone().unwrap_or_default();
     let (total, samples) = invalid_records(ctx, &group.file_id).await;
     warn!(
@@ -219,57 +307,10 @@ async fn invalid(
             "invalid usage record"
         );
     }
-    let report = regenerate(ctx, group, false).await?;
-    match report.as_ref().map(|r| r.action) {
-        Some(FileAction::Created | FileAction::Resumed) => {
-            let records = report.as_ref().map_or(0, |r| r.records);
-            info!(file = %group.file_id, records, "the vendor's data changed since the invalid upload: regenerated and submitted");
-            Ok(Outcome::done_with_message(format!(
-                "The vendor's data changed since the invalid upload: {} regenerated ({records} records), uploaded again and submitted",
-                group.describe()
-            )))
-        }
-        Some(FileAction::Waiting) => Ok(Outcome::done_with_message(format!(
-            "The vendor's data changed since the invalid upload: {} regenerated and uploaded again; Connect is still processing it (its ready event submits it)",
-            group.describe()
-        ))),
-        Some(FileAction::Failed)
-            if report
-                .as_ref()
-                .and_then(|r| r.message.as_deref())
-                .is_some_and(|m| m.starts_with(INVALID_UPLOAD)) =>
-        {
-            let mut message = format!(
-                "Connect found {} invalid: {}. ",
-                group.describe(),
-                if detail.is_empty() {
-                    "no detail given"
-                } else {
-                    &detail
-                }
-            );
-            if total > 0 {
-                message.push_str(&format!("{total} records are invalid, for example: "));
-                let shown: Vec<String> = samples
-                    .iter()
-                    .take(3)
-                    .map(|r| {
-                        let why = r.error_details.as_deref().unwrap_or("no detail");
-                        let short: String = why.chars().take(200).collect();
-                        let cut = if short.len() < why.len() { "..." } else { "" };
-                        format!("{} ({short}{cut})", r.id)
-                    })
-                    .collect();
-                message.push_str(&shown.join("; "));
-                message.push_str(". ");
-            }
-            message.push_str(&format!(
-                "The vendor's data for this contract and product is the same as uploaded, so uploading it again would fail the same way: correct the records in the vendor's system, then run the monthly schedule again with parameter period={} (or `connect-usage report --period {}`).",
-                group.period, group.period
-            ));
-            Ok(Outcome::fail(message))
-        }
-        _ => outcome_of_failed_run(group, report),
+    InvalidUpload {
+        detail,
+        total,
+        samples,
     }
 }
 
@@ -314,9 +355,9 @@ async fn rejected(
         }
         // Counted before anything else: a crash from here on resumes this rerun.
         let started = FileNote {
-            digest: None,
             reruns: note.reruns + 1,
             rerunning: true,
+            ..note.cleared()
         };
         let update = UsageFileUpdate {
             note: Some(started.to_string()),

@@ -5,8 +5,10 @@
 //! - A record keeps the vendor's id; without one it gets `cu-` and 32 hex digits of a SHA-256
 //!   of its content, so a rerun writes the very same ids (the copied Python sample gives every
 //!   row the same id).
-//! - A workbook's digest (SHA-256 of its bytes) goes into the file's `note` once Connect has
-//!   processed it, so a rerun can tell whether the file holds today's data.
+//! - The digest of a workbook's rows goes into the file's `note` once Connect has processed it,
+//!   so a rerun can tell whether the file holds today's data; before the upload the note names
+//!   the upload to come and the file's last upload time ([`FileNote`]), so an upload processed
+//!   after its run stopped waiting is still recognised.
 
 use sha2::{Digest, Sha256};
 
@@ -136,26 +138,40 @@ impl ContentDigest {
     }
 }
 
-/// The note of a file while this extension uploads into it: it names no digest, so a crash
-/// mid-upload never leaves a note claiming data the file does not hold.
+/// The note of a file that holds no rows known to this extension and has no upload under
+/// way (a rerun just counted, say).
 pub const UPLOADING_NOTE: &str = "connect-usage upload in progress";
 
 /// What this extension keeps in a usage file's `note` (Connect's state is its only memory):
-/// the digest of the data the file holds once processed, how many times the provider's
-/// rejection was answered with a rerun, and whether a rerun is under way.
+/// the digest of the data the file holds once processed, the upload under way, how many
+/// times the provider's rejection was answered with a rerun, and whether a rerun is under way.
 ///
-/// `connect-usage digest=<hex> records=<n> reruns=<k> rerunning`, each part optional; while an
-/// upload is under way the digest is replaced by `upload in progress`. At most about 130
-/// characters, under Connect's 200.
+/// `connect-usage digest=<hex> records=<n> reruns=<k> rerunning` once an upload is processed;
+/// `connect-usage uploading=<hex> records=<n> after=<secs> reruns=<k> rerunning` from just
+/// before an upload until it is known processed. Each part but the first is optional. At most
+/// about 160 characters, under Connect's 200.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileNote {
     /// The digest of the processed upload's rows, with their count.
     pub digest: Option<(String, usize)>,
+    /// The upload sent (or about to be) when no processed one is noted.
+    pub uploading: Option<PendingUpload>,
     /// Reruns started after a rejection.
     pub reruns: u32,
     /// A rerun was started and its upload not yet processed: a `rejected` file with this flag
     /// is a rerun interrupted, to resume without counting it again.
     pub rerunning: bool,
+}
+
+/// An upload written into the note before it is sent. It names rows the file may not hold
+/// yet; [`FileNote::landed`] tells when it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    pub digest: String,
+    pub records: usize,
+    /// The file's last upload time before this one (`events.uploaded.at`, Connect's clock,
+    /// Unix seconds); `None` when it had none.
+    pub after: Option<i64>,
 }
 
 impl FileNote {
@@ -166,19 +182,35 @@ impl FileNote {
             return n;
         };
         let mut digest = None;
+        let mut uploading = None;
         let mut records = None;
+        let mut after = None;
         for word in text.split_whitespace() {
             if let Some(d) = word.strip_prefix("digest=") {
                 digest = Some(d.to_owned());
+            } else if let Some(d) = word.strip_prefix("uploading=") {
+                uploading = Some(d.to_owned());
             } else if let Some(r) = word.strip_prefix("records=") {
                 records = r.parse().ok();
+            } else if let Some(a) = word.strip_prefix("after=") {
+                after = a.parse().ok();
             } else if let Some(k) = word.strip_prefix("reruns=") {
                 n.reruns = k.parse().unwrap_or(0);
             } else if word == "rerunning" {
                 n.rerunning = true;
             }
         }
-        n.digest = digest.map(|d| (d, records.unwrap_or(0)));
+        match (digest, uploading) {
+            (Some(d), _) => n.digest = Some((d, records.unwrap_or(0))),
+            (None, Some(d)) => {
+                n.uploading = Some(PendingUpload {
+                    digest: d,
+                    records: records.unwrap_or(0),
+                    after,
+                })
+            }
+            (None, None) => {}
+        }
         n
     }
 
@@ -187,10 +219,26 @@ impl FileNote {
         self.digest.as_ref().map(|(d, _)| d.as_str())
     }
 
-    /// The same note with no digest: written before an upload.
-    pub fn uploading(&self) -> FileNote {
+    /// The same note with no digest and no upload named: a rerun about to start.
+    pub fn cleared(&self) -> FileNote {
         FileNote {
             digest: None,
+            uploading: None,
+            ..self.clone()
+        }
+    }
+
+    /// The note written just before uploading the rows of `digest` into a file whose last
+    /// upload was at `after`: it claims nothing about what the file holds until
+    /// [`landed`](Self::landed) says so.
+    pub fn uploading(&self, digest: &str, records: usize, after: Option<i64>) -> FileNote {
+        FileNote {
+            digest: None,
+            uploading: Some(PendingUpload {
+                digest: digest.to_owned(),
+                records,
+                after,
+            }),
             ..self.clone()
         }
     }
@@ -199,17 +247,37 @@ impl FileNote {
     pub fn processed(&self, digest: &str, records: usize) -> FileNote {
         FileNote {
             digest: Some((digest.to_owned(), records)),
+            uploading: None,
             reruns: self.reruns,
             rerunning: false,
         }
+    }
+
+    /// The upload named in the note, if the file's last upload (`uploaded_at`, Unix seconds)
+    /// came after the time the note was written: that upload is this one. An upload within
+    /// the same second as the one before cannot be told apart and does not count.
+    pub fn landed(&self, uploaded_at: Option<i64>) -> Option<&PendingUpload> {
+        let u = self.uploading.as_ref()?;
+        let at = uploaded_at?;
+        u.after.is_none_or(|before| at > before).then_some(u)
     }
 }
 
 impl std::fmt::Display for FileNote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.digest {
-            Some((d, records)) => write!(f, "connect-usage digest={d} records={records}")?,
-            None => f.write_str(UPLOADING_NOTE)?,
+        match (&self.digest, &self.uploading) {
+            (Some((d, records)), _) => write!(f, "connect-usage digest={d} records={records}")?,
+            (None, Some(u)) => {
+                write!(
+                    f,
+                    "connect-usage uploading={} records={}",
+                    u.digest, u.records
+                )?;
+                if let Some(after) = u.after {
+                    write!(f, " after={after}")?;
+                }
+            }
+            (None, None) => f.write_str(UPLOADING_NOTE)?,
         }
         if self.reruns > 0 {
             write!(f, " reruns={}", self.reruns)?;
@@ -316,13 +384,25 @@ mod tests {
             rerunning: true,
             ..n.clone()
         };
-        let text = started.uploading().to_string();
+        let text = started.cleared().to_string();
         assert_eq!(text, "connect-usage upload in progress reruns=1 rerunning");
         let back = FileNote::parse(Some(&text));
         assert_eq!(
             (back.digest(), back.reruns, back.rerunning),
             (None, 1, true)
         );
+        let sending = back.uploading(&"b".repeat(64), 7, Some(1_764_532_440));
+        let text = sending.to_string();
+        assert_eq!(
+            text,
+            format!(
+                "connect-usage uploading={} records=7 after=1764532440 reruns=1 rerunning",
+                "b".repeat(64)
+            )
+        );
+        let back = FileNote::parse(Some(&text));
+        assert_eq!(back, sending);
+        assert_eq!(back.digest(), None, "an upload under way claims nothing");
         let done = back.processed(&"b".repeat(64), 7).to_string();
         assert!(done.len() < 200, "{}", done.len());
         let done = FileNote::parse(Some(&done));
@@ -333,5 +413,27 @@ mod tests {
             FileNote::default()
         );
         assert_eq!(FileNote::parse(None), FileNote::default());
+    }
+
+    #[test]
+    fn an_upload_landed_once_the_file_was_uploaded_after_the_note() {
+        let first = FileNote::default().uploading("d1", 3, None);
+        assert_eq!(first.landed(None), None, "nothing uploaded yet");
+        assert_eq!(
+            first.landed(Some(100)).map(|u| u.digest.as_str()),
+            Some("d1")
+        );
+        let again = FileNote::default().uploading("d2", 4, Some(100));
+        assert_eq!(again.landed(Some(100)), None, "still the earlier upload");
+        assert_eq!(again.landed(Some(99)), None);
+        assert_eq!(again.landed(Some(101)).map(|u| u.records), Some(4));
+        let longest = FileNote {
+            reruns: 20,
+            rerunning: true,
+            ..FileNote::default()
+        }
+        .uploading(&"f".repeat(64), 9_999_999, Some(i64::from(u32::MAX)));
+        assert!(longest.to_string().len() < 200, "{longest}");
+        assert_eq!(FileNote::default().processed("d", 1).landed(Some(5)), None);
     }
 }

@@ -5,7 +5,10 @@
 //!
 //! Across processes Connect's state machine still refuses the second action (a submit of a
 //! `pending` file, say) and every actor re-reads the file before deciding; the lock only
-//! spares the noise and the wasted work where it can.
+//! spares the noise and the wasted work where it can. Two instances of one environment can
+//! still upload the same workbook into a file twice (two deliveries of one event, each resuming
+//! the same rerun): Connect offers no compare-and-swap on a file's note to claim it with, so
+//! the README asks for one instance per environment.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};

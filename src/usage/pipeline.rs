@@ -113,6 +113,8 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error("cannot load contracts, assets and products from Connect: {0}")]
     Catalog(ConnectError),
+    #[error("cannot read the month's usage files from Connect: {0}")]
+    Files(ConnectError),
     #[error("cannot write to {path}: {reason}")]
     Output { path: String, reason: String },
     #[error("interrupted after the {step:?} step of {external_id}")]
@@ -240,6 +242,16 @@ pub async fn report(
     let calls_before = client.requests_sent();
     let period = options.period;
     info!(%period, source = %source.describe(), dry_run = options.dry_run, "usage report starts");
+
+    // 0. The group files as they are before anything is read: one uploaded into after this
+    // point holds data read no earlier than this run's (see `GroupRunner::drive`).
+    let before = if options.dry_run {
+        HashMap::new()
+    } else {
+        last_uploads(client, period, options.only.as_ref())
+            .await
+            .map_err(RunError::Files)?
+    };
 
     // 1. Read.
     let mut data = RunData::default();
@@ -457,6 +469,7 @@ pub async fn report(
                 message: Some(format!(
                     "the product's pay-as-you-go schema is {schema}, not QT: not sent"
                 )),
+                uploaded: false,
             });
             continue;
         }
@@ -483,6 +496,7 @@ pub async fn report(
         client: client.clone(),
         data: data.clone(),
         options: options.clone(),
+        before: Arc::new(before),
     };
     let results: Vec<FileReport> =
         stream::iter(jobs.into_iter().map(|job| runner.clone().run(job)))
@@ -590,6 +604,41 @@ struct GroupRunner {
     client: ConnectClient,
     data: Arc<RunData>,
     options: ReportOptions,
+    /// Each group file's last upload time when the run began (see [`last_uploads`]).
+    before: Arc<HashMap<String, Option<i64>>>,
+}
+
+/// The last upload time (`events.uploaded.at`, Unix seconds) of every file of this
+/// extension for the period (or of the one group), by file id.
+async fn last_uploads(
+    client: &ConnectClient,
+    period: Period,
+    only: Option<&(String, String)>,
+) -> Result<HashMap<String, Option<i64>>, ConnectError> {
+    let ids = match only {
+        Some((contract, product)) => Expr::eq(
+            "external_id",
+            identity::external_id(contract, product, period),
+        ),
+        None => Expr::like(
+            "external_id",
+            format!("{}*:{period}", identity::EXTERNAL_ID_PREFIX),
+        ),
+    };
+    let files = client
+        .usage_files()
+        .filter(ids & Expr::ne("status", "deleted"))
+        .all()
+        .await?;
+    Ok(files
+        .iter()
+        .map(|f| (f.id.clone(), last_upload(f)))
+        .collect())
+}
+
+/// When the file was last uploaded into, in Unix seconds (Connect's clock).
+fn last_upload(f: &UsageFile) -> Option<i64> {
+    Some(f.events.as_ref()?.uploaded.as_ref()?.at.timestamp())
 }
 
 /// A group's workbook.
@@ -618,6 +667,8 @@ enum Next {
     Upload,
     Submit,
     Wait,
+    /// Another task uploaded into it since this run began: its business.
+    Moved,
     /// Deleted or unknown: for a person.
     Stuck,
 }
@@ -644,6 +695,7 @@ impl GroupRunner {
             records: job.group.entries.len(),
             workbook: None,
             message: None,
+            uploaded: false,
         };
         let built = match self.build(&job).await {
             Ok(b) => b,
@@ -842,6 +894,9 @@ impl GroupRunner {
         let mut created = false;
         let mut acted = false;
         let mut uploaded = false;
+        // Anything sent that may have changed the file (even a create whose answer was lost).
+        let mut sent = false;
+        let mut submitted = false;
         let mut refusals = 0usize;
         let mut in_flight_create: Option<Instant> = None;
         let mut last_error: Option<String> = None;
@@ -872,7 +927,12 @@ impl GroupRunner {
                     }
                     in_flight_create = None;
                 }
-                match self.client.create_usage_file(&self.new_file(job)).await {
+                sent = true;
+                match self
+                    .client
+                    .create_usage_file(&self.new_file(job, built))
+                    .await
+                {
                     Ok(f) => {
                         info!(external_id = %job.external_id, file = %f.id, "usage file created");
                         created = true;
@@ -890,24 +950,64 @@ impl GroupRunner {
             };
             report.file_id = Some(file.id.clone());
             report.status = Some(file.status.to_string());
-            let note = identity::FileNote::parse(file.note.as_deref());
+            let mut note = identity::FileNote::parse(file.note.as_deref());
+            let uploaded_at = last_upload(&file);
+            let count_agrees = |records: usize| {
+                file.stats
+                    .as_ref()
+                    .is_none_or(|s| s.uploaded == records as u64)
+            };
+            // An upload of these very rows whose processing outlived an earlier poll (or whose
+            // note was not written after it): the note named it before it was sent, and the
+            // file was uploaded into since. It is noted as processed instead of sent again.
+            if matches!(
+                file.status,
+                UsageFileStatus::Ready | UsageFileStatus::Invalid
+            ) && let Some(landed) = note.landed(uploaded_at)
+                && landed.digest == built.digest
+                && count_agrees(landed.records)
+            {
+                let done = note.processed(&built.digest, built.records);
+                let update = UsageFileUpdate {
+                    note: Some(done.to_string()),
+                    ..UsageFileUpdate::default()
+                };
+                match self.client.update_usage_file(&file.id, &update).await {
+                    Ok(_) => {
+                        info!(file = %file.id, status = %file.status, "an earlier upload of these records was processed: noted");
+                        note = done;
+                    }
+                    Err(e) => {
+                        refused(&e, &mut last_error)?;
+                        continue;
+                    }
+                }
+            }
             let digest = note.digest();
             // Does the file hold this very data? Its note says so once it was processed, and
             // its record count agrees.
-            let ours = digest == Some(built.digest.as_str())
-                && file
-                    .stats
-                    .as_ref()
-                    .is_none_or(|s| s.uploaded == built.records as u64);
+            let ours = digest == Some(built.digest.as_str()) && count_agrees(built.records);
+            // Another task (a lifecycle handler, another instance) uploaded into the file
+            // after this run began, so with data read no earlier than this run's: it is left
+            // to that task rather than overwritten, and its data is not called a change.
+            let moved = !sent && !ours && self.before.get(&file.id) != Some(&uploaded_at);
             let step = match file.status {
                 UsageFileStatus::Pending | UsageFileStatus::Accepted | UsageFileStatus::Closed => {
                     Next::Reported
                 }
+                // Submitted by this run: a rejection now is the provider's answer to it, for
+                // the next rejection event.
+                UsageFileStatus::Rejected
+                    if submitted || (uploaded && submitted_after_upload(&file)) =>
+                {
+                    Next::Reported
+                }
                 // A rerun uploads once; a rejection after that is the provider's new answer.
-                UsageFileStatus::Rejected if self.options.rerun_rejected && !uploaded => {
+                UsageFileStatus::Rejected if self.options.rerun_rejected && !uploaded && !moved => {
                     Next::Upload
                 }
                 UsageFileStatus::Rejected => Next::Rejected,
+                _ if moved => Next::Moved,
                 UsageFileStatus::Draft => Next::Upload,
                 UsageFileStatus::Invalid if uploaded || ours => Next::Invalid,
                 // Not (known to be) this data: replace it.
@@ -930,6 +1030,12 @@ impl GroupRunner {
                         };
                     } else if ours {
                         report.action = FileAction::AlreadyReported;
+                    } else if moved {
+                        report.action = FileAction::AlreadyReported;
+                        report.message = Some(format!(
+                            "reported by another task while this run ran ({}): not compared with this run's records",
+                            file.note.as_deref().unwrap_or("no note")
+                        ));
                     } else if digest.is_none() {
                         report.action = FileAction::AlreadyReported;
                         report.message = Some(
@@ -954,26 +1060,45 @@ impl GroupRunner {
                     return Ok(());
                 }
                 Next::Invalid => return Err(GroupError::Failed(invalid_message(&file))),
+                Next::Moved => {
+                    report.action = FileAction::Waiting;
+                    report.message = Some(format!(
+                        "another task uploaded into it while this run ran ({}): left to that task",
+                        file.status
+                    ));
+                    return Ok(());
+                }
                 Next::Upload => {
                     acted = true;
+                    sent = true;
                     match self
                         .upload(&file, built, &mut refused, &mut last_error)
                         .await?
                     {
                         Uploaded::NotSent => {}
-                        Uploaded::Processed => uploaded = true,
-                        Uploaded::StillProcessing => return self.waiting(report),
+                        Uploaded::Processed => {
+                            uploaded = true;
+                            report.uploaded = true;
+                        }
+                        Uploaded::StillProcessing => {
+                            report.uploaded = true;
+                            return self.waiting(report);
+                        }
                     }
                 }
-                Next::Submit => match self.client.submit_usage_file(&file.id).await {
-                    Ok(f) => {
-                        info!(file = %file.id, "usage file submitted");
-                        report.status = Some(f.status.to_string());
-                        acted = true;
-                        self.interrupt(Step::Submit)?;
+                Next::Submit => {
+                    sent = true;
+                    match self.client.submit_usage_file(&file.id).await {
+                        Ok(f) => {
+                            info!(file = %file.id, "usage file submitted");
+                            report.status = Some(f.status.to_string());
+                            acted = true;
+                            submitted = true;
+                            self.interrupt(Step::Submit)?;
+                        }
+                        Err(e) => refused(&e, &mut last_error)?,
                     }
-                    Err(e) => refused(&e, &mut last_error)?,
-                },
+                }
                 Next::Wait => {
                     if self.wait(&file.id).await.is_none() {
                         return self.waiting(report);
@@ -1005,7 +1130,9 @@ impl GroupRunner {
         Ok(())
     }
 
-    fn new_file(&self, job: &GroupJob) -> NewUsageFile {
+    /// The group's new file. Its note names the upload to come, so that a processed file
+    /// is known to hold it even if this run does not live to note it.
+    fn new_file(&self, job: &GroupJob, built: &Built) -> NewUsageFile {
         let period = self.options.period;
         NewUsageFile {
             name: format!("Usage {}", period.long_name()),
@@ -1018,7 +1145,11 @@ impl GroupRunner {
                 ),
                 200,
             )),
-            note: None,
+            note: Some(
+                identity::FileNote::default()
+                    .uploading(&built.digest, built.records, None)
+                    .to_string(),
+            ),
             period: crate::connect::models::Period {
                 from: period.first_day(),
                 to: period.last_day(),
@@ -1030,9 +1161,10 @@ impl GroupRunner {
         }
     }
 
-    /// Clears the file's digest, uploads the workbook, waits for processing and records the
-    /// new digest. The digest is cleared first so that a crash between upload and note never
-    /// leaves a note naming data the file does not hold.
+    /// Names the upload in the file's note, uploads the workbook, waits for processing and
+    /// notes the digest as processed. The note never claims rows the file may not hold: until
+    /// the upload is known processed it names the upload and the file's previous upload time,
+    /// which is how a later run knows the upload landed ([`identity::FileNote::landed`]).
     async fn upload(
         &self,
         file: &UsageFile,
@@ -1040,13 +1172,15 @@ impl GroupRunner {
         refused: &mut impl FnMut(&ConnectError, &mut Option<String>) -> Result<(), GroupError>,
         last_error: &mut Option<String>,
     ) -> Result<Uploaded, GroupError> {
-        let note = identity::FileNote::parse(file.note.as_deref());
-        if note.digest.is_some() {
-            let clear = UsageFileUpdate {
-                note: Some(note.uploading().to_string()),
+        let sending = identity::FileNote::parse(file.note.as_deref())
+            .uploading(&built.digest, built.records, last_upload(file))
+            .to_string();
+        if file.note.as_deref() != Some(sending.as_str()) {
+            let update = UsageFileUpdate {
+                note: Some(sending),
                 ..UsageFileUpdate::default()
             };
-            if let Err(e) = self.client.update_usage_file(&file.id, &clear).await {
+            if let Err(e) = self.client.update_usage_file(&file.id, &update).await {
                 refused(&e, last_error)?;
                 return Ok(Uploaded::NotSent);
             }
@@ -1107,6 +1241,17 @@ impl GroupRunner {
             }
             tokio::time::sleep(self.options.poll.interval).await;
         }
+    }
+}
+
+/// Whether the file was submitted after its last upload (Connect's clock, to the second).
+fn submitted_after_upload(f: &UsageFile) -> bool {
+    let Some(events) = f.events.as_ref() else {
+        return false;
+    };
+    match (&events.submitted, &events.uploaded) {
+        (Some(submitted), Some(uploaded)) => submitted.at >= uploaded.at,
+        _ => false,
     }
 }
 

@@ -88,6 +88,9 @@ pub struct FileReport {
     pub workbook: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// This run uploaded the workbook and Connect processed it (or still processes it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub uploaded: bool,
 }
 
 /// A record that was not sent.

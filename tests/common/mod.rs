@@ -382,3 +382,23 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
         self.clone()
     }
 }
+
+/// Reports last month from the sandbox's vendor usage API with the vendor's key, the options
+/// changed by `tweak`.
+pub async fn report_last_month(
+    sb: &Sandbox,
+    tweak: impl FnOnce(&mut connect_usage::usage::ReportOptions),
+) -> Result<connect_usage::usage::RunSummary, connect_usage::usage::RunError> {
+    use connect_usage::usage::{ReportOptions, SourceSpec};
+    let source = SourceSpec::Http {
+        url: sb.usage_api_url(),
+        token: sb.usage_token(),
+    }
+    .open()
+    .expect("source");
+    let mut options = ReportOptions::new(connect_usage::usage::Period::previous_month(
+        chrono::Utc::now(),
+    ));
+    tweak(&mut options);
+    connect_usage::usage::report(&vendor(sb), source.as_ref(), &options).await
+}
