@@ -165,3 +165,102 @@ impl AckEndpoint {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::{HeaderMap, StatusCode};
+
+    use super::*;
+
+    fn ack() -> Acknowledgement {
+        Acknowledgement {
+            usage_file_id: "UF-2026-11-0000-0001".into(),
+            external_id: "cu:CRD-1:PRD-1:2026-10".into(),
+            contract_id: "CRD-1".into(),
+            product_id: "PRD-1".into(),
+            period: "2026-10".into(),
+            status: "accepted".into(),
+            records: 3,
+            acceptance_note: None,
+            accepted_at: None,
+        }
+    }
+
+    /// An endpoint answering `answers` in turn (the last one from then on); returns its URL
+    /// and how many requests it got, each checked for the key and the token.
+    async fn endpoint(answers: Vec<u16>) -> (String, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let app = axum::Router::new().route(
+            "/ack",
+            axum::routing::post(move |headers: HeaderMap| {
+                let seen = seen.clone();
+                let answers = answers.clone();
+                async move {
+                    let n = seen.fetch_add(1, Ordering::SeqCst);
+                    assert_eq!(
+                        headers.get("idempotency-key").and_then(|v| v.to_str().ok()),
+                        Some("UF-2026-11-0000-0001:accepted")
+                    );
+                    assert_eq!(
+                        headers.get("authorization").and_then(|v| v.to_str().ok()),
+                        Some("Bearer t0ken")
+                    );
+                    let status = answers[n.min(answers.len() - 1)];
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}/ack"), calls)
+    }
+
+    fn quick(url: &str) -> AckEndpoint {
+        AckEndpoint::new(url, Secret::new("t0ken"))
+            .expect("endpoint")
+            .with_retry(RetryPolicy {
+                max_retries: 2,
+                initial_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(20),
+                ..RetryPolicy::default()
+            })
+    }
+
+    #[tokio::test]
+    async fn answers_are_judged_by_the_contract() {
+        let cases: [(Vec<u16>, &str, usize); 5] = [
+            (vec![201], "received", 1),
+            (vec![409], "already known", 1),
+            (vec![503, 200], "received", 2),
+            (vec![401], "refused: HTTP 401", 1),
+            (vec![500], "unavailable", 3),
+        ];
+        for (answers, want, calls) in cases {
+            let (url, count) = endpoint(answers.clone()).await;
+            let got = match quick(&url).send(&ack()).await {
+                Ok(Acknowledged::Received) => "received".to_owned(),
+                Ok(Acknowledged::AlreadyKnown) => "already known".to_owned(),
+                Err(e @ AckError::Refused { .. }) => format!("refused: {e}"),
+                Err(AckError::Unavailable { .. }) => "unavailable".to_owned(),
+            };
+            assert!(
+                got.starts_with(want) || got.contains(want),
+                "{answers:?}: {got}"
+            );
+            assert_eq!(count.load(Ordering::SeqCst), calls, "{answers:?}");
+        }
+        let (url, _) = endpoint(vec![403]).await;
+        let refused = quick(&url).send(&ack()).await.expect_err("refused");
+        assert!(
+            refused.to_string().contains("USAGE_SOURCE_TOKEN"),
+            "{refused}"
+        );
+    }
+}
