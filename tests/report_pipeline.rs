@@ -1021,92 +1021,207 @@ async fn last_request(sb: &Sandbox) -> u64 {
         .unwrap_or(0)
 }
 
-/// Waits until a request after `after` lists usage files: a run's first look at Connect.
-async fn until_files_listed(sb: &Sandbox, after: u64) {
+/// Waits until a request after `after` reads the contracts: a run has begun reading.
+async fn until_contracts_read(sb: &Sandbox, after: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let listed = admin_get(sb, &format!("requests?after={after}"))
+        let read = admin_get(sb, &format!("requests?after={after}"))
             .await
             .as_array()
             .is_some_and(|r| {
                 r.iter().any(|r| {
-                    r["method"] == "GET"
-                        && r["path"]
-                            .as_str()
-                            .is_some_and(|p| p.starts_with("/usage/files?"))
+                    r["path"]
+                        .as_str()
+                        .is_some_and(|p| p.starts_with("/contracts?"))
                 })
             });
-        if listed {
+        if read {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no usage file list");
+        assert!(tokio::time::Instant::now() < deadline, "no contracts read");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
-/// A run that read its usage before another task (a lifecycle handler, say) uploaded newer
-/// records into a group's file neither overwrites them nor calls them a change after report.
+/// Another task (a lifecycle handler, say) reports a group while the monthly run works: the
+/// records read last stand. Read after the run began, they are neither overwritten nor called
+/// a change after report; read before, they are replaced or reported as changed, as usual.
 #[tokio::test]
-async fn a_file_another_task_uploaded_into_during_the_run_is_left_to_it() {
-    for other_submits in [false, true] {
+async fn of_two_tasks_reporting_a_group_the_later_read_stands() {
+    for (other_reads_later, other_submits) in
+        [(true, false), (true, true), (false, false), (false, true)]
+    {
+        let case = format!("other reads later: {other_reads_later}, submits: {other_submits}");
         let sb = start().await;
         let t = qt_target(&sb);
         let older = usage_file("older.jsonl", &t, &[("A-1", "1")]);
         let newer = usage_file("newer.jsonl", &t, &[("A-1", "1"), ("A-2", "7")]);
-        // The group's file holds the older records, processed, not yet submitted.
-        run_file(
-            &sb,
-            &older,
-            &ReportOptions {
-                interrupt_after: Some(Step::Processed),
-                ..options(april())
-            },
-        )
-        .await
-        .expect_err("stopped before the submit");
-        let external_id = final_state(&sb).await.into_keys().next().expect("file");
-        // Connect's upload times are whole seconds: the next upload is in a later one.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-
-        // The monthly run reads the older records, then waits for the group, which the other
-        // task holds while it uploads the newer ones.
-        let held = connect_usage::usage::locks::lock(&external_id).await;
-        let seq = last_request(&sb).await;
+        let (monthly_data, other_data) = if other_reads_later {
+            (&older, &newer)
+        } else {
+            (&newer, &older)
+        };
         let other = ReportOptions {
             lock_groups: false,
             interrupt_after: (!other_submits).then_some(Step::Processed),
             ..options(april())
         };
-        let other_task = async {
-            until_files_listed(&sb, seq).await;
-            let done = run_file(&sb, &newer, &other).await;
-            drop(held);
-            done
-        };
         let monthly = options(april());
-        let (summary, by_other) = tokio::join!(run_file(&sb, &older, &monthly), other_task);
-        assert_eq!(by_other.is_ok(), other_submits, "{by_other:?}");
-        let summary = summary.expect("report");
+        let summary = if other_reads_later {
+            // The monthly run has begun reading; the other task, holding the group as a
+            // handler does, reads after it and reports first.
+            let external_id =
+                connect_usage::usage::identity::external_id(&t.contract, &t.product, april());
+            let held = connect_usage::usage::locks::lock(&external_id).await;
+            let seq = last_request(&sb).await;
+            let other_task = async {
+                until_contracts_read(&sb, seq).await;
+                let done = run_file(&sb, other_data, &other).await;
+                drop(held);
+                done
+            };
+            let (summary, by_other) =
+                tokio::join!(run_file(&sb, monthly_data, &monthly), other_task);
+            assert_eq!(by_other.is_ok(), other_submits, "{case}: {by_other:?}");
+            summary
+        } else {
+            let by_other = run_file(&sb, other_data, &other).await;
+            assert_eq!(by_other.is_ok(), other_submits, "{case}: {by_other:?}");
+            run_file(&sb, monthly_data, &monthly).await
+        }
+        .expect("report");
 
         let f = &summary.files[0];
-        let (status, records) = final_state(&sb).await.remove(&external_id).expect("file");
-        let ids: Vec<&str> = records.iter().map(|r| r.0.as_str()).collect();
-        assert_eq!(ids, ["A-1", "A-2"], "the newer records stay");
-        let uploads = admin_get(&sb, "state?requests=false").await["files"][0]["uploads"].clone();
-        assert_eq!(uploads, 2, "nothing uploaded over them");
         let message = f.message.as_deref().unwrap_or_default();
-        if other_submits {
-            assert_eq!(status, "pending");
-            assert_eq!(f.action, FileAction::AlreadyReported, "{summary}");
-            assert!(message.contains("reported by another task"), "{message}");
-            assert_eq!(summary.groups.changed_after_report, 0);
-        } else {
-            assert_eq!(status, "ready", "left to the other task");
-            assert_eq!(f.action, FileAction::Waiting, "{summary}");
-            assert!(
-                message.contains("another task uploaded into it"),
-                "{message}"
-            );
+        let (status, records) = final_state(&sb).await.into_values().next().expect("file");
+        let ids: Vec<&str> = records.iter().map(|r| r.0.as_str()).collect();
+        let uploads = admin_get(&sb, "state?requests=false").await["files"][0]["uploads"].clone();
+        match (other_reads_later, other_submits) {
+            (true, true) => {
+                assert_eq!(f.action, FileAction::AlreadyReported, "{case}: {summary}");
+                assert!(
+                    message.contains("read the vendor's usage after this run began"),
+                    "{case}: {message}"
+                );
+                assert_eq!(
+                    (status.as_str(), ids),
+                    ("pending", vec!["A-1", "A-2"]),
+                    "{case}"
+                );
+            }
+            (true, false) => {
+                assert_eq!(f.action, FileAction::Waiting, "{case}: {summary}");
+                assert!(message.contains("left to that task"), "{case}: {message}");
+                assert_eq!(
+                    (status.as_str(), ids),
+                    ("ready", vec!["A-1", "A-2"]),
+                    "{case}"
+                );
+                assert_eq!(uploads, 1, "{case}: nothing uploaded over them");
+            }
+            (false, true) => {
+                assert_eq!(
+                    f.action,
+                    FileAction::ChangedAfterReport,
+                    "{case}: {summary}"
+                );
+                assert_eq!((status.as_str(), ids), ("pending", vec!["A-1"]), "{case}");
+            }
+            (false, false) => {
+                assert_eq!(f.action, FileAction::Resumed, "{case}: {summary}");
+                assert_eq!(
+                    (status.as_str(), ids),
+                    ("pending", vec!["A-1", "A-2"]),
+                    "{case}"
+                );
+                assert_eq!(uploads, 2, "{case}: the newer records replaced the older");
+            }
         }
     }
+}
+
+/// The group file of `data`, uploaded and processed by a run that stopped before its
+/// submit; returns its id.
+async fn processed_not_submitted(sb: &Sandbox, data: &std::path::Path) -> String {
+    let stopped = ReportOptions {
+        interrupt_after: Some(Step::Processed),
+        ..options(april())
+    };
+    run_file(sb, data, &stopped)
+        .await
+        .expect_err("stopped after the upload was processed");
+    vendor(sb).usage_files().all().await.expect("files")[0]
+        .id
+        .clone()
+}
+
+/// An upload named in the note that never went through does not make the file's older rows
+/// count as the named ones.
+#[tokio::test]
+async fn an_upload_that_never_went_through_is_not_taken_for_landed() {
+    let sb = start().await;
+    let t = qt_target(&sb);
+    let a = usage_file("landed-a.jsonl", &t, &[("A-1", "1")]);
+    // As many records as A: only the note can tell the two apart.
+    let b = usage_file("landed-b.jsonl", &t, &[("B-1", "2")]);
+    let id = processed_not_submitted(&sb, &a).await;
+    // B's run names its upload in the note, then Connect refuses the upload itself.
+    admin_put(
+        &sb,
+        "faults",
+        json!([{"method": "POST", "path": format!("/usage/files/{id}/upload"),
+                "action": {"type": "status", "status": 400}}]),
+    )
+    .await;
+    let refused = run_file(&sb, &b, &options(april())).await.expect("report");
+    assert_eq!(refused.files[0].action, FileAction::Failed, "{refused}");
+    let note = dumped_file(&sb, &id).await["note"].clone();
+    assert!(
+        note.as_str().is_some_and(|n| n.contains("uploading=")),
+        "{note}"
+    );
+    // The file still holds A: B is uploaded, not assumed.
+    admin_put(&sb, "faults", json!([])).await;
+    let summary = run_file(&sb, &b, &options(april())).await.expect("report");
+    assert_eq!(summary.result, RunResult::Complete, "{summary}");
+    let (status, records) = final_state(&sb).await.into_values().next().expect("file");
+    let ids: Vec<&str> = records.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!((status.as_str(), ids), ("pending", vec!["B-1"]));
+    assert_eq!(dumped_file(&sb, &id).await["uploads"], 2);
+}
+
+/// A file someone uploaded other rows into by hand after its digest was noted is not taken
+/// for one holding the noted rows, even with as many rows.
+#[tokio::test]
+async fn a_file_uploaded_into_by_hand_is_not_taken_for_ours() {
+    let sb = start().await;
+    let t = qt_target(&sb);
+    let a = usage_file("by-hand-a.jsonl", &t, &[("A-1", "1")]);
+    let id = processed_not_submitted(&sb, &a).await;
+    // Connect's upload times are whole seconds: the hand upload is in a later one.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mpn = t.mpn_with("integer");
+    let rows = vec![qt_row("BY-HAND-1", &mpn, 5.0, &t.assets[0])];
+    let by_hand = vendor(&sb)
+        .upload_usage_file(
+            &id,
+            "by-hand.xlsx",
+            workbook("records", &QT_HEADER, &rows).into(),
+        )
+        .await
+        .expect("uploaded by hand");
+    assert_eq!(
+        by_hand.status,
+        connect_usage::connect::models::UsageFileStatus::Ready
+    );
+    let summary = run_file(&sb, &a, &options(april())).await.expect("report");
+    assert_eq!(summary.result, RunResult::Complete, "{summary}");
+    let (status, records) = final_state(&sb).await.into_values().next().expect("file");
+    let ids: Vec<&str> = records.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        (status.as_str(), ids),
+        ("pending", vec!["A-1"]),
+        "A's rows, not the hand's"
+    );
+    assert_eq!(dumped_file(&sb, &id).await["uploads"], 3);
 }

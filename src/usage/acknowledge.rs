@@ -168,8 +168,7 @@ impl AckEndpoint {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
 
     use axum::http::{HeaderMap, StatusCode};
 
@@ -189,26 +188,31 @@ mod tests {
         }
     }
 
+    /// What the endpoint saw of each request: its idempotency key and authorization.
+    type Seen = Arc<Mutex<Vec<(Option<String>, Option<String>)>>>;
+
     /// An endpoint answering `answers` in turn (the last one from then on); returns its URL
-    /// and how many requests it got, each checked for the key and the token.
-    async fn endpoint(answers: Vec<u16>) -> (String, Arc<AtomicUsize>) {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let seen = calls.clone();
+    /// and what it saw.
+    async fn endpoint(answers: Vec<u16>) -> (String, Seen) {
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
         let app = axum::Router::new().route(
             "/ack",
             axum::routing::post(move |headers: HeaderMap| {
-                let seen = seen.clone();
+                let log = log.clone();
                 let answers = answers.clone();
                 async move {
-                    let n = seen.fetch_add(1, Ordering::SeqCst);
-                    assert_eq!(
-                        headers.get("idempotency-key").and_then(|v| v.to_str().ok()),
-                        Some("UF-2026-11-0000-0001:accepted")
-                    );
-                    assert_eq!(
-                        headers.get("authorization").and_then(|v| v.to_str().ok()),
-                        Some("Bearer t0ken")
-                    );
+                    let header = |name: &str| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    };
+                    let n = {
+                        let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                        log.push((header("idempotency-key"), header("authorization")));
+                        log.len() - 1
+                    };
                     let status = answers[n.min(answers.len() - 1)];
                     StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT)
                 }
@@ -219,7 +223,7 @@ mod tests {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, app).await });
-        (format!("http://{addr}/ack"), calls)
+        (format!("http://{addr}/ack"), seen)
     }
 
     fn quick(url: &str) -> AckEndpoint {
@@ -250,11 +254,13 @@ mod tests {
                 Err(e @ AckError::Refused { .. }) => format!("refused: {e}"),
                 Err(AckError::Unavailable { .. }) => "unavailable".to_owned(),
             };
-            assert!(
-                got.starts_with(want) || got.contains(want),
-                "{answers:?}: {got}"
-            );
-            assert_eq!(count.load(Ordering::SeqCst), calls, "{answers:?}");
+            assert!(got.contains(want), "{answers:?}: {got}");
+            let seen = count.lock().expect("log").clone();
+            assert_eq!(seen.len(), calls, "{answers:?}");
+            for (key, auth) in seen {
+                assert_eq!(key.as_deref(), Some("UF-2026-11-0000-0001:accepted"));
+                assert_eq!(auth.as_deref(), Some("Bearer t0ken"));
+            }
         }
         let (url, _) = endpoint(vec![403]).await;
         let refused = quick(&url).send(&ack()).await.expect_err("refused");

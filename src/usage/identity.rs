@@ -143,19 +143,27 @@ impl ContentDigest {
 pub const UPLOADING_NOTE: &str = "connect-usage upload in progress";
 
 /// What this extension keeps in a usage file's `note` (Connect's state is its only memory):
-/// the digest of the data the file holds once processed, the upload under way, how many
-/// times the provider's rejection was answered with a rerun, and whether a rerun is under way.
+/// the digest of the data the file holds once processed, the upload under way, when the run
+/// that built those rows read the vendor's usage, how many times the provider's rejection was
+/// answered with a rerun, and whether a rerun is under way.
 ///
-/// `connect-usage digest=<hex> records=<n> reruns=<k> rerunning` once an upload is processed;
-/// `connect-usage uploading=<hex> records=<n> after=<secs> reruns=<k> rerunning` from just
-/// before an upload until it is known processed. Each part but the first is optional. At most
-/// about 160 characters, under Connect's 200.
+/// `connect-usage digest=<hex> records=<n> at=<secs> read=<ms> reruns=<k> rerunning` once an
+/// upload is processed; `connect-usage uploading=<hex> records=<n> after=<secs> read=<ms>
+/// reruns=<k> rerunning` from just before an upload until it is known processed. Every part
+/// but the first is optional (older notes lack `at`, `after` and `read`). At most about 175
+/// characters, under Connect's 200.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileNote {
     /// The digest of the processed upload's rows, with their count.
     pub digest: Option<(String, usize)>,
+    /// The file's upload time (`events.uploaded.at`, Unix seconds) when the digest was noted:
+    /// an upload after it (by hand, say) replaced the noted rows.
+    pub at: Option<i64>,
     /// The upload sent (or about to be) when no processed one is noted.
     pub uploading: Option<PendingUpload>,
+    /// When the run that built the noted (or uploading) rows began reading the vendor's usage
+    /// (Unix milliseconds, the local clock): which of two runs has the newer data.
+    pub read: Option<i64>,
     /// Reruns started after a rejection.
     pub reruns: u32,
     /// A rerun was started and its upload not yet processed: a `rejected` file with this flag
@@ -186,30 +194,32 @@ impl FileNote {
         let mut records = None;
         let mut after = None;
         for word in text.split_whitespace() {
-            if let Some(d) = word.strip_prefix("digest=") {
-                digest = Some(d.to_owned());
-            } else if let Some(d) = word.strip_prefix("uploading=") {
-                uploading = Some(d.to_owned());
-            } else if let Some(r) = word.strip_prefix("records=") {
-                records = r.parse().ok();
-            } else if let Some(a) = word.strip_prefix("after=") {
-                after = a.parse().ok();
-            } else if let Some(k) = word.strip_prefix("reruns=") {
-                n.reruns = k.parse().unwrap_or(0);
-            } else if word == "rerunning" {
-                n.rerunning = true;
+            let Some((key, value)) = word.split_once('=') else {
+                n.rerunning |= word == "rerunning";
+                continue;
+            };
+            match key {
+                "digest" => digest = Some(value.to_owned()),
+                "uploading" => uploading = Some(value.to_owned()),
+                "records" => records = value.parse().ok(),
+                "after" => after = value.parse().ok(),
+                "at" => n.at = value.parse().ok(),
+                "read" => n.read = value.parse().ok(),
+                "reruns" => n.reruns = value.parse().unwrap_or(0),
+                _ => {}
             }
         }
         match (digest, uploading) {
             (Some(d), _) => n.digest = Some((d, records.unwrap_or(0))),
             (None, Some(d)) => {
+                n.at = None;
                 n.uploading = Some(PendingUpload {
                     digest: d,
                     records: records.unwrap_or(0),
                     after,
                 })
             }
-            (None, None) => {}
+            (None, None) => n.at = None,
         }
         n
     }
@@ -219,35 +229,62 @@ impl FileNote {
         self.digest.as_ref().map(|(d, _)| d.as_str())
     }
 
-    /// The same note with no digest and no upload named: a rerun about to start.
+    /// Whether the file, last uploaded into at `uploaded_at`, holds the rows of `digest`: the
+    /// note says so and no upload came after it was written.
+    pub fn holds(&self, digest: &str, uploaded_at: Option<i64>) -> bool {
+        self.digest() == Some(digest) && self.at.is_none_or(|at| uploaded_at == Some(at))
+    }
+
+    /// When the records the file holds (last uploaded into at `uploaded_at`) were read from
+    /// the vendor, if the note describes them: a processed upload with no upload after it, or
+    /// an upload under way that has landed.
+    pub fn read_of_content(&self, uploaded_at: Option<i64>) -> Option<i64> {
+        let described = match (&self.digest, &self.uploading) {
+            (Some(_), _) => self.at.is_none_or(|at| uploaded_at == Some(at)),
+            (None, Some(_)) => self.landed(uploaded_at).is_some(),
+            (None, None) => false,
+        };
+        self.read.filter(|_| described && uploaded_at.is_some())
+    }
+
+    /// The same note naming no rows: a rerun about to start.
     pub fn cleared(&self) -> FileNote {
         FileNote {
-            digest: None,
-            uploading: None,
-            ..self.clone()
+            reruns: self.reruns,
+            rerunning: self.rerunning,
+            ..FileNote::default()
         }
     }
 
-    /// The note written just before uploading the rows of `digest` into a file whose last
-    /// upload was at `after`: it claims nothing about what the file holds until
-    /// [`landed`](Self::landed) says so.
-    pub fn uploading(&self, digest: &str, records: usize, after: Option<i64>) -> FileNote {
+    /// The note written just before uploading the rows of `digest`, read from the vendor by a
+    /// run that began at `read`, into a file whose last upload was at `after`: it claims
+    /// nothing about what the file holds until [`landed`](Self::landed) says so.
+    pub fn uploading(
+        &self,
+        digest: &str,
+        records: usize,
+        after: Option<i64>,
+        read: i64,
+    ) -> FileNote {
         FileNote {
-            digest: None,
             uploading: Some(PendingUpload {
                 digest: digest.to_owned(),
                 records,
                 after,
             }),
-            ..self.clone()
+            read: Some(read),
+            ..self.cleared()
         }
     }
 
-    /// The note once an upload of `digest` was processed: the rerun, if any, is done.
-    pub fn processed(&self, digest: &str, records: usize) -> FileNote {
+    /// The note once an upload of `digest` was processed, the file then last uploaded into at
+    /// `at`: the rerun, if any, is done.
+    pub fn processed(&self, digest: &str, records: usize, at: Option<i64>) -> FileNote {
         FileNote {
             digest: Some((digest.to_owned(), records)),
+            at,
             uploading: None,
+            read: self.read,
             reruns: self.reruns,
             rerunning: false,
         }
@@ -266,7 +303,12 @@ impl FileNote {
 impl std::fmt::Display for FileNote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (&self.digest, &self.uploading) {
-            (Some((d, records)), _) => write!(f, "connect-usage digest={d} records={records}")?,
+            (Some((d, records)), _) => {
+                write!(f, "connect-usage digest={d} records={records}")?;
+                if let Some(at) = self.at {
+                    write!(f, " at={at}")?;
+                }
+            }
             (None, Some(u)) => {
                 write!(
                     f,
@@ -278,6 +320,9 @@ impl std::fmt::Display for FileNote {
                 }
             }
             (None, None) => f.write_str(UPLOADING_NOTE)?,
+        }
+        if let Some(read) = self.read {
+            write!(f, " read={read}")?;
         }
         if self.reruns > 0 {
             write!(f, " reruns={}", self.reruns)?;
@@ -364,7 +409,7 @@ mod tests {
 
     #[test]
     fn notes_carry_the_digest() {
-        let note = FileNote::default().processed("abc123", 5).to_string();
+        let note = FileNote::default().processed("abc123", 5, None).to_string();
         assert_eq!(FileNote::parse(Some(&note)).digest(), Some("abc123"));
         assert_eq!(FileNote::parse(Some("written by hand")).digest(), None);
         assert_eq!(FileNote::parse(None).digest(), None);
@@ -375,7 +420,7 @@ mod tests {
     fn notes_keep_the_rerun_count_through_uploads() {
         let digest = "a".repeat(64);
         let n = FileNote::parse(Some(
-            &FileNote::default().processed(&digest, 12).to_string(),
+            &FileNote::default().processed(&digest, 12, None).to_string(),
         ));
         assert_eq!(n.digest(), Some(digest.as_str()));
         assert_eq!((n.reruns, n.rerunning), (0, false));
@@ -391,23 +436,43 @@ mod tests {
             (back.digest(), back.reruns, back.rerunning),
             (None, 1, true)
         );
-        let sending = back.uploading(&"b".repeat(64), 7, Some(1_764_532_440));
+        let sending = back.uploading(&"b".repeat(64), 7, Some(1_764_532_440), 1_764_532_500_123);
         let text = sending.to_string();
         assert_eq!(
             text,
             format!(
-                "connect-usage uploading={} records=7 after=1764532440 reruns=1 rerunning",
+                "connect-usage uploading={} records=7 after=1764532440 read=1764532500123 reruns=1 rerunning",
                 "b".repeat(64)
             )
         );
         let back = FileNote::parse(Some(&text));
         assert_eq!(back, sending);
         assert_eq!(back.digest(), None, "an upload under way claims nothing");
-        let done = back.processed(&"b".repeat(64), 7).to_string();
+        let done = back
+            .processed(&"b".repeat(64), 7, Some(1_764_532_560))
+            .to_string();
         assert!(done.len() < 200, "{}", done.len());
         let done = FileNote::parse(Some(&done));
         assert_eq!(done.digest, Some(("b".repeat(64), 7)));
+        assert_eq!(
+            (done.at, done.read),
+            (Some(1_764_532_560), Some(1_764_532_500_123))
+        );
         assert_eq!((done.reruns, done.rerunning), (1, false));
+        assert!(done.holds(&"b".repeat(64), Some(1_764_532_560)));
+        assert!(
+            !done.holds(&"b".repeat(64), Some(1_764_532_561)),
+            "uploaded into since"
+        );
+        assert!(!done.holds(&"c".repeat(64), Some(1_764_532_560)));
+        assert!(
+            FileNote::parse(Some(&format!(
+                "connect-usage digest={} records=7",
+                "b".repeat(64)
+            )))
+            .holds(&"b".repeat(64), Some(1)),
+            "an older note without its upload time"
+        );
         assert_eq!(
             FileNote::parse(Some("reruns=5 by hand")),
             FileNote::default()
@@ -417,13 +482,13 @@ mod tests {
 
     #[test]
     fn an_upload_landed_once_the_file_was_uploaded_after_the_note() {
-        let first = FileNote::default().uploading("d1", 3, None);
+        let first = FileNote::default().uploading("d1", 3, None, 90);
         assert_eq!(first.landed(None), None, "nothing uploaded yet");
         assert_eq!(
             first.landed(Some(100)).map(|u| u.digest.as_str()),
             Some("d1")
         );
-        let again = FileNote::default().uploading("d2", 4, Some(100));
+        let again = FileNote::default().uploading("d2", 4, Some(100), 95);
         assert_eq!(again.landed(Some(100)), None, "still the earlier upload");
         assert_eq!(again.landed(Some(99)), None);
         assert_eq!(again.landed(Some(101)).map(|u| u.records), Some(4));
@@ -432,8 +497,30 @@ mod tests {
             rerunning: true,
             ..FileNote::default()
         }
-        .uploading(&"f".repeat(64), 9_999_999, Some(i64::from(u32::MAX)));
+        .uploading(
+            &"f".repeat(64),
+            9_999_999,
+            Some(i64::from(u32::MAX)),
+            i64::from(u32::MAX) * 1000,
+        );
         assert!(longest.to_string().len() < 200, "{longest}");
-        assert_eq!(FileNote::default().processed("d", 1).landed(Some(5)), None);
+        assert_eq!(
+            FileNote::default().processed("d", 1, None).landed(Some(5)),
+            None
+        );
+        // Whose records the file holds, and when they were read.
+        let sent = FileNote::default().uploading("d", 1, Some(100), 90);
+        assert_eq!(sent.read_of_content(Some(100)), None, "not landed yet");
+        assert_eq!(sent.read_of_content(Some(101)), Some(90));
+        let noted = sent.processed("d", 1, Some(101));
+        assert_eq!(noted.read_of_content(Some(101)), Some(90));
+        assert_eq!(
+            noted.read_of_content(Some(102)),
+            None,
+            "uploaded into since"
+        );
+        assert_eq!(FileNote::default().read_of_content(Some(5)), None);
+        let longest = longest.processed(&"f".repeat(64), 9_999_999, Some(i64::from(u32::MAX)));
+        assert!(longest.to_string().len() < 200, "{longest}");
     }
 }

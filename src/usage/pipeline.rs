@@ -113,8 +113,6 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error("cannot load contracts, assets and products from Connect: {0}")]
     Catalog(ConnectError),
-    #[error("cannot read the month's usage files from Connect: {0}")]
-    Files(ConnectError),
     #[error("cannot write to {path}: {reason}")]
     Output { path: String, reason: String },
     #[error("interrupted after the {step:?} step of {external_id}")]
@@ -242,16 +240,8 @@ pub async fn report(
     let calls_before = client.requests_sent();
     let period = options.period;
     info!(%period, source = %source.describe(), dry_run = options.dry_run, "usage report starts");
-
-    // 0. The group files as they are before anything is read: one uploaded into after this
-    // point holds data read no earlier than this run's (see `GroupRunner::drive`).
-    let before = if options.dry_run {
-        HashMap::new()
-    } else {
-        last_uploads(client, period, options.only.as_ref())
-            .await
-            .map_err(RunError::Files)?
-    };
+    // Noted with every upload: of two runs' records for a group, the later read is newer.
+    let read_at = chrono::Utc::now().timestamp_millis();
 
     // 1. Read.
     let mut data = RunData::default();
@@ -496,7 +486,7 @@ pub async fn report(
         client: client.clone(),
         data: data.clone(),
         options: options.clone(),
-        before: Arc::new(before),
+        read_at,
     };
     let results: Vec<FileReport> =
         stream::iter(jobs.into_iter().map(|job| runner.clone().run(job)))
@@ -604,36 +594,8 @@ struct GroupRunner {
     client: ConnectClient,
     data: Arc<RunData>,
     options: ReportOptions,
-    /// Each group file's last upload time when the run began (see [`last_uploads`]).
-    before: Arc<HashMap<String, Option<i64>>>,
-}
-
-/// The last upload time (`events.uploaded.at`, Unix seconds) of every file of this
-/// extension for the period (or of the one group), by file id.
-async fn last_uploads(
-    client: &ConnectClient,
-    period: Period,
-    only: Option<&(String, String)>,
-) -> Result<HashMap<String, Option<i64>>, ConnectError> {
-    let ids = match only {
-        Some((contract, product)) => Expr::eq(
-            "external_id",
-            identity::external_id(contract, product, period),
-        ),
-        None => Expr::like(
-            "external_id",
-            format!("{}*:{period}", identity::EXTERNAL_ID_PREFIX),
-        ),
-    };
-    let files = client
-        .usage_files()
-        .filter(ids & Expr::ne("status", "deleted"))
-        .all()
-        .await?;
-    Ok(files
-        .iter()
-        .map(|f| (f.id.clone(), last_upload(f)))
-        .collect())
+    /// When this run began reading the vendor's usage (Unix milliseconds).
+    read_at: i64,
 }
 
 /// When the file was last uploaded into, in Unix seconds (Connect's clock).
@@ -667,7 +629,7 @@ enum Next {
     Upload,
     Submit,
     Wait,
-    /// Another task uploaded into it since this run began: its business.
+    /// Another task uploaded newer records into it: its business.
     Moved,
     /// Deleted or unknown: for a person.
     Stuck,
@@ -967,7 +929,7 @@ impl GroupRunner {
                 && landed.digest == built.digest
                 && count_agrees(landed.records)
             {
-                let done = note.processed(&built.digest, built.records);
+                let done = note.processed(&built.digest, built.records, uploaded_at);
                 let update = UsageFileUpdate {
                     note: Some(done.to_string()),
                     ..UsageFileUpdate::default()
@@ -984,13 +946,24 @@ impl GroupRunner {
                 }
             }
             let digest = note.digest();
-            // Does the file hold this very data? Its note says so once it was processed, and
-            // its record count agrees.
-            let ours = digest == Some(built.digest.as_str()) && count_agrees(built.records);
+            // Does the file hold this very data? Its note says so once it was processed, no
+            // upload came after, and its record count agrees.
+            let ours = note.holds(&built.digest, uploaded_at) && count_agrees(built.records);
             // Another task (a lifecycle handler, another instance) uploaded into the file
-            // after this run began, so with data read no earlier than this run's: it is left
-            // to that task rather than overwritten, and its data is not called a change.
-            let moved = !sent && !ours && self.before.get(&file.id) != Some(&uploaded_at);
+            // records it read from the vendor after this run began reading: they are newer
+            // than this run's, so they are left to that task rather than overwritten, and not
+            // called a change after report. Records read earlier are compared as usual.
+            let noted_records = match (&note.digest, note.landed(uploaded_at)) {
+                (Some((_, n)), _) => Some(*n),
+                (None, Some(u)) => Some(u.records),
+                (None, None) => None,
+            };
+            let moved = !sent
+                && !ours
+                && noted_records.is_some_and(count_agrees)
+                && note
+                    .read_of_content(uploaded_at)
+                    .is_some_and(|read| read > self.read_at);
             let step = match file.status {
                 UsageFileStatus::Pending | UsageFileStatus::Accepted | UsageFileStatus::Closed => {
                     Next::Reported
@@ -1033,7 +1006,7 @@ impl GroupRunner {
                     } else if moved {
                         report.action = FileAction::AlreadyReported;
                         report.message = Some(format!(
-                            "reported by another task while this run ran ({}): not compared with this run's records",
+                            "reported by another task that read the vendor's usage after this run began ({}): its records stand",
                             file.note.as_deref().unwrap_or("no note")
                         ));
                     } else if digest.is_none() {
@@ -1063,7 +1036,7 @@ impl GroupRunner {
                 Next::Moved => {
                     report.action = FileAction::Waiting;
                     report.message = Some(format!(
-                        "another task uploaded into it while this run ran ({}): left to that task",
+                        "another task uploaded records it read from the vendor after this run began ({}): left to that task",
                         file.status
                     ));
                     return Ok(());
@@ -1147,7 +1120,7 @@ impl GroupRunner {
             )),
             note: Some(
                 identity::FileNote::default()
-                    .uploading(&built.digest, built.records, None)
+                    .uploading(&built.digest, built.records, None, self.read_at)
                     .to_string(),
             ),
             period: crate::connect::models::Period {
@@ -1173,7 +1146,12 @@ impl GroupRunner {
         last_error: &mut Option<String>,
     ) -> Result<Uploaded, GroupError> {
         let sending = identity::FileNote::parse(file.note.as_deref())
-            .uploading(&built.digest, built.records, last_upload(file))
+            .uploading(
+                &built.digest,
+                built.records,
+                last_upload(file),
+                self.read_at,
+            )
             .to_string();
         if file.note.as_deref() != Some(sending.as_str()) {
             let update = UsageFileUpdate {
@@ -1200,8 +1178,11 @@ impl GroupRunner {
         };
         if matches!(f.status, UsageFileStatus::Ready | UsageFileStatus::Invalid) {
             // Read again from the processed file: the rerun count must carry over.
-            let done = identity::FileNote::parse(f.note.as_deref())
-                .processed(&built.digest, built.records);
+            let done = identity::FileNote::parse(f.note.as_deref()).processed(
+                &built.digest,
+                built.records,
+                last_upload(&f),
+            );
             let note = UsageFileUpdate {
                 note: Some(done.to_string()),
                 ..UsageFileUpdate::default()
