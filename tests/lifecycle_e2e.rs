@@ -527,12 +527,18 @@ async fn invalid_files_are_explained_and_regenerated_only_when_the_data_changed(
     // No runner yet: the events of the preparation make no tasks.
     let (id, noted) = invalid_file_of_the_month(&sb).await;
     let vendor = common::vendor(&sb);
-    // The note says the file holds today's vendor data: uploading it again cannot help.
+    // The note says the file holds today's vendor data, as uploaded last (this upload being
+    // the extension's): uploading it again cannot help.
+    let last_upload = vendor.usage_file(&id).await.expect("file").last_upload();
+    let ours = FileNote {
+        at: last_upload,
+        ..FileNote::parse(Some(&noted))
+    };
     vendor
         .update_usage_file(
             &id,
             &connect_usage::connect::models::UsageFileUpdate {
-                note: Some(noted.clone()),
+                note: Some(ours.to_string()),
                 ..Default::default()
             },
         )

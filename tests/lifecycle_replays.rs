@@ -10,10 +10,16 @@ use connect_usage::runner::{Environment, TaskContext, TaskInfo, Variables};
 use connect_usage::sandbox::Sandbox;
 use connect_usage::usage::identity::FileNote;
 use connect_usage::usage::pipeline::Step;
+use connect_usage::usage::{ReportOptions, SourceSpec, report};
 use serde_json::Value;
 
 /// What a task of the extension gets, with the vendor's key and the sandbox's usage API.
 fn context(sb: &Sandbox, object: &str) -> TaskContext {
+    context_with_source(sb, object, &sb.usage_api_url())
+}
+
+/// The same, reading the usage from `source` (a URL or a file).
+fn context_with_source(sb: &Sandbox, object: &str, source: &str) -> TaskContext {
     let client = common::vendor(sb);
     TaskContext {
         task: TaskInfo {
@@ -28,7 +34,7 @@ fn context(sb: &Sandbox, object: &str) -> TaskContext {
         installation: None,
         installation_client: None,
         config: Variables::from_entries([
-            ("USAGE_SOURCE", sb.usage_api_url(), false),
+            ("USAGE_SOURCE", source.to_owned(), false),
             (
                 "USAGE_SOURCE_TOKEN",
                 sb.usage_token().expose().to_owned(),
@@ -153,7 +159,7 @@ async fn a_rejected_event_delivered_twice_reruns_once() {
 async fn an_invalid_event_delivered_twice_regenerates_once() {
     let sb = sandbox().await;
     let ids = month(&sb, Some(Step::Processed)).await;
-    // A bad upload by someone else: the vendor's data differs from what the file holds now.
+    // A bad upload.
     let t = common::qt_target(&sb);
     let rows = vec![common::qt_row("bad-1", "NO-SUCH-MPN", 1.0, &t.assets[0])];
     common::vendor(&sb)
@@ -164,6 +170,17 @@ async fn an_invalid_event_delivered_twice_regenerates_once() {
         )
         .await
         .expect("uploaded");
+    // The vendor's data changed since the extension's upload (another digest in the note).
+    common::vendor(&sb)
+        .update_usage_file(
+            &ids[0],
+            &connect_usage::connect::models::UsageFileUpdate {
+                note: Some(format!("connect-usage digest={} records=1", "0".repeat(64))),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("note set");
     let invalid = snapshot(&sb, &ids[0]).await;
     assert_eq!(invalid["status"], "invalid");
     let first = deliver(&sb, &invalid).await;
@@ -177,4 +194,60 @@ async fn an_invalid_event_delivered_twice_regenerates_once() {
         "{second:?}"
     );
     assert_eq!(fingerprint(&sb, &ids[0]).await, after_first);
+}
+
+#[tokio::test]
+async fn a_ready_file_holding_rows_uploaded_by_hand_is_left_to_whoever_uploaded_them() {
+    let sb = sandbox().await;
+    let t = common::qt_target(&sb);
+    let ours = common::usage_jsonl("ready-by-hand.jsonl", &t, &[("A-1", "1"), ("A-2", "2")]);
+    let source = SourceSpec::File(ours.clone()).open().expect("source");
+    let stopped = ReportOptions {
+        interrupt_after: Some(Step::Processed),
+        ..ReportOptions::new("2024-04".parse().expect("period"))
+    };
+    report(&common::vendor(&sb), source.as_ref(), &stopped)
+        .await
+        .expect_err("stopped before the submit");
+    let id = common::vendor(&sb)
+        .usage_files()
+        .all()
+        .await
+        .expect("files")[0]
+        .id
+        .clone();
+    // Someone uploads as many other rows by hand, in a later second: the note still names
+    // the extension's rows.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mpn = t.mpn_with("integer");
+    let rows: Vec<_> = ["BY-HAND-1", "BY-HAND-2"]
+        .iter()
+        .map(|r| common::qt_row(r, &mpn, 9.0, &t.assets[0]))
+        .collect();
+    common::vendor(&sb)
+        .upload_usage_file(
+            &id,
+            "by-hand.xlsx",
+            common::workbook("records", &common::QT_HEADER, &rows).into(),
+        )
+        .await
+        .expect("uploaded by hand");
+    let ready = snapshot(&sb, &id).await;
+    assert_eq!(ready["status"], "ready");
+    let before = fingerprint(&sb, &id).await;
+    let ctx = context_with_source(&sb, &id, ours.to_str().expect("path"));
+    let out = usage_file_lifecycle(ctx, ready)
+        .await
+        .expect("the handler answers")
+        .into_output(TaskCategory::Background, 0.0);
+    assert_eq!(out.result, ResultType::Skip, "{out:?}");
+    assert!(
+        says(&out, |m| m.contains("someone else uploaded")),
+        "{out:?}"
+    );
+    assert_eq!(
+        fingerprint(&sb, &id).await,
+        before,
+        "neither submitted nor replaced"
+    );
 }

@@ -767,24 +767,6 @@ async fn a_ready_file_with_other_data_is_uploaded_again_not_submitted() {
     assert!(got[&ext].1.iter().all(|r| !r.0.starts_with("rec-")));
 }
 
-/// A JSON Lines usage file of `records` good records for the target, record ids `{prefix}-n`.
-fn usage_file(name: &str, t: &Target, records: &[(&str, &str)]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("cu-report-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join(name);
-    let mpn = t.mpn_with("integer");
-    let lines: Vec<String> = records
-        .iter()
-        .map(|(id, q)| {
-            json!({"record_id": id, "subscription_id": t.assets[0], "item_mpn": mpn, "quantity": q,
-                   "start_time": "2024-04-03T00:00:00Z", "end_time": "2024-04-03T01:00:00Z"})
-            .to_string()
-        })
-        .collect();
-    std::fs::write(&path, lines.join("\n")).expect("write");
-    path
-}
-
 async fn run_file(
     sb: &Sandbox,
     path: &std::path::Path,
@@ -835,9 +817,9 @@ async fn a_slow_create_is_waited_for_not_sent_twice() {
 async fn a_crash_between_upload_and_note_never_leads_to_submitting_other_data() {
     let sb = start().await;
     let t = qt_target(&sb);
-    let a = usage_file("a.jsonl", &t, &[("A-1", "1")]);
+    let a = usage_jsonl("a.jsonl", &t, &[("A-1", "1")]);
     // As many records as A: only the note can tell the two apart.
-    let b = usage_file("b.jsonl", &t, &[("B-1", "2")]);
+    let b = usage_jsonl("b.jsonl", &t, &[("B-1", "2")]);
     // The file holds A, processed, its digest noted; then a run with B crashes right after
     // uploading B.
     let stop = |step| ReportOptions {
@@ -864,8 +846,8 @@ async fn a_crash_between_upload_and_note_never_leads_to_submitting_other_data() 
 async fn data_changed_after_submission_is_not_reported_and_says_so() {
     let sb = start().await;
     let t = qt_target(&sb);
-    let a = usage_file("changed-a.jsonl", &t, &[("A-1", "1")]);
-    let more = usage_file("changed-b.jsonl", &t, &[("A-1", "1"), ("A-2", "5")]);
+    let a = usage_jsonl("changed-a.jsonl", &t, &[("A-1", "1")]);
+    let more = usage_jsonl("changed-b.jsonl", &t, &[("A-1", "1"), ("A-2", "5")]);
     run_file(&sb, &a, &options(april())).await.expect("first");
     let summary = run_file(&sb, &more, &options(april()))
         .await
@@ -1021,31 +1003,37 @@ async fn last_request(sb: &Sandbox) -> u64 {
         .unwrap_or(0)
 }
 
-/// Waits until a request after `after` reads the contracts: a run has begun reading.
-async fn until_contracts_read(sb: &Sandbox, after: u64) {
+/// Waits until `n` requests after `after` have read the contracts: `n` runs have begun.
+async fn until_contracts_read(sb: &Sandbox, after: u64, n: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let read = admin_get(sb, &format!("requests?after={after}"))
+        let reads = admin_get(sb, &format!("requests?after={after}"))
             .await
             .as_array()
-            .is_some_and(|r| {
-                r.iter().any(|r| {
-                    r["path"]
-                        .as_str()
-                        .is_some_and(|p| p.starts_with("/contracts?"))
-                })
+            .map_or(0, |r| {
+                r.iter()
+                    .filter(|r| {
+                        r["path"]
+                            .as_str()
+                            .is_some_and(|p| p.starts_with("/contracts?"))
+                    })
+                    .count()
             });
-        if read {
+        if reads >= n {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no contracts read");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{reads} contracts reads"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
-/// Another task (a lifecycle handler, say) reports a group while the monthly run works: the
-/// records read last stand. Read after the run began, they are neither overwritten nor called
-/// a change after report; read before, they are replaced or reported as changed, as usual.
+/// Another task (a lifecycle handler, say) reports a group while the monthly run works, and
+/// acts on the group first: the records read last stand. Read after the monthly run began,
+/// they are neither overwritten nor called a change after report; read before (even if
+/// uploaded after the monthly run began), they are replaced or reported as changed.
 #[tokio::test]
 async fn of_two_tasks_reporting_a_group_the_later_read_stands() {
     for (other_reads_later, other_submits) in
@@ -1054,42 +1042,49 @@ async fn of_two_tasks_reporting_a_group_the_later_read_stands() {
         let case = format!("other reads later: {other_reads_later}, submits: {other_submits}");
         let sb = start().await;
         let t = qt_target(&sb);
-        let older = usage_file("older.jsonl", &t, &[("A-1", "1")]);
-        let newer = usage_file("newer.jsonl", &t, &[("A-1", "1"), ("A-2", "7")]);
+        let older = usage_jsonl("older.jsonl", &t, &[("A-1", "1")]);
+        let newer = usage_jsonl("newer.jsonl", &t, &[("A-1", "1"), ("A-2", "7")]);
         let (monthly_data, other_data) = if other_reads_later {
             (&older, &newer)
         } else {
             (&newer, &older)
         };
         let other = ReportOptions {
-            lock_groups: false,
+            // Reading later, it acts while the test holds the group for it, as a handler
+            // holds it; reading earlier, it waits for the group first in line.
+            lock_groups: !other_reads_later,
             interrupt_after: (!other_submits).then_some(Step::Processed),
             ..options(april())
         };
         let monthly = options(april());
-        let summary = if other_reads_later {
-            // The monthly run has begun reading; the other task, holding the group as a
-            // handler does, reads after it and reports first.
-            let external_id =
-                connect_usage::usage::identity::external_id(&t.contract, &t.product, april());
-            let held = connect_usage::usage::locks::lock(&external_id).await;
-            let seq = last_request(&sb).await;
+        let external_id =
+            connect_usage::usage::identity::external_id(&t.contract, &t.product, april());
+        let held = connect_usage::usage::locks::lock(&external_id).await;
+        let seq = last_request(&sb).await;
+        let (summary, by_other) = if other_reads_later {
             let other_task = async {
-                until_contracts_read(&sb, seq).await;
+                until_contracts_read(&sb, seq, 1).await;
                 let done = run_file(&sb, other_data, &other).await;
                 drop(held);
                 done
             };
-            let (summary, by_other) =
-                tokio::join!(run_file(&sb, monthly_data, &monthly), other_task);
-            assert_eq!(by_other.is_ok(), other_submits, "{case}: {by_other:?}");
-            summary
+            tokio::join!(run_file(&sb, monthly_data, &monthly), other_task)
         } else {
-            let by_other = run_file(&sb, other_data, &other).await;
-            assert_eq!(by_other.is_ok(), other_submits, "{case}: {by_other:?}");
-            run_file(&sb, monthly_data, &monthly).await
-        }
-        .expect("report");
+            let monthly_task = async {
+                until_contracts_read(&sb, seq, 1).await;
+                // The other task is in line for the group by now.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let release = async {
+                    until_contracts_read(&sb, seq, 2).await;
+                    drop(held);
+                };
+                tokio::join!(run_file(&sb, monthly_data, &monthly), release).0
+            };
+            let (by_other, summary) = tokio::join!(run_file(&sb, other_data, &other), monthly_task);
+            (summary, by_other)
+        };
+        assert_eq!(by_other.is_ok(), other_submits, "{case}: {by_other:?}");
+        let summary = summary.expect("report");
 
         let f = &summary.files[0];
         let message = f.message.as_deref().unwrap_or_default();
@@ -1161,9 +1156,9 @@ async fn processed_not_submitted(sb: &Sandbox, data: &std::path::Path) -> String
 async fn an_upload_that_never_went_through_is_not_taken_for_landed() {
     let sb = start().await;
     let t = qt_target(&sb);
-    let a = usage_file("landed-a.jsonl", &t, &[("A-1", "1")]);
+    let a = usage_jsonl("landed-a.jsonl", &t, &[("A-1", "1")]);
     // As many records as A: only the note can tell the two apart.
-    let b = usage_file("landed-b.jsonl", &t, &[("B-1", "2")]);
+    let b = usage_jsonl("landed-b.jsonl", &t, &[("B-1", "2")]);
     let id = processed_not_submitted(&sb, &a).await;
     // B's run names its upload in the note, then Connect refuses the upload itself.
     admin_put(
@@ -1190,19 +1185,20 @@ async fn an_upload_that_never_went_through_is_not_taken_for_landed() {
     assert_eq!(dumped_file(&sb, &id).await["uploads"], 2);
 }
 
-/// A file someone uploaded other rows into by hand after its digest was noted is not taken
-/// for one holding the noted rows, even with as many rows.
+/// Rows someone uploaded by hand into a file after its digest was noted are a person's: the
+/// run neither takes them for its own (even as many rows) nor overwrites them, until the
+/// file's note is cleared.
 #[tokio::test]
-async fn a_file_uploaded_into_by_hand_is_not_taken_for_ours() {
+async fn rows_uploaded_by_hand_are_left_for_a_person() {
     let sb = start().await;
     let t = qt_target(&sb);
-    let a = usage_file("by-hand-a.jsonl", &t, &[("A-1", "1")]);
+    let a = usage_jsonl("by-hand-a.jsonl", &t, &[("A-1", "1")]);
     let id = processed_not_submitted(&sb, &a).await;
     // Connect's upload times are whole seconds: the hand upload is in a later one.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mpn = t.mpn_with("integer");
     let rows = vec![qt_row("BY-HAND-1", &mpn, 5.0, &t.assets[0])];
-    let by_hand = vendor(&sb)
+    vendor(&sb)
         .upload_usage_file(
             &id,
             "by-hand.xlsx",
@@ -1210,18 +1206,41 @@ async fn a_file_uploaded_into_by_hand_is_not_taken_for_ours() {
         )
         .await
         .expect("uploaded by hand");
-    assert_eq!(
-        by_hand.status,
-        connect_usage::connect::models::UsageFileStatus::Ready
-    );
     let summary = run_file(&sb, &a, &options(april())).await.expect("report");
-    assert_eq!(summary.result, RunResult::Complete, "{summary}");
+    assert_eq!(summary.result, RunResult::Partial, "{summary}");
+    let f = &summary.files[0];
+    assert_eq!(f.action, FileAction::ChangedAfterReport, "{summary}");
+    assert!(
+        f.message
+            .as_deref()
+            .is_some_and(|m| m.contains("by someone else") && m.contains("clear the file's note")),
+        "{:?}",
+        f.message
+    );
     let (status, records) = final_state(&sb).await.into_values().next().expect("file");
     let ids: Vec<&str> = records.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(
         (status.as_str(), ids),
-        ("pending", vec!["A-1"]),
-        "A's rows, not the hand's"
+        ("ready", vec!["BY-HAND-1"]),
+        "left as it was"
     );
+    assert_eq!(dumped_file(&sb, &id).await["uploads"], 2);
+
+    // The note cleared, the file is the extension's again.
+    vendor(&sb)
+        .update_usage_file(
+            &id,
+            &connect_usage::connect::models::UsageFileUpdate {
+                note: Some(String::new()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("note cleared");
+    let summary = run_file(&sb, &a, &options(april())).await.expect("report");
+    assert_eq!(summary.result, RunResult::Complete, "{summary}");
+    let (status, records) = final_state(&sb).await.into_values().next().expect("file");
+    let ids: Vec<&str> = records.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!((status.as_str(), ids), ("pending", vec!["A-1"]));
     assert_eq!(dumped_file(&sb, &id).await["uploads"], 3);
 }

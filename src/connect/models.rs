@@ -527,6 +527,13 @@ pub struct UsageFile {
     pub processed_file_uri: Option<String>,
 }
 
+impl UsageFile {
+    /// When the file was last uploaded into (`events.uploaded.at`), in Unix seconds.
+    pub fn last_upload(&self) -> Option<i64> {
+        Some(self.events.as_ref()?.uploaded.as_ref()?.at.timestamp())
+    }
+}
+
 /// The body of `POST /usage/files`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewUsageFile {

@@ -6,8 +6,10 @@
 //! the file again and acts only if it is still in the event's status, so the same event
 //! delivered twice changes nothing the second time.
 //!
-//! - `ready`: submit. A file whose note records no digest (an upload interrupted before it
-//!   was noted) is first checked against the vendor's data by a one-group run.
+//! - `ready`: submit. A file whose note does not vouch for its rows (an upload interrupted
+//!   before it was noted, or processed after the run stopped waiting) is first checked against
+//!   the vendor's data by a one-group run. Rows someone uploaded by hand after the note was
+//!   written are theirs: skipped with the reason, never overwritten.
 //! - `invalid`: log Connect's `error_detail` and the invalid records; if the vendor's data for
 //!   the group changed since the upload, regenerate and upload once more, else `fail` saying
 //!   what to fix.
@@ -148,10 +150,26 @@ async fn ready(
     file: &UsageFile,
 ) -> Result<Outcome, HandlerError> {
     let note = FileNote::parse(file.note.as_deref());
-    if note.digest.is_none() {
-        // Ready, but its upload was interrupted before its digest was noted: a one-group run
-        // checks it against the vendor's data, uploads again if needed, and submits.
-        info!(file = %group.file_id, "ready without a recorded digest: checking it against the vendor's data");
+    if note.replaced(file.last_upload()) {
+        return Ok(Outcome::skip(format!(
+            "{} holds rows someone else uploaded after connect-usage noted its own: left for them to submit (clear the file's note to have connect-usage report the vendor's records into it)",
+            group.describe()
+        )));
+    }
+    // The note vouches for the file's rows only if nothing was uploaded since it was written
+    // and the counts agree.
+    let vouched = note.digest.as_ref().is_some_and(|(digest, records)| {
+        note.holds(digest, file.last_upload())
+            && file
+                .stats
+                .as_ref()
+                .is_none_or(|s| s.uploaded == *records as u64)
+    });
+    if !vouched {
+        // Ready, but its upload was interrupted before its digest was noted or outlived the
+        // run's wait: a one-group run checks it against the vendor's data, uploads again if
+        // needed, and submits.
+        info!(file = %group.file_id, "ready without a digest that vouches for its rows: checking it against the vendor's data");
         let report = regenerate(ctx, group, false).await?;
         return Ok(match report.as_ref().map(|r| r.action) {
             Some(FileAction::Created | FileAction::Resumed | FileAction::AlreadyReported) => {

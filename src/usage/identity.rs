@@ -247,6 +247,12 @@ impl FileNote {
         self.read.filter(|_| described && uploaded_at.is_some())
     }
 
+    /// Whether rows were uploaded into the file since its digest was noted, by someone other
+    /// than this extension (which names every upload of its own in the note first).
+    pub fn replaced(&self, uploaded_at: Option<i64>) -> bool {
+        self.digest.is_some() && self.at.is_some_and(|at| uploaded_at != Some(at))
+    }
+
     /// The same note naming no rows: a rerun about to start.
     pub fn cleared(&self) -> FileNote {
         FileNote {
@@ -465,6 +471,15 @@ mod tests {
             "uploaded into since"
         );
         assert!(!done.holds(&"c".repeat(64), Some(1_764_532_560)));
+        assert!(!done.replaced(Some(1_764_532_560)));
+        assert!(
+            done.replaced(Some(1_764_532_561)),
+            "uploaded by someone else"
+        );
+        assert!(
+            !sending.replaced(Some(1_764_532_561)),
+            "our own upload under way"
+        );
         assert!(
             FileNote::parse(Some(&format!(
                 "connect-usage digest={} records=7",

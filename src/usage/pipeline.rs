@@ -598,11 +598,6 @@ struct GroupRunner {
     read_at: i64,
 }
 
-/// When the file was last uploaded into, in Unix seconds (Connect's clock).
-fn last_upload(f: &UsageFile) -> Option<i64> {
-    Some(f.events.as_ref()?.uploaded.as_ref()?.at.timestamp())
-}
-
 /// A group's workbook.
 struct Built {
     bytes: Bytes,
@@ -629,6 +624,8 @@ enum Next {
     Upload,
     Submit,
     Wait,
+    /// Someone uploaded rows into it by hand since its digest was noted: a person's.
+    Foreign,
     /// Another task uploaded newer records into it: its business.
     Moved,
     /// Deleted or unknown: for a person.
@@ -913,7 +910,7 @@ impl GroupRunner {
             report.file_id = Some(file.id.clone());
             report.status = Some(file.status.to_string());
             let mut note = identity::FileNote::parse(file.note.as_deref());
-            let uploaded_at = last_upload(&file);
+            let uploaded_at = file.last_upload();
             let count_agrees = |records: usize| {
                 file.stats
                     .as_ref()
@@ -964,6 +961,9 @@ impl GroupRunner {
                 && note
                     .read_of_content(uploaded_at)
                     .is_some_and(|read| read > self.read_at);
+            // Someone uploaded rows into the file without this extension's note: a person's
+            // decision, not overwritten.
+            let foreign = !sent && note.replaced(uploaded_at);
             let step = match file.status {
                 UsageFileStatus::Pending | UsageFileStatus::Accepted | UsageFileStatus::Closed => {
                     Next::Reported
@@ -980,9 +980,11 @@ impl GroupRunner {
                     Next::Upload
                 }
                 UsageFileStatus::Rejected => Next::Rejected,
+                UsageFileStatus::Ready | UsageFileStatus::Invalid if foreign => Next::Foreign,
+                // Found invalid: what Connect says of it is the news, whoever uploaded it.
+                UsageFileStatus::Invalid if uploaded || ours || moved => Next::Invalid,
                 _ if moved => Next::Moved,
                 UsageFileStatus::Draft => Next::Upload,
-                UsageFileStatus::Invalid if uploaded || ours => Next::Invalid,
                 // Not (known to be) this data: replace it.
                 UsageFileStatus::Invalid | UsageFileStatus::Ready if !ours => Next::Upload,
                 UsageFileStatus::Ready => Next::Submit,
@@ -1009,6 +1011,9 @@ impl GroupRunner {
                             "reported by another task that read the vendor's usage after this run began ({}): its records stand",
                             file.note.as_deref().unwrap_or("no note")
                         ));
+                    } else if foreign {
+                        report.action = FileAction::ChangedAfterReport;
+                        report.message = Some(foreign_message(&file, built.records));
                     } else if digest.is_none() {
                         report.action = FileAction::AlreadyReported;
                         report.message = Some(
@@ -1033,6 +1038,11 @@ impl GroupRunner {
                     return Ok(());
                 }
                 Next::Invalid => return Err(GroupError::Failed(invalid_message(&file))),
+                Next::Foreign => {
+                    report.action = FileAction::ChangedAfterReport;
+                    report.message = Some(foreign_message(&file, built.records));
+                    return Ok(());
+                }
                 Next::Moved => {
                     report.action = FileAction::Waiting;
                     report.message = Some(format!(
@@ -1149,7 +1159,7 @@ impl GroupRunner {
             .uploading(
                 &built.digest,
                 built.records,
-                last_upload(file),
+                file.last_upload(),
                 self.read_at,
             )
             .to_string();
@@ -1177,12 +1187,16 @@ impl GroupRunner {
             return Ok(Uploaded::StillProcessing);
         };
         if matches!(f.status, UsageFileStatus::Ready | UsageFileStatus::Invalid) {
-            // Read again from the processed file: the rerun count must carry over.
-            let done = identity::FileNote::parse(f.note.as_deref()).processed(
-                &built.digest,
-                built.records,
-                last_upload(&f),
-            );
+            // Read again from the processed file: the rerun count must carry over. The rows
+            // are this run's, read when it began.
+            let done = identity::FileNote {
+                read: Some(self.read_at),
+                ..identity::FileNote::parse(f.note.as_deref()).processed(
+                    &built.digest,
+                    built.records,
+                    f.last_upload(),
+                )
+            };
             let note = UsageFileUpdate {
                 note: Some(done.to_string()),
                 ..UsageFileUpdate::default()
@@ -1223,6 +1237,13 @@ impl GroupRunner {
             tokio::time::sleep(self.options.poll.interval).await;
         }
     }
+}
+
+fn foreign_message(f: &UsageFile, records: usize) -> String {
+    format!(
+        "rows were uploaded into {} ({}) by someone else after connect-usage noted its own: these {records} records are not reported; a person decides (clear the file's note to have connect-usage report the vendor's records into it)",
+        f.id, f.status
+    )
 }
 
 /// Whether the file was submitted after its last upload (Connect's clock, to the second).

@@ -402,3 +402,22 @@ pub async fn report_last_month(
     tweak(&mut options);
     connect_usage::usage::report(&vendor(sb), source.as_ref(), &options).await
 }
+
+/// A JSON Lines usage file of good April 2024 records for the target: `(record id,
+/// quantity)` each, on its first asset and integer item.
+pub fn usage_jsonl(name: &str, t: &Target, records: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cu-usage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join(name);
+    let mpn = t.mpn_with("integer");
+    let lines: Vec<String> = records
+        .iter()
+        .map(|(id, q)| {
+            serde_json::json!({"record_id": id, "subscription_id": t.assets[0], "item_mpn": mpn,
+                "quantity": q, "start_time": "2024-04-03T00:00:00Z", "end_time": "2024-04-03T01:00:00Z"})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).expect("write");
+    path
+}
