@@ -532,6 +532,13 @@ impl UsageFile {
     pub fn last_upload(&self) -> Option<i64> {
         Some(self.events.as_ref()?.uploaded.as_ref()?.at.timestamp())
     }
+
+    /// Whether the file holds `records` rows, as far as its counters tell (none: yes).
+    pub fn holds_count(&self, records: usize) -> bool {
+        self.stats
+            .as_ref()
+            .is_none_or(|s| s.uploaded == records as u64)
+    }
 }
 
 /// The body of `POST /usage/files`.

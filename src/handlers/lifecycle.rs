@@ -159,11 +159,7 @@ async fn ready(
     // The note vouches for the file's rows only if nothing was uploaded since it was written
     // and the counts agree.
     let vouched = note.digest.as_ref().is_some_and(|(digest, records)| {
-        note.holds(digest, file.last_upload())
-            && file
-                .stats
-                .as_ref()
-                .is_none_or(|s| s.uploaded == *records as u64)
+        note.holds(digest, file.last_upload()) && file.holds_count(*records)
     });
     if !vouched {
         // Ready, but its upload was interrupted before its digest was noted or outlived the

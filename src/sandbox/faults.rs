@@ -83,12 +83,14 @@ impl FaultRule {
 
     fn matches(&self, method: &str, path: &str) -> bool {
         // An upload's processing can only fail where there is an upload.
-        let upload = method.eq_ignore_ascii_case("POST")
-            && path
-                .split('?')
-                .next()
-                .is_some_and(|p| p.ends_with("/upload"));
-        if matches!(self.action, FaultAction::InvalidUpload { .. }) && !upload {
+        let upload = || {
+            method.eq_ignore_ascii_case("POST")
+                && path
+                    .split('?')
+                    .next()
+                    .is_some_and(|p| p.ends_with("/upload"))
+        };
+        if matches!(self.action, FaultAction::InvalidUpload { .. }) && !upload() {
             return false;
         }
         self.method

@@ -229,28 +229,39 @@ impl FileNote {
         self.digest.as_ref().map(|(d, _)| d.as_str())
     }
 
+    /// No upload came after the digest was noted (a note without `at` cannot tell: yes).
+    fn digest_current(&self, uploaded_at: Option<i64>) -> bool {
+        self.at.is_none_or(|at| uploaded_at == Some(at))
+    }
+
     /// Whether the file, last uploaded into at `uploaded_at`, holds the rows of `digest`: the
     /// note says so and no upload came after it was written.
     pub fn holds(&self, digest: &str, uploaded_at: Option<i64>) -> bool {
-        self.digest() == Some(digest) && self.at.is_none_or(|at| uploaded_at == Some(at))
+        self.digest() == Some(digest) && self.digest_current(uploaded_at)
+    }
+
+    /// The rows (digest and count) the note says the file, last uploaded into at
+    /// `uploaded_at`, holds: a processed upload with no upload after it, or an upload under
+    /// way that has landed.
+    pub fn rows_held(&self, uploaded_at: Option<i64>) -> Option<(&str, usize)> {
+        match (&self.digest, self.landed(uploaded_at)) {
+            (Some((d, n)), _) => self.digest_current(uploaded_at).then_some((d.as_str(), *n)),
+            (None, Some(u)) => Some((u.digest.as_str(), u.records)),
+            (None, None) => None,
+        }
     }
 
     /// When the records the file holds (last uploaded into at `uploaded_at`) were read from
-    /// the vendor, if the note describes them: a processed upload with no upload after it, or
-    /// an upload under way that has landed.
+    /// the vendor, if the note describes them ([`rows_held`](Self::rows_held)).
     pub fn read_of_content(&self, uploaded_at: Option<i64>) -> Option<i64> {
-        let described = match (&self.digest, &self.uploading) {
-            (Some(_), _) => self.at.is_none_or(|at| uploaded_at == Some(at)),
-            (None, Some(_)) => self.landed(uploaded_at).is_some(),
-            (None, None) => false,
-        };
-        self.read.filter(|_| described && uploaded_at.is_some())
+        self.read
+            .filter(|_| uploaded_at.is_some() && self.rows_held(uploaded_at).is_some())
     }
 
     /// Whether rows were uploaded into the file since its digest was noted, by someone other
     /// than this extension (which names every upload of its own in the note first).
     pub fn replaced(&self, uploaded_at: Option<i64>) -> bool {
-        self.digest.is_some() && self.at.is_some_and(|at| uploaded_at != Some(at))
+        self.digest.is_some() && self.at.is_some() && !self.digest_current(uploaded_at)
     }
 
     /// The same note naming no rows: a rerun about to start.

@@ -911,11 +911,6 @@ impl GroupRunner {
             report.status = Some(file.status.to_string());
             let mut note = identity::FileNote::parse(file.note.as_deref());
             let uploaded_at = file.last_upload();
-            let count_agrees = |records: usize| {
-                file.stats
-                    .as_ref()
-                    .is_none_or(|s| s.uploaded == records as u64)
-            };
             // An upload of these very rows whose processing outlived an earlier poll (or whose
             // note was not written after it): the note named it before it was sent, and the
             // file was uploaded into since. It is noted as processed instead of sent again.
@@ -924,7 +919,7 @@ impl GroupRunner {
                 UsageFileStatus::Ready | UsageFileStatus::Invalid
             ) && let Some(landed) = note.landed(uploaded_at)
                 && landed.digest == built.digest
-                && count_agrees(landed.records)
+                && file.holds_count(landed.records)
             {
                 let done = note.processed(&built.digest, built.records, uploaded_at);
                 let update = UsageFileUpdate {
@@ -945,19 +940,16 @@ impl GroupRunner {
             let digest = note.digest();
             // Does the file hold this very data? Its note says so once it was processed, no
             // upload came after, and its record count agrees.
-            let ours = note.holds(&built.digest, uploaded_at) && count_agrees(built.records);
+            let ours = note.holds(&built.digest, uploaded_at) && file.holds_count(built.records);
             // Another task (a lifecycle handler, another instance) uploaded into the file
             // records it read from the vendor after this run began reading: they are newer
             // than this run's, so they are left to that task rather than overwritten, and not
             // called a change after report. Records read earlier are compared as usual.
-            let noted_records = match (&note.digest, note.landed(uploaded_at)) {
-                (Some((_, n)), _) => Some(*n),
-                (None, Some(u)) => Some(u.records),
-                (None, None) => None,
-            };
             let moved = !sent
                 && !ours
-                && noted_records.is_some_and(count_agrees)
+                && note
+                    .rows_held(uploaded_at)
+                    .is_some_and(|(_, records)| file.holds_count(records))
                 && note
                     .read_of_content(uploaded_at)
                     .is_some_and(|read| read > self.read_at);
