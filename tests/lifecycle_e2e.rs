@@ -141,20 +141,6 @@ fn assert_says(message: &str, parts: &[&str]) {
     }
 }
 
-/// The file's note says it holds other records than the vendor's data gives today.
-async fn note_other_data(sb: &Sandbox, id: &str) {
-    common::vendor(sb)
-        .update_usage_file(
-            id,
-            &connect_usage::connect::models::UsageFileUpdate {
-                note: Some(format!("connect-usage digest={} records=1", "0".repeat(64))),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("note set");
-}
-
 /// Fires the monthly schedule and waits for its task to finish.
 async fn fire_schedule(sb: &Sandbox) -> Value {
     let fired = common::runner::admin_post(
@@ -564,7 +550,7 @@ async fn invalid_files_are_explained_and_regenerated_only_when_the_data_changed(
     first.stop_and_wait().await;
 
     // The vendor's data changed since (another digest in the note): regenerated, once.
-    note_other_data(&sb, &id).await;
+    common::note_other_data(&sb, &id).await;
     let _second = extension_runner(&sb, "invalid-2").await;
     let t = deliver(&sb, &id).await;
     assert_eq!(t["status"], "succeeded", "{t:#}");
@@ -866,7 +852,7 @@ async fn a_regenerated_upload_found_invalid_again_is_explained_by_its_own_detail
     let first_detail = file(&sb, &id).await["error_detail"].clone();
     // The vendor's data changed since that upload (another digest in the note), and Connect
     // will find the regenerated upload invalid too, for a reason of its own.
-    note_other_data(&sb, &id).await;
+    common::note_other_data(&sb, &id).await;
     let r = admin_put(
         &sb,
         "faults",

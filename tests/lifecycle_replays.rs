@@ -59,6 +59,21 @@ fn says(out: &TaskOutput, check: impl Fn(&str) -> bool) -> bool {
     out.message.as_deref().is_some_and(check)
 }
 
+/// The event of `object` delivered once more: a success saying `says` that leaves the file
+/// as the first delivery did.
+async fn delivered_again(
+    sb: &Sandbox,
+    object: &Value,
+    after_first: &(Value, Value, Value, Value),
+    says_text: &str,
+) {
+    let second = deliver(sb, object).await;
+    assert_eq!(second.result, ResultType::Success, "{second:?}");
+    assert!(says(&second, |m| m.contains(says_text)), "{second:?}");
+    let id = object["id"].as_str().expect("id");
+    assert_eq!(&fingerprint(sb, id).await, after_first);
+}
+
 /// The file as Connect's API gives it: what the platform hands the handler.
 async fn snapshot(sb: &Sandbox, id: &str) -> Value {
     common::vendor(sb)
@@ -114,13 +129,7 @@ async fn a_ready_event_delivered_twice_submits_once() {
     assert!(says(&first, |m| m.contains("submitted")), "{first:?}");
     let after_first = fingerprint(&sb, &ids[0]).await;
     assert_eq!(after_first.0, "pending");
-    let second = deliver(&sb, &ready).await;
-    assert_eq!(second.result, ResultType::Success, "{second:?}");
-    assert!(
-        says(&second, |m| m.contains("is pending now, no longer ready")),
-        "{second:?}"
-    );
-    assert_eq!(fingerprint(&sb, &ids[0]).await, after_first);
+    delivered_again(&sb, &ready, &after_first, "is pending now, no longer ready").await;
 }
 
 #[tokio::test]
@@ -142,12 +151,7 @@ async fn a_rejected_event_delivered_twice_reruns_once() {
     let after_first = fingerprint(&sb, &ids[0]).await;
     assert_eq!(after_first.0, "pending");
     assert_eq!(after_first.2, 2, "uploaded again once");
-    let second = deliver(&sb, &rejected).await;
-    assert!(
-        says(&second, |m| m.contains("no longer rejected")),
-        "{second:?}"
-    );
-    assert_eq!(fingerprint(&sb, &ids[0]).await, after_first);
+    delivered_again(&sb, &rejected, &after_first, "no longer rejected").await;
     assert_eq!(
         FileNote::parse(after_first.1.as_str()).reruns,
         1,
@@ -171,16 +175,7 @@ async fn an_invalid_event_delivered_twice_regenerates_once() {
         .await
         .expect("uploaded");
     // The vendor's data changed since the extension's upload (another digest in the note).
-    common::vendor(&sb)
-        .update_usage_file(
-            &ids[0],
-            &connect_usage::connect::models::UsageFileUpdate {
-                note: Some(format!("connect-usage digest={} records=1", "0".repeat(64))),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("note set");
+    common::note_other_data(&sb, &ids[0]).await;
     let invalid = snapshot(&sb, &ids[0]).await;
     assert_eq!(invalid["status"], "invalid");
     let first = deliver(&sb, &invalid).await;
@@ -188,12 +183,7 @@ async fn an_invalid_event_delivered_twice_regenerates_once() {
     let after_first = fingerprint(&sb, &ids[0]).await;
     assert_eq!(after_first.0, "pending", "regenerated and submitted");
     assert_eq!(after_first.2, 3);
-    let second = deliver(&sb, &invalid).await;
-    assert!(
-        says(&second, |m| m.contains("no longer invalid")),
-        "{second:?}"
-    );
-    assert_eq!(fingerprint(&sb, &ids[0]).await, after_first);
+    delivered_again(&sb, &invalid, &after_first, "no longer invalid").await;
 }
 
 #[tokio::test]
@@ -216,22 +206,8 @@ async fn a_ready_file_holding_rows_uploaded_by_hand_is_left_to_whoever_uploaded_
         .expect("files")[0]
         .id
         .clone();
-    // Someone uploads as many other rows by hand, in a later second: the note still names
-    // the extension's rows.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let mpn = t.mpn_with("integer");
-    let rows: Vec<_> = ["BY-HAND-1", "BY-HAND-2"]
-        .iter()
-        .map(|r| common::qt_row(r, &mpn, 9.0, &t.assets[0]))
-        .collect();
-    common::vendor(&sb)
-        .upload_usage_file(
-            &id,
-            "by-hand.xlsx",
-            common::workbook("records", &common::QT_HEADER, &rows).into(),
-        )
-        .await
-        .expect("uploaded by hand");
+    // Someone uploads as many other rows by hand: the note still names the extension's rows.
+    common::upload_by_hand(&sb, &t, &id, &["BY-HAND-1", "BY-HAND-2"]).await;
     let ready = snapshot(&sb, &id).await;
     assert_eq!(ready["status"], "ready");
     let before = fingerprint(&sb, &id).await;

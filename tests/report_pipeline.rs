@@ -1194,18 +1194,7 @@ async fn rows_uploaded_by_hand_are_left_for_a_person() {
     let t = qt_target(&sb);
     let a = usage_jsonl("by-hand-a.jsonl", &t, &[("A-1", "1")]);
     let id = processed_not_submitted(&sb, &a).await;
-    // Connect's upload times are whole seconds: the hand upload is in a later one.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let mpn = t.mpn_with("integer");
-    let rows = vec![qt_row("BY-HAND-1", &mpn, 5.0, &t.assets[0])];
-    vendor(&sb)
-        .upload_usage_file(
-            &id,
-            "by-hand.xlsx",
-            workbook("records", &QT_HEADER, &rows).into(),
-        )
-        .await
-        .expect("uploaded by hand");
+    upload_by_hand(&sb, &t, &id, &["BY-HAND-1"]).await;
     let summary = run_file(&sb, &a, &options(april())).await.expect("report");
     assert_eq!(summary.result, RunResult::Partial, "{summary}");
     let f = &summary.files[0];

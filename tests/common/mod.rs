@@ -421,3 +421,37 @@ pub fn usage_jsonl(name: &str, t: &Target, records: &[(&str, &str)]) -> std::pat
     std::fs::write(&path, lines.join("\n")).expect("write");
     path
 }
+
+/// The file's note says it holds other records than the vendor's data gives today.
+pub async fn note_other_data(sb: &Sandbox, id: &str) {
+    vendor(sb)
+        .update_usage_file(
+            id,
+            &connect_usage::connect::models::UsageFileUpdate {
+                note: Some(format!("connect-usage digest={} records=1", "0".repeat(64))),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("note set");
+}
+
+/// Someone uploads rows with these record ids (quantity 9 each, on the target's first asset
+/// and integer item) into the file by hand, in a later second than the file's last upload
+/// (Connect's upload times are whole seconds).
+pub async fn upload_by_hand(sb: &Sandbox, t: &Target, id: &str, record_ids: &[&str]) {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mpn = t.mpn_with("integer");
+    let rows: Vec<_> = record_ids
+        .iter()
+        .map(|r| qt_row(r, &mpn, 9.0, &t.assets[0]))
+        .collect();
+    vendor(sb)
+        .upload_usage_file(
+            id,
+            "by-hand.xlsx",
+            workbook("records", &QT_HEADER, &rows).into(),
+        )
+        .await
+        .expect("uploaded by hand");
+}
