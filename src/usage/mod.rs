@@ -9,6 +9,7 @@ pub mod locks;
 pub mod period;
 pub mod pipeline;
 pub mod record;
+pub mod reported;
 pub mod source;
 pub mod source_file;
 pub mod source_http;
