@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use connect_usage::connect::{ApiKey, ConnectClient};
 use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
 use connect_usage::usage::record::Quantity;
+use connect_usage::usage::row::Row;
 use connect_usage::usage::source_http::VendorApiSource;
-use connect_usage::usage::workbook::{self, Row};
+use connect_usage::usage::workbook;
 use connect_usage::usage::{Period, PollPolicy, ReportOptions, SourceSpec, report};
 
 fn arg(name: &str) -> Option<String> {
@@ -182,18 +183,25 @@ fn phase_workbook() -> Result<(), Failure> {
     let started = Instant::now();
     let bytes = workbook::write(
         rows.iter().map(|r| Row {
+            group: 0,
             record_id: &r.id,
+            position: connect_usage::usage::Position {
+                ordinal: 1,
+                line: None,
+            },
             note: r.note.as_deref(),
             item_mpn: &r.mpn,
-            quantity: &r.q,
+            quantity: r.q.as_str(),
             start,
             end: start + 3600,
             asset_id: &r.sub,
             category: None,
+            vendor_id: true,
+            precision: 0,
+            sums: 1,
+            tag: 0,
         }),
-        &[],
         period().end_exclusive(),
-        None,
     )?;
     print("workbook writing alone", rows.len(), started.elapsed());
     println!("{:<28} {:.0} MB workbook", "", bytes.len() as f64 / 1e6);

@@ -83,9 +83,11 @@ async fn macros_declare_and_collect() {
         vars,
         [
             "MACRO_SETTING",
+            "MAX_RECORDS_PER_FILE",
             "REPORT_CONCURRENCY",
             "RERUN_LIMIT",
             "USAGE_ACK_URL",
+            "USAGE_AGGREGATION",
             "USAGE_SOURCE",
             "USAGE_SOURCE_TOKEN"
         ]

@@ -843,31 +843,175 @@ async fn a_crash_between_upload_and_note_never_leads_to_submitting_other_data() 
 }
 
 #[tokio::test]
-async fn data_changed_after_submission_is_not_reported_and_says_so() {
+async fn late_records_after_submission_become_one_supplement() {
     let sb = start().await;
     let t = qt_target(&sb);
-    let a = usage_jsonl("changed-a.jsonl", &t, &[("A-1", "1")]);
-    let more = usage_jsonl("changed-b.jsonl", &t, &[("A-1", "1"), ("A-2", "5")]);
+    let a = usage_jsonl("late-a.jsonl", &t, &[("A-1", "1")]);
+    let more = usage_jsonl(
+        "late-b.jsonl",
+        &t,
+        &[("A-1", "1"), ("A-2", "5"), ("A-3", "2")],
+    );
     run_file(&sb, &a, &options(april())).await.expect("first");
     let summary = run_file(&sb, &more, &options(april()))
         .await
         .expect("second");
-    assert_eq!(summary.result, RunResult::Partial, "{summary}");
-    assert_eq!(summary.groups.changed_after_report, 1);
-    assert_eq!(summary.records.not_reported, 2);
-    assert_eq!(summary.records.already_reported, 0);
-    let f = &summary.files[0];
-    assert_eq!(f.action, FileAction::ChangedAfterReport);
-    assert!(
-        f.message
-            .as_deref()
-            .is_some_and(|m| m.contains("a person must decide")),
-        "{:?}",
-        f.message
+    assert_eq!(summary.result, RunResult::Complete, "{summary}");
+    assert_eq!(
+        (
+            summary.records.sent,
+            summary.records.already_reported,
+            summary.records.not_reported,
+            summary.records.conflicts
+        ),
+        (2, 1, 0, 0),
+        "{summary}"
     );
-    // Nothing was changed in Connect.
-    let (_, records) = final_state(&sb).await.into_values().next().expect("file");
-    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (summary.groups.created, summary.groups.already_reported),
+        (1, 1)
+    );
+    let base = connect_usage::usage::identity::external_id(&t.contract, &t.product, april());
+    let state = final_state(&sb).await;
+    let ids = |ext: &str| -> (String, Vec<String>) {
+        let (status, records) = &state[ext];
+        (
+            status.clone(),
+            records.iter().map(|r| r.0.clone()).collect(),
+        )
+    };
+    assert_eq!(ids(&base), ("pending".into(), vec!["A-1".into()]));
+    assert_eq!(
+        ids(&format!("{base}:s1")),
+        ("pending".into(), vec!["A-2".into(), "A-3".into()])
+    );
+    let s1 = summary
+        .files
+        .iter()
+        .find(|f| f.external_id.ends_with(":s1"))
+        .expect("the supplement's report");
+    assert_eq!((s1.action, s1.records), (FileAction::Created, 2));
+    // The supplement says what it is.
+    let files = vendor(&sb).usage_files().all().await.expect("files");
+    let f = files
+        .iter()
+        .find(|f| f.external_id.as_deref() == Some(&format!("{base}:s1")))
+        .expect("supplement");
+    assert_eq!(f.name.as_deref(), Some("Usage April 2024, supplement 1"));
+
+    // A second rerun changes nothing, and reads nothing back from Connect.
+    let calls = last_request(&sb).await;
+    let again = run_file(&sb, &more, &options(april()))
+        .await
+        .expect("third");
+    assert_eq!(again.result, RunResult::Complete, "{again}");
+    assert_eq!(
+        (again.records.sent, again.records.already_reported),
+        (0, 3),
+        "{again}"
+    );
+    assert!(
+        again
+            .files
+            .iter()
+            .all(|f| f.action == FileAction::AlreadyReported)
+    );
+    assert_eq!(final_state(&sb).await, state);
+    // (A file's link is only on its own GET, which a comparison makes first.)
+    let requests = admin_get(&sb, &format!("requests?after={calls}")).await;
+    let file_reads = requests
+        .as_array()
+        .expect("requests")
+        .iter()
+        .filter(|r| r["method"] == "GET")
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/usage/files/UF-"))
+        })
+        .count();
+    assert_eq!(file_reads, 0, "the notes told the group is reported");
+
+    // More late records make the next supplement.
+    let even_more = usage_jsonl(
+        "late-c.jsonl",
+        &t,
+        &[("A-1", "1"), ("A-2", "5"), ("A-3", "2"), ("A-4", "9")],
+    );
+    let third = run_file(&sb, &even_more, &options(april()))
+        .await
+        .expect("fourth");
+    assert_eq!((third.records.sent, third.records.already_reported), (1, 3));
+    let (status, records) = &final_state(&sb).await[&format!("{base}:s2")];
+    assert_eq!(status, "pending", "{third}");
+    assert_eq!(
+        records.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        ["A-4"]
+    );
+}
+
+#[tokio::test]
+async fn a_changed_record_is_a_conflict_and_nothing_is_resent() {
+    let sb = start().await;
+    let t = qt_target(&sb);
+    let first = usage_jsonl("conflict-a.jsonl", &t, &[("A-1", "1"), ("A-2", "5")]);
+    let changed = usage_jsonl(
+        "conflict-b.jsonl",
+        &t,
+        &[("A-1", "1"), ("A-2", "6"), ("A-3", "4")],
+    );
+    run_file(&sb, &first, &options(april()))
+        .await
+        .expect("first");
+    let before = final_state(&sb).await;
+    let summary = run_file(&sb, &changed, &options(april()))
+        .await
+        .expect("second");
+    assert_eq!(summary.result, RunResult::Partial, "{summary}");
+    assert_eq!(
+        (
+            summary.records.sent,
+            summary.records.already_reported,
+            summary.records.conflicts
+        ),
+        (1, 1, 1),
+        "{summary}"
+    );
+    assert_eq!(summary.conflicts.len(), 1);
+    let c = &summary.conflicts[0];
+    assert_eq!(c.record_id, "A-2");
+    assert_eq!(
+        (c.reported.quantity.as_str(), c.current.quantity.as_str()),
+        ("5", "6")
+    );
+    assert!(c.file_id.starts_with("UF-"), "{c:?}");
+    let text = summary.to_string();
+    assert!(text.contains("A-2 (UF-"), "{text}");
+    assert!(text.contains("quantity 5 reported, now 6"), "{text}");
+    // A-3 is new: a supplement. A-2 is not sent again anywhere.
+    let base = connect_usage::usage::identity::external_id(&t.contract, &t.product, april());
+    let state = final_state(&sb).await;
+    assert_eq!(
+        state[&base], before[&base],
+        "the reported file is untouched"
+    );
+    let s1: Vec<&str> = state[&format!("{base}:s1")]
+        .1
+        .iter()
+        .map(|r| r.0.as_str())
+        .collect();
+    assert_eq!(s1, ["A-3"]);
+    // Run again: the conflict is still reported, nothing more is sent.
+    let again = run_file(&sb, &changed, &options(april()))
+        .await
+        .expect("third");
+    assert_eq!(
+        (again.records.sent, again.records.conflicts),
+        (0, 1),
+        "{again}"
+    );
+    assert_eq!(again.result, RunResult::Partial);
+    assert_eq!(final_state(&sb).await, state);
 }
 
 #[tokio::test]
@@ -1115,12 +1259,21 @@ async fn of_two_tasks_reporting_a_group_the_later_read_stands() {
                 assert_eq!(uploads, 1, "{case}: nothing uploaded over them");
             }
             (false, true) => {
-                assert_eq!(
-                    f.action,
-                    FileAction::ChangedAfterReport,
-                    "{case}: {summary}"
-                );
+                // The older records were submitted first: the newer run sends what they lack,
+                // in a supplement.
+                assert_eq!(f.action, FileAction::AlreadyReported, "{case}: {summary}");
                 assert_eq!((status.as_str(), ids), ("pending", vec!["A-1"]), "{case}");
+                let supplement = &summary.files[1];
+                assert_eq!(supplement.action, FileAction::Created, "{case}: {summary}");
+                assert_eq!(supplement.slot.as_deref(), Some("supplement 1"));
+                let state = final_state(&sb).await;
+                let (s_status, s_records) = &state[&format!("{external_id}:s1")];
+                assert_eq!(s_status, "pending", "{case}");
+                assert_eq!(
+                    s_records.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+                    ["A-2"],
+                    "{case}"
+                );
             }
             (false, false) => {
                 assert_eq!(f.action, FileAction::Resumed, "{case}: {summary}");

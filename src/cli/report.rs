@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::Args;
 use connect_usage::connect::{ApiKey, ConnectClient, api_base_url};
 use connect_usage::usage::config::{
-    DEFAULT_CONCURRENCY, REPORT_CONCURRENCY, ReportSettings, USAGE_SOURCE, USAGE_SOURCE_TOKEN,
+    DEFAULT_CONCURRENCY, MAX_RECORDS_PER_FILE, REPORT_CONCURRENCY, ReportSettings,
+    USAGE_AGGREGATION, USAGE_SOURCE, USAGE_SOURCE_TOKEN, WORK_DIR,
 };
 use connect_usage::usage::{Period, PollPolicy, ReportOptions, RunError, RunResult, report};
 
@@ -15,10 +16,15 @@ use super::{EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, Failure, config_error, run_erro
 pub const LONG_ABOUT: &str = "Report a month of QT usage to Connect (or the sandbox) once.\n\n\
     Reads the month's usage from USAGE_SOURCE (the vendor usage API, or a CSV / JSON Lines file), \
     checks every record, groups them per distribution contract and product, and for each group \
-    creates a usage file, uploads its workbook and submits it. Files are found again by a \
-    deterministic external id, so running twice, or again after a crash, never reports twice.\n\n\
+    creates a usage file, uploads its workbook and submits it. A group larger than \
+    --max-records-per-file is reported as several files (parts); records that arrive after a \
+    group was submitted go into a supplementary file. Files are found again by deterministic \
+    external ids, so running twice, or again after a crash, never reports twice. A month of any \
+    size runs in bounded memory: what must wait is kept in --work-dir, removed at the end.\n\n\
     With --dry-run it writes the workbooks and summary.json to --out and sends nothing.\n\n\
-    Exit codes: 0 everything reported, 3 part of it (see the summary), 1 nothing, 2 bad settings.";
+    Exit codes: 0 everything reported, 3 part of it (records not sent, files not submitted yet, \
+    or records whose usage changed after it was reported: see the summary), 1 nothing, \
+    2 bad settings.";
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -34,6 +40,16 @@ pub struct ReportArgs {
     /// Groups (contract and product) reported at once.
     #[arg(long, env = REPORT_CONCURRENCY, default_value_t = DEFAULT_CONCURRENCY)]
     concurrency: usize,
+    /// The most records one usage file holds (at most 1048575); larger groups become parts.
+    #[arg(long, env = MAX_RECORDS_PER_FILE)]
+    max_records_per_file: Option<String>,
+    /// none (a row per record), day or month: sum each subscription's item per UTC day or
+    /// month before reporting.
+    #[arg(long, env = USAGE_AGGREGATION)]
+    aggregation: Option<String>,
+    /// Where the run keeps its work files (default: the system's temporary directory).
+    #[arg(long, env = WORK_DIR)]
+    work_dir: Option<PathBuf>,
     /// Connect API key (`ApiKey SU-...:...`, the prefix optional).
     #[arg(long, env = "API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -67,6 +83,9 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
         USAGE_SOURCE => args.source.clone(),
         USAGE_SOURCE_TOKEN => args.source_token.clone(),
         REPORT_CONCURRENCY => Some(args.concurrency.to_string()),
+        MAX_RECORDS_PER_FILE => args.max_records_per_file.clone(),
+        USAGE_AGGREGATION => args.aggregation.clone(),
+        WORK_DIR => args.work_dir.as_ref().map(|p| p.display().to_string()),
         _ => None,
     })
     .map_err(config_error)?;
@@ -79,14 +98,13 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
     let client = ConnectClient::new(base, key).map_err(config_error)?;
     let source = settings.source.open().map_err(config_error)?;
     let options = ReportOptions {
-        concurrency: settings.concurrency,
         dry_run: args.dry_run,
         out_dir: args.out.clone(),
         poll: PollPolicy {
             interval: Duration::from_millis(args.poll_interval_ms.max(10)),
             timeout: Duration::from_secs(args.poll_timeout_secs),
         },
-        ..ReportOptions::new(period)
+        ..settings.options(period)
     };
     let summary = report(&client, source.as_ref(), &options)
         .await

@@ -209,6 +209,83 @@ impl ConnectClient {
         &self.inner.base_url
     }
 
+    /// Downloads a link Connect handed out (a file's `usage_file_uri`: a signed storage link,
+    /// so no key is sent) into `to`, streaming; returns the bytes written. Retried like a GET.
+    pub async fn download_link(
+        &self,
+        url: &str,
+        to: &std::path::Path,
+    ) -> Result<u64, ConnectError> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        // The link's query is its signature: never shown.
+        let line = RequestLine {
+            method: Method::GET,
+            path: url.split('?').next().unwrap_or_default().to_owned(),
+        };
+        let transport = |e: reqwest::Error| {
+            let (connect, timeout) = (e.is_connect(), e.is_timeout());
+            ConnectError::new(
+                Some(line.clone()),
+                ErrorKind::Transport {
+                    reason: e.without_url().to_string(),
+                    connect,
+                    timeout,
+                },
+            )
+        };
+        let attempt = || async {
+            self.inner.sent.fetch_add(1, Ordering::Relaxed);
+            let resp = self
+                .inner
+                .http
+                .get(url)
+                .header(USER_AGENT, self.inner.user_agent.as_str())
+                .send()
+                .await
+                .map_err(transport)?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(ConnectError::new(
+                    Some(line.clone()),
+                    ErrorKind::Api {
+                        status: status.as_u16(),
+                        error_code: None,
+                        errors: vec![format!("the download link answered {status}")],
+                        retry_after: None,
+                    },
+                ));
+            }
+            let mut file = tokio::fs::File::create(to).await.map_err(|e| {
+                ConnectError::invalid(format!("cannot write {}: {e}", to.display()))
+            })?;
+            let mut body = resp.bytes_stream();
+            let mut written = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(transport)?;
+                written += chunk.len() as u64;
+                file.write_all(&chunk).await.map_err(|e| {
+                    ConnectError::invalid(format!("cannot write {}: {e}", to.display()))
+                })?;
+            }
+            file.flush().await.map_err(|e| {
+                ConnectError::invalid(format!("cannot write {}: {e}", to.display()))
+            })?;
+            Ok(written)
+        };
+        self.inner
+            .retry
+            .run(attempt, |e: &ConnectError| {
+                if e.is_transient() {
+                    Next::Retry { retry_after: None }
+                } else {
+                    Next::GiveUp
+                }
+            })
+            .await
+            .map_err(|(e, attempts)| e.with_attempts(attempts))
+    }
+
     /// A handle on the same connection pool and key that adds `headers` to every request
     /// (replacing a header of the same name, `User-Agent` included).
     pub fn with_headers(&self, headers: HeaderMap) -> ConnectClient {

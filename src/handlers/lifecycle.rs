@@ -2,9 +2,10 @@
 //!
 //! One handler of `usage_file_request_processing` for the statuses below, acting only on the
 //! files this extension owns (their `external_id` starts with `cu:`; any other file is
-//! skipped with the reason). Each holds the file's group [lock](crate::usage::locks), reads
-//! the file again and acts only if it is still in the event's status, so the same event
-//! delivered twice changes nothing the second time.
+//! skipped with the reason). A group's parts and supplements are each one of these files.
+//! Each handler holds the file's group [lock](crate::usage::locks), reads the file again and
+//! acts only if it is still in the event's status, so the same event delivered twice changes
+//! nothing the second time.
 //!
 //! - `ready`: submit. A file whose note does not vouch for its rows (an upload interrupted
 //!   before it was noted, or processed after the run stopped waiting) is first checked against
@@ -13,8 +14,9 @@
 //! - `invalid`: log Connect's `error_detail` and the invalid records; if the vendor's data for
 //!   the group changed since the upload, regenerate and upload once more, else `fail` saying
 //!   what to fix.
-//! - `rejected`: rerun (fetch the group's usage again, rebuild, upload into the same file,
-//!   submit), at most `RERUN_LIMIT` times per file. The count lives in the file's note
+//! - `rejected`: rerun (fetch the group's usage again, rebuild this file from the records no
+//!   other file of the group holds, upload into it, submit), at most `RERUN_LIMIT` times per
+//!   file. The count lives in the file's note
 //!   ([`FileNote`]), so it survives restarts; a rerun interrupted is resumed, not counted twice.
 //! - `accepted`: acknowledge to the vendor (`USAGE_ACK_URL`) when configured.
 //! - `closed`: nothing left to do.
@@ -29,9 +31,10 @@ use crate::rql::Expr;
 use crate::runner::{HandlerError, Outcome, TaskContext};
 use crate::usage::acknowledge::{AckError, Acknowledged, Acknowledgement};
 use crate::usage::config::{LifecycleSettings, RERUN_LIMIT, ReportSettings, USAGE_ACK_URL};
-use crate::usage::identity::{FileNote, parse_external_id};
+use crate::usage::decide::{Seen, Vouch, vouched};
+use crate::usage::identity::{FileNote, FileSlot, parse_external_id};
 use crate::usage::pipeline::INVALID_UPLOAD;
-use crate::usage::{FileAction, FileReport, Period, ReportOptions, locks, report};
+use crate::usage::{FileAction, FileReport, Period, locks, report};
 
 crate::event_handler! {
     event: "usage_file_request_processing",
@@ -50,20 +53,31 @@ const LATER: u64 = 120;
 /// Invalid records shown in logs and messages.
 const INVALID_SAMPLES: u64 = 20;
 
-/// The group a file of this extension reports.
+/// A file of this extension, and the group it reports.
 #[derive(Debug, Clone)]
 struct Group {
     file_id: String,
     external_id: String,
+    /// The external id of the group's first file: the group's lock.
+    group_id: String,
     contract: String,
     product: String,
     period: Period,
+    slot: FileSlot,
 }
 
 impl Group {
     fn describe(&self) -> String {
+        let part = match self.slot {
+            FileSlot::FIRST => String::new(),
+            slot if slot.part > 1 && slot.supplement > 0 => {
+                format!(", supplement {} part {}", slot.supplement, slot.part)
+            }
+            slot if slot.part > 1 => format!(", part {}", slot.part),
+            slot => format!(", supplement {}", slot.supplement),
+        };
         format!(
-            "usage file {} (contract {}, product {}, {})",
+            "usage file {} (contract {}, product {}, {}{part})",
             self.file_id, self.contract, self.product, self.period
         )
     }
@@ -83,20 +97,22 @@ pub async fn usage_file_lifecycle(
         }
     };
     let external_id = event_file.external_id.clone().unwrap_or_default();
-    let Some((contract, product, period)) = parse_external_id(&external_id) else {
+    let Some(parsed) = parse_external_id(&external_id) else {
         return Ok(Outcome::skip(format!(
-            "usage file {} is not one of connect-usage's: its external_id {external_id:?} is not cu:<contract>:<product>:<YYYY-MM>",
+            "usage file {} is not one of connect-usage's: its external_id {external_id:?} is not cu:<contract>:<product>:<YYYY-MM>[:s<n>][:p<k>]",
             event_file.id
         )));
     };
     let group = Group {
         file_id: event_file.id.clone(),
+        group_id: parsed.group_id(),
         external_id,
-        contract,
-        product,
-        period,
+        contract: parsed.contract,
+        product: parsed.product,
+        period: parsed.period,
+        slot: parsed.slot,
     };
-    let Ok(_held) = tokio::time::timeout(LOCK_WAIT, locks::lock(&group.external_id)).await else {
+    let Ok(_held) = tokio::time::timeout(LOCK_WAIT, locks::lock(&group.group_id)).await else {
         info!(file = %group.file_id, "another task is still working on this usage file; later");
         return Ok(Outcome::reschedule(LATER));
     };
@@ -150,23 +166,31 @@ async fn ready(
     file: &UsageFile,
 ) -> Result<Outcome, HandlerError> {
     let note = FileNote::parse(file.note.as_deref());
-    if note.replaced(file.last_upload()) {
-        return Ok(Outcome::skip(format!(
-            "{} holds rows someone else uploaded after connect-usage noted its own: left for them to submit (clear the file's note to have connect-usage report the vendor's records into it)",
-            group.describe()
-        )));
-    }
     // The note vouches for the file's rows only if nothing was uploaded since it was written
-    // and the counts agree.
-    let vouched = note.digest.as_ref().is_some_and(|(digest, records)| {
-        note.holds(digest, file.last_upload()) && file.holds_count(*records)
-    });
-    if !vouched {
+    // and the counts agree: the same judgement the report pipeline makes.
+    let seen = Seen {
+        status: &file.status,
+        note: &note,
+        uploaded_at: file.last_upload(),
+        rows: file.stats.as_ref().map(|s| s.uploaded),
+        submitted_since_upload: false,
+    };
+    let records = match vouched(&seen) {
+        Vouch::Foreign => {
+            return Ok(Outcome::skip(format!(
+                "{} holds rows someone else uploaded after connect-usage noted its own: left for them to submit (clear the file's note to have connect-usage report the vendor's records into it)",
+                group.describe()
+            )));
+        }
+        Vouch::Rows { records, .. } => Some(records),
+        Vouch::Unknown => None,
+    };
+    let Some(records) = records else {
         // Ready, but its upload was interrupted before its digest was noted or outlived the
         // run's wait: a one-group run checks it against the vendor's data, uploads again if
         // needed, and submits.
         info!(file = %group.file_id, "ready without a digest that vouches for its rows: checking it against the vendor's data");
-        let report = regenerate(ctx, group, false).await?;
+        let report = regenerate(ctx, group, None).await?;
         return Ok(match report.as_ref().map(|r| r.action) {
             Some(FileAction::Created | FileAction::Resumed | FileAction::AlreadyReported) => {
                 Outcome::done_with_message(format!(
@@ -176,14 +200,13 @@ async fn ready(
             }
             _ => outcome_of_failed_run(group, report)?,
         });
-    }
+    };
     match ctx.client.submit_usage_file(&group.file_id).await {
         Ok(f) => {
             info!(file = %group.file_id, external_id = %group.external_id, status = %f.status, "usage file submitted");
             Ok(Outcome::done_with_message(format!(
-                "{} submitted to the provider ({} records)",
-                group.describe(),
-                note.digest.as_ref().map_or(0, |(_, n)| *n)
+                "{} submitted to the provider ({records} records)",
+                group.describe()
             )))
         }
         Err(e) => {
@@ -215,7 +238,7 @@ async fn invalid(
     file: &UsageFile,
 ) -> Result<Outcome, HandlerError> {
     let found = explain_invalid(ctx, group, file).await;
-    let report = regenerate(ctx, group, false).await?;
+    let report = regenerate(ctx, group, None).await?;
     let invalid_again = |r: &FileReport| {
         r.action == FileAction::Failed
             && r.message
@@ -383,7 +406,7 @@ async fn rejected(
         started.reruns
     };
     info!(file = %group.file_id, rerun, limit = cap, "rerun: fetching the usage again and rebuilding the file");
-    let report = regenerate(ctx, group, true).await?;
+    let report = regenerate(ctx, group, Some(&group.file_id)).await?;
     match report.as_ref().map(|r| r.action) {
         Some(FileAction::Created | FileAction::Resumed) => {
             let records = report.as_ref().map_or(0, |r| r.records);
@@ -484,11 +507,12 @@ async fn invalid_records(ctx: &TaskContext, file_id: &str) -> (u64, Vec<UsageRec
 }
 
 /// Runs the report for this one group: fetch the month's usage, keep the group's records,
-/// rebuild the workbook, take the file to `pending`. The caller holds the group's lock.
+/// rebuild the workbooks, take the files to `pending` (with `rerun`: only that rejected file).
+/// The caller holds the group's lock. Returns what became of the event's file.
 async fn regenerate(
     ctx: &TaskContext,
     group: &Group,
-    rerun_rejected: bool,
+    rerun: Option<&str>,
 ) -> Result<Option<FileReport>, HandlerError> {
     let settings = ReportSettings::from_lookup(|n| ctx.config.get(n).map(str::to_owned))
         .map_err(|e| HandlerError::msg(format!("the extension's variables are not usable: {e}")))?;
@@ -496,10 +520,10 @@ async fn regenerate(
         .source
         .open()
         .map_err(|e| HandlerError::msg(format!("the usage source cannot be used: {e}")))?;
-    let mut options = ReportOptions::new(group.period);
+    let mut options = settings.options(group.period);
     options.concurrency = 1;
     options.only = Some((group.contract.clone(), group.product.clone()));
-    options.rerun_rejected = rerun_rejected;
+    options.rerun = rerun.map(str::to_owned);
     options.lock_groups = false;
     let summary = report(&ctx.client, source.as_ref(), &options).await?;
     Ok(summary

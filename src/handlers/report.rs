@@ -1,16 +1,19 @@
 //! The `report_monthly_usage` schedulable: the QT pipeline on a schedule.
 //!
 //! The usage source comes from the extension's variables (`USAGE_SOURCE`, the secure
-//! `USAGE_SOURCE_TOKEN`, `REPORT_CONCURRENCY`); the month is the schedule's `parameter.period`
-//! (`YYYY-MM`) or else the previous month. A run that is interrupted, retried or run twice
+//! `USAGE_SOURCE_TOKEN`, `REPORT_CONCURRENCY`, `MAX_RECORDS_PER_FILE`, `USAGE_AGGREGATION`);
+//! the month is the schedule's `parameter.period` (`YYYY-MM`) or else the previous month. A run that is interrupted, retried or run twice
 //! reports nothing twice: files are found again by their deterministic external id.
 
 use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::runner::{HandlerError, Outcome, TaskContext};
-use crate::usage::config::{REPORT_CONCURRENCY, ReportSettings, USAGE_SOURCE, USAGE_SOURCE_TOKEN};
-use crate::usage::{Period, ReportOptions, RunResult, report};
+use crate::usage::config::{
+    MAX_RECORDS_PER_FILE, REPORT_CONCURRENCY, ReportSettings, USAGE_AGGREGATION, USAGE_SOURCE,
+    USAGE_SOURCE_TOKEN,
+};
+use crate::usage::{Period, RunResult, report};
 
 crate::schedulable! {
     method: "report_monthly_usage",
@@ -22,6 +25,8 @@ crate::schedulable! {
 crate::variable! { name: USAGE_SOURCE, initial_value: "", secure: false }
 crate::variable! { name: USAGE_SOURCE_TOKEN, initial_value: "", secure: true }
 crate::variable! { name: REPORT_CONCURRENCY, initial_value: "4", secure: false }
+crate::variable! { name: MAX_RECORDS_PER_FILE, initial_value: "1000000", secure: false }
+crate::variable! { name: USAGE_AGGREGATION, initial_value: "none", secure: false }
 
 /// How long to wait before a run with failed groups tries them again.
 const AGAIN_AFTER: u64 = 600;
@@ -60,10 +65,7 @@ pub async fn report_monthly_usage(
             )));
         }
     };
-    let options = ReportOptions {
-        concurrency: settings.concurrency,
-        ..ReportOptions::new(period)
-    };
+    let options = settings.options(period);
     // Source and catalog failures are errors: the platform runs the task again, and the run
     // resumes from Connect's state.
     let summary = report(&ctx.client, source.as_ref(), &options).await?;
@@ -80,6 +82,21 @@ pub async fn report_monthly_usage(
         return Ok(Outcome::reschedule(AGAIN_AFTER));
     }
     let mut message = summary.one_line();
+    if !summary.conflicts.is_empty() {
+        let first: Vec<String> = summary
+            .conflicts
+            .iter()
+            .take(5)
+            .map(|c| c.to_string())
+            .collect();
+        for c in &summary.conflicts {
+            warn!(period = %period, conflict = %c, "usage changed after it was reported");
+        }
+        message.push_str(&format!(
+            ". Records whose usage changed after it was reported are not sent again: settle them with the provider. The first: {}",
+            first.join("; ")
+        ));
+    }
     if !summary.problems.is_empty() {
         let first: Vec<String> = summary
             .problems

@@ -1,10 +1,17 @@
 //! The report's settings, by the names that serve both as extension variables (set in Connect)
 //! and as environment variables of the command line: `USAGE_SOURCE`, `USAGE_SOURCE_TOKEN`
-//! (secure), `REPORT_CONCURRENCY`, and the lifecycle handlers' `RERUN_LIMIT` and
-//! `USAGE_ACK_URL`.
+//! (secure), `REPORT_CONCURRENCY`, `MAX_RECORDS_PER_FILE`, `USAGE_AGGREGATION`, and the
+//! lifecycle handlers' `RERUN_LIMIT` and `USAGE_ACK_URL`. `WORK_DIR`, where runs keep their
+//! work files, is the machine's business: an environment variable only.
+
+use std::path::PathBuf;
 
 use super::acknowledge::AckEndpoint;
+use super::aggregate::Aggregation;
+use super::period::Period;
+use super::pipeline::{DEFAULT_MAX_RECORDS_PER_FILE, ReportOptions};
 use super::source::{SourceError, SourceSpec};
+use super::workbook::MAX_ROWS;
 use crate::secret::Secret;
 
 /// The name of the usage source setting: a Vendor API URL or a file path.
@@ -15,6 +22,12 @@ pub const USAGE_SOURCE_TOKEN: &str = "USAGE_SOURCE_TOKEN";
 pub const REPORT_CONCURRENCY: &str = "REPORT_CONCURRENCY";
 /// Groups reported at once unless set.
 pub const DEFAULT_CONCURRENCY: usize = 4;
+/// The name of the most records one usage file holds; larger groups are cut into parts.
+pub const MAX_RECORDS_PER_FILE: &str = "MAX_RECORDS_PER_FILE";
+/// The name of the aggregation setting: `none`, `day` or `month`.
+pub const USAGE_AGGREGATION: &str = "USAGE_AGGREGATION";
+/// The name of the directory runs keep their work files under (an environment variable).
+pub const WORK_DIR: &str = "WORK_DIR";
 
 /// The name of the cap on reruns of a usage file after provider rejections.
 pub const RERUN_LIMIT: &str = "RERUN_LIMIT";
@@ -66,6 +79,30 @@ impl LifecycleSettings {
 pub struct ReportSettings {
     pub source: SourceSpec,
     pub concurrency: usize,
+    pub max_records_per_file: usize,
+    pub aggregation: Aggregation,
+    /// Where runs make their work directories.
+    pub work_dir: PathBuf,
+}
+
+impl ReportSettings {
+    /// A run's options for `period` with these settings.
+    pub fn options(&self, period: Period) -> ReportOptions {
+        ReportOptions {
+            concurrency: self.concurrency,
+            max_records_per_file: self.max_records_per_file,
+            aggregation: self.aggregation,
+            work_dir: self.work_dir.clone(),
+            ..ReportOptions::new(period)
+        }
+    }
+}
+
+/// `WORK_DIR` from the process environment, else the system's temporary directory.
+pub fn work_dir_from_env() -> PathBuf {
+    std::env::var_os(WORK_DIR)
+        .filter(|v| !v.is_empty())
+        .map_or_else(std::env::temp_dir, PathBuf::from)
 }
 
 impl ReportSettings {
@@ -92,9 +129,33 @@ impl ReportSettings {
                 }
             },
         };
+        let max_records_per_file = match lookup(MAX_RECORDS_PER_FILE)
+            .filter(|c| !c.trim().is_empty())
+        {
+            None => DEFAULT_MAX_RECORDS_PER_FILE,
+            Some(text) => match text.trim().replace('_', "").parse::<usize>() {
+                Ok(n) if (1..=MAX_ROWS).contains(&n) => n,
+                _ => {
+                    return Err(SourceError::Config(format!(
+                        "{MAX_RECORDS_PER_FILE}={text:?}: give a number from 1 to {MAX_ROWS} (a worksheet's rows below its header)"
+                    )));
+                }
+            },
+        };
+        let aggregation = match lookup(USAGE_AGGREGATION) {
+            None => Aggregation::None,
+            Some(text) => Aggregation::parse(&text)
+                .map_err(|e| SourceError::Config(format!("{USAGE_AGGREGATION}: {e}")))?,
+        };
+        let work_dir = lookup(WORK_DIR)
+            .filter(|w| !w.trim().is_empty())
+            .map_or_else(work_dir_from_env, PathBuf::from);
         Ok(ReportSettings {
             source: SourceSpec::parse(&source, token)?,
             concurrency,
+            max_records_per_file,
+            aggregation,
+            work_dir,
         })
     }
 }
@@ -124,6 +185,23 @@ mod tests {
         assert!(matches!(s.source, SourceSpec::Http { ref token, .. } if token.expose() == "tok"));
         let s = settings(&[(USAGE_SOURCE, "/data/usage.csv")]).expect("valid");
         assert_eq!(s.concurrency, DEFAULT_CONCURRENCY);
+        assert_eq!(s.max_records_per_file, DEFAULT_MAX_RECORDS_PER_FILE);
+        assert_eq!(s.aggregation, Aggregation::None);
+        let s = settings(&[
+            (USAGE_SOURCE, "/data/usage.csv"),
+            (MAX_RECORDS_PER_FILE, "1_048_575"),
+            (USAGE_AGGREGATION, "Day"),
+            (WORK_DIR, "/var/tmp/cu"),
+        ])
+        .expect("valid");
+        assert_eq!(s.max_records_per_file, MAX_ROWS);
+        assert_eq!(s.aggregation, Aggregation::Day);
+        assert_eq!(s.work_dir, PathBuf::from("/var/tmp/cu"));
+        let o = s.options("2024-04".parse().expect("period"));
+        assert_eq!(
+            (o.max_records_per_file, o.aggregation, o.work_dir),
+            (MAX_ROWS, Aggregation::Day, PathBuf::from("/var/tmp/cu"))
+        );
     }
 
     #[test]
@@ -168,5 +246,14 @@ mod tests {
                 .expect_err("bad concurrency");
             assert!(e.to_string().contains("REPORT_CONCURRENCY"), "{e}");
         }
+        for bad in ["0", "1048576", "many"] {
+            let e = settings(&[(USAGE_SOURCE, "u.csv"), (MAX_RECORDS_PER_FILE, bad)])
+                .expect_err("bad size");
+            assert!(e.to_string().contains("MAX_RECORDS_PER_FILE"), "{e}");
+            assert!(e.to_string().contains("1048575"), "{e}");
+        }
+        let e = settings(&[(USAGE_SOURCE, "u.csv"), (USAGE_AGGREGATION, "hourly")])
+            .expect_err("bad aggregation");
+        assert!(e.to_string().contains("USAGE_AGGREGATION"), "{e}");
     }
 }

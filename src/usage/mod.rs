@@ -2,14 +2,19 @@
 //! distribution contract and product, and report each group to Connect exactly once.
 
 pub mod acknowledge;
+pub mod aggregate;
 pub mod catalog;
 pub mod config;
+pub mod decide;
 pub mod identity;
+pub mod layout;
 pub mod locks;
 pub mod period;
 pub mod pipeline;
 pub mod record;
 pub mod reported;
+pub mod row;
+pub mod sort;
 pub mod source;
 pub mod source_file;
 pub mod source_http;
@@ -17,9 +22,11 @@ pub mod summary;
 pub mod validate;
 mod vendor_http;
 pub mod workbook;
+pub mod workdir;
 
+pub use aggregate::Aggregation;
 pub use period::Period;
-pub use pipeline::{PollPolicy, ReportOptions, RunError, report};
+pub use pipeline::{PollPolicy, ReportOptions, RunError, Step, report};
 pub use record::{Position, Quantity, Rejection, SourceItem, UsageRecord};
 pub use source::{SourceError, SourceSpec, UsageSource};
-pub use summary::{FileAction, FileReport, RunResult, RunSummary};
+pub use summary::{Conflict, FileAction, FileReport, RunResult, RunSummary};

@@ -104,20 +104,24 @@ impl Quantity {
     /// The value as a float when that float prints back as the same decimal, so that a
     /// spreadsheet number cell holds exactly the vendor's quantity.
     pub fn exact_f64(&self) -> Option<f64> {
-        let v: f64 = self.text.parse().ok()?;
-        // Up to 15 significant digits a decimal survives the trip through f64 (the common
-        // case, checked without formatting); beyond, compare the float printed back.
-        let significant = self
-            .text
-            .bytes()
-            .filter(u8::is_ascii_digit)
-            .skip_while(|b| *b == b'0')
-            .count();
-        if significant <= 15 {
-            return Some(v);
-        }
-        (Quantity::from_f64(v).ok()? == *self).then_some(v)
+        exact_f64(&self.text)
     }
+}
+
+/// A normalised decimal's value as a float, when that float prints back as the same decimal.
+pub fn exact_f64(text: &str) -> Option<f64> {
+    let v: f64 = text.parse().ok()?;
+    // Up to 15 significant digits a decimal survives the trip through f64 (the common case,
+    // checked without formatting); beyond, compare the float printed back.
+    let significant = text
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .skip_while(|b| *b == b'0')
+        .count();
+    if significant <= 15 {
+        return Some(v);
+    }
+    (Quantity::from_f64(v).ok()?.as_str() == text).then_some(v)
 }
 
 impl fmt::Display for Quantity {
@@ -338,10 +342,40 @@ impl TextFields {
     }
 }
 
+/// `YYYY-MM-DDTHH:MM:SS` with `T` or a space and an optional `Z`: what most exports write,
+/// read without the general parser.
+fn parse_plain_utc(t: &str) -> Option<DateTime<Utc>> {
+    let b = t.as_bytes();
+    let b = match b.len() {
+        19 => b,
+        20 if b[19] == b'Z' || b[19] == b'z' => &b[..19],
+        _ => return None,
+    };
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let time = date.and_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?;
+    Some(time.and_utc())
+}
+
 /// A time in UTC: RFC 3339 with any offset (converted), or without offset (read as UTC), with
 /// `T` or a space, or a date alone (midnight).
 pub fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
     let t = text.trim();
+    if let Some(at) = parse_plain_utc(t) {
+        return Some(at);
+    }
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Some(dt.with_timezone(&Utc));
     }
@@ -415,6 +449,14 @@ mod tests {
             Some("2024-04-01T00:00:00+00:00".to_owned())
         );
         assert_eq!(t("01/04/2024"), None);
+        assert_eq!(t("2024-04-31T10:00:00Z"), None, "no such day");
+        assert_eq!(t("2024-04-01T24:00:00Z"), None);
+        assert_eq!(t("2024-04-01X10:00:00Z"), None);
+        assert_eq!(t("2024-04-01 10:00:00z"), want);
+        assert_eq!(
+            t("2024-04-01T10:00:00.5Z"),
+            Some("2024-04-01T10:00:00.500+00:00".to_owned())
+        );
     }
 
     #[test]

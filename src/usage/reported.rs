@@ -586,12 +586,46 @@ fn serial_secs(days: f64) -> Option<i64> {
 mod tests {
     use super::*;
     use crate::usage::record::Quantity;
-    use crate::usage::workbook::{self, Row};
+    use crate::usage::row::Row;
+    use crate::usage::workbook;
     use rust_xlsxwriter::{ExcelDateTime as XlDateTime, Format, Workbook};
     use std::io::Cursor;
 
     fn secs(text: &str) -> i64 {
         parse_utc(text).expect("time").timestamp()
+    }
+
+    /// A row of our own workbooks.
+    #[allow(clippy::too_many_arguments)]
+    fn wrow<'a>(
+        record_id: &'a str,
+        note: Option<&'a str>,
+        item_mpn: &'a str,
+        quantity: &'a Quantity,
+        start: i64,
+        end: i64,
+        asset_id: &'a str,
+        category: Option<&'a str>,
+    ) -> Row<'a> {
+        Row {
+            group: 0,
+            record_id,
+            position: crate::usage::record::Position {
+                ordinal: 1,
+                line: None,
+            },
+            asset_id,
+            item_mpn,
+            quantity: quantity.as_str(),
+            start,
+            end,
+            note,
+            category,
+            vendor_id: true,
+            precision: 0,
+            sums: 1,
+            tag: 0,
+        }
     }
 
     fn error_of(bytes: Vec<u8>) -> ReportedError {
@@ -611,39 +645,39 @@ mod tests {
         let start = secs("2024-04-01T00:00:00Z");
         let end = secs("2024-04-30T23:59:59Z");
         let rows = [
-            Row {
-                record_id: "r-1",
-                note: Some("=SUM(A1:A9)"),
-                item_mpn: "MPN-1",
-                quantity: &q1,
+            wrow(
+                "r-1",
+                Some("=SUM(A1:A9)"),
+                "MPN-1",
+                &q1,
                 start,
                 end,
-                asset_id: "AS-1",
-                category: None,
-            },
-            Row {
-                record_id: "=1+1",
-                note: None,
-                item_mpn: "MPN-2",
-                quantity: &q2,
+                "AS-1",
+                None,
+            ),
+            wrow(
+                "=1+1",
+                None,
+                "MPN-2",
+                &q2,
                 start,
-                end: start + 3600,
-                asset_id: "AS-2",
-                category: Some("compute"),
-            },
-            Row {
-                record_id: "r-3",
-                note: Some(" +cmd|' /C calc'!A0 "),
-                item_mpn: "MPN-2",
-                quantity: &q3,
-                start: start + 1,
+                start + 3600,
+                "AS-2",
+                Some("compute"),
+            ),
+            wrow(
+                "r-3",
+                Some(" +cmd|' /C calc'!A0 "),
+                "MPN-2",
+                &q3,
+                start + 1,
                 end,
-                asset_id: "AS-2",
-                category: None,
-            },
+                "AS-2",
+                None,
+            ),
         ];
         let created = DateTime::<Utc>::from_timestamp(end + 1, 0).unwrap_or_default();
-        let bytes = workbook::write(rows, &["compute"], created, None).expect("writes");
+        let bytes = workbook::write(rows, created).expect("writes");
         let mut book = from_reader(Cursor::new(bytes)).expect("opens");
         assert_eq!(book.sheet(), "records");
         let mut reader = book.rows().expect("header");
@@ -695,11 +729,7 @@ mod tests {
         ];
         assert_eq!(got, want);
         for (row, record) in got.iter().zip(&rows) {
-            assert_eq!(
-                row.quantity,
-                record.quantity.as_str(),
-                "same as the Quantity"
-            );
+            assert_eq!(row.quantity, record.quantity, "same as the Quantity");
         }
     }
 
@@ -1174,18 +1204,20 @@ mod tests {
         let q = Quantity::parse("1.25").expect("quantity");
         let ids: Vec<String> = (0..n).map(|i| format!("rec-{i:07}")).collect();
         let start = secs("2024-04-01T00:00:00Z");
-        let rows = ids.iter().enumerate().map(|(i, id)| Row {
-            record_id: id,
-            note: None,
-            item_mpn: "MPN-1",
-            quantity: &q,
-            start: start + i as i64,
-            end: start + i as i64 + 60,
-            asset_id: "AS-1",
-            category: None,
+        let rows = ids.iter().enumerate().map(|(i, id)| {
+            wrow(
+                id,
+                None,
+                "MPN-1",
+                &q,
+                start + i as i64,
+                start + i as i64 + 60,
+                "AS-1",
+                None,
+            )
         });
         let created = DateTime::<Utc>::from_timestamp(start, 0).unwrap_or_default();
-        let bytes = workbook::write(rows, &[], created, None).expect("writes");
+        let bytes = workbook::write(rows, created).expect("writes");
         let mut book = from_reader(Cursor::new(bytes)).expect("opens");
         let mut reader = book.rows().expect("header");
         let mut count = 0u32;

@@ -1,6 +1,7 @@
-//! What a run did: groups created, resumed, already reported, waiting or failed; records sent,
-//! invalid or unplaceable (with samples of why); API calls and time. Printed for people,
-//! serialised for machines, and the message of the scheduled task's result.
+//! What a run did: usage files created, resumed, already reported, waiting or failed; records
+//! sent, invalid, unplaceable or in conflict with what was reported (with samples of why); API
+//! calls, time and work files. Printed for people, serialised for machines, and the message of
+//! the scheduled task's result.
 
 use std::fmt;
 
@@ -54,6 +55,9 @@ pub enum FileAction {
     SkippedNotQt,
     /// Dry run: the workbook was written, nothing was sent.
     DryRun,
+    /// A file not submitted whose records now belong to other files of its group (the
+    /// group's records were cut into fewer parts): deleted so they are not reported twice.
+    Deleted,
 }
 
 impl fmt::Display for FileAction {
@@ -68,6 +72,7 @@ impl fmt::Display for FileAction {
             FileAction::Failed => "failed",
             FileAction::SkippedNotQt => "not QT",
             FileAction::DryRun => "written",
+            FileAction::Deleted => "deleted",
         })
     }
 }
@@ -78,11 +83,15 @@ pub struct FileReport {
     pub contract: String,
     pub product: String,
     pub external_id: String,
+    /// Which of the group's files: "part 2 of 3", "supplement 1"; none for a month's only file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     pub action: FileAction,
+    /// Rows the file holds (or would hold).
     pub records: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workbook: Option<String>,
@@ -113,7 +122,55 @@ impl fmt::Display for RecordProblem {
     }
 }
 
-/// Group counts.
+/// A record whose usage changed after it was reported: not sent again, for a person to settle
+/// with the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    pub contract: String,
+    pub product: String,
+    pub record_id: String,
+    /// The usage file that reported it.
+    pub file_id: String,
+    pub reported: UsageValues,
+    pub current: UsageValues,
+}
+
+/// What a record says about usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageValues {
+    pub asset_id: String,
+    pub item_mpn: String,
+    pub quantity: String,
+    /// `YYYY-MM-DD HH:MM:SS` (UTC); `?` when unreadable.
+    pub start_time: String,
+    pub end_time: String,
+}
+
+impl fmt::Display for Conflict {
+    /// `SKY-1 (UF-..., CRD-.../PRD-...): quantity 5 reported, now 7; end_time ...`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}, {}/{}): ",
+            self.record_id, self.file_id, self.contract, self.product
+        )?;
+        let (r, c) = (&self.reported, &self.current);
+        let changes: Vec<String> = [
+            ("quantity", &r.quantity, &c.quantity),
+            ("start_time", &r.start_time, &c.start_time),
+            ("end_time", &r.end_time, &c.end_time),
+            ("item", &r.item_mpn, &c.item_mpn),
+            ("asset", &r.asset_id, &c.asset_id),
+        ]
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(name, a, b)| format!("{name} {a} reported, now {b}"))
+        .collect();
+        f.write_str(&changes.join("; "))
+    }
+}
+
+/// File counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GroupCounts {
     pub created: usize,
@@ -125,6 +182,7 @@ pub struct GroupCounts {
     pub failed: usize,
     pub skipped_not_qt: usize,
     pub dry_run: usize,
+    pub deleted: usize,
 }
 
 /// Record counts.
@@ -136,13 +194,15 @@ pub struct RecordCounts {
     pub sent: usize,
     /// In files reported before this run.
     pub already_reported: usize,
-    /// In files waiting for Connect's processing, failed, rejected, or reported before with
-    /// other data.
+    /// In files waiting for Connect's processing, failed, rejected, or holding rows uploaded
+    /// by someone else; in a dry run, the records a real run would send.
     pub not_reported: usize,
     /// Of products that are not QT.
     pub not_qt: usize,
     pub invalid: usize,
     pub unplaceable: usize,
+    /// Reported before with other usage (quantity, times, item or asset): not sent again.
+    pub conflicts: usize,
 }
 
 /// How many problems of each kind the summary shows.
@@ -159,10 +219,14 @@ pub struct RunSummary {
     pub records: RecordCounts,
     /// Up to [`SAMPLES`] invalid and [`SAMPLES`] unplaceable records, in source order.
     pub problems: Vec<RecordProblem>,
+    /// Up to [`SAMPLES`] records in conflict with what was reported, by record id.
+    pub conflicts: Vec<Conflict>,
     pub files: Vec<FileReport>,
     /// Requests to Connect (retries included; the usage source's are not counted).
     pub api_calls: u64,
     pub duration_ms: u64,
+    /// The most disk the run's work files took at once (bytes, as measured between phases).
+    pub work_bytes: u64,
 }
 
 impl RunSummary {
@@ -170,9 +234,14 @@ impl RunSummary {
     pub fn one_line(&self) -> String {
         let g = &self.groups;
         let r = &self.records;
+        let conflicts = if r.conflicts > 0 {
+            format!(", {} in conflict with what was reported", r.conflicts)
+        } else {
+            String::new()
+        };
         format!(
             "{} {}: {} files created, {} resumed, {} already reported, {} waiting, {} failed; \
-             {} records sent, {} invalid, {} unplaceable; {} Connect API calls in {:.1} s",
+             {} records sent, {} invalid, {} unplaceable{conflicts}; {} Connect API calls in {:.1} s",
             self.period,
             self.result,
             g.created,
@@ -202,13 +271,25 @@ impl fmt::Display for RunSummary {
         let r = &self.records;
         writeln!(
             f,
-            "  records: {} read, {} sent, {} already reported, {} not reported yet, {} of non-QT products, {} invalid, {} unplaceable",
-            r.read, r.sent, r.already_reported, r.not_reported, r.not_qt, r.invalid, r.unplaceable
+            "  records: {} read, {} sent, {} already reported, {} {}, {} of non-QT products, {} invalid, {} unplaceable, {} in conflict",
+            r.read,
+            r.sent,
+            r.already_reported,
+            r.not_reported,
+            if self.dry_run {
+                "to send"
+            } else {
+                "not reported yet"
+            },
+            r.not_qt,
+            r.invalid,
+            r.unplaceable,
+            r.conflicts
         )?;
         let g = &self.groups;
         writeln!(
             f,
-            "  files:   {} created, {} resumed, {} already reported, {} changed after report, {} rejected, {} waiting, {} failed, {} not QT{}",
+            "  files:   {} created, {} resumed, {} already reported, {} changed after report, {} rejected, {} waiting, {} failed, {} deleted, {} not QT{}",
             g.created,
             g.resumed,
             g.already_reported,
@@ -216,6 +297,7 @@ impl fmt::Display for RunSummary {
             g.rejected,
             g.waiting,
             g.failed,
+            g.deleted,
             g.skipped_not_qt,
             if self.dry_run {
                 format!(", {} written", g.dry_run)
@@ -226,10 +308,14 @@ impl fmt::Display for RunSummary {
         for file in &self.files {
             write!(
                 f,
-                "    {:<16} {} {} {:>8} records  {}",
+                "    {:<16} {} {}{} {:>8} records  {}",
                 file.action.to_string(),
                 file.contract,
                 file.product,
+                file.slot
+                    .as_deref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default(),
                 file.records,
                 file.file_id.as_deref().unwrap_or("-")
             )?;
@@ -245,6 +331,15 @@ impl fmt::Display for RunSummary {
             writeln!(f, "  records not sent (first {} of each kind):", SAMPLES)?;
             for p in &self.problems {
                 writeln!(f, "    {p}")?;
+            }
+        }
+        if !self.conflicts.is_empty() {
+            writeln!(
+                f,
+                "  records whose usage changed after it was reported, not sent again (first {SAMPLES}; settle them with the provider):"
+            )?;
+            for c in &self.conflicts {
+                writeln!(f, "    {c}")?;
             }
         }
         write!(

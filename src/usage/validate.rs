@@ -10,9 +10,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::aggregate::SUM_DECIMALS;
+
 use super::catalog::{Catalog, PREVIEW_CONTRACT};
 use super::period::Period;
-use super::record::Quantity;
 use crate::connect::models::{Asset, AssetStatus, Precision};
 
 /// Why a record is not sent.
@@ -49,6 +50,8 @@ pub struct Placement<'c> {
     pub asset_id: &'c str,
     /// False for products whose PPU schema is not QT: reported, not sent.
     pub qt: bool,
+    /// Decimal places the item allows.
+    pub precision: u8,
 }
 
 /// The fields of a record the checks read.
@@ -56,9 +59,11 @@ pub struct Placement<'c> {
 pub struct Checked<'r> {
     pub subscription: &'r str,
     pub item_mpn: &'r str,
-    pub quantity: &'r Quantity,
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
+    /// Normalised decimal text ([`Quantity`]).
+    pub quantity: &'r str,
+    /// Unix seconds, UTC.
+    pub start: i64,
+    pub end: i64,
     pub record_id: Option<&'r str>,
     pub note: Option<&'r str>,
     pub category: Option<&'r str>,
@@ -67,6 +72,25 @@ pub struct Checked<'r> {
 /// The most characters a spreadsheet cell holds.
 pub const MAX_CELL_CHARS: usize = 32_767;
 
+/// How records are checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// Records are summed before they are reported: the item's precision is checked on the
+    /// sum, not here (a record needs no more than [`SUM_DECIMALS`] places).
+    pub aggregated: bool,
+}
+
+/// Digits after the decimal point of a normalised decimal.
+fn decimals(quantity: &str) -> u32 {
+    quantity.split_once('.').map_or(0, |(_, f)| f.len() as u32)
+}
+
+fn time_text(secs: i64) -> String {
+    DateTime::<Utc>::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| secs.to_string())
+}
+
 /// Places a record, or says why it cannot be sent. A subscription given by `external_uid`
 /// may name several assets: the one the record can be placed on wins; two or more is an
 /// ambiguity for a person.
@@ -74,6 +98,7 @@ pub fn place<'c>(
     r: Checked<'_>,
     catalog: &'c Catalog,
     period: Period,
+    rules: Rules,
 ) -> Result<Placement<'c>, Problem> {
     let candidates = catalog.assets_for(r.subscription);
     let first = candidates.first().ok_or_else(|| {
@@ -83,11 +108,11 @@ pub fn place<'c>(
         ))
     })?;
     if candidates.len() == 1 {
-        return place_on(r, first, catalog, period);
+        return place_on(r, first, catalog, period, rules);
     }
     let fits: Vec<Result<Placement<'c>, Problem>> = candidates
         .iter()
-        .map(|a| place_on(r, a, catalog, period))
+        .map(|a| place_on(r, a, catalog, period, rules))
         .collect();
     let placed: Vec<&Placement<'c>> = fits.iter().filter_map(|f| f.as_ref().ok()).collect();
     match placed.as_slice() {
@@ -113,6 +138,7 @@ fn place_on<'c>(
     asset: &'c Asset,
     catalog: &'c Catalog,
     period: Period,
+    rules: Rules,
 ) -> Result<Placement<'c>, Problem> {
     let contract = asset
         .contract
@@ -173,11 +199,12 @@ fn place_on<'c>(
             asset.id
         )));
     };
-    let placement = Placement {
+    let mut placement = Placement {
         contract,
         product: product_key,
         asset_id: &asset.id,
         qt: product.is_qt(),
+        precision: 0,
     };
     if !placement.qt {
         // Not checked further: it will not be sent, and says so as a group.
@@ -211,7 +238,16 @@ fn place_on<'c>(
                 ));
             } else {
                 let precision = item.precision().unwrap_or(Precision::Integer);
-                if !r.quantity.is_negative() && r.quantity.decimals() > precision.places() {
+                placement.precision = precision.places().min(SUM_DECIMALS) as u8;
+                if rules.aggregated {
+                    if decimals(r.quantity) > SUM_DECIMALS {
+                        reasons.push(format!(
+                            "quantity: {} has more than {SUM_DECIMALS} decimals, more than any item allows",
+                            r.quantity
+                        ));
+                    }
+                } else if !r.quantity.starts_with('-') && decimals(r.quantity) > precision.places()
+                {
                     reasons.push(format!(
                         "quantity: {} has more decimals than item {} ({precision}) allows",
                         r.quantity, r.item_mpn
@@ -220,22 +256,23 @@ fn place_on<'c>(
             }
         }
     }
-    if r.quantity.is_negative() {
+    if r.quantity.starts_with('-') {
         reasons.push(format!("quantity: {} is negative", r.quantity));
     }
     if r.start > r.end {
         reasons.push(format!(
             "start_time {} is after end_time {}",
-            r.start.format("%Y-%m-%d %H:%M:%S"),
-            r.end.format("%Y-%m-%d %H:%M:%S")
+            time_text(r.start),
+            time_text(r.end)
         ));
     }
+    let (first, after) = (
+        period.start().timestamp(),
+        period.end_exclusive().timestamp(),
+    );
     for (name, at) in [("start_time", r.start), ("end_time", r.end)] {
-        if !period.contains(at) {
-            reasons.push(format!(
-                "{name}: {} is outside {period}",
-                at.format("%Y-%m-%d %H:%M:%S")
-            ));
+        if !(first..after).contains(&at) {
+            reasons.push(format!("{name}: {} is outside {period}", time_text(at)));
         }
     }
     for (name, text) in [
@@ -264,6 +301,7 @@ fn place_on<'c>(
 mod tests {
     use super::*;
     use crate::connect::models::{Asset, Contract, Item, Product};
+    use crate::usage::record::Quantity;
     use serde_json::json;
 
     fn catalog() -> Catalog {
@@ -356,13 +394,17 @@ mod tests {
     fn check(sub: &str, mpn: &str, q: &str, start: &str, end: &str) -> Result<String, Problem> {
         let c = catalog();
         let quantity = Quantity::parse(q).expect("quantity");
-        let at = |s: &str| crate::usage::record::parse_utc(s).expect("time");
+        let at = |s: &str| {
+            crate::usage::record::parse_utc(s)
+                .expect("time")
+                .timestamp()
+        };
         let period: Period = "2024-04".parse().expect("period");
         place(
             Checked {
                 subscription: sub,
                 item_mpn: mpn,
-                quantity: &quantity,
+                quantity: quantity.as_str(),
                 start: at(start),
                 end: at(end),
                 record_id: None,
@@ -371,6 +413,7 @@ mod tests {
             },
             &c,
             period,
+            Rules::default(),
         )
         .map(|p| format!("{} {} {} {}", p.contract, p.product, p.asset_id, p.qt))
     }
@@ -384,11 +427,15 @@ mod tests {
 
     /// A record of April with nothing but a subscription, an item and a quantity.
     fn record<'a>(subscription: &'a str, item_mpn: &'a str, quantity: &'a Quantity) -> Checked<'a> {
-        let at = |s: &str| crate::usage::record::parse_utc(s).expect("time");
+        let at = |s: &str| {
+            crate::usage::record::parse_utc(s)
+                .expect("time")
+                .timestamp()
+        };
         Checked {
             subscription,
             item_mpn,
-            quantity,
+            quantity: quantity.as_str(),
             start: at(S),
             end: at(E),
             record_id: None,
@@ -452,7 +499,7 @@ mod tests {
         let period = april();
         let r = record("shared", "INT", &q);
         assert_eq!(
-            place(r, &c, period).map(|p| p.asset_id),
+            place(r, &c, period, Rules::default()).map(|p| p.asset_id),
             Ok("AS-0001-0000-0001")
         );
         // Two that fit: an ambiguity for a person.
@@ -460,7 +507,7 @@ mod tests {
             "shared".into(),
             vec!["AS-0001-0000-0003".into(), "AS-0001-0000-0001".into()],
         );
-        let p = place(r, &c, period).expect_err("ambiguous");
+        let p = place(r, &c, period, Rules::default()).expect_err("ambiguous");
         assert_eq!(p.kind, ProblemKind::Unplaceable);
         assert!(
             p.reason.contains(
@@ -481,7 +528,7 @@ mod tests {
         let q = Quantity::parse("1.5").expect("q");
         let period = april();
         let r = record("AS-0001-0000-0001", "SEATS", &q);
-        let p = place(r, &c, period).expect_err("integer item");
+        let p = place(r, &c, period, Rules::default()).expect_err("integer item");
         assert!(
             p.reason
                 .contains("quantity: 1.5 has more decimals than item SEATS (integer) allows"),
@@ -492,11 +539,12 @@ mod tests {
         assert!(
             place(
                 Checked {
-                    quantity: &whole,
+                    quantity: whole.as_str(),
                     ..r
                 },
                 &c,
-                period
+                period,
+                Rules::default()
             )
             .is_ok()
         );
@@ -575,5 +623,37 @@ mod tests {
             "all problems named: {}",
             p.reason
         );
+    }
+
+    #[test]
+    fn aggregated_records_leave_the_precision_to_their_sum() {
+        let c = catalog();
+        let half = Quantity::parse("0.5").expect("q");
+        let r = record("AS-0001-0000-0001", "INT", &half);
+        let rules = Rules { aggregated: true };
+        let p = place(r, &c, april(), rules).expect("summed later");
+        assert_eq!(p.precision, 0);
+        assert!(place(r, &c, april(), Rules::default()).is_err());
+        let fine = Quantity::parse("0.123456789").expect("q");
+        let p = place(
+            Checked {
+                quantity: fine.as_str(),
+                ..r
+            },
+            &c,
+            april(),
+            rules,
+        )
+        .expect_err("nine places");
+        assert!(p.reason.contains("more than 8 decimals"), "{}", p.reason);
+        let two = Quantity::parse("1.25").expect("q");
+        let p = place(
+            record("AS-0001-0000-0001", "DEC2", &two),
+            &c,
+            april(),
+            rules,
+        )
+        .expect("placed");
+        assert_eq!(p.precision, 2);
     }
 }

@@ -1,0 +1,712 @@
+//! Phase 4: take one usage file of a group from wherever it is to `pending`. Each round reads
+//! the file and does the one thing [`crate::usage::decide`] says its state calls for (create,
+//! upload, note, submit, wait); a failure ends the round, and the next one starts again from
+//! Connect's state. A create that may still be under way (timed out, 502, 504) is sent again
+//! only after the file had time to appear; nothing else is ever sent blindly twice.
+//!
+//! The workbook is written only when an upload is due, into the work directory, by at most as
+//! many writers at once as the run allows (the cores). Files left over by a new layout are
+//! deleted here too.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::OnceCell;
+use tracing::{info, warn};
+
+use super::Step;
+use super::group::{GroupCtx, GroupError, INVALID_UPLOAD, list_files};
+use super::store::{Chunk, RowsError};
+use crate::connect::ConnectError;
+use crate::connect::models::{IdRef, NewUsageFile, UsageFile, UsageFileStatus, UsageFileUpdate};
+use crate::usage::decide::{self, Done, Next, Reported, Seen, Wanted};
+use crate::usage::identity::{self, FileNote, FileSlot};
+use crate::usage::summary::{FileAction, FileReport};
+use crate::usage::workbook::{WorkbookError, WorkbookWriter};
+
+/// How many times a file is read again and acted on before giving up.
+const MAX_ROUNDS: usize = 12;
+/// Definite refusals (4xx other than 429) of one step tolerated before giving up: one could
+/// be a race with another actor, two are not.
+const MAX_REFUSALS: usize = 2;
+
+/// A file this run fills.
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub slot: FileSlot,
+    pub external_id: String,
+    /// Parts of its batch.
+    pub parts: u32,
+    pub chunk: Chunk,
+    /// What the group's files hold once this batch is submitted, if exactly the vendor's
+    /// records (see [`FileNote::covers`]).
+    pub covers: Option<String>,
+    /// The file, as listed (none yet: created).
+    pub file: Option<UsageFile>,
+}
+
+impl Slot {
+    fn described(&self) -> Option<String> {
+        Some(self.slot.describe(self.parts)).filter(|s| !s.is_empty())
+    }
+}
+
+/// Why a workbook could not be made.
+#[derive(Debug, thiserror::Error)]
+enum BuildError {
+    #[error(transparent)]
+    Rows(#[from] RowsError),
+    #[error(transparent)]
+    Workbook(#[from] WorkbookError),
+}
+
+/// Writes the slot's workbook to `path`.
+async fn build(ctx: &GroupCtx, slot: &Slot, path: PathBuf) -> Result<PathBuf, String> {
+    let _writer = ctx
+        .run
+        .builds
+        .acquire()
+        .await
+        .map_err(|e| format!("the workbook writers are gone: {e}"))?;
+    let rows = slot.chunk.rows.clone();
+    let created = ctx.run.options.period.end_exclusive();
+    let tempdir = ctx.run.work.path().to_owned();
+    let started = Instant::now();
+    let written = tokio::task::spawn_blocking(move || -> Result<PathBuf, BuildError> {
+        let mut w = WorkbookWriter::new(created, Some(&tempdir))?;
+        rows.each(|r| w.push(r).map_err(BuildError::from))?;
+        w.save(&path)?;
+        Ok(path)
+    })
+    .await
+    .map_err(|e| format!("the workbook writer failed: {e}"))?
+    .map_err(|e| e.to_string())?;
+    info!(external_id = %slot.external_id, rows = slot.chunk.count, ms = started.elapsed().as_millis() as u64, "workbook written");
+    Ok(written)
+}
+
+/// Reports what a dry run would do with the slot, after writing its workbook to `--out`.
+async fn dry_run(ctx: &GroupCtx, slot: &Slot, mut report: FileReport) -> FileReport {
+    report.action = FileAction::DryRun;
+    let options = &ctx.run.options;
+    if let Some(dir) = &options.out_dir {
+        let name = identity::workbook_name(
+            &ctx.info.contract,
+            &ctx.info.product,
+            options.period,
+            slot.slot,
+        );
+        match build(ctx, slot, dir.join(name)).await {
+            Ok(path) => report.workbook = Some(path.display().to_string()),
+            Err(e) => {
+                report.action = FileAction::Failed;
+                report.message = Some(e);
+                return report;
+            }
+        }
+    }
+    report.message = Some(match &slot.file {
+        None => "would create the usage file".into(),
+        Some(f) => {
+            report.file_id = Some(f.id.clone());
+            report.status = Some(f.status.to_string());
+            let note = FileNote::parse(f.note.as_deref());
+            let next = decide::next(&seen(f, &note), &wanted(ctx, slot), &Done::default());
+            match next {
+                Next::Upload | Next::NoteLanded => format!("would upload into it ({})", f.status),
+                Next::Submit => "holds these records: would submit it".into(),
+                Next::Wait => "Connect is processing it: would wait and submit it".into(),
+                Next::Reported(_) => "already reported: would leave it".into(),
+                Next::Rejected => "rejected: would leave it to the rejection handler".into(),
+                Next::Invalid => "Connect found these records invalid".into(),
+                Next::Foreign => "holds rows uploaded by someone else: would leave it".into(),
+                Next::Moved => "another task reported newer records into it: would leave it".into(),
+                Next::Stuck => format!("is {}: a person must look at it", f.status),
+            }
+        }
+    });
+    report
+}
+
+fn seen<'a>(f: &'a UsageFile, note: &'a FileNote) -> Seen<'a> {
+    Seen {
+        status: &f.status,
+        note,
+        uploaded_at: f.last_upload(),
+        rows: f.stats.as_ref().map(|s| s.uploaded),
+        submitted_since_upload: submitted_after_upload(f),
+    }
+}
+
+fn wanted<'a>(ctx: &GroupCtx, slot: &'a Slot) -> Wanted<'a> {
+    Wanted {
+        digest: &slot.chunk.digest,
+        records: slot.chunk.count,
+        read_at: ctx.run.read_at,
+        rerun_rejected: ctx.run.options.rerun.is_some(),
+    }
+}
+
+/// Whether the file was submitted after its last upload (Connect's clock, to the second).
+fn submitted_after_upload(f: &UsageFile) -> bool {
+    let Some(events) = f.events.as_ref() else {
+        return false;
+    };
+    match (&events.submitted, &events.uploaded) {
+        (Some(submitted), Some(uploaded)) => submitted.at >= uploaded.at,
+        _ => false,
+    }
+}
+
+fn invalid_message(f: &UsageFile) -> String {
+    format!(
+        "{INVALID_UPLOAD}: {}",
+        f.error_detail.as_deref().unwrap_or("no detail given")
+    )
+}
+
+fn foreign_message(f: &UsageFile, records: usize) -> String {
+    format!(
+        "rows were uploaded into {} ({}) by someone else after connect-usage noted its own: these {records} records are not reported; a person decides (clear the file's note to have connect-usage report the vendor's records into it)",
+        f.id, f.status
+    )
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// One file's report, driven.
+struct Driver<'a> {
+    ctx: &'a GroupCtx,
+    slot: &'a Slot,
+    done: Done,
+    refusals: usize,
+    last_error: Option<String>,
+    workbook: OnceCell<PathBuf>,
+}
+
+/// The end of an upload.
+enum Uploaded {
+    /// Not sent, or its outcome is unknown: read the file again.
+    NotSent,
+    /// Processed (ready or invalid), the digest recorded in the note.
+    Processed,
+    /// Connect still processes it after the poll timeout.
+    StillProcessing,
+}
+
+/// Takes the slot's file to `pending`.
+pub(super) async fn drive(ctx: &GroupCtx, slot: &Slot) -> Result<FileReport, GroupError> {
+    let mut report = ctx.report(slot.external_id.clone(), slot.chunk.count);
+    report.slot = slot.described();
+    if ctx.run.options.dry_run {
+        return Ok(dry_run(ctx, slot, report).await);
+    }
+    let mut d = Driver {
+        ctx,
+        slot,
+        done: Done::default(),
+        refusals: 0,
+        last_error: None,
+        workbook: OnceCell::new(),
+    };
+    match d.run(&mut report).await {
+        Ok(()) => {}
+        Err(GroupError::Failed(message)) => {
+            warn!(external_id = %slot.external_id, %message, "usage file not reported");
+            report.action = FileAction::Failed;
+            report.message = Some(message);
+        }
+        Err(e @ GroupError::Interrupted { .. }) => return Err(e),
+    }
+    if let Some(path) = d.workbook.get() {
+        let _ = tokio::fs::remove_file(path).await;
+    }
+    Ok(report)
+}
+
+impl Driver<'_> {
+    fn interrupt(&self, step: Step) -> Result<(), GroupError> {
+        if self.ctx.run.interrupt(step) {
+            return Err(GroupError::Interrupted {
+                step,
+                external_id: self.slot.external_id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts a failed request; two definite refusals of this file end its report.
+    fn refused(&mut self, e: &ConnectError) -> Result<(), GroupError> {
+        self.last_error = Some(e.to_string());
+        let definite = !e.outcome_unknown()
+            && e.status()
+                .is_some_and(|s| (400..500).contains(&s) && s != 429);
+        if definite {
+            self.refusals += 1;
+            if self.refusals >= MAX_REFUSALS {
+                return Err(GroupError::Failed(e.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The file as it is now (the listed one on the first round).
+    async fn find(&self, first: &mut Option<UsageFile>) -> Result<Option<UsageFile>, GroupError> {
+        if let Some(f) = first.take() {
+            return Ok(Some(f));
+        }
+        let mut found = list_files(self.ctx, &self.slot.external_id, true).await?;
+        Ok(found.pop().map(|(_, f)| f))
+    }
+
+    async fn run(&mut self, report: &mut FileReport) -> Result<(), GroupError> {
+        let options = &self.ctx.run.options;
+        let mut first = self.slot.file.clone();
+        let mut in_flight_create: Option<Instant> = None;
+        let mut rounds = 0;
+        while rounds < MAX_ROUNDS {
+            rounds += 1;
+            let Some(file) = self.find(&mut first).await? else {
+                if let Some(since) = in_flight_create {
+                    // The create may still land: look again for a while before sending
+                    // another (a late one would be a second draft, deleted when listed).
+                    if since.elapsed() < options.poll.timeout {
+                        rounds -= 1;
+                        tokio::time::sleep(options.poll.interval).await;
+                        continue;
+                    }
+                    in_flight_create = None;
+                }
+                self.done.sent = true;
+                match self
+                    .ctx
+                    .run
+                    .client
+                    .create_usage_file(&self.new_file())
+                    .await
+                {
+                    Ok(f) => {
+                        info!(external_id = %self.slot.external_id, file = %f.id, "usage file created");
+                        self.done.created = true;
+                        self.interrupt(Step::Create)?;
+                    }
+                    Err(e) => {
+                        warn!(external_id = %self.slot.external_id, error = %e, "creating the usage file failed; reading the state again");
+                        if e.may_still_apply() {
+                            in_flight_create = Some(Instant::now());
+                        }
+                        self.refused(&e)?;
+                    }
+                }
+                continue;
+            };
+            report.file_id = Some(file.id.clone());
+            report.status = Some(file.status.to_string());
+            let mut note = FileNote::parse(file.note.as_deref());
+            let mut next = decide::next(
+                &seen(&file, &note),
+                &wanted(self.ctx, self.slot),
+                &self.done,
+            );
+            if next == Next::NoteLanded {
+                // An upload of these very rows whose processing outlived an earlier poll (or
+                // whose note was not written after it): noted as processed, not sent again.
+                let done = note.processed(
+                    &self.slot.chunk.digest,
+                    self.slot.chunk.count,
+                    file.last_upload(),
+                );
+                match self.set_note(&file.id, &done).await {
+                    Ok(()) => {
+                        info!(file = %file.id, status = %file.status, "an earlier upload of these records was processed: noted");
+                        note = done;
+                        self.done.acted = true;
+                        next = decide::next(
+                            &seen(&file, &note),
+                            &wanted(self.ctx, self.slot),
+                            &self.done,
+                        );
+                    }
+                    Err(e) => {
+                        self.refused(&e)?;
+                        continue;
+                    }
+                }
+            }
+            match next {
+                Next::NoteLanded => continue,
+                Next::Reported(why) => {
+                    self.reported(why, &file, &note, report);
+                    return Ok(());
+                }
+                Next::Rejected => {
+                    report.action = FileAction::Rejected;
+                    report.message = Some(format!(
+                        "rejected by the provider ({}): left to the rejection handler",
+                        file.rejection_note.as_deref().unwrap_or("no note")
+                    ));
+                    return Ok(());
+                }
+                Next::Invalid => return Err(GroupError::Failed(invalid_message(&file))),
+                Next::Foreign => {
+                    report.action = FileAction::ChangedAfterReport;
+                    report.message = Some(foreign_message(&file, self.slot.chunk.count));
+                    return Ok(());
+                }
+                Next::Moved => {
+                    report.action = FileAction::Waiting;
+                    report.message = Some(format!(
+                        "another task uploaded records it read from the vendor after this run began ({}): left to that task",
+                        file.status
+                    ));
+                    return Ok(());
+                }
+                Next::Upload => {
+                    self.done.acted = true;
+                    self.done.sent = true;
+                    match self.upload(&file).await? {
+                        Uploaded::NotSent => {}
+                        Uploaded::Processed => {
+                            self.done.uploaded = true;
+                            report.uploaded = true;
+                        }
+                        Uploaded::StillProcessing => {
+                            report.uploaded = true;
+                            self.waiting(report);
+                            return Ok(());
+                        }
+                    }
+                }
+                Next::Submit => {
+                    self.done.sent = true;
+                    match self.ctx.run.client.submit_usage_file(&file.id).await {
+                        Ok(f) => {
+                            info!(file = %file.id, "usage file submitted");
+                            report.status = Some(f.status.to_string());
+                            self.done.acted = true;
+                            self.done.submitted = true;
+                            self.interrupt(Step::Submit)?;
+                        }
+                        Err(e) => self.refused(&e)?,
+                    }
+                }
+                Next::Wait => {
+                    if self.wait(&file.id).await.is_none() {
+                        self.waiting(report);
+                        return Ok(());
+                    }
+                }
+                Next::Stuck => {
+                    return Err(GroupError::Failed(format!(
+                        "usage file {} is {}: a person must look at it",
+                        file.id, file.status
+                    )));
+                }
+            }
+        }
+        Err(GroupError::Failed(format!(
+            "no progress after {MAX_ROUNDS} rounds{}",
+            self.last_error
+                .as_ref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        )))
+    }
+
+    /// How a submitted file is reported.
+    fn reported(&self, why: Reported, file: &UsageFile, note: &FileNote, report: &mut FileReport) {
+        let records = self.slot.chunk.count;
+        match why {
+            Reported::ThisRun => {
+                report.action = if self.done.created {
+                    FileAction::Created
+                } else {
+                    FileAction::Resumed
+                };
+            }
+            Reported::Ours => report.action = FileAction::AlreadyReported,
+            Reported::Moved => {
+                report.action = FileAction::AlreadyReported;
+                report.message = Some(format!(
+                    "reported by another task that read the vendor's usage after this run began ({}): its records stand",
+                    file.note.as_deref().unwrap_or("no note")
+                ));
+            }
+            Reported::Foreign => {
+                report.action = FileAction::ChangedAfterReport;
+                report.message = Some(foreign_message(file, records));
+            }
+            Reported::NoDigest => {
+                report.action = FileAction::AlreadyReported;
+                report.message = Some(
+                    "reported before without a digest in its note: cannot tell whether it holds this data".into(),
+                );
+            }
+            Reported::Other => {
+                report.action = FileAction::Waiting;
+                report.message = Some(format!(
+                    "submitted by another task while this run worked on it ({}): these {records} records are not known to be reported; the next run compares and sends what is missing",
+                    note
+                ));
+            }
+        }
+    }
+
+    fn waiting(&self, report: &mut FileReport) {
+        report.action = FileAction::Waiting;
+        report.status = Some(UsageFileStatus::Processing.to_string());
+        report.message = Some(format!(
+            "Connect still processes it after {} s: a later run submits it",
+            self.ctx.run.options.poll.timeout.as_secs()
+        ));
+    }
+
+    /// The slot's new file. Its note names the upload to come, so that a processed file is
+    /// known to hold it even if this run does not live to note it.
+    fn new_file(&self) -> NewUsageFile {
+        let ctx = self.ctx;
+        let period = ctx.run.options.period;
+        let which = self.slot.described();
+        let name = match &which {
+            Some(w) => format!("Usage {}, {w}", period.long_name()),
+            None => format!("Usage {}", period.long_name()),
+        };
+        NewUsageFile {
+            name: truncate(&name, 100),
+            description: Some(truncate(
+                &format!(
+                    "QT usage of {} under contract {} for {}{} (connect-usage)",
+                    ctx.product_name,
+                    ctx.info.contract,
+                    period.long_name(),
+                    which.map(|w| format!(", {w}")).unwrap_or_default()
+                ),
+                200,
+            )),
+            note: Some(
+                FileNote::default()
+                    .uploading(
+                        &self.slot.chunk.digest,
+                        self.slot.chunk.count,
+                        None,
+                        ctx.run.read_at,
+                        self.slot.covers.as_deref(),
+                    )
+                    .to_string(),
+            ),
+            period: crate::connect::models::Period {
+                from: period.first_day(),
+                to: period.last_day(),
+            },
+            currency: ctx.currency.clone(),
+            product: IdRef::new(&ctx.info.product),
+            contract: IdRef::new(&ctx.info.contract),
+            external_id: Some(self.slot.external_id.clone()),
+        }
+    }
+
+    async fn set_note(&self, id: &str, note: &FileNote) -> Result<(), ConnectError> {
+        let update = UsageFileUpdate {
+            note: Some(note.to_string()),
+            ..UsageFileUpdate::default()
+        };
+        self.ctx
+            .run
+            .client
+            .update_usage_file(id, &update)
+            .await
+            .map(|_| ())
+    }
+
+    /// The workbook's bytes, written on first need.
+    async fn workbook(&self) -> Result<Bytes, GroupError> {
+        let path = self
+            .workbook
+            .get_or_try_init(|| {
+                let path = self.ctx.run.work.new_file("workbook", "xlsx");
+                build(self.ctx, self.slot, path)
+            })
+            .await
+            .map_err(GroupError::Failed)?;
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| GroupError::Failed(format!("cannot read the workbook back: {e}")))?;
+        Ok(Bytes::from(bytes))
+    }
+
+    /// Names the upload in the file's note, uploads the workbook, waits for processing and
+    /// notes the digest as processed. The note never claims rows the file may not hold: until
+    /// the upload is known processed it names the upload and the file's previous upload time,
+    /// which is how a later run knows the upload landed ([`FileNote::landed`]).
+    async fn upload(&mut self, file: &UsageFile) -> Result<Uploaded, GroupError> {
+        let chunk = &self.slot.chunk;
+        let read_at = self.ctx.run.read_at;
+        let sending = FileNote::parse(file.note.as_deref()).uploading(
+            &chunk.digest,
+            chunk.count,
+            file.last_upload(),
+            read_at,
+            self.slot.covers.as_deref(),
+        );
+        if file.note.as_deref() != Some(sending.to_string().as_str())
+            && let Err(e) = self.set_note(&file.id, &sending).await
+        {
+            self.refused(&e)?;
+            return Ok(Uploaded::NotSent);
+        }
+        let bytes = self.workbook().await?;
+        let name = identity::workbook_name(
+            &self.ctx.info.contract,
+            &self.ctx.info.product,
+            self.ctx.run.options.period,
+            self.slot.slot,
+        );
+        if let Err(e) = self
+            .ctx
+            .run
+            .client
+            .upload_usage_file(&file.id, &name, bytes)
+            .await
+        {
+            self.refused(&e)?;
+            return Ok(Uploaded::NotSent);
+        }
+        info!(file = %file.id, records = chunk.count, "workbook uploaded");
+        self.interrupt(Step::Upload)?;
+        let Some(f) = self.wait(&file.id).await else {
+            return Ok(Uploaded::StillProcessing);
+        };
+        if matches!(f.status, UsageFileStatus::Ready | UsageFileStatus::Invalid) {
+            // Read again from the processed file: the rerun count must carry over. The rows
+            // are this run's, read when it began.
+            let done = FileNote {
+                read: Some(read_at),
+                ..FileNote::parse(f.note.as_deref()).processed(
+                    &chunk.digest,
+                    chunk.count,
+                    f.last_upload(),
+                )
+            };
+            if let Err(e) = self.set_note(&f.id, &done).await {
+                // The next round sees no digest and uploads again: wasteful, never wrong.
+                self.last_error = Some(e.to_string());
+            }
+            self.interrupt(Step::Processed)?;
+            return Ok(Uploaded::Processed);
+        }
+        Ok(Uploaded::NotSent)
+    }
+
+    /// Polls until the file leaves uploading/processing, or the poll times out (`None`).
+    async fn wait(&self, id: &str) -> Option<UsageFile> {
+        wait_processed(self.ctx, id).await
+    }
+}
+
+async fn wait_processed(ctx: &GroupCtx, id: &str) -> Option<UsageFile> {
+    let poll = ctx.run.options.poll;
+    let deadline = Instant::now() + poll.timeout;
+    loop {
+        match ctx.run.client.usage_file(id).await {
+            Ok(f)
+                if !matches!(
+                    f.status,
+                    UsageFileStatus::Uploading
+                        | UsageFileStatus::Uploaded
+                        | UsageFileStatus::Processing
+                ) =>
+            {
+                return Some(f);
+            }
+            Ok(_) => {}
+            Err(e) => warn!(file = %id, error = %e, "cannot read the usage file while waiting"),
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(poll.interval).await;
+    }
+}
+
+/// Deletes a file the group's new layout leaves without records (its rows are now in other
+/// parts): submitting it would report them twice.
+pub(super) async fn delete_left_over(
+    ctx: &GroupCtx,
+    _slot: FileSlot,
+    file: UsageFile,
+    described: Option<String>,
+) -> Result<FileReport, GroupError> {
+    let mut report = ctx.report(
+        file.external_id.clone().unwrap_or_default(),
+        FileNote::parse(file.note.as_deref())
+            .digest
+            .map_or(0, |(_, n)| n),
+    );
+    report.slot = described;
+    report.file_id = Some(file.id.clone());
+    report.status = Some(file.status.to_string());
+    if ctx.run.options.dry_run {
+        report.action = FileAction::DryRun;
+        report.message =
+            Some("its records now belong to other files of the group: would delete it".into());
+        return Ok(report);
+    }
+    let mut current = file;
+    for _ in 0..MAX_ROUNDS {
+        match current.status {
+            UsageFileStatus::Draft | UsageFileStatus::Ready | UsageFileStatus::Invalid => {
+                match ctx.run.client.delete_usage_file(&current.id).await {
+                    Ok(_) => {
+                        info!(file = %current.id, "usage file left over by the group's layout deleted");
+                        report.action = FileAction::Deleted;
+                        report.status = Some(UsageFileStatus::Deleted.to_string());
+                        report.message = Some(
+                            "its records now belong to other files of the group: deleted".into(),
+                        );
+                        return Ok(report);
+                    }
+                    Err(e) => {
+                        warn!(file = %current.id, error = %e, "cannot delete a usage file left over; reading it again");
+                    }
+                }
+            }
+            UsageFileStatus::Uploading
+            | UsageFileStatus::Uploaded
+            | UsageFileStatus::Processing => {
+                if wait_processed(ctx, &current.id).await.is_none() {
+                    report.action = FileAction::Waiting;
+                    report.message = Some(
+                        "left over by the group's layout, to delete once Connect has processed it: a later run does".into(),
+                    );
+                    return Ok(report);
+                }
+            }
+            UsageFileStatus::Deleted => {
+                report.action = FileAction::Deleted;
+                return Ok(report);
+            }
+            _ => {
+                // Submitted meanwhile: what it holds is reported; the next run compares.
+                report.action = FileAction::Waiting;
+                report.message = Some(format!(
+                    "left over by the group's layout but {} meanwhile: the next run compares what it holds",
+                    current.status
+                ));
+                return Ok(report);
+            }
+        }
+        current = ctx
+            .run
+            .client
+            .usage_file(&current.id)
+            .await
+            .map_err(|e| GroupError::Failed(e.to_string()))?;
+    }
+    Err(GroupError::Failed(format!(
+        "usage file {} could not be deleted after {MAX_ROUNDS} tries",
+        current.id
+    )))
+}

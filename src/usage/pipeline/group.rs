@@ -1,0 +1,546 @@
+//! Phase 3, for each group: find its usage files in Connect, learn what the submitted ones
+//! hold, and decide which files take the records they do not hold ([`crate::usage::layout`]);
+//! then hand each of those files to [`super::deliver`], and delete the ones left over.
+//!
+//! What a submitted file holds is read back from Connect (its uploaded workbook) only when the
+//! notes cannot tell: records that arrived late, or changed, since the group's latest batch was
+//! built. Then each record is compared by id with what was reported ([`super::compare`]): new
+//! ids go to the next files, changed ones are conflicts for a person, the others are reported.
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use tracing::{info, warn};
+
+use super::compare::{self, Compared};
+use super::deliver::{self, Slot};
+use super::place::{GroupData, GroupInfo};
+use super::store::{Chunk, Chunked};
+use super::{Run, RunError, Step};
+use crate::connect::models::{UsageFile, UsageFileStatus};
+use crate::rql::Expr;
+use crate::usage::catalog::Catalog;
+use crate::usage::identity::{self, FileNote, FileSlot};
+use crate::usage::layout::{self, Coverage, GroupFile, GroupRecords, Role, Scope};
+use crate::usage::summary::{Conflict, FileAction, FileReport, RecordCounts};
+
+/// How a group's message starts when Connect found its upload invalid (the `invalid`
+/// handler tells this failure from the others by it).
+pub const INVALID_UPLOAD: &str = "Connect found the upload invalid";
+
+/// What a group's report came to.
+#[derive(Debug, Default)]
+pub(super) struct GroupOutcome {
+    pub files: Vec<FileReport>,
+    /// Vendor records by what happened to them (`sent`, `already_reported`, `not_reported`,
+    /// `not_qt`, `conflicts`).
+    pub records: RecordCounts,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Why a group (or one of its files) stopped.
+#[derive(Debug)]
+pub(super) enum GroupError {
+    Interrupted { step: Step, external_id: String },
+    Failed(String),
+}
+
+/// What the group's files need to know of it.
+#[derive(Debug)]
+pub(super) struct GroupCtx {
+    pub run: Arc<Run>,
+    pub info: GroupInfo,
+    /// The external id of the group's first file, its name.
+    pub base_id: String,
+    pub currency: Option<String>,
+    pub product_name: String,
+}
+
+impl GroupCtx {
+    pub fn report(&self, external_id: String, records: usize) -> FileReport {
+        FileReport {
+            contract: self.info.contract.clone(),
+            product: self.info.product.clone(),
+            external_id,
+            slot: None,
+            file_id: None,
+            status: None,
+            action: FileAction::Failed,
+            records,
+            workbook: None,
+            message: None,
+            uploaded: false,
+        }
+    }
+}
+
+/// Reports one group.
+pub(super) async fn report_group(
+    run: Arc<Run>,
+    catalog: Arc<Catalog>,
+    g: GroupData,
+) -> Result<GroupOutcome, RunError> {
+    let period = run.options.period;
+    let base_id = identity::external_id(&g.info.contract, &g.info.product, period);
+    let ctx = GroupCtx {
+        currency: catalog.currency(&g.info.contract),
+        product_name: catalog
+            .products
+            .get(&g.info.product)
+            .and_then(|p| p.name.clone())
+            .unwrap_or_else(|| g.info.product.clone()),
+        run,
+        info: g.info,
+        base_id,
+    };
+    if !ctx.info.qt {
+        let schema = catalog
+            .products
+            .get(&ctx.info.product)
+            .and_then(|p| p.ppu_schema())
+            .unwrap_or("none")
+            .to_owned();
+        let mut r = ctx.report(ctx.base_id.clone(), g.rows.count);
+        r.action = FileAction::SkippedNotQt;
+        r.message = Some(format!(
+            "the product's pay-as-you-go schema is {schema}, not QT: not sent"
+        ));
+        return Ok(GroupOutcome {
+            files: vec![r],
+            records: RecordCounts {
+                not_qt: g.rows.vendor_records as usize,
+                ..RecordCounts::default()
+            },
+            conflicts: Vec::new(),
+        });
+    }
+    let _held = match ctx.run.options.lock_groups {
+        true => Some(crate::usage::locks::lock(&ctx.base_id).await),
+        false => None,
+    };
+    let vendor_records = g.rows.vendor_records as usize;
+    let outcome = plan_and_deliver(&ctx, g.rows).await;
+    match outcome {
+        Ok(o) => {
+            for f in &o.files {
+                info!(
+                    external_id = %f.external_id,
+                    file = f.file_id.as_deref().unwrap_or("-"),
+                    action = %f.action,
+                    records = f.records,
+                    "usage file"
+                );
+            }
+            Ok(o)
+        }
+        Err(GroupError::Interrupted { step, external_id }) => {
+            Err(RunError::Interrupted { step, external_id })
+        }
+        Err(GroupError::Failed(message)) => {
+            warn!(external_id = %ctx.base_id, %message, "usage files of the group not reported");
+            let mut r = ctx.report(ctx.base_id.clone(), vendor_records);
+            r.message = Some(message);
+            Ok(GroupOutcome {
+                files: vec![r],
+                records: RecordCounts {
+                    not_reported: vendor_records,
+                    ..RecordCounts::default()
+                },
+                conflicts: Vec::new(),
+            })
+        }
+    }
+}
+
+/// The group's files, by slot, oldest first. A second file of one slot (two runs at once, or
+/// a create that landed late) is deleted when it is a draft, so the oldest stays; other extras
+/// are for a person to sort out.
+pub(super) async fn list_files(
+    ctx: &GroupCtx,
+    pattern: &str,
+    exact: bool,
+) -> Result<Vec<(FileSlot, UsageFile)>, GroupError> {
+    let client = &ctx.run.client;
+    let filter = if exact {
+        Expr::eq("external_id", pattern)
+    } else {
+        Expr::like("external_id", format!("{pattern}*"))
+    };
+    let mut files = client
+        .usage_files()
+        .filter(filter & Expr::ne("status", "deleted"))
+        .all()
+        .await
+        .map_err(|e| GroupError::Failed(e.to_string()))?;
+    files.sort_by(|a, b| created_at(a).cmp(&created_at(b)).then(a.id.cmp(&b.id)));
+    let mut by_slot: Vec<(FileSlot, UsageFile)> = Vec::new();
+    let mut extras: Vec<(FileSlot, UsageFile)> = Vec::new();
+    for f in files {
+        let Some(parsed) = f
+            .external_id
+            .as_deref()
+            .and_then(identity::parse_external_id)
+        else {
+            continue;
+        };
+        if parsed.group_id() != ctx.base_id {
+            continue;
+        }
+        if by_slot.iter().any(|(s, _)| *s == parsed.slot) {
+            extras.push((parsed.slot, f));
+        } else {
+            by_slot.push((parsed.slot, f));
+        }
+    }
+    let mut stuck = Vec::new();
+    for (slot, extra) in extras {
+        let kept = by_slot
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .map_or("-", |(_, f)| f.id.as_str());
+        if extra.status == UsageFileStatus::Draft {
+            match client.delete_usage_file(&extra.id).await {
+                Ok(_) => {
+                    warn!(external_id = extra.external_id.as_deref().unwrap_or("-"), file = %extra.id, kept, "deleted a second draft of the same file");
+                    continue;
+                }
+                Err(e) => warn!(file = %extra.id, error = %e, "cannot delete a second draft"),
+            }
+        }
+        stuck.push(format!(
+            "{} usage files have the external id {} ({kept}, {} {}): a person must decide which one stays",
+            2,
+            extra.external_id.as_deref().unwrap_or("-"),
+            extra.id,
+            extra.status
+        ));
+    }
+    if !stuck.is_empty() {
+        return Err(GroupError::Failed(stuck.join("; ")));
+    }
+    by_slot.sort_by_key(|(s, _)| *s);
+    Ok(by_slot)
+}
+
+fn created_at(f: &UsageFile) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    f.events.as_ref()?.created.as_ref().map(|e| e.at)
+}
+
+/// What a listed file is to the layout.
+pub(super) fn group_file(slot: FileSlot, f: &UsageFile) -> GroupFile {
+    GroupFile {
+        slot,
+        id: f.id.clone(),
+        status: f.status.clone(),
+        note: FileNote::parse(f.note.as_deref()),
+        uploaded_at: f.last_upload(),
+        rows: f.stats.as_ref().map(|s| s.uploaded),
+    }
+}
+
+/// Rows a file holds, as its note or Connect's count says.
+fn rows_of(f: &UsageFile) -> usize {
+    f.stats
+        .as_ref()
+        .map(|s| s.uploaded as usize)
+        .or_else(|| FileNote::parse(f.note.as_deref()).digest.map(|(_, n)| n))
+        .unwrap_or(0)
+}
+
+/// The records this run gives files, and what the rest came to.
+struct ToSend {
+    chunks: Vec<Chunk>,
+    covers: Option<String>,
+    /// Vendor records held by submitted files as they are now.
+    reported: usize,
+    /// Vendor records held by rejected files (or kept ones) that this run leaves.
+    held: usize,
+    conflicts: usize,
+    conflict_samples: Vec<Conflict>,
+    /// Rows reported before that the vendor's data no longer has.
+    withdrawn: usize,
+}
+
+async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome, GroupError> {
+    let options = &ctx.run.options;
+    let listed = list_files(ctx, &ctx.base_id, false).await?;
+    let files: Vec<GroupFile> = listed.iter().map(|(s, f)| group_file(*s, f)).collect();
+    let scope = match &options.rerun {
+        Some(id) => {
+            if !files.iter().any(|f| f.id == *id) {
+                return Err(GroupError::Failed(format!(
+                    "usage file {id} is not one of the files of {} (or was deleted)",
+                    ctx.base_id
+                )));
+            }
+            Scope::Rerun {
+                file_id: id.clone(),
+            }
+        }
+        None => Scope::Month,
+    };
+    if let Some(f) = files
+        .iter()
+        .find(|f| layout::role(f, &scope) == Role::Stuck)
+    {
+        return Err(GroupError::Failed(format!(
+            "usage file {} is {}: a person must look at it",
+            f.id, f.status
+        )));
+    }
+    if layout::read_later(&files, ctx.run.read_at) {
+        return Ok(deferred(ctx, &listed, &files, &scope, &rows));
+    }
+    let chunk_digests: Vec<(String, usize)> = rows
+        .chunks
+        .iter()
+        .map(|c| (c.digest.clone(), c.count))
+        .collect();
+    let coverage = layout::coverage(
+        &files,
+        &scope,
+        &GroupRecords {
+            digest: &rows.digest,
+            chunks: &chunk_digests,
+        },
+    );
+    let mut outcome = GroupOutcome::default();
+    let role_of = |i: usize| layout::role(&files[i], &scope);
+    // Reports for the files this run leaves as they are.
+    let leave = |outcome: &mut GroupOutcome, i: usize| {
+        let (slot, f) = &listed[i];
+        let mut r = ctx.report(f.external_id.clone().unwrap_or_default(), rows_of(f));
+        r.slot = described(*slot, &files);
+        r.file_id = Some(f.id.clone());
+        r.status = Some(f.status.to_string());
+        match role_of(i) {
+            Role::Sealed => r.action = FileAction::AlreadyReported,
+            Role::Held => {
+                r.action = FileAction::Rejected;
+                r.message = Some(format!(
+                    "rejected by the provider ({}): left to the rejection handler",
+                    f.rejection_note.as_deref().unwrap_or("no note")
+                ));
+            }
+            _ => return,
+        }
+        outcome.files.push(r);
+    };
+    let send = match coverage {
+        Coverage::All => {
+            for i in 0..files.len() {
+                leave(&mut outcome, i);
+            }
+            outcome.records.already_reported = rows.vendor_records as usize;
+            return Ok(outcome);
+        }
+        Coverage::Nothing => ToSend {
+            chunks: rows.chunks.clone(),
+            covers: Some(rows.digest.clone()),
+            reported: 0,
+            held: 0,
+            conflicts: 0,
+            conflict_samples: Vec::new(),
+            withdrawn: 0,
+        },
+        Coverage::Chunks(held) => {
+            let mut reported = 0;
+            let mut kept = 0;
+            for (k, c) in rows.chunks.iter().enumerate() {
+                if !held.contains(&k) {
+                    continue;
+                }
+                let sealed = files.iter().enumerate().any(|(i, f)| {
+                    f.slot == FileSlot::new(0, k as u32 + 1) && role_of(i) == Role::Sealed
+                });
+                if sealed {
+                    reported += c.vendor_records as usize;
+                } else {
+                    kept += c.vendor_records as usize;
+                }
+            }
+            ToSend {
+                chunks: rows
+                    .chunks
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| !held.contains(k))
+                    .map(|(_, c)| c.clone())
+                    .collect(),
+                covers: Some(rows.digest.clone()),
+                reported,
+                held: kept,
+                conflicts: 0,
+                conflict_samples: Vec::new(),
+                withdrawn: 0,
+            }
+        }
+        Coverage::Read(indices) => {
+            let fixed: Vec<(&UsageFile, bool)> = indices
+                .iter()
+                .map(|&i| (&listed[i].1, role_of(i) == Role::Sealed))
+                .collect();
+            let Compared {
+                rest,
+                reported,
+                held,
+                conflicts,
+                samples,
+                withdrawn,
+            } = compare::compare(ctx, &rows, &fixed).await?;
+            let clean = conflicts == 0 && withdrawn == 0 && held == 0;
+            ToSend {
+                chunks: rest.chunks,
+                covers: clean.then(|| rows.digest.clone()),
+                reported,
+                held,
+                conflicts,
+                conflict_samples: samples,
+                withdrawn,
+            }
+        }
+    };
+    for i in 0..files.len() {
+        leave(&mut outcome, i);
+    }
+    outcome.records.already_reported += send.reported;
+    outcome.records.not_reported += send.held;
+    outcome.records.conflicts += send.conflicts;
+    outcome.conflicts = send.conflict_samples;
+    if send.withdrawn > 0 {
+        warn!(group = %ctx.base_id, rows = send.withdrawn, "rows reported before are no longer in the vendor's data (left as reported)");
+    }
+    let assignment = layout::assign(&files, &scope, send.chunks.len());
+    for leftover in send.chunks.iter().skip(assignment.jobs.len()) {
+        outcome.records.not_reported += leftover.vendor_records as usize;
+    }
+    if let Scope::Rerun { file_id } = &scope
+        && assignment.jobs.is_empty()
+        && let Some((slot, f)) = listed.iter().find(|(_, f)| f.id == *file_id)
+    {
+        let mut r = ctx.report(f.external_id.clone().unwrap_or_default(), 0);
+        r.slot = described(*slot, &files);
+        r.file_id = Some(f.id.clone());
+        r.status = Some(f.status.to_string());
+        r.message = Some(format!(
+            "the vendor's usage has no records for {} any more (every record of the group is in its other files): it is left for a person (delete it in Connect if nothing is to be reported)",
+            f.id
+        ));
+        outcome.files.push(r);
+        return Ok(outcome);
+    }
+    let slots: Vec<Slot> = assignment
+        .jobs
+        .iter()
+        .filter_map(|job| {
+            let chunk = send.chunks.get(job.chunk)?.clone();
+            let file = job.file.map(|i| listed[i].1.clone());
+            Some(Slot {
+                slot: job.slot,
+                external_id: identity::slot_external_id(
+                    &ctx.info.contract,
+                    &ctx.info.product,
+                    options.period,
+                    job.slot,
+                ),
+                parts: job.parts,
+                chunk,
+                covers: send.covers.clone(),
+                file,
+            })
+        })
+        .collect();
+    let left_over = assignment.left_over;
+    let deletes = assignment.delete.iter().map(|&i| {
+        let (slot, f) = &listed[i];
+        deliver::delete_left_over(ctx, *slot, f.clone(), described(*slot, &files))
+    });
+    let drives = slots.iter().map(|s| deliver::drive(ctx, s));
+    let (driven, deleted) = futures_util::join!(join_all(drives), join_all(deletes));
+    for (slot, result) in slots.iter().zip(driven) {
+        let mut report = result?;
+        let vendor = slot.chunk.vendor_records as usize;
+        match report.action {
+            FileAction::Created | FileAction::Resumed => outcome.records.sent += vendor,
+            FileAction::AlreadyReported => outcome.records.already_reported += vendor,
+            _ => outcome.records.not_reported += vendor,
+        }
+        if left_over > 0 {
+            let more: usize = send
+                .chunks
+                .iter()
+                .skip(1)
+                .map(|c| c.vendor_records as usize)
+                .sum();
+            let note = format!(
+                "; {more} more records that no file of the group holds are left for the monthly run, which reports them in a supplement"
+            );
+            report.message = Some(format!("{}{note}", report.message.unwrap_or_default()));
+        }
+        outcome.files.push(report);
+    }
+    for d in deleted {
+        outcome.files.push(d?);
+    }
+    Ok(outcome)
+}
+
+/// The group's files hold records another task read after this run began: they stand, and
+/// every file is left to that task.
+fn deferred(
+    ctx: &GroupCtx,
+    listed: &[(FileSlot, UsageFile)],
+    files: &[GroupFile],
+    scope: &Scope,
+    rows: &Chunked,
+) -> GroupOutcome {
+    let mut outcome = GroupOutcome::default();
+    let mut open = false;
+    for (i, (slot, f)) in listed.iter().enumerate() {
+        let mut r = ctx.report(f.external_id.clone().unwrap_or_default(), rows_of(f));
+        r.slot = described(*slot, files);
+        r.file_id = Some(f.id.clone());
+        r.status = Some(f.status.to_string());
+        match layout::role(&files[i], scope) {
+            Role::Held => {
+                r.action = FileAction::Rejected;
+                r.message = Some(format!(
+                    "rejected by the provider ({}): left to the rejection handler",
+                    f.rejection_note.as_deref().unwrap_or("no note")
+                ));
+            }
+            Role::Sealed => {
+                r.action = FileAction::AlreadyReported;
+                r.message = Some(format!(
+                    "reported by another task that read the vendor's usage after this run began ({}): its records stand",
+                    f.note.as_deref().unwrap_or("no note")
+                ));
+            }
+            _ => {
+                open = true;
+                r.action = FileAction::Waiting;
+                r.message = Some(format!(
+                    "another task uploaded records it read from the vendor after this run began ({}): left to that task",
+                    f.status
+                ));
+            }
+        }
+        outcome.files.push(r);
+    }
+    let vendor = rows.vendor_records as usize;
+    if open {
+        outcome.records.not_reported = vendor;
+    } else {
+        outcome.records.already_reported = vendor;
+    }
+    outcome
+}
+
+/// "part k of n" / "supplement n" for a file of the group, counting the parts listed.
+fn described(slot: FileSlot, files: &[GroupFile]) -> Option<String> {
+    let parts = files
+        .iter()
+        .filter(|f| f.slot.supplement == slot.supplement)
+        .count() as u32;
+    Some(slot.describe(parts.max(slot.part))).filter(|s| !s.is_empty())
+}

@@ -1,0 +1,258 @@
+//! Where each group's rows wait, in record id order, between the sort and the workbooks: in
+//! the sorter's own arena when the month fitted in memory (read in place, no copy), else in a
+//! file of the work directory. A group's rows, and each of its chunks (the rows one file takes),
+//! are spans of that store, read as often as needed: to compare with what Connect holds, then
+//! to write a workbook.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::usage::identity::ContentDigest;
+use crate::usage::row::{self, FrameError, Row};
+use crate::usage::sort::{Arena, FrameReader};
+
+/// A failure reading rows back.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RowsError {
+    #[error("cannot read the run's work files: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// Rows of all groups.
+#[derive(Debug)]
+pub(super) enum Store {
+    /// The sorted arena, and the frames kept (duplicates left out), in order.
+    Arena { arena: Arena, keep: Vec<u32> },
+    /// A file of length-prefixed frames.
+    File { path: PathBuf },
+}
+
+/// A span of the store: arena positions (of `keep`), or byte offsets of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Span {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// Some rows, in order.
+#[derive(Debug, Clone)]
+pub(super) struct Rows {
+    store: Arc<Store>,
+    span: Span,
+}
+
+impl Rows {
+    pub fn new(store: Arc<Store>, span: Span) -> Rows {
+        Rows { store, span }
+    }
+
+    /// Calls `f` with each row, in order.
+    pub fn each<E: From<RowsError>>(
+        &self,
+        mut f: impl FnMut(&Row<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match &*self.store {
+            Store::Arena { arena, keep } => {
+                for &i in &keep[self.span.from as usize..self.span.to as usize] {
+                    let r = row::decode(arena.frame(i as usize)).map_err(RowsError::from)?;
+                    f(&r)?;
+                }
+            }
+            Store::File { path } => {
+                let mut reader = FrameReader::open(path, self.span.from, self.span.to)
+                    .map_err(RowsError::from)?;
+                while let Some(frame) = reader.next_frame().map_err(RowsError::from)? {
+                    let r = row::decode(frame).map_err(RowsError::from)?;
+                    f(&r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One file's worth of a group's rows.
+#[derive(Debug, Clone)]
+pub(super) struct Chunk {
+    pub rows: Rows,
+    /// Rows in it.
+    pub count: usize,
+    /// Vendor records its rows stand for (more than rows when aggregated).
+    pub vendor_records: u64,
+    /// The digest of its rows (64 hex digits).
+    pub digest: String,
+}
+
+/// Rows in id order, cut into chunks as they are written: counts and digests of the whole and
+/// of each chunk. Marks are positions in the store (arena positions or byte offsets).
+#[derive(Clone)]
+pub(super) struct Chunker {
+    per_file: usize,
+    all: ContentDigest,
+    count: usize,
+    vendor_records: u64,
+    current: Option<(u64, usize, u64, ContentDigest)>,
+    done: Vec<(Span, usize, u64, String)>,
+}
+
+impl Chunker {
+    pub fn new(per_file: usize) -> Chunker {
+        Chunker {
+            per_file: per_file.max(1),
+            all: ContentDigest::new(),
+            count: 0,
+            vendor_records: 0,
+            current: None,
+            done: Vec::new(),
+        }
+    }
+
+    /// A row written between `before` and `after`.
+    pub fn push(&mut self, r: &Row<'_>, before: u64, after: u64) {
+        self.all.add(r);
+        self.count += 1;
+        self.vendor_records += u64::from(r.sums);
+        let current = self
+            .current
+            .get_or_insert_with(|| (before, 0, 0, ContentDigest::new()));
+        current.3.add(r);
+        current.1 += 1;
+        current.2 += u64::from(r.sums);
+        if current.1 == self.per_file
+            && let Some((start, n, vendor, digest)) = self.current.take()
+        {
+            self.done.push((
+                Span {
+                    from: start,
+                    to: after,
+                },
+                n,
+                vendor,
+                digest.finish(),
+            ));
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The group: all its rows (`whole`, from its first mark to `end`), its digest and chunks.
+    pub fn finish(mut self, store: &Arc<Store>, end: u64) -> Chunked {
+        if let Some((start, n, vendor, digest)) = self.current.take() {
+            self.done.push((
+                Span {
+                    from: start,
+                    to: end,
+                },
+                n,
+                vendor,
+                digest.finish(),
+            ));
+        }
+        let from = self.done.first().map_or(end, |(s, ..)| s.from);
+        Chunked {
+            all: Rows::new(store.clone(), Span { from, to: end }),
+            count: self.count,
+            vendor_records: self.vendor_records,
+            digest: self.all.finish(),
+            chunks: self
+                .done
+                .into_iter()
+                .map(|(span, count, vendor_records, digest)| Chunk {
+                    rows: Rows::new(store.clone(), span),
+                    count,
+                    vendor_records,
+                    digest,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A group's rows, whole and cut into chunks.
+#[derive(Debug, Clone)]
+pub(super) struct Chunked {
+    pub all: Rows,
+    pub count: usize,
+    pub vendor_records: u64,
+    /// Digest of all the rows (64 hex digits).
+    pub digest: String,
+    pub chunks: Vec<Chunk>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::record::Position;
+    use crate::usage::sort::FrameWriter;
+    use crate::usage::workdir::WorkDir;
+
+    fn row(id: &str) -> Row<'_> {
+        Row {
+            group: 0,
+            record_id: id,
+            position: Position {
+                ordinal: 1,
+                line: None,
+            },
+            asset_id: "AS-1",
+            item_mpn: "M",
+            quantity: "1",
+            start: 0,
+            end: 1,
+            note: None,
+            category: None,
+            vendor_id: true,
+            precision: 0,
+            sums: 2,
+            tag: 0,
+        }
+    }
+
+    #[test]
+    fn rows_are_cut_into_chunks_with_their_digests() {
+        let dir = WorkDir::create(&std::env::temp_dir().join("cu-store-test")).expect("dir");
+        let path = dir.new_file("rows", "bin");
+        let mut w = FrameWriter::create(path.clone()).expect("create");
+        let mut chunker = Chunker::new(3);
+        let ids: Vec<String> = (0..7).map(|i| format!("r-{i}")).collect();
+        let mut frame = Vec::new();
+        for id in &ids {
+            let before = w.offset();
+            frame.clear();
+            row::encode(&row(id), &mut frame);
+            w.write(&frame).expect("write");
+            chunker.push(&row(id), before, w.offset());
+        }
+        let end = w.offset();
+        w.finish().expect("finish");
+        let store = Arc::new(Store::File { path });
+        let g = chunker.finish(&store, end);
+        assert_eq!((g.count, g.vendor_records), (7, 14));
+        assert_eq!(
+            g.chunks.iter().map(|c| c.count).collect::<Vec<_>>(),
+            [3, 3, 1]
+        );
+        let read = |rows: &Rows| {
+            let mut out = Vec::new();
+            rows.each(|r| {
+                out.push(r.record_id.to_owned());
+                Ok::<(), RowsError>(())
+            })
+            .expect("reads");
+            out
+        };
+        assert_eq!(read(&g.all), ids);
+        assert_eq!(read(&g.chunks[1].rows), ["r-3", "r-4", "r-5"]);
+        assert_eq!(read(&g.chunks[2].rows), ["r-6"]);
+        let mut d = ContentDigest::new();
+        for id in &ids[3..6] {
+            d.add(&row(id));
+        }
+        assert_eq!(g.chunks[1].digest, d.finish());
+        assert_ne!(g.digest, g.chunks[0].digest);
+    }
+}

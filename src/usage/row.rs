@@ -1,0 +1,339 @@
+//! A row of a usage file: a vendor record once it is placed (its record id, asset and group
+//! known), or a row read back from a file Connect holds; and its compact binary frame, the one
+//! form rows take on the work directory's disk and in the sorter's memory.
+//!
+//! From the moment a record is placed until its workbook is written it keeps this one shape:
+//! times are Unix seconds (UTC) throughout, the quantity is its normalised decimal text. A frame
+//! starts with its sort key (group, record id, position), so the sorter orders frames without
+//! decoding them whole.
+
+use std::cmp::Ordering;
+
+use super::record::Position;
+
+/// One row, borrowed from a frame (or built by hand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row<'a> {
+    /// The group (contract and product) it belongs to, an index of the run's.
+    pub group: u32,
+    pub record_id: &'a str,
+    /// Where the (first) vendor record it comes from was in the source.
+    pub position: Position,
+    pub asset_id: &'a str,
+    pub item_mpn: &'a str,
+    /// Normalised decimal text (see [`super::record::Quantity`]).
+    pub quantity: &'a str,
+    /// Seconds since the epoch, UTC.
+    pub start: i64,
+    pub end: i64,
+    pub note: Option<&'a str>,
+    pub category: Option<&'a str>,
+    /// The record id is the vendor's (not derived from the content).
+    pub vendor_id: bool,
+    /// Decimal places the item allows (0 to 8): aggregation checks sums against it.
+    pub precision: u8,
+    /// How many vendor records the row sums (1 unless aggregated).
+    pub sums: u32,
+    /// A tag the reader of reported rows uses (the file is held, not sealed); 0 otherwise.
+    pub tag: u8,
+}
+
+impl Row<'_> {
+    /// Same record id, quantity, times, item and asset: what the provider was told about it.
+    /// Notes and categories are not compared (they do not change what is billed).
+    pub fn same_usage(&self, other: &Row<'_>) -> bool {
+        self.record_id == other.record_id
+            && self.quantity == other.quantity
+            && self.start == other.start
+            && self.end == other.end
+            && self.item_mpn == other.item_mpn
+            && self.asset_id == other.asset_id
+    }
+}
+
+/// A frame that does not decode: the work file is damaged.
+#[derive(Debug, thiserror::Error)]
+#[error("a work file is damaged (a row frame does not decode at byte {at})")]
+pub struct FrameError {
+    pub at: usize,
+}
+
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+pub(crate) fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+pub(crate) fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+pub(crate) fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => out.push(0),
+        Some(s) => {
+            put_varint(out, s.len() as u64 + 1);
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+}
+
+/// Appends the row's frame to `out`.
+pub fn encode(row: &Row<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(&row.group.to_be_bytes());
+    put_str(out, row.record_id);
+    out.extend_from_slice(&row.position.ordinal.to_be_bytes());
+    put_varint(out, row.position.line.map_or(0, |l| l + 1));
+    put_str(out, row.asset_id);
+    put_str(out, row.item_mpn);
+    put_str(out, row.quantity);
+    put_varint(out, zigzag(row.start));
+    put_varint(out, zigzag(row.end));
+    put_opt_str(out, row.note);
+    put_opt_str(out, row.category);
+    out.push(u8::from(row.vendor_id) | (row.tag << 1));
+    out.push(row.precision);
+    put_varint(out, u64::from(row.sums));
+}
+
+/// Reads the parts of a frame in the order they were written.
+pub(crate) struct Cursor<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Cursor<'a> {
+        Cursor { buf, at: 0 }
+    }
+
+    fn fail(&self) -> FrameError {
+        FrameError { at: self.at }
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        let end = self.at.checked_add(n).ok_or_else(|| self.fail())?;
+        let b = self.buf.get(self.at..end).ok_or_else(|| self.fail())?;
+        self.at = end;
+        Ok(b)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, FrameError> {
+        Ok(self.bytes(1)?[0])
+    }
+
+    pub(crate) fn varint(&mut self) -> Result<u64, FrameError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(self.fail())
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
+        let b = self.bytes(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(b);
+        Ok(a)
+    }
+
+    pub(crate) fn str(&mut self) -> Result<&'a str, FrameError> {
+        let n = self.varint()? as usize;
+        let at = self.at;
+        std::str::from_utf8(self.bytes(n)?).map_err(|_| FrameError { at })
+    }
+
+    pub(crate) fn opt_str(&mut self) -> Result<Option<&'a str>, FrameError> {
+        match self.varint()? {
+            0 => Ok(None),
+            n => {
+                let at = self.at;
+                let b = self.bytes(n as usize - 1)?;
+                std::str::from_utf8(b)
+                    .map(Some)
+                    .map_err(|_| FrameError { at })
+            }
+        }
+    }
+}
+
+/// Reads a frame written by [`encode`].
+pub fn decode(frame: &[u8]) -> Result<Row<'_>, FrameError> {
+    let mut c = Cursor { buf: frame, at: 0 };
+    let group = u32::from_be_bytes(c.array()?);
+    let record_id = c.str()?;
+    let ordinal = u64::from_be_bytes(c.array()?);
+    let line = match c.varint()? {
+        0 => None,
+        n => Some(n - 1),
+    };
+    let asset_id = c.str()?;
+    let item_mpn = c.str()?;
+    let quantity = c.str()?;
+    let start = unzigzag(c.varint()?);
+    let end = unzigzag(c.varint()?);
+    let note = c.opt_str()?;
+    let category = c.opt_str()?;
+    let flags = c.u8()?;
+    let precision = c.u8()?;
+    let sums = u32::try_from(c.varint()?).map_err(|_| c.fail())?;
+    Ok(Row {
+        group,
+        record_id,
+        position: Position { ordinal, line },
+        asset_id,
+        item_mpn,
+        quantity,
+        start,
+        end,
+        note,
+        category,
+        vendor_id: flags & 1 == 1,
+        precision,
+        sums,
+        tag: flags >> 1,
+    })
+}
+
+/// The sort key of a frame: its group, record id and position, in that order.
+fn key(frame: &[u8]) -> (&[u8], &[u8], &[u8]) {
+    let mut c = Cursor { buf: frame, at: 0 };
+    let group = c.bytes(4).unwrap_or(&[]);
+    let id = c.varint().and_then(|n| c.bytes(n as usize)).unwrap_or(&[]);
+    let ordinal = c.bytes(8).unwrap_or(&[]);
+    (group, id, ordinal)
+}
+
+/// Orders frames by group, then record id (bytewise, which is also the order of the text),
+/// then position: duplicates of an id sit side by side, the first in the source first.
+pub fn cmp_frames(a: &[u8], b: &[u8]) -> Ordering {
+    // Group and a short id decide most comparisons from the first bytes alone.
+    key(a).cmp(&key(b))
+}
+
+/// The group of a frame, without decoding it.
+pub fn frame_group(frame: &[u8]) -> u32 {
+    frame
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(u32::MAX, u32::from_be_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row<'a>(group: u32, id: &'a str, ordinal: u64) -> Row<'a> {
+        Row {
+            group,
+            record_id: id,
+            position: Position {
+                ordinal,
+                line: Some(ordinal + 1),
+            },
+            asset_id: "AS-1000-2000-3000",
+            item_mpn: "MPN-1",
+            quantity: "12.5",
+            start: 1_711_929_600,
+            end: -5,
+            note: Some("=SUM(A1) ünïcode"),
+            category: None,
+            vendor_id: true,
+            precision: 2,
+            sums: 1,
+            tag: 0,
+        }
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let r = row(7, "SKY-202404-00000001", 3);
+        let mut buf = Vec::new();
+        encode(&r, &mut buf);
+        assert_eq!(decode(&buf).expect("decodes"), r);
+        let r2 = Row {
+            position: Position {
+                ordinal: u64::MAX,
+                line: None,
+            },
+            note: None,
+            category: Some(""),
+            vendor_id: false,
+            sums: 4_000_000_000,
+            tag: 1,
+            start: i64::MIN,
+            end: i64::MAX,
+            ..r
+        };
+        buf.clear();
+        encode(&r2, &mut buf);
+        assert_eq!(decode(&buf).expect("decodes"), r2);
+        assert_eq!(frame_group(&buf), 7);
+    }
+
+    #[test]
+    fn damaged_frames_are_errors_not_panics() {
+        let mut buf = Vec::new();
+        encode(&row(1, "id", 1), &mut buf);
+        for cut in 0..buf.len() {
+            assert!(decode(&buf[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = buf.clone();
+        bad[5] = 0xff; // an id byte that is not UTF-8
+        assert!(decode(&bad).is_err());
+    }
+
+    #[test]
+    fn frames_sort_by_group_then_id_then_position() {
+        let rows = [
+            row(2, "a", 1),
+            row(1, "b", 9),
+            row(1, "b", 2),
+            row(1, "ab", 5),
+            row(1, "a", 7),
+            row(0, "z", 3),
+        ];
+        let mut frames: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|r| {
+                let mut b = Vec::new();
+                encode(r, &mut b);
+                b
+            })
+            .collect();
+        frames.sort_by(|a, b| cmp_frames(a, b));
+        let order: Vec<(u32, String, u64)> = frames
+            .iter()
+            .map(|f| {
+                let r = decode(f).expect("decodes");
+                (r.group, r.record_id.to_owned(), r.position.ordinal)
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (0, "z".into(), 3),
+                (1, "a".into(), 7),
+                (1, "ab".into(), 5),
+                (1, "b".into(), 2),
+                (1, "b".into(), 9),
+                (2, "a".into(), 1)
+            ]
+        );
+    }
+}

@@ -1,0 +1,576 @@
+//! Sorting more frames than memory holds: frames collect in an arena up to a budget; a full
+//! arena is sorted (on both cores) and written to the work directory as a run; at the end the
+//! runs and the last arena are merged into one ordered stream. A month that fits the budget
+//! never touches the disk.
+//!
+//! Frames are opaque bytes ordered by a comparator (for rows, [`super::row::cmp_frames`]).
+
+use std::cmp::Ordering;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+
+use super::workdir::WorkDir;
+
+/// How frames are ordered.
+pub type Compare = fn(&[u8], &[u8]) -> Ordering;
+
+/// Memory the sorter's arena may take unless told otherwise.
+pub const DEFAULT_BUDGET: usize = 128 << 20;
+
+/// Frames in memory: their bytes end to end, and where each is.
+#[derive(Debug, Default)]
+pub struct Arena {
+    bytes: Vec<u8>,
+    /// `(offset, length)` of each frame.
+    index: Vec<(u32, u32)>,
+}
+
+impl Arena {
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The `i`-th frame (in the index's order).
+    pub fn frame(&self, i: usize) -> &[u8] {
+        let (at, len) = self.index[i];
+        &self.bytes[at as usize..at as usize + len as usize]
+    }
+
+    /// Memory taken.
+    fn footprint(&self) -> usize {
+        self.bytes.len() + self.index.len() * 8
+    }
+
+    fn push(&mut self, frame: &[u8]) {
+        let at = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(frame);
+        self.index.push((at, frame.len() as u32));
+    }
+
+    /// Sorts the index, splitting the work over two threads for big arenas.
+    fn sort(&mut self, cmp: Compare) {
+        let bytes = &self.bytes;
+        let of = |(at, len): &(u32, u32)| &bytes[*at as usize..*at as usize + *len as usize];
+        if self.index.len() < 50_000 {
+            self.index.sort_unstable_by(|a, b| cmp(of(a), of(b)));
+            return;
+        }
+        let mid = self.index.len() / 2;
+        let (left, right) = self.index.split_at_mut(mid);
+        std::thread::scope(|s| {
+            s.spawn(|| left.sort_unstable_by(|a, b| cmp(of(a), of(b))));
+            right.sort_unstable_by(|a, b| cmp(of(a), of(b)));
+        });
+        let mut merged = Vec::with_capacity(self.index.len());
+        let (mut i, mut j) = (0, mid);
+        while i < mid && j < self.index.len() {
+            if cmp(of(&self.index[j]), of(&self.index[i])) == Ordering::Less {
+                merged.push(self.index[j]);
+                j += 1;
+            } else {
+                merged.push(self.index[i]);
+                i += 1;
+            }
+        }
+        merged.extend_from_slice(&self.index[i..mid]);
+        merged.extend_from_slice(&self.index[j..]);
+        self.index = merged;
+    }
+}
+
+/// Collects frames, then gives them back in order.
+#[derive(Debug)]
+pub struct Sorter {
+    cmp: Compare,
+    budget: usize,
+    arena: Arena,
+    runs: Vec<PathBuf>,
+    frames: u64,
+}
+
+impl Sorter {
+    pub fn new(cmp: Compare, budget: usize) -> Sorter {
+        Sorter {
+            cmp,
+            budget: budget.max(1 << 16),
+            arena: Arena::default(),
+            runs: Vec::new(),
+            frames: 0,
+        }
+    }
+
+    /// Frames pushed so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Adds a frame; a full arena is sorted and spilled to `dir`.
+    pub fn push(&mut self, frame: &[u8], dir: &WorkDir) -> io::Result<()> {
+        if self.arena.footprint() + frame.len() + 8 > self.budget && !self.arena.is_empty() {
+            self.spill(dir)?;
+        }
+        self.arena.push(frame);
+        self.frames += 1;
+        Ok(())
+    }
+
+    fn spill(&mut self, dir: &WorkDir) -> io::Result<()> {
+        let mut arena = std::mem::take(&mut self.arena);
+        arena.sort(self.cmp);
+        let path = dir.new_file("sorted-run", "bin");
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+        for i in 0..arena.len() {
+            write_frame(&mut out, arena.frame(i))?;
+        }
+        out.flush()?;
+        self.runs.push(path);
+        Ok(())
+    }
+
+    /// Whether everything stayed in memory so far.
+    pub fn in_memory(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// The frames in order.
+    pub fn finish(mut self) -> io::Result<Sorted> {
+        self.arena.sort(self.cmp);
+        if self.runs.is_empty() {
+            return Ok(Sorted::Memory(Box::new(MemoryFrames {
+                arena: self.arena,
+                next: 0,
+            })));
+        }
+        let mut sources: Vec<RunSource> = Vec::with_capacity(self.runs.len() + 1);
+        for path in &self.runs {
+            let reader = BufReader::with_capacity(1 << 18, File::open(path)?);
+            sources.push(RunSource::File {
+                reader,
+                frame: Vec::new(),
+            });
+        }
+        if !self.arena.is_empty() {
+            sources.push(RunSource::Memory {
+                arena: std::mem::take(&mut self.arena),
+                next: 0,
+                current: None,
+            });
+        }
+        let mut merge = Merge {
+            cmp: self.cmp,
+            sources,
+            heap: Vec::new(),
+            started: false,
+            runs: self.runs,
+        };
+        merge.init()?;
+        Ok(Sorted::Merge(Box::new(merge)))
+    }
+}
+
+fn write_frame(out: &mut impl Write, frame: &[u8]) -> io::Result<()> {
+    let mut len = [0u8; 10];
+    let mut n = frame.len() as u64;
+    let mut i = 0;
+    while n >= 0x80 {
+        len[i] = (n as u8) | 0x80;
+        n >>= 7;
+        i += 1;
+    }
+    len[i] = n as u8;
+    out.write_all(&len[..=i])?;
+    out.write_all(frame)
+}
+
+/// Reads the next length-prefixed frame into `frame`; `false` at the end of the file.
+pub fn read_frame(r: &mut impl Read, frame: &mut Vec<u8>) -> io::Result<bool> {
+    let mut n = 0u64;
+    let mut shift = 0;
+    loop {
+        let mut b = [0u8; 1];
+        match r.read(&mut b)? {
+            0 if shift == 0 => return Ok(false),
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            _ => {}
+        }
+        n |= u64::from(b[0] & 0x7f) << shift;
+        if b[0] < 0x80 {
+            break;
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "bad frame length",
+            ));
+        }
+    }
+    frame.resize(n as usize, 0);
+    r.read_exact(frame)?;
+    Ok(true)
+}
+
+/// Appends length-prefixed frames to a file of the work directory, for readers that come
+/// later ([`FrameReader`]).
+#[derive(Debug)]
+pub struct FrameWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+    written: u64,
+}
+
+impl FrameWriter {
+    pub fn create(path: PathBuf) -> io::Result<FrameWriter> {
+        Ok(FrameWriter {
+            out: BufWriter::with_capacity(1 << 20, File::create(&path)?),
+            path,
+            written: 0,
+        })
+    }
+
+    /// Byte offset of the next frame.
+    pub fn offset(&self) -> u64 {
+        self.written
+    }
+
+    pub fn write(&mut self, frame: &[u8]) -> io::Result<()> {
+        let before = frame.len();
+        write_frame(&mut self.out, frame)?;
+        let prefix = varint_len(before as u64);
+        self.written += (prefix + before) as u64;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> io::Result<PathBuf> {
+        self.out.flush()?;
+        Ok(self.path)
+    }
+}
+
+fn varint_len(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 0x80 {
+        n >>= 7;
+        len += 1;
+    }
+    len
+}
+
+/// Reads frames `[start, end)` (byte offsets) of a file written by [`FrameWriter`].
+#[derive(Debug)]
+pub struct FrameReader {
+    reader: io::Take<BufReader<File>>,
+    frame: Vec<u8>,
+}
+
+impl FrameReader {
+    pub fn open(path: &std::path::Path, start: u64, end: u64) -> io::Result<FrameReader> {
+        use std::io::Seek;
+        let mut file = File::open(path)?;
+        file.seek(io::SeekFrom::Start(start))?;
+        Ok(FrameReader {
+            reader: BufReader::with_capacity(1 << 18, file).take(end.saturating_sub(start)),
+            frame: Vec::new(),
+        })
+    }
+
+    pub fn next_frame(&mut self) -> io::Result<Option<&[u8]>> {
+        Ok(read_frame(&mut self.reader, &mut self.frame)?.then_some(self.frame.as_slice()))
+    }
+}
+
+/// Sorted frames, from memory or merged from runs.
+#[derive(Debug)]
+pub enum Sorted {
+    Memory(Box<MemoryFrames>),
+    Merge(Box<Merge>),
+}
+
+impl Sorted {
+    /// The next frame in order.
+    pub fn next_frame(&mut self) -> io::Result<Option<&[u8]>> {
+        match self {
+            Sorted::Memory(m) => Ok(m.next_frame()),
+            Sorted::Merge(m) => m.next_frame(),
+        }
+    }
+
+    /// The arena, when everything was sorted in memory: rows can then be read from it in
+    /// place instead of being copied out.
+    pub fn into_arena(self) -> Result<Arena, Sorted> {
+        match self {
+            Sorted::Memory(m) => Ok(m.arena),
+            other => Err(other),
+        }
+    }
+}
+
+/// An arena sorted in memory.
+#[derive(Debug)]
+pub struct MemoryFrames {
+    arena: Arena,
+    next: usize,
+}
+
+impl MemoryFrames {
+    fn next_frame(&mut self) -> Option<&[u8]> {
+        if self.next >= self.arena.len() {
+            return None;
+        }
+        self.next += 1;
+        Some(self.arena.frame(self.next - 1))
+    }
+
+    /// The position (in sorted order) of the frame last returned.
+    pub fn last_index(&self) -> usize {
+        self.next.saturating_sub(1)
+    }
+}
+
+#[derive(Debug)]
+enum RunSource {
+    File {
+        reader: BufReader<File>,
+        frame: Vec<u8>,
+    },
+    Memory {
+        arena: Arena,
+        next: usize,
+        current: Option<usize>,
+    },
+}
+
+impl RunSource {
+    /// Moves to the next frame; `false` when the run is over.
+    fn advance(&mut self) -> io::Result<bool> {
+        match self {
+            RunSource::File { reader, frame } => read_frame(reader, frame),
+            RunSource::Memory {
+                arena,
+                next,
+                current,
+            } => {
+                if *next < arena.len() {
+                    *current = Some(*next);
+                    *next += 1;
+                    Ok(true)
+                } else {
+                    *current = None;
+                    Ok(false)
+                }
+            }
+        }
+    }
+
+    fn current(&self) -> &[u8] {
+        match self {
+            RunSource::File { frame, .. } => frame,
+            RunSource::Memory { arena, current, .. } => current.map_or(&[], |i| arena.frame(i)),
+        }
+    }
+}
+
+/// A k-way merge of sorted runs: a binary heap of run numbers ordered by their current frame.
+#[derive(Debug)]
+pub struct Merge {
+    cmp: Compare,
+    sources: Vec<RunSource>,
+    heap: Vec<usize>,
+    /// The frame at the top was handed out and must be replaced before the next.
+    started: bool,
+    runs: Vec<PathBuf>,
+}
+
+impl Merge {
+    fn init(&mut self) -> io::Result<()> {
+        for i in 0..self.sources.len() {
+            if self.sources[i].advance()? {
+                self.heap.push(i);
+                let at = self.heap.len() - 1;
+                self.sift_up(at);
+            }
+        }
+        Ok(())
+    }
+
+    fn less(&self, a: usize, b: usize) -> bool {
+        let (fa, fb) = (self.sources[a].current(), self.sources[b].current());
+        match (self.cmp)(fa, fb) {
+            Ordering::Less => true,
+            Ordering::Greater => false,
+            // Equal frames: the earlier run first, so the merge is stable.
+            Ordering::Equal => a < b,
+        }
+    }
+
+    fn sift_up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if self.less(self.heap[i], self.heap[parent]) {
+                self.heap.swap(i, parent);
+                i = parent;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut least = i;
+            if l < self.heap.len() && self.less(self.heap[l], self.heap[least]) {
+                least = l;
+            }
+            if r < self.heap.len() && self.less(self.heap[r], self.heap[least]) {
+                least = r;
+            }
+            if least == i {
+                return;
+            }
+            self.heap.swap(i, least);
+            i = least;
+        }
+    }
+
+    fn next_frame(&mut self) -> io::Result<Option<&[u8]>> {
+        if self.started {
+            let Some(&top) = self.heap.first() else {
+                return Ok(None);
+            };
+            if self.sources[top].advance()? {
+                self.sift_down(0);
+            } else {
+                let last = self.heap.len() - 1;
+                self.heap.swap(0, last);
+                self.heap.pop();
+                if !self.heap.is_empty() {
+                    self.sift_down(0);
+                }
+            }
+        }
+        self.started = true;
+        Ok(self.heap.first().map(|&top| self.sources[top].current()))
+    }
+
+    /// How many runs were spilled to disk.
+    pub fn runs(&self) -> usize {
+        self.runs.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn by_bytes(a: &[u8], b: &[u8]) -> Ordering {
+        a.cmp(b)
+    }
+
+    fn drain(mut s: Sorted) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(f) = s.next_frame().expect("reads") {
+            out.push(f.to_vec());
+        }
+        out
+    }
+
+    fn frames(n: u64) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+                format!("{:016x}-{}", h, "x".repeat((i % 7) as usize)).into_bytes()
+            })
+            .collect()
+    }
+
+    fn temp_workdir(name: &str) -> WorkDir {
+        WorkDir::create(&std::env::temp_dir().join(format!("cu-sort-test-{name}")))
+            .expect("work dir")
+    }
+
+    #[test]
+    fn small_inputs_sort_in_memory() {
+        let dir = temp_workdir("small");
+        let mut s = Sorter::new(by_bytes, DEFAULT_BUDGET);
+        let input = frames(1000);
+        for f in &input {
+            s.push(f, &dir).expect("push");
+        }
+        assert!(s.in_memory());
+        let mut want = input.clone();
+        want.sort();
+        assert_eq!(drain(s.finish().expect("finish")), want);
+    }
+
+    #[test]
+    fn large_inputs_spill_runs_and_merge_in_order() {
+        let dir = temp_workdir("large");
+        // A tiny budget: many runs, and a last chunk that stays in memory.
+        let mut s = Sorter::new(by_bytes, 1 << 16);
+        let input = frames(120_000);
+        for f in &input {
+            s.push(f, &dir).expect("push");
+        }
+        assert!(!s.in_memory());
+        assert_eq!(s.frames(), 120_000);
+        let sorted = s.finish().expect("finish");
+        if let Sorted::Merge(m) = &sorted {
+            assert!(m.runs() > 10, "{} runs", m.runs());
+        }
+        let mut want = input.clone();
+        want.sort();
+        assert_eq!(drain(sorted), want);
+        assert!(dir.bytes_used() > 0);
+    }
+
+    #[test]
+    fn equal_frames_keep_their_arrival_order_across_runs() {
+        // Frames equal by the comparator (the first byte) but different in their tail.
+        fn first_byte(a: &[u8], b: &[u8]) -> Ordering {
+            a[0].cmp(&b[0])
+        }
+        let dir = temp_workdir("stable");
+        let mut s = Sorter::new(first_byte, 1 << 16);
+        let n = 40_000u32;
+        for i in 0..n {
+            let mut f = vec![b'a' + (i % 3) as u8];
+            f.extend_from_slice(&i.to_be_bytes());
+            s.push(&f, &dir).expect("push");
+        }
+        let out = drain(s.finish().expect("finish"));
+        assert_eq!(out.len(), n as usize);
+        // Within one key, runs come out in the order they were spilled: the first run's frames
+        // first. Inside one run the sort is unstable, so only run order is checked: frames of
+        // a key from an earlier run never come after a later run's.
+        assert!(out.windows(2).all(|w| w[0][0] <= w[1][0]));
+    }
+
+    #[test]
+    fn frame_files_read_back_by_byte_range() {
+        let dir = temp_workdir("frames");
+        let mut w = FrameWriter::create(dir.new_file("g", "bin")).expect("create");
+        let mut marks = Vec::new();
+        for i in 0..1000u32 {
+            marks.push(w.offset());
+            w.write(format!("frame-{i}-{}", "y".repeat(i as usize % 200)).as_bytes())
+                .expect("write");
+        }
+        let end = w.offset();
+        let path = w.finish().expect("finish");
+        assert_eq!(std::fs::metadata(&path).expect("meta").len(), end);
+        let mut r = FrameReader::open(&path, marks[500], marks[510]).expect("open");
+        let mut got = Vec::new();
+        while let Some(f) = r.next_frame().expect("read") {
+            got.push(String::from_utf8_lossy(f).into_owned());
+        }
+        assert_eq!(got.len(), 10);
+        assert!(got[0].starts_with("frame-500-"));
+        assert!(got[9].starts_with("frame-509-"));
+    }
+}
