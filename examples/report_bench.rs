@@ -1,19 +1,29 @@
-//! Speed and memory of the QT pipeline, on this machine.
+//! Speed and memory of the QT pipeline on this machine, beside the references measured in the
+//! same run (the machine's speed varies from day to day; ratios hold).
 //!
 //! ```text
-//! cargo run --release --example report_bench -- [--records 1000000] [--sandbox-records 100000]
+//! cargo run --release --example report_bench -- [--sizes 1000000,5000000,20000000]
+//!     [--http 1000000] [--workbook 1000000] [--sandbox 100000] [--big-group 1100000]
+//!     [--python python3] [--bench-dir ../shared/bench] [--phases workbook,dry-run,http,sandbox,big-group]
 //! ```
 //!
-//! It starts the sandbox in-process, writes `--records` usage records of the sandbox's
-//! dataset to a CSV file, then measures, each phase in a child process of its own so that its
-//! peak RSS is its own:
-//! 1. workbook writing alone: all records into one workbook;
-//! 2. a dry run of the whole pipeline on the CSV file (read, catalog, check, group, write the
-//!    workbooks to disk);
-//! 3. a real run against the sandbox with `--sandbox-records` records from its usage API
-//!    (create, upload, processing, submit).
+//! It starts the sandbox in-process and measures each phase in a child process of its own, so
+//! that its peak RSS (`VmHWM`) is its own:
+//! - `workbook`: writing workbooks alone: one of `--workbook` rows on one thread, then two at
+//!   once on two threads (two parts of a group); and Python's writers
+//!   (`py_workbook_baseline.py`, openpyxl and XlsxWriter) on a fifth of the rows, for the ratio;
+//! - `dry-run`: a dry run of the whole pipeline from a CSV file of the sandbox's dataset for
+//!   each of `--sizes` (read, catalog, check, sort, group, write every workbook): records/s,
+//!   peak RSS and the disk the work files took;
+//! - `http`: a dry run from the sandbox's vendor usage API (`--http` records), beside the plain
+//!   reader `vendor_api_read.py` on the same pages;
+//! - `sandbox`: a real run against the sandbox (`--sandbox` records): create, upload,
+//!   processing, submit;
+//! - `big-group`: a real run of `--big-group` records of one subscription (one contract and
+//!   product): more than a usage file holds, reported as parts; the sandbox's files checked.
 //!
-//! It prints records/s, wall time and peak RSS of each phase.
+//! The Python references need `openpyxl` and `xlsxwriter` for the workbook phase (a venv's
+//! python via `--python`); a missing one is reported, not fatal.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -22,17 +32,20 @@ use std::time::{Duration, Instant};
 
 use connect_usage::connect::{ApiKey, ConnectClient};
 use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
-use connect_usage::usage::record::Quantity;
 use connect_usage::usage::row::Row;
 use connect_usage::usage::source_http::VendorApiSource;
-use connect_usage::usage::workbook;
-use connect_usage::usage::{Period, PollPolicy, ReportOptions, SourceSpec, report};
+use connect_usage::usage::workbook::WorkbookWriter;
+use connect_usage::usage::{Period, PollPolicy, Position, ReportOptions, SourceSpec, report};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn number(name: &str, default: u64) -> Result<u64, Failure> {
+    Ok(arg(name).map_or(Ok(default), |v| v.replace('_', "").parse())?)
 }
 
 fn peak_rss_mb() -> f64 {
@@ -59,49 +72,142 @@ async fn main() -> Result<(), Failure> {
     match arg("--phase").as_deref() {
         Some("workbook") => phase_workbook(),
         Some("dry-run") => phase_dry_run().await,
+        Some("http") => phase_http().await,
         Some("sandbox") => phase_sandbox().await,
+        Some("big-group") => phase_big_group().await,
         _ => parent().await,
     }
 }
 
 async fn parent() -> Result<(), Failure> {
-    let records: u64 = arg("--records").map_or(Ok(1_000_000), |v| v.parse())?;
-    let sandbox_records: u64 = arg("--sandbox-records").map_or(Ok(100_000), |v| v.parse())?;
-    let sb = Sandbox::start(SandboxConfig {
-        runtime: RuntimeConfig {
-            usage_records: sandbox_records,
-            ..RuntimeConfig::default()
-        },
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sizes: Vec<u64> = arg("--sizes")
+        .unwrap_or_else(|| "1000000".into())
+        .split(',')
+        .map(|s| s.trim().replace('_', "").parse())
+        .collect::<Result<_, _>>()?;
+    let phases = arg("--phases").unwrap_or_else(|| "workbook,dry-run,http,sandbox".into());
+    let wants = |p: &str| phases.split(',').any(|x| x.trim() == p);
+    let python = arg("--python").unwrap_or_else(|| "python3".into());
+    let bench_dir = PathBuf::from(arg("--bench-dir").unwrap_or_else(|| "../shared/bench".into()));
+    let sb = Sandbox::start(SandboxConfig::default()).await?;
     let dir = std::env::temp_dir().join(format!("cu-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let csv = dir.join("usage.csv");
-    let started = Instant::now();
-    write_csv(&sb, &csv, records)?;
-    let size = std::fs::metadata(&csv)?.len() as f64 / 1e6;
-    println!(
-        "generated {records} records ({size:.0} MB CSV) in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
     let exe = std::env::current_exe()?;
-    let common = |phase: &str| {
+    let child = |phase: &str| {
         let mut c = Command::new(&exe);
         c.args(["--phase", phase])
             .env("BENCH_API", sb.api_url())
             .env("BENCH_KEY", sb.vendor_key().expose())
             .env("BENCH_USAGE", sb.usage_api_url())
             .env("BENCH_TOKEN", sb.usage_token().expose())
-            .env("BENCH_CSV", &csv)
-            .env("BENCH_OUT", dir.join("out"));
+            .env("BENCH_OUT", dir.join("out"))
+            .env("WORK_DIR", dir.join("work"));
         c
     };
-    for phase in ["workbook", "dry-run", "sandbox"] {
-        let status = common(phase).status()?;
+    let run = |mut c: Command, what: &str| -> Result<(), Failure> {
+        let status = c.status()?;
         if !status.success() {
-            return Err(format!("phase {phase} failed: {status}").into());
+            return Err(format!("{what} failed: {status}").into());
         }
+        Ok(())
+    };
+    let set_records = |records: u64, subscriptions: u64| {
+        sb.state().set_config(RuntimeConfig {
+            usage_records: records,
+            usage_subscriptions: subscriptions,
+            ..sb.state().config()
+        })
+    };
+
+    if wants("workbook") {
+        let n = number("--workbook", 1_000_000)?;
+        let mut c = child("workbook");
+        c.env("BENCH_ROWS", n.to_string());
+        run(c, "workbook phase")?;
+        let py_rows = (n / 5).max(1000);
+        for lib in ["openpyxl", "xlsxwriter"] {
+            let out = Command::new(&python)
+                .arg(bench_dir.join("py_workbook_baseline.py"))
+                .args([lib, &py_rows.to_string()])
+                .arg(dir.join(format!("py-{lib}.xlsx")))
+                .output();
+            match out {
+                Ok(o) if o.status.success() => {
+                    println!(
+                        "{:<34} {}",
+                        format!("python {lib} (reference)"),
+                        String::from_utf8_lossy(&o.stdout).trim()
+                    );
+                }
+                Ok(o) => println!(
+                    "python {lib}: not measured ({})",
+                    String::from_utf8_lossy(&o.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("failed")
+                ),
+                Err(e) => println!("python {lib}: not measured ({e})"),
+            }
+        }
+    }
+
+    if wants("dry-run") {
+        for &n in &sizes {
+            let csv = dir.join(format!("usage-{n}.csv"));
+            let started = Instant::now();
+            write_csv(&sb, &csv, n)?;
+            let size = std::fs::metadata(&csv)?.len() as f64 / 1e6;
+            println!(
+                "generated {n} records ({size:.0} MB CSV) in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            let mut c = child("dry-run");
+            c.env("BENCH_CSV", &csv);
+            run(c, "dry-run phase")?;
+            std::fs::remove_file(&csv)?;
+            let _ = std::fs::remove_dir_all(dir.join("out"));
+        }
+    }
+
+    if wants("http") {
+        let n = number("--http", 1_000_000)?;
+        set_records(n, 0)?;
+        run(child("http"), "http phase")?;
+        let out = Command::new(&python)
+            .arg(bench_dir.join("vendor_api_read.py"))
+            .args([
+                sb.usage_api_url(),
+                sb.usage_token().expose().to_owned(),
+                period().to_string(),
+                "5000".into(),
+            ])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => println!(
+                "{:<34} {}",
+                "python vendor_api_read (reference)",
+                String::from_utf8_lossy(&o.stdout).trim()
+            ),
+            Ok(o) => println!(
+                "python vendor_api_read: not measured ({})",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => println!("python vendor_api_read: not measured ({e})"),
+        }
+        let _ = std::fs::remove_dir_all(dir.join("out"));
+    }
+
+    if wants("sandbox") {
+        set_records(number("--sandbox", 100_000)?, 0)?;
+        run(child("sandbox"), "sandbox phase")?;
+    }
+
+    if wants("big-group") {
+        let n = number("--big-group", 1_100_000)?;
+        set_records(n, 1)?;
+        let mut c = child("big-group");
+        c.env("BENCH_ROWS", n.to_string());
+        run(c, "big-group phase")?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     sb.shutdown().await;
@@ -144,120 +250,231 @@ fn env(name: &str) -> String {
 
 fn print(phase: &str, records: usize, elapsed: Duration) {
     println!(
-        "{phase:<28} {records:>9} records  {:>7.2} s  {:>9.0} records/s  peak RSS {:>6.0} MB",
+        "{phase:<34} {records:>9} records  {:>7.2} s  {:>9.0} records/s  peak RSS {:>6.0} MB",
         elapsed.as_secs_f64(),
         records as f64 / elapsed.as_secs_f64(),
         peak_rss_mb()
     );
 }
 
-fn phase_workbook() -> Result<(), Failure> {
-    // Rows like the pipeline's, built before the clock starts.
-    let text = std::fs::read_to_string(env_path("BENCH_CSV"))?;
-    struct R {
-        id: String,
-        sub: String,
-        mpn: String,
-        q: Quantity,
-        note: Option<String>,
-    }
-    let rows: Vec<R> = text
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.splitn(7, ',').collect();
-            Some(R {
-                id: f.get(5)?.to_string(),
-                sub: f.first()?.to_string(),
-                mpn: f.get(1)?.to_string(),
-                q: Quantity::parse(f.get(2)?).ok()?,
-                note: f
-                    .get(6)
-                    .map(|n| n.trim_matches('"').to_owned())
-                    .filter(|n| !n.is_empty()),
-            })
+/// Rows like the pipeline's: ids, assets and items of the sandbox's shape.
+struct BenchRow {
+    id: String,
+    asset: String,
+    mpn: String,
+    quantity: String,
+    note: Option<String>,
+}
+
+fn bench_rows(n: u64) -> Vec<BenchRow> {
+    (0..n)
+        .map(|i| BenchRow {
+            id: format!("SKY-202404-{:08}", i + 1),
+            asset: format!(
+                "AS-{:04}-{:04}-{:04}",
+                1000 + i % 7,
+                2000 + i % 13,
+                i % 5000
+            ),
+            mpn: format!("MPN-{}", i % 7),
+            quantity: format!("{}.{}", i % 500, i % 100),
+            note: (i % 11 == 0).then(|| format!("Batch job {}", i % 10_000)),
         })
-        .collect();
-    drop(text);
+        .collect()
+}
+
+fn write_one(rows: &[BenchRow], path: &Path, tempdir: &Path) -> Result<(), Failure> {
     let start = period().start().timestamp();
-    let started = Instant::now();
-    let bytes = workbook::write(
-        rows.iter().map(|r| Row {
+    let mut w = WorkbookWriter::new(period().end_exclusive(), Some(tempdir))?;
+    for (i, r) in rows.iter().enumerate() {
+        w.push(&Row {
             group: 0,
             record_id: &r.id,
-            position: connect_usage::usage::Position {
-                ordinal: 1,
+            position: Position {
+                ordinal: i as u64 + 1,
                 line: None,
             },
-            note: r.note.as_deref(),
+            asset_id: &r.asset,
             item_mpn: &r.mpn,
-            quantity: r.q.as_str(),
-            start,
-            end: start + 3600,
-            asset_id: &r.sub,
+            quantity: &r.quantity,
+            start: start + (i as i64 % 86_400),
+            end: start + (i as i64 % 86_400) + 3600,
+            note: r.note.as_deref(),
             category: None,
             vendor_id: true,
-            precision: 0,
+            precision: 2,
             sums: 1,
             tag: 0,
-        }),
-        period().end_exclusive(),
-    )?;
-    print("workbook writing alone", rows.len(), started.elapsed());
-    println!("{:<28} {:.0} MB workbook", "", bytes.len() as f64 / 1e6);
+        })?;
+    }
+    w.save(path)?;
     Ok(())
 }
 
-async fn phase_dry_run() -> Result<(), Failure> {
-    let client = ConnectClient::new(env("BENCH_API"), ApiKey::new(env("BENCH_KEY"))?)?;
-    let source = SourceSpec::File(env_path("BENCH_CSV")).open()?;
-    let options = ReportOptions {
-        dry_run: true,
-        out_dir: Some(env_path("BENCH_OUT")),
-        ..ReportOptions::new(period())
-    };
+fn phase_workbook() -> Result<(), Failure> {
+    let n: u64 = env("BENCH_ROWS").parse()?;
+    let rows = bench_rows(n);
+    let dir = env_path("BENCH_OUT");
+    std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
-    let summary = report(&client, source.as_ref(), &options).await?;
+    write_one(&rows, &dir.join("one.xlsx"), &dir)?;
+    print("workbook, one writer", rows.len(), started.elapsed());
+    let size = std::fs::metadata(dir.join("one.xlsx"))?.len() as f64 / 1e6;
+    println!("{:<34} {size:.0} MB workbook", "");
+    let started = Instant::now();
+    let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|k| {
+                let (rows, dir) = (&rows, &dir);
+                s.spawn(move || {
+                    write_one(rows, &dir.join(format!("part-{k}.xlsx")), dir)
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("a writer panicked".into())))
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
     print(
-        "dry run (CSV, 2 cores)",
-        summary.records.read,
+        "workbook, two writers at once",
+        rows.len() * 2,
         started.elapsed(),
     );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn client() -> Result<ConnectClient, Failure> {
+    Ok(ConnectClient::new(
+        env("BENCH_API"),
+        ApiKey::new(env("BENCH_KEY"))?,
+    )?)
+}
+
+fn options() -> ReportOptions {
+    ReportOptions {
+        work_dir: env_path("WORK_DIR"),
+        poll: PollPolicy {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_secs(1200),
+        },
+        ..ReportOptions::new(period())
+    }
+}
+
+fn dry_options() -> ReportOptions {
+    ReportOptions {
+        dry_run: true,
+        out_dir: Some(env_path("BENCH_OUT")),
+        ..options()
+    }
+}
+
+async fn phase_dry_run() -> Result<(), Failure> {
+    let client = client()?;
+    let source = SourceSpec::File(env_path("BENCH_CSV")).open()?;
+    let started = Instant::now();
+    let summary = report(&client, source.as_ref(), &dry_options()).await?;
+    print("dry run, CSV", summary.records.read, started.elapsed());
     println!(
-        "{:<28} {} files, {} API calls",
+        "{:<34} {} files, {} API calls, work files {:.0} MB at most",
         "",
         summary.files.len(),
-        summary.api_calls
+        summary.api_calls,
+        summary.work_bytes as f64 / 1e6
+    );
+    Ok(())
+}
+
+async fn phase_http() -> Result<(), Failure> {
+    let client = client()?;
+    let source = VendorApiSource::new(
+        &env("BENCH_USAGE"),
+        connect_usage::secret::Secret::new(env("BENCH_TOKEN")),
+    )?;
+    let started = Instant::now();
+    let summary = report(&client, &source, &dry_options()).await?;
+    print(
+        "dry run, vendor usage API",
+        summary.records.read,
+        started.elapsed(),
     );
     Ok(())
 }
 
 async fn phase_sandbox() -> Result<(), Failure> {
-    let client = ConnectClient::new(env("BENCH_API"), ApiKey::new(env("BENCH_KEY"))?)?;
+    let client = client()?;
     let source = VendorApiSource::new(
         &env("BENCH_USAGE"),
         connect_usage::secret::Secret::new(env("BENCH_TOKEN")),
     )?;
-    let options = ReportOptions {
-        poll: PollPolicy {
-            interval: Duration::from_millis(100),
-            timeout: Duration::from_secs(600),
-        },
-        ..ReportOptions::new(period())
-    };
     let started = Instant::now();
-    let summary = report(&client, &source, &options).await?;
+    let summary = report(&client, &source, &options()).await?;
     print(
         "full run against the sandbox",
         summary.records.read,
         started.elapsed(),
     );
     println!(
-        "{:<28} {} files {:?}, {} API calls",
+        "{:<34} {} files {:?}, {} API calls",
         "",
         summary.files.len(),
         summary.result,
         summary.api_calls
     );
+    Ok(())
+}
+
+async fn phase_big_group() -> Result<(), Failure> {
+    let client = client()?;
+    let source = VendorApiSource::new(
+        &env("BENCH_USAGE"),
+        connect_usage::secret::Secret::new(env("BENCH_TOKEN")),
+    )?;
+    let started = Instant::now();
+    let summary = report(&client, &source, &options()).await?;
+    print(
+        "one group, full run (parts)",
+        summary.records.read,
+        started.elapsed(),
+    );
+    let files = client.usage_files().all().await?;
+    let mut parts: Vec<(String, String, u64)> = files
+        .iter()
+        .filter(|f| f.status.to_string() != "deleted")
+        .map(|f| {
+            (
+                f.external_id.clone().unwrap_or_default(),
+                f.status.to_string(),
+                f.stats.as_ref().map_or(0, |s| s.uploaded),
+            )
+        })
+        .collect();
+    parts.sort();
+    let total: u64 = parts.iter().map(|p| p.2).sum();
+    for (ext, status, rows) in &parts {
+        println!("{:<34} {ext} {status} {rows} records", "");
+    }
+    println!(
+        "{:<34} {:?}; {} records in {} files (read {}); {} API calls",
+        "",
+        summary.result,
+        total,
+        parts.len(),
+        summary.records.read,
+        summary.api_calls
+    );
+    if total != summary.records.read as u64 || summary.records.sent != summary.records.read {
+        return Err(format!(
+            "the files hold {total} records, the run read {} and sent {}",
+            summary.records.read, summary.records.sent
+        )
+        .into());
+    }
     Ok(())
 }

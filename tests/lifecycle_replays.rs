@@ -5,8 +5,8 @@
 mod common;
 
 use connect_usage::handlers::lifecycle::usage_file_lifecycle;
+use connect_usage::runner::TaskContext;
 use connect_usage::runner::protocol::{ResultType, TaskCategory, TaskOutput};
-use connect_usage::runner::{Environment, TaskContext, TaskInfo, Variables};
 use connect_usage::sandbox::Sandbox;
 use connect_usage::usage::identity::FileNote;
 use connect_usage::usage::pipeline::Step;
@@ -20,29 +20,7 @@ fn context(sb: &Sandbox, object: &str) -> TaskContext {
 
 /// The same, reading the usage from `source` (a URL or a file).
 fn context_with_source(sb: &Sandbox, object: &str, source: &str) -> TaskContext {
-    let client = common::vendor(sb);
-    TaskContext {
-        task: TaskInfo {
-            task_id: "TQ-000-000-001".into(),
-            category: TaskCategory::Background,
-            event_type: "usage_file_request_processing".into(),
-            object_id: object.into(),
-            correlation_id: None,
-        },
-        environment_client: client.clone(),
-        client,
-        installation: None,
-        installation_client: None,
-        config: Variables::from_entries([
-            ("USAGE_SOURCE", source.to_owned(), false),
-            (
-                "USAGE_SOURCE_TOKEN",
-                sb.usage_token().expose().to_owned(),
-                true,
-            ),
-        ]),
-        environment: Environment::default(),
-    }
+    common::task_context(sb, object, source, &[])
 }
 
 /// Runs the handler on `object` as one delivery of its event.

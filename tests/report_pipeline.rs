@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::TimeZone;
@@ -59,53 +59,6 @@ async fn sandbox(records: u64) -> Sandbox {
         ..RuntimeConfig::default()
     })
     .await
-}
-
-/// What Connect holds, per external id: status and the records as
-/// `(record_id, asset, mpn, quantity, start, end)`, independent of file ids and timing.
-type Final = BTreeMap<
-    String,
-    (
-        String,
-        Vec<(String, String, String, String, String, String)>,
-    ),
->;
-
-async fn final_state(sb: &Sandbox) -> Final {
-    let state = admin_get(sb, "state?requests=false").await;
-    let mut out = Final::new();
-    for f in state["files"].as_array().expect("files") {
-        if f["status"] == "deleted" {
-            continue;
-        }
-        let ext = f["external_id"].as_str().unwrap_or_default().to_owned();
-        let mut records: Vec<_> = f["record_list"]
-            .as_array()
-            .expect("records")
-            .iter()
-            .map(|r| {
-                let s = |v: &Value| match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (
-                    s(&r["record_id"]),
-                    s(&r["asset"]["id"]),
-                    s(&r["item"]["mpn"]),
-                    s(&r["usage"]),
-                    s(&r["start_date"]),
-                    s(&r["end_date"]),
-                )
-            })
-            .collect();
-        records.sort();
-        let previous = out.insert(
-            ext.clone(),
-            (f["status"].as_str().unwrap_or_default().to_owned(), records),
-        );
-        assert!(previous.is_none(), "two usage files for {ext}");
-    }
-    out
 }
 
 /// The source's records, by vendor record id: (asset id or uid, mpn).

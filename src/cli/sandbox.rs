@@ -61,6 +61,10 @@ pub struct SandboxArgs {
     /// Share (0.0 to 1.0) of those records that are defective on purpose.
     #[arg(long, default_value_t = 0.0)]
     usage_bad_records: f64,
+    /// Spread the records over only this many subscriptions (0: all): 1 makes one contract
+    /// and product hold the whole month.
+    #[arg(long, default_value_t = 0)]
+    usage_subscriptions: u64,
     /// Bearer token of the vendor usage API.
     #[arg(long, env = "SANDBOX_USAGE_TOKEN", default_value = connect_usage::sandbox::vendor_api::DEFAULT_TOKEN, hide_default_value = true)]
     usage_token: String,
@@ -115,6 +119,7 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
         latency_ms: args.latency_ms,
         usage_records: args.usage_records,
         usage_bad_records: args.usage_bad_records,
+        usage_subscriptions: args.usage_subscriptions,
         ..RuntimeConfig::default()
     };
     runtime

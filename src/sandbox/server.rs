@@ -61,6 +61,10 @@ pub struct RuntimeConfig {
     /// Share of those records (0.0 to 1.0) that are defective in some way (unknown
     /// subscription, negative quantity, wrong item, outside the month, ...).
     pub usage_bad_records: f64,
+    /// Spread the records over only the first this many billable subscriptions (0: all of
+    /// them): 1 puts a whole month into one contract and product, to try groups larger
+    /// than a usage file holds.
+    pub usage_subscriptions: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -75,6 +79,7 @@ impl Default for RuntimeConfig {
             latency_ms: 0,
             usage_records: 1200,
             usage_bad_records: 0.0,
+            usage_subscriptions: 0,
         }
     }
 }

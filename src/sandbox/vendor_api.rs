@@ -114,6 +114,15 @@ impl UsageUniverse {
         u
     }
 
+    /// The assets that existed in `period`, all of them or the first `subscriptions`.
+    pub fn month_of(&self, period: Period, subscriptions: u64) -> Month<'_> {
+        let mut m = self.month(period);
+        if subscriptions > 0 {
+            m.billable.truncate(subscriptions as usize);
+        }
+        m
+    }
+
     /// The assets that existed in `period`.
     pub fn month(&self, period: Period) -> Month<'_> {
         Month {
@@ -297,7 +306,9 @@ async fn usage(
     } else {
         config.usage_records
     };
-    let month = app.usage_universe().month(period);
+    let month = app
+        .usage_universe()
+        .month_of(period, config.usage_subscriptions);
     let end = (offset.saturating_add(limit)).min(total);
     let records: Vec<Value> = (offset..end)
         .map(|i| month.record(i, config.usage_bad_records))
@@ -385,6 +396,21 @@ mod tests {
         assert_ne!(
             u.record(p, 1, 0.0),
             u.record("2024-03".parse().expect("p"), 1, 0.0)
+        );
+        // Concentrated on one subscription.
+        let one = u.month_of(p, 1);
+        let subs: std::collections::HashSet<String> = (0..50)
+            .map(|i| {
+                one.record(i, 0.0)["subscription_id"]
+                    .as_str()
+                    .expect("s")
+                    .to_owned()
+            })
+            .collect();
+        assert!(subs.len() <= 2, "an asset id or its external uid: {subs:?}");
+        assert_eq!(
+            one.record(7, 0.0)["record_id"],
+            u.record(p, 7, 0.0)["record_id"]
         );
     }
 

@@ -106,6 +106,8 @@ pub fn read_later(files: &[GroupFile], read_at: i64) -> bool {
 pub struct GroupRecords<'a> {
     /// Digest of all the group's rows, in id order (64 hex digits).
     pub digest: &'a str,
+    /// How many rows.
+    pub count: usize,
     /// Digest and row count of each chunk of the rows, in order.
     pub chunks: &'a [(String, usize)],
 }
@@ -145,10 +147,12 @@ pub fn coverage(files: &[GroupFile], scope: &Scope, records: &GroupRecords<'_>) 
             .group_digest(only)
             .is_some_and(|g| digests_match(g, records.digest))
     };
-    // Everything submitted and the latest batch built from these very records.
+    // Everything submitted, the latest batch built from these very records, and every file of
+    // it there (the files hold as many rows as the group has).
+    let held: Option<usize> = files.iter().map(|f| vouched_rows(f).map(|(_, n)| n)).sum();
     if *scope == Scope::Month
         && roles.iter().all(|r| *r == Role::Sealed)
-        && files.iter().all(|f| vouched_rows(f).is_some())
+        && held == Some(records.count)
         && let Some(latest) = files.iter().map(|f| f.slot.supplement).max()
         && files
             .iter()
@@ -211,6 +215,46 @@ pub struct Assignment {
     pub delete: Vec<usize>,
     /// Chunks of R no file takes in this run (a rerun takes one): left for the monthly run.
     pub left_over: usize,
+}
+
+/// Assigns the chunks of the group's records not held by files that keep theirs, when the
+/// files were cut from these very records ([`Coverage::Chunks`]): chunk `k` of the group
+/// belongs to part `k + 1` of the month's report, made if missing. `rest` lists those chunks
+/// (0-based, in order) and `total` is how many chunks the group has.
+pub fn assign_aligned(
+    files: &[GroupFile],
+    scope: &Scope,
+    rest: &[usize],
+    total: usize,
+) -> Assignment {
+    if matches!(scope, Scope::Rerun { .. }) {
+        return assign(files, scope, rest.len());
+    }
+    let roles: Vec<Role> = files.iter().map(|f| role(f, scope)).collect();
+    let jobs: Vec<SlotJob> = rest
+        .iter()
+        .enumerate()
+        .map(|(chunk, &k)| {
+            let slot = FileSlot::new(0, k as u32 + 1);
+            SlotJob {
+                slot,
+                file: files
+                    .iter()
+                    .position(|f| f.slot == slot)
+                    .filter(|i| roles[*i] == Role::Open),
+                chunk,
+                parts: total as u32,
+            }
+        })
+        .collect();
+    let delete = (0..files.len())
+        .filter(|i| roles[*i] == Role::Open && !jobs.iter().any(|j| j.file == Some(*i)))
+        .collect();
+    Assignment {
+        jobs,
+        delete,
+        left_over: 0,
+    }
 }
 
 /// Assigns R's `chunks` to files.
@@ -343,7 +387,11 @@ mod tests {
     }
 
     fn records<'a>(digest: &'a str, chunks: &'a [(String, usize)]) -> GroupRecords<'a> {
-        GroupRecords { digest, chunks }
+        GroupRecords {
+            digest,
+            count: chunks.iter().map(|(_, n)| n).sum(),
+            chunks,
+        }
     }
 
     fn chunks(cs: &[(char, usize)]) -> Vec<(String, usize)> {
@@ -420,13 +468,23 @@ mod tests {
         );
         // Two parts and a supplement; the supplement covers the group as it is now.
         let cs = chunks(&[('p', 4), ('q', 4), ('r', 1)]);
+        let g = h('g');
+        let missing = [
+            file("UF-1", (0, 1), S::Closed, Some(('p', 4)), Some('g')),
+            file("UF-2", (0, 2), S::Accepted, Some(('q', 4)), Some('g')),
+        ];
+        assert_eq!(
+            coverage(&missing, &Scope::Month, &records(&g, &cs)),
+            Coverage::Chunks(vec![0, 1]),
+            "part 3 was never made: the notes say so by their row counts"
+        );
         let files = [
             file("UF-1", (0, 1), S::Closed, Some(('x', 4)), Some('o')),
             file("UF-2", (0, 2), S::Accepted, Some(('y', 3)), Some('o')),
             file("UF-3", (1, 1), S::Pending, Some(('z', 2)), Some('g')),
         ];
         assert_eq!(
-            coverage(&files, &Scope::Month, &records(&h('g'), &cs)),
+            coverage(&files, &Scope::Month, &records(&g, &cs)),
             Coverage::All
         );
         // The vendor's records changed since: what the files hold must be read.
@@ -565,6 +623,53 @@ mod tests {
                 parts: 2
             }]
         );
+    }
+
+    #[test]
+    fn chunks_of_the_same_records_go_back_to_their_parts() {
+        // Part 1 submitted before a crash, parts 2 and 3 never made: they are made, not a
+        // supplement.
+        let files = [file("UF-1", (0, 1), S::Pending, Some(('a', 4)), Some('g'))];
+        let a = assign_aligned(&files, &Scope::Month, &[1, 2], 3);
+        assert_eq!(
+            a.jobs,
+            [
+                SlotJob {
+                    slot: FileSlot::new(0, 2),
+                    file: None,
+                    chunk: 0,
+                    parts: 3
+                },
+                SlotJob {
+                    slot: FileSlot::new(0, 3),
+                    file: None,
+                    chunk: 1,
+                    parts: 3
+                }
+            ]
+        );
+        // Part 2 submitted, parts 1 and 3 open: each keeps its place.
+        let files = [
+            file("UF-1", (0, 1), S::Ready, Some(('a', 4)), Some('g')),
+            file("UF-2", (0, 2), S::Pending, Some(('b', 4)), Some('g')),
+            file("UF-3", (0, 3), S::Draft, None, None),
+        ];
+        let a = assign_aligned(&files, &Scope::Month, &[0, 2], 3);
+        assert_eq!(
+            a.jobs
+                .iter()
+                .map(|j| (j.slot.part, j.file))
+                .collect::<Vec<_>>(),
+            [(1, Some(0)), (3, Some(2))]
+        );
+        assert!(a.delete.is_empty());
+        // A part beyond the records (an earlier, larger cut) goes.
+        let files = [
+            file("UF-1", (0, 1), S::Pending, Some(('a', 4)), Some('g')),
+            file("UF-4", (0, 4), S::Ready, Some(('d', 1)), Some('o')),
+        ];
+        let a = assign_aligned(&files, &Scope::Month, &[1], 2);
+        assert_eq!(a.delete, [1]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use connect_usage::connect::models::{IdRef, NewUsageFile, Period, UsageFile, Usa
 use connect_usage::connect::{ApiKey, ConnectClient, RetryPolicy};
 use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 pub async fn start() -> Sandbox {
     Sandbox::start_default().await.expect("sandbox starts")
@@ -454,4 +455,156 @@ pub async fn upload_by_hand(sb: &Sandbox, t: &Target, id: &str, record_ids: &[&s
         )
         .await
         .expect("uploaded by hand");
+}
+
+/// What Connect holds, per external id: status and the records as
+/// `(record_id, asset, mpn, quantity, start, end)`, independent of file ids and timing.
+pub type Final = BTreeMap<
+    String,
+    (
+        String,
+        Vec<(String, String, String, String, String, String)>,
+    ),
+>;
+
+pub async fn final_state(sb: &Sandbox) -> Final {
+    let state = admin_get(sb, "state?requests=false").await;
+    let mut out = Final::new();
+    for f in state["files"].as_array().expect("files") {
+        if f["status"] == "deleted" {
+            continue;
+        }
+        let ext = f["external_id"].as_str().unwrap_or_default().to_owned();
+        let mut records: Vec<_> = f["record_list"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .map(|r| {
+                let s = |v: &Value| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (
+                    s(&r["record_id"]),
+                    s(&r["asset"]["id"]),
+                    s(&r["item"]["mpn"]),
+                    s(&r["usage"]),
+                    s(&r["start_date"]),
+                    s(&r["end_date"]),
+                )
+            })
+            .collect();
+        records.sort();
+        let previous = out.insert(
+            ext.clone(),
+            (f["status"].as_str().unwrap_or_default().to_owned(), records),
+        );
+        assert!(previous.is_none(), "two usage files for {ext}");
+    }
+    out
+}
+
+/// The sandbox's own usage records `indices` of April 2024 (`usage_subscriptions` applied) as
+/// a vendor's CSV export, in the order given.
+pub fn sandbox_csv(
+    sb: &Sandbox,
+    name: &str,
+    indices: impl IntoIterator<Item = u64>,
+) -> std::path::PathBuf {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("cu-usage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join(name);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("csv"));
+    writeln!(
+        out,
+        "subscription_id,item_mpn,quantity,start_time,end_time,record_id,note"
+    )
+    .expect("write");
+    let config = sb.state().config();
+    let month = sb.state().usage_universe().month_of(
+        "2024-04".parse().expect("period"),
+        config.usage_subscriptions,
+    );
+    for i in indices {
+        let r = month.record(i, 0.0);
+        let s = |k: &str| r[k].as_str().unwrap_or_default().replace('"', "\"\"");
+        writeln!(
+            out,
+            "{},{},{},{},{},{},\"{}\"",
+            s("subscription_id"),
+            s("item_mpn"),
+            s("quantity"),
+            s("start_time"),
+            s("end_time"),
+            s("record_id"),
+            s("note")
+        )
+        .expect("write");
+    }
+    out.flush().expect("flush");
+    path
+}
+
+/// JSON Lines usage of April 2024 for the target's first two assets: `(record id, asset index,
+/// mpn, quantity, start, end)` each.
+pub fn usage_lines(
+    name: &str,
+    t: &Target,
+    records: &[(&str, usize, &str, &str, &str, &str)],
+) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cu-usage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join(name);
+    let lines: Vec<String> = records
+        .iter()
+        .map(|(id, asset, mpn, q, start, end)| {
+            serde_json::json!({"record_id": id, "subscription_id": t.assets[*asset], "item_mpn": mpn,
+                "quantity": q, "start_time": start, "end_time": end})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).expect("write");
+    path
+}
+
+/// What a background task of the extension gets for `object`: the vendor's key, the usage from
+/// `source` (a URL or a file) with the sandbox's token, and more `variables`.
+pub fn task_context(
+    sb: &Sandbox,
+    object: &str,
+    source: &str,
+    variables: &[(&str, &str)],
+) -> connect_usage::runner::TaskContext {
+    use connect_usage::runner::protocol::TaskCategory;
+    use connect_usage::runner::{Environment, TaskContext, TaskInfo, Variables};
+    let client = vendor(sb);
+    let mut entries = vec![
+        ("USAGE_SOURCE".to_owned(), source.to_owned(), false),
+        (
+            "USAGE_SOURCE_TOKEN".to_owned(),
+            sb.usage_token().expose().to_owned(),
+            true,
+        ),
+    ];
+    entries.extend(
+        variables
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned(), false)),
+    );
+    TaskContext {
+        task: TaskInfo {
+            task_id: "TQ-000-000-001".into(),
+            category: TaskCategory::Background,
+            event_type: "usage_file_request_processing".into(),
+            object_id: object.into(),
+            correlation_id: None,
+        },
+        environment_client: client.clone(),
+        client,
+        installation: None,
+        installation_client: None,
+        config: Variables::from_entries(entries),
+        environment: Environment::default(),
+    }
 }

@@ -199,6 +199,12 @@ enum Uploaded {
 
 /// Takes the slot's file to `pending`.
 pub(super) async fn drive(ctx: &GroupCtx, slot: &Slot) -> Result<FileReport, GroupError> {
+    let _turn = ctx
+        .run
+        .files
+        .acquire()
+        .await
+        .map_err(|e| GroupError::Failed(format!("the run's file workers are gone: {e}")))?;
     let mut report = ctx.report(slot.external_id.clone(), slot.chunk.count);
     report.slot = slot.described();
     if ctx.run.options.dry_run {
@@ -635,10 +641,9 @@ async fn wait_processed(ctx: &GroupCtx, id: &str) -> Option<UsageFile> {
 /// parts): submitting it would report them twice.
 pub(super) async fn delete_left_over(
     ctx: &GroupCtx,
-    _slot: FileSlot,
     file: UsageFile,
     described: Option<String>,
-) -> Result<FileReport, GroupError> {
+) -> FileReport {
     let mut report = ctx.report(
         file.external_id.clone().unwrap_or_default(),
         FileNote::parse(file.note.as_deref())
@@ -652,7 +657,7 @@ pub(super) async fn delete_left_over(
         report.action = FileAction::DryRun;
         report.message =
             Some("its records now belong to other files of the group: would delete it".into());
-        return Ok(report);
+        return report;
     }
     let mut current = file;
     for _ in 0..MAX_ROUNDS {
@@ -666,7 +671,7 @@ pub(super) async fn delete_left_over(
                         report.message = Some(
                             "its records now belong to other files of the group: deleted".into(),
                         );
-                        return Ok(report);
+                        return report;
                     }
                     Err(e) => {
                         warn!(file = %current.id, error = %e, "cannot delete a usage file left over; reading it again");
@@ -681,12 +686,12 @@ pub(super) async fn delete_left_over(
                     report.message = Some(
                         "left over by the group's layout, to delete once Connect has processed it: a later run does".into(),
                     );
-                    return Ok(report);
+                    return report;
                 }
             }
             UsageFileStatus::Deleted => {
                 report.action = FileAction::Deleted;
-                return Ok(report);
+                return report;
             }
             _ => {
                 // Submitted meanwhile: what it holds is reported; the next run compares.
@@ -695,18 +700,21 @@ pub(super) async fn delete_left_over(
                     "left over by the group's layout but {} meanwhile: the next run compares what it holds",
                     current.status
                 ));
-                return Ok(report);
+                return report;
             }
         }
-        current = ctx
-            .run
-            .client
-            .usage_file(&current.id)
-            .await
-            .map_err(|e| GroupError::Failed(e.to_string()))?;
+        current = match ctx.run.client.usage_file(&current.id).await {
+            Ok(f) => f,
+            Err(e) => {
+                report.message = Some(format!(
+                    "left over by the group's layout, but it cannot be read to delete it: {e}"
+                ));
+                return report;
+            }
+        };
     }
-    Err(GroupError::Failed(format!(
-        "usage file {} could not be deleted after {MAX_ROUNDS} tries",
-        current.id
-    )))
+    report.message = Some(format!(
+        "left over by the group's layout, but it could not be deleted after {MAX_ROUNDS} tries: a later run tries again"
+    ));
+    report
 }

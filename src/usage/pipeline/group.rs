@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use futures_util::future::join_all;
+use futures_util::future::{join_all, try_join_all};
 use tracing::{info, warn};
 
 use super::compare::{self, Compared};
@@ -250,6 +250,8 @@ fn rows_of(f: &UsageFile) -> usize {
 /// The records this run gives files, and what the rest came to.
 struct ToSend {
     chunks: Vec<Chunk>,
+    /// The group's chunks these are, when the files were cut from these very records.
+    aligned: Option<Vec<usize>>,
     covers: Option<String>,
     /// Vendor records held by submitted files as they are now.
     reported: usize,
@@ -301,6 +303,7 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
         &scope,
         &GroupRecords {
             digest: &rows.digest,
+            count: rows.count,
             chunks: &chunk_digests,
         },
     );
@@ -336,6 +339,7 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
         }
         Coverage::Nothing => ToSend {
             chunks: rows.chunks.clone(),
+            aligned: None,
             covers: Some(rows.digest.clone()),
             reported: 0,
             held: 0,
@@ -359,14 +363,12 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
                     kept += c.vendor_records as usize;
                 }
             }
+            let rest: Vec<usize> = (0..rows.chunks.len())
+                .filter(|k| !held.contains(k))
+                .collect();
             ToSend {
-                chunks: rows
-                    .chunks
-                    .iter()
-                    .enumerate()
-                    .filter(|(k, _)| !held.contains(k))
-                    .map(|(_, c)| c.clone())
-                    .collect(),
+                chunks: rest.iter().map(|&k| rows.chunks[k].clone()).collect(),
+                aligned: Some(rest),
                 covers: Some(rows.digest.clone()),
                 reported,
                 held: kept,
@@ -391,6 +393,7 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
             let clean = conflicts == 0 && withdrawn == 0 && held == 0;
             ToSend {
                 chunks: rest.chunks,
+                aligned: None,
                 covers: clean.then(|| rows.digest.clone()),
                 reported,
                 held,
@@ -410,7 +413,10 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
     if send.withdrawn > 0 {
         warn!(group = %ctx.base_id, rows = send.withdrawn, "rows reported before are no longer in the vendor's data (left as reported)");
     }
-    let assignment = layout::assign(&files, &scope, send.chunks.len());
+    let assignment = match &send.aligned {
+        Some(rest) => layout::assign_aligned(&files, &scope, rest, rows.chunks.len()),
+        None => layout::assign(&files, &scope, send.chunks.len()),
+    };
     for leftover in send.chunks.iter().skip(assignment.jobs.len()) {
         outcome.records.not_reported += leftover.vendor_records as usize;
     }
@@ -453,12 +459,13 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
     let left_over = assignment.left_over;
     let deletes = assignment.delete.iter().map(|&i| {
         let (slot, f) = &listed[i];
-        deliver::delete_left_over(ctx, *slot, f.clone(), described(*slot, &files))
+        deliver::delete_left_over(ctx, f.clone(), described(*slot, &files))
     });
-    let drives = slots.iter().map(|s| deliver::drive(ctx, s));
-    let (driven, deleted) = futures_util::join!(join_all(drives), join_all(deletes));
-    for (slot, result) in slots.iter().zip(driven) {
-        let mut report = result?;
+    // An interruption (a crash, in tests) stops the other files at once too.
+    let drives = try_join_all(slots.iter().map(|s| deliver::drive(ctx, s)));
+    let deletes = async { Ok(join_all(deletes).await) };
+    let (driven, deleted) = futures_util::try_join!(drives, deletes)?;
+    for (slot, mut report) in slots.iter().zip(driven) {
         let vendor = slot.chunk.vendor_records as usize;
         match report.action {
             FileAction::Created | FileAction::Resumed => outcome.records.sent += vendor,
@@ -479,9 +486,7 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
         }
         outcome.files.push(report);
     }
-    for d in deleted {
-        outcome.files.push(d?);
-    }
+    outcome.files.extend(deleted);
     Ok(outcome)
 }
 

@@ -80,7 +80,7 @@ pub const DEFAULT_MAX_RECORDS_PER_FILE: usize = 1_000_000;
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
     pub period: Period,
-    /// Groups reported at once.
+    /// Usage files worked on at once (and groups planned at once).
     pub concurrency: usize,
     /// Write the workbooks and the summary, send nothing.
     pub dry_run: bool,
@@ -175,6 +175,8 @@ struct Run {
     work: WorkDir,
     /// Workbooks being written at once.
     builds: Semaphore,
+    /// Files worked on at once (`concurrency`), whatever their groups.
+    files: Semaphore,
     /// Successes of the interruption step so far.
     interrupts: AtomicUsize,
 }
@@ -207,6 +209,7 @@ pub async fn report(
         read_at: chrono::Utc::now().timestamp_millis(),
         work,
         builds: Semaphore::new(options.build_threads.max(1)),
+        files: Semaphore::new(options.concurrency.max(1)),
         interrupts: AtomicUsize::new(0),
     });
 
