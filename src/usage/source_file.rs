@@ -241,34 +241,70 @@ fn read_jsonl(path: &Path, tx: &Sender) -> Result<(), SourceError> {
     Ok(())
 }
 
-fn read_json_array(path: &Path, tx: &Sender) -> Result<(), SourceError> {
-    let file = File::open(path).map_err(|e| file_error(path, e))?;
-    let values: Vec<serde_json::Value> =
-        serde_json::from_reader(BufReader::with_capacity(1 << 16, file)).map_err(|e| {
-            SourceError::Format {
-                path: path.display().to_string(),
-                reason: format!("not a JSON array of records: {e}"),
-            }
-        })?;
-    let mut batch = Vec::with_capacity(BATCH);
-    for (i, v) in values.into_iter().enumerate() {
-        let position = Position {
-            ordinal: i as u64 + 1,
-            line: None,
-        };
-        batch.push(match serde_json::from_value::<RawRecord>(v) {
-            Ok(raw) => raw.into_item(position),
-            Err(e) => SourceItem::Rejected(Rejection {
-                position,
-                record_id: None,
-                reason: format!("not a usage record: {e}"),
-            }),
-        });
-        if batch.len() >= BATCH && !flush(tx, &mut batch) {
-            return Ok(());
-        }
+/// A JSON array read element by element as it is parsed: memory holds one record and one
+/// batch, never the array.
+struct ArrayItems<'a> {
+    tx: &'a Sender,
+    batch: Vec<SourceItem>,
+    ordinal: u64,
+    /// The reader went away (the run stopped): the rest is skipped.
+    stopped: bool,
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut ArrayItems<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of usage records")
     }
-    flush(tx, &mut batch);
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(v) = seq.next_element::<serde_json::Value>()? {
+            if self.stopped {
+                continue;
+            }
+            self.ordinal += 1;
+            let position = Position {
+                ordinal: self.ordinal,
+                line: None,
+            };
+            self.batch.push(match serde_json::from_value::<RawRecord>(v) {
+                Ok(raw) => raw.into_item(position),
+                Err(e) => SourceItem::Rejected(Rejection {
+                    position,
+                    record_id: None,
+                    reason: format!("not a usage record: {e}"),
+                }),
+            });
+            if self.batch.len() >= BATCH && !flush(self.tx, &mut self.batch) {
+                self.stopped = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_json_array(path: &Path, tx: &Sender) -> Result<(), SourceError> {
+    use serde::Deserializer as _;
+    let file = File::open(path).map_err(|e| file_error(path, e))?;
+    let mut items = ArrayItems {
+        tx,
+        batch: Vec::with_capacity(BATCH),
+        ordinal: 0,
+        stopped: false,
+    };
+    let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 16, file));
+    de.deserialize_seq(&mut items)
+        .and_then(|()| de.end())
+        .map_err(|e| SourceError::Format {
+            path: path.display().to_string(),
+            reason: format!(
+                "not a JSON array of records: {e} (the records before it were read; fix the file and run again)"
+            ),
+        })?;
+    if !items.stopped {
+        flush(tx, &mut items.batch);
+    }
     Ok(())
 }
 
@@ -379,6 +415,24 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert!(matches!(items[0], SourceItem::Record(_)));
         assert!(rejected(&items[1]).is_some_and(|r| r.position.ordinal == 2));
+    }
+
+    #[tokio::test]
+    async fn a_large_json_array_streams_and_a_broken_one_says_where() {
+        let record = "{\"subscription_id\":\"AS-1\",\"item_mpn\":\"M\",\"quantity\":1,\"start_time\":\"2024-04-01\",\"end_time\":\"2024-04-02\"}";
+        let n = BATCH * 3 + 5;
+        let text = format!("[{}]", vec![record; n].join(",\n"));
+        let items = read("big.json", &text).await.expect("reads");
+        assert_eq!(items.len(), n);
+        assert!(matches!(&items[n - 1], SourceItem::Record(_)));
+        let e = read("broken.json", &format!("[{record},\n{{\"subscription_id\": ]"))
+            .await
+            .expect_err("broken");
+        let text = e.to_string();
+        assert!(text.contains("not a JSON array of records"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+        let e = read("object.json", "[1] [2]").await.expect_err("trailing");
+        assert!(e.to_string().contains("trailing"), "{e}");
     }
 
     #[tokio::test]
