@@ -69,6 +69,13 @@ type Failure = Box<dyn std::error::Error>;
 
 #[tokio::main]
 async fn main() -> Result<(), Failure> {
+    // `BENCH_LOG=info` shows the pipeline's own log lines (its phases, timed).
+    if let Ok(level) = std::env::var("BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(format!("connect_usage={level}"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match arg("--phase").as_deref() {
         Some("workbook") => phase_workbook(),
         Some("dry-run") => phase_dry_run().await,
@@ -153,9 +160,13 @@ async fn parent() -> Result<(), Failure> {
 
     if wants("dry-run") {
         for &n in &sizes {
-            let csv = dir.join(format!("usage-{n}.csv"));
+            // `--keep-csv DIR` keeps the files (and reuses them), to profile a phase by hand.
+            let kept = arg("--keep-csv").map(PathBuf::from);
+            let csv = kept.as_ref().unwrap_or(&dir).join(format!("usage-{n}.csv"));
             let started = Instant::now();
-            write_csv(&sb, &csv, n)?;
+            if !csv.exists() {
+                write_csv(&sb, &csv, n)?;
+            }
             let size = std::fs::metadata(&csv)?.len() as f64 / 1e6;
             println!(
                 "generated {n} records ({size:.0} MB CSV) in {:.1} s",
@@ -164,7 +175,9 @@ async fn parent() -> Result<(), Failure> {
             let mut c = child("dry-run");
             c.env("BENCH_CSV", &csv);
             run(c, "dry-run phase")?;
-            std::fs::remove_file(&csv)?;
+            if kept.is_none() {
+                std::fs::remove_file(&csv)?;
+            }
             let _ = std::fs::remove_dir_all(dir.join("out"));
         }
     }

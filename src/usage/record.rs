@@ -282,41 +282,82 @@ pub struct TextFields {
 
 impl TextFields {
     /// Checks the fields, adding to `problems` found while reading them.
+    pub fn into_item(self, position: Position, problems: Vec<String>) -> SourceItem {
+        TextFieldsRef {
+            subscription_id: self.subscription_id.as_deref(),
+            item_mpn: self.item_mpn.as_deref(),
+            quantity: self.quantity.as_deref(),
+            start_time: self.start_time.as_deref(),
+            end_time: self.end_time.as_deref(),
+            record_id: self.record_id.as_deref(),
+            note: self.note.as_deref(),
+            category: self.category.as_deref(),
+        }
+        .into_item(position, problems)
+    }
+}
+
+/// A record's fields as borrowed text (a CSV row's cells), checked without copying what is
+/// dropped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TextFieldsRef<'a> {
+    pub subscription_id: Option<&'a str>,
+    pub item_mpn: Option<&'a str>,
+    pub quantity: Option<&'a str>,
+    pub start_time: Option<&'a str>,
+    pub end_time: Option<&'a str>,
+    pub record_id: Option<&'a str>,
+    pub note: Option<&'a str>,
+    pub category: Option<&'a str>,
+}
+
+/// The text, unless blank.
+fn nonempty(v: Option<&str>) -> Option<&str> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+impl TextFieldsRef<'_> {
+    /// Checks the fields, adding to `problems` found while reading them.
     pub fn into_item(self, position: Position, mut problems: Vec<String>) -> SourceItem {
-        let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
         let record_id = nonempty(self.record_id).map(|s| s.trim().to_owned());
-        let mut required = |name: &str, v: Option<String>| -> Option<String> {
-            let v = nonempty(v).map(|s| s.trim().to_owned());
+        let mut required = |name: &str, v: Option<&'_ str>| -> Option<String> {
+            let v = nonempty(v).map(str::trim);
             if v.is_none() && !problems.iter().any(|p| p.starts_with(name)) {
                 problems.push(format!("{name}: is required"));
             }
-            v
+            v.map(str::to_owned)
         };
         let subscription = required("subscription_id", self.subscription_id);
         let item_mpn = required("item_mpn", self.item_mpn);
-        let quantity_text = required("quantity", self.quantity);
-        let start_text = required("start_time", self.start_time);
-        let end_text = required("end_time", self.end_time);
-        let quantity = quantity_text.and_then(|q| match Quantity::parse(&q) {
-            Ok(q) => Some(q),
-            Err(e) => {
-                problems.push(format!("quantity: {e}"));
-                None
-            }
-        });
-        let mut time = |name: &str, v: Option<String>| {
-            v.and_then(|t| match parse_utc(&t) {
-                Some(at) => Some(at),
-                None => {
-                    problems.push(format!(
-                        "{name}: {t:?} is not a UTC time (YYYY-MM-DDTHH:MM:SSZ)"
-                    ));
-                    None
+        let quantity_present = required("quantity", self.quantity).is_some();
+        let start_present = required("start_time", self.start_time).is_some();
+        let end_present = required("end_time", self.end_time).is_some();
+        let quantity =
+            self.quantity
+                .filter(|_| quantity_present)
+                .and_then(|q| match Quantity::parse(q) {
+                    Ok(q) => Some(q),
+                    Err(e) => {
+                        problems.push(format!("quantity: {e}"));
+                        None
+                    }
+                });
+        let mut time = |name: &str, present: bool, v: Option<&str>| {
+            v.filter(|_| present).and_then(|t| {
+                let t = t.trim();
+                match parse_utc(t) {
+                    Some(at) => Some(at),
+                    None => {
+                        problems.push(format!(
+                            "{name}: {t:?} is not a UTC time (YYYY-MM-DDTHH:MM:SSZ)"
+                        ));
+                        None
+                    }
                 }
             })
         };
-        let start = time("start_time", start_text);
-        let end = time("end_time", end_text);
+        let start = time("start_time", start_present, self.start_time);
+        let end = time("end_time", end_present, self.end_time);
         match (subscription, item_mpn, quantity, start, end) {
             (Some(subscription), Some(item_mpn), Some(quantity), Some(start), Some(end))
                 if problems.is_empty() =>
@@ -329,7 +370,7 @@ impl TextFields {
                     start,
                     end,
                     record_id,
-                    note: nonempty(self.note),
+                    note: nonempty(self.note).map(str::to_owned),
                     category: nonempty(self.category).map(|s| s.trim().to_owned()),
                 })
             }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::period::Period;
 use super::record::{
-    FIELDS, Position, REQUIRED_FIELDS, RawRecord, Rejection, SourceItem, TextFields,
+    FIELDS, Position, REQUIRED_FIELDS, RawRecord, Rejection, SourceItem, TextFieldsRef,
 };
 use super::source::{Batches, SourceError, UsageSource};
 
@@ -158,8 +158,8 @@ fn read_csv(path: &Path, tx: &Sender) -> Result<(), SourceError> {
                     ordinal,
                     line: Some(record.position().map_or(line, |p| p.line())),
                 };
-                let get = |i: usize| cols[i].and_then(|c| record.get(c)).map(str::to_owned);
-                let fields = TextFields {
+                let get = |i: usize| cols[i].and_then(|c| record.get(c));
+                let fields = TextFieldsRef {
                     subscription_id: get(0),
                     item_mpn: get(1),
                     quantity: get(2),
@@ -268,14 +268,15 @@ impl<'de> serde::de::Visitor<'de> for &mut ArrayItems<'_> {
                 ordinal: self.ordinal,
                 line: None,
             };
-            self.batch.push(match serde_json::from_value::<RawRecord>(v) {
-                Ok(raw) => raw.into_item(position),
-                Err(e) => SourceItem::Rejected(Rejection {
-                    position,
-                    record_id: None,
-                    reason: format!("not a usage record: {e}"),
-                }),
-            });
+            self.batch
+                .push(match serde_json::from_value::<RawRecord>(v) {
+                    Ok(raw) => raw.into_item(position),
+                    Err(e) => SourceItem::Rejected(Rejection {
+                        position,
+                        record_id: None,
+                        reason: format!("not a usage record: {e}"),
+                    }),
+                });
             if self.batch.len() >= BATCH && !flush(self.tx, &mut self.batch) {
                 self.stopped = true;
             }
@@ -425,9 +426,12 @@ mod tests {
         let items = read("big.json", &text).await.expect("reads");
         assert_eq!(items.len(), n);
         assert!(matches!(&items[n - 1], SourceItem::Record(_)));
-        let e = read("broken.json", &format!("[{record},\n{{\"subscription_id\": ]"))
-            .await
-            .expect_err("broken");
+        let e = read(
+            "broken.json",
+            &format!("[{record},\n{{\"subscription_id\": ]"),
+        )
+        .await
+        .expect_err("broken");
         let text = e.to_string();
         assert!(text.contains("not a JSON array of records"), "{text}");
         assert!(text.contains("line 2"), "{text}");

@@ -7,6 +7,8 @@
 //! precision, times out of order or outside the month. Either way the reason says what and
 //! which value.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -91,6 +93,61 @@ fn time_text(secs: i64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
+/// Places records, working out what the catalog says of each subscription and item once: a
+/// month has millions of records and a few thousand such pairs.
+#[derive(Debug)]
+pub struct Placer<'c> {
+    catalog: &'c Catalog,
+    period: Period,
+    rules: Rules,
+    /// By subscription, then item: the pair's resolution when the subscription names one
+    /// asset; `None` when it names several (each record decides, see [`place`]).
+    resolved: HashMap<String, HashMap<String, Option<Result<Resolved<'c>, Problem>>>>,
+}
+
+impl<'c> Placer<'c> {
+    pub fn new(catalog: &'c Catalog, period: Period, rules: Rules) -> Placer<'c> {
+        Placer {
+            catalog,
+            period,
+            rules,
+            resolved: HashMap::new(),
+        }
+    }
+
+    /// The same as [`place`].
+    pub fn place(&mut self, r: Checked<'_>) -> Result<Placement<'c>, Problem> {
+        let (catalog, period, rules) = (self.catalog, self.period, self.rules);
+        let by_item = match self.resolved.get_mut(r.subscription) {
+            Some(m) => m,
+            None => self.resolved.entry(r.subscription.to_owned()).or_default(),
+        };
+        let cached = match by_item.get(r.item_mpn) {
+            Some(c) => c,
+            None => {
+                let candidates = catalog.assets_for(r.subscription);
+                let resolution = match candidates.as_slice() {
+                    [] => Some(Err(unknown(r.subscription))),
+                    [one] => Some(resolve_on(one, r.item_mpn, catalog, period)),
+                    _ => None,
+                };
+                by_item.entry(r.item_mpn.to_owned()).or_insert(resolution)
+            }
+        };
+        match cached {
+            Some(Ok(resolved)) => check(r, resolved, period, rules),
+            Some(Err(problem)) => Err(problem.clone()),
+            None => place(r, catalog, period, rules),
+        }
+    }
+}
+
+fn unknown(subscription: &str) -> Problem {
+    Problem::unplaceable(format!(
+        "subscription {subscription:?} is not an asset id or external_uid of this account"
+    ))
+}
+
 /// Places a record, or says why it cannot be sent. A subscription given by `external_uid`
 /// may name several assets: the one the record can be placed on wins; two or more is an
 /// ambiguity for a person.
@@ -101,12 +158,7 @@ pub fn place<'c>(
     rules: Rules,
 ) -> Result<Placement<'c>, Problem> {
     let candidates = catalog.assets_for(r.subscription);
-    let first = candidates.first().ok_or_else(|| {
-        Problem::unplaceable(format!(
-            "subscription {:?} is not an asset id or external_uid of this account",
-            r.subscription
-        ))
-    })?;
+    let first = candidates.first().ok_or_else(|| unknown(r.subscription))?;
     if candidates.len() == 1 {
         return place_on(r, first, catalog, period, rules);
     }
@@ -140,6 +192,38 @@ fn place_on<'c>(
     period: Period,
     rules: Rules,
 ) -> Result<Placement<'c>, Problem> {
+    check(
+        r,
+        &resolve_on(asset, r.item_mpn, catalog, period)?,
+        period,
+        rules,
+    )
+}
+
+/// How a record's item fits the asset's product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ItemFit {
+    /// A pay-as-you-go item (or a reservation item of a product that reports its consumption).
+    Fits(Precision),
+    /// Why not: the reason, already worded.
+    Not(String),
+}
+
+/// What the catalog says of a subscription and an item, whatever the record: where its records
+/// go and how its item fits. The same for every record of the pair, so a run works it out once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved<'c> {
+    placement: Placement<'c>,
+    /// `None` for products that are not QT: their records are not checked further.
+    item: Option<ItemFit>,
+}
+
+fn resolve_on<'c>(
+    asset: &'c Asset,
+    item_mpn: &str,
+    catalog: &'c Catalog,
+    period: Period,
+) -> Result<Resolved<'c>, Problem> {
     let contract = asset
         .contract
         .as_ref()
@@ -199,7 +283,7 @@ fn place_on<'c>(
             asset.id
         )));
     };
-    let mut placement = Placement {
+    let placement = Placement {
         contract,
         product: product_key,
         asset_id: &asset.id,
@@ -208,20 +292,19 @@ fn place_on<'c>(
     };
     if !placement.qt {
         // Not checked further: it will not be sent, and says so as a group.
-        return Ok(placement);
+        return Ok(Resolved {
+            placement,
+            item: None,
+        });
     }
-
-    let mut reasons = Vec::new();
     let items = catalog
         .items
         .get(product_id)
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    let item = items.iter().find(|i| i.mpn.as_deref() == Some(r.item_mpn));
-    match item {
-        None => reasons.push(format!(
-            "item_mpn: {:?} is not an item of product {product_id}",
-            r.item_mpn
+    let item = match items.iter().find(|i| i.mpn.as_deref() == Some(item_mpn)) {
+        None => ItemFit::Not(format!(
+            "item_mpn: {item_mpn:?} is not an item of product {product_id}"
         )),
         Some(item) => {
             // Reservation items report usage only where the product says so.
@@ -231,28 +314,49 @@ fn place_on<'c>(
                 .as_ref()
                 .is_some_and(|r| r.consumption);
             if !item.is_ppu() && !consumption {
-                reasons.push(format!(
-                    "item_mpn: {:?} is a {} item of product {product_id}, not pay-as-you-go",
-                    r.item_mpn,
+                ItemFit::Not(format!(
+                    "item_mpn: {item_mpn:?} is a {} item of product {product_id}, not pay-as-you-go",
                     item.item_type.as_deref().unwrap_or("non-PPU")
-                ));
+                ))
             } else {
-                let precision = item.precision().unwrap_or(Precision::Integer);
-                placement.precision = precision.places().min(SUM_DECIMALS) as u8;
-                if rules.aggregated {
-                    if decimals(r.quantity) > SUM_DECIMALS {
-                        reasons.push(format!(
-                            "quantity: {} has more than {SUM_DECIMALS} decimals, more than any item allows",
-                            r.quantity
-                        ));
-                    }
-                } else if !r.quantity.starts_with('-') && decimals(r.quantity) > precision.places()
-                {
+                ItemFit::Fits(item.precision().unwrap_or(Precision::Integer))
+            }
+        }
+    };
+    Ok(Resolved {
+        placement,
+        item: Some(item),
+    })
+}
+
+/// The checks of the record itself, where the catalog put it.
+fn check<'c>(
+    r: Checked<'_>,
+    resolved: &Resolved<'c>,
+    period: Period,
+    rules: Rules,
+) -> Result<Placement<'c>, Problem> {
+    let mut placement = resolved.placement.clone();
+    let Some(item) = &resolved.item else {
+        return Ok(placement);
+    };
+    let mut reasons = Vec::new();
+    match item {
+        ItemFit::Not(reason) => reasons.push(reason.clone()),
+        ItemFit::Fits(precision) => {
+            placement.precision = precision.places().min(SUM_DECIMALS) as u8;
+            if rules.aggregated {
+                if decimals(r.quantity) > SUM_DECIMALS {
                     reasons.push(format!(
-                        "quantity: {} has more decimals than item {} ({precision}) allows",
-                        r.quantity, r.item_mpn
+                        "quantity: {} has more than {SUM_DECIMALS} decimals, more than any item allows",
+                        r.quantity
                     ));
                 }
+            } else if !r.quantity.starts_with('-') && decimals(r.quantity) > precision.places() {
+                reasons.push(format!(
+                    "quantity: {} has more decimals than item {} ({precision}) allows",
+                    r.quantity, r.item_mpn
+                ));
             }
         }
     }
@@ -655,5 +759,40 @@ mod tests {
         )
         .expect("placed");
         assert_eq!(p.precision, 2);
+    }
+
+    #[test]
+    fn a_placer_remembers_pairs_and_answers_as_place_does() {
+        let mut c = catalog();
+        c.assets_by_uid.insert(
+            "shared".into(),
+            vec!["AS-0001-0000-0003".into(), "AS-0001-0000-0001".into()],
+        );
+        let mut placer = Placer::new(&c, april(), Rules::default());
+        let quantities: Vec<Quantity> = ["1", "1.5", "-2", "0.25"]
+            .iter()
+            .map(|q| Quantity::parse(q).expect("q"))
+            .collect();
+        for _ in 0..2 {
+            for sub in [
+                "AS-0001-0000-0001",
+                "uid-AS-0001-0000-0001",
+                "AS-0001-0000-0002",
+                "AS-9999-9999-9999",
+                "AS-0001-0000-0007",
+                "shared",
+            ] {
+                for mpn in ["INT", "DEC2", "SEATS", "NOPE"] {
+                    for q in &quantities {
+                        let r = record(sub, mpn, q);
+                        assert_eq!(
+                            placer.place(r),
+                            place(r, &c, april(), Rules::default()),
+                            "{sub} {mpn} {q}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

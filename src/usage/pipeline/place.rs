@@ -21,7 +21,7 @@ use crate::usage::record::Position;
 use crate::usage::row::{self, Row};
 use crate::usage::sort::{FrameWriter, Sorted, Sorter};
 use crate::usage::summary::RecordProblem;
-use crate::usage::validate::{Checked, ProblemKind, Rules, place as place_record};
+use crate::usage::validate::{Checked, Placer, ProblemKind, Rules};
 
 /// A (contract, product) group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +95,7 @@ fn place_all(
     let rules = Rules {
         aggregated: options.aggregation != Aggregation::None,
     };
+    let mut placer = Placer::new(catalog, period, rules);
     let mut sorter = Sorter::new(row::cmp_frames, options.sort_memory);
     let mut infos: Vec<GroupInfo> = Vec::new();
     let mut group_of: HashMap<(&str, &str), u32> = HashMap::new();
@@ -117,7 +118,7 @@ fn place_all(
             note: s.note,
             category: s.category,
         };
-        let placement = match place_record(checked, catalog, period, rules) {
+        let placement = match placer.place(checked) {
             Ok(p) => p,
             Err(p) => {
                 problems.add(RecordProblem {
@@ -204,11 +205,22 @@ struct First {
 }
 
 impl First {
-    fn of(r: &Row<'_>) -> First {
-        First {
-            group: r.group,
-            id: r.record_id.to_owned(),
-            position: r.position,
+    /// Remembers `r` as the first of its id, reusing the memory of the one before.
+    fn set(first: &mut Option<First>, r: &Row<'_>) {
+        match first {
+            Some(f) => {
+                f.group = r.group;
+                f.id.clear();
+                f.id.push_str(r.record_id);
+                f.position = r.position;
+            }
+            None => {
+                *first = Some(First {
+                    group: r.group,
+                    id: r.record_id.to_owned(),
+                    position: r.position,
+                })
+            }
         }
     }
 
@@ -255,7 +267,7 @@ fn group_in_arena(
         if first.as_ref().is_some_and(|f| f.refuses(&r, problems)) {
             continue;
         }
-        first = Some(First::of(&r));
+        First::set(&mut first, &r);
         if chunkers.last().is_none_or(|(g, ..)| *g != r.group) {
             chunkers.push((r.group, Chunker::new(per_file), keep.len() as u64));
         }
@@ -338,7 +350,7 @@ fn group_to_file(
         if first.as_ref().is_some_and(|f| f.refuses(&r, problems)) {
             continue;
         }
-        first = Some(First::of(&r));
+        First::set(&mut first, &r);
         if current.as_ref().is_none_or(|(g, ..)| *g != r.group) {
             if let Some((g, c, a)) = current.take() {
                 close(g, c, a, &mut out, &mut frame, problems, &mut done)?;
