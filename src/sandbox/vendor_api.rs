@@ -7,14 +7,18 @@
 //! same on every run, up to millions of records (`usage_records` in the settings). A share
 //! of them (`usage_bad_records`) is defective on purpose.
 
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+use std::ops::Range;
+
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -133,6 +137,9 @@ impl UsageUniverse {
                 .iter()
                 .filter(|b| b.created.is_none_or(|c| c < period.end_exclusive()))
                 .collect(),
+            seed: period_seed(period),
+            start: period.start(),
+            days: ((period.last_day() - period.first_day()).num_days() + 1) as u64,
         }
     }
 
@@ -142,29 +149,55 @@ impl UsageUniverse {
     }
 
     /// Makes a record defective in one of the ways a vendor's export goes wrong.
-    fn spoil(&self, r: &mut Value, h: u64, period: Period) {
+    fn spoil<'u>(&'u self, r: &mut Generated<'u>, h: u64) {
         match h % 8 {
-            0 => r["subscription_id"] = json!(format!("AS-0000-{:04}-0000", h % 10_000)),
-            1 => r["quantity"] = json!(format!("-{}", 1 + h % 50)),
-            2 => r["quantity"] = json!("1.123456789"),
-            3 => r["item_mpn"] = json!("UNKNOWN-MPN"),
-            4 => {
-                let before = period.start() - Duration::days(2);
-                r["start_time"] = json!(before.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-            }
+            0 => r.subscription = Cow::Owned(format!("AS-0000-{:04}-0000", h % 10_000)),
+            1 => r.quantity = format!("-{}", 1 + h % 50),
+            2 => r.quantity = "1.123456789".into(),
+            3 => r.item_mpn = "UNKNOWN-MPN",
+            // Two days before the month.
+            4 => r.start = -2 * DAY,
             5 if !self.unbillable.is_empty() => {
                 let i = (h / 8) as usize % self.unbillable.len();
-                r["subscription_id"] = json!(self.unbillable[i]);
+                r.subscription = Cow::Borrowed(&self.unbillable[i]);
             }
-            6 => r["quantity"] = json!("lots"),
-            _ => {
-                r["record_id"] = json!(format!(
-                    "SKY-{}{:02}-{:08}",
-                    period.year(),
-                    period.month(),
-                    1
-                ))
-            }
+            6 => r.quantity = "lots".into(),
+            _ => r.record_number = 1,
+        }
+    }
+}
+
+/// A record's values before they are written: as JSON text straight into a page
+/// ([`Month::write_record`]), or as a [`Value`] ([`Month::record`]).
+#[derive(Debug)]
+struct Generated<'u> {
+    /// The number in `record_id`: `i + 1`, unless spoiled.
+    record_number: u64,
+    subscription: Cow<'u, str>,
+    item_mpn: &'u str,
+    quantity: String,
+    /// Seconds from the start of the month.
+    start: i64,
+    end: i64,
+    note: Option<Note>,
+}
+
+/// Seconds in a day.
+const DAY: i64 = 86_400;
+
+/// The notes some records carry.
+#[derive(Debug, Clone, Copy)]
+enum Note {
+    /// One that looks like a formula, to keep writers honest about text cells.
+    Formula,
+    Batch(u64),
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::Formula => f.write_str("=SUM(A1:A9) adjustment"),
+            Note::Batch(n) => write!(f, "Batch job {n}"),
         }
     }
 }
@@ -175,48 +208,195 @@ pub struct Month<'u> {
     universe: &'u UsageUniverse,
     period: Period,
     billable: Vec<&'u Billable>,
+    seed: u64,
+    start: DateTime<Utc>,
+    /// Days in the month.
+    days: u64,
 }
 
-impl Month<'_> {
+impl<'u> Month<'u> {
     /// Record `i` (0-based), defective with probability `bad`.
     pub fn record(&self, i: u64, bad: f64) -> Value {
-        let period = self.period;
-        if self.billable.is_empty() {
+        let Some(g) = self.generate(i, bad) else {
             return json!({});
-        }
-        let h = mix(period_seed(period) ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let b = self.billable[(i % self.billable.len() as u64) as usize];
-        let (mpn, precision) = &b.items[(h % b.items.len() as u64) as usize];
-        let quantity = quantity_for(*precision, mix(h ^ 0x51));
-        let days = (period.last_day() - period.first_day()).num_days() + 1;
-        let start = period.start()
-            + Duration::days((mix(h ^ 0x52) % days as u64) as i64)
-            + Duration::seconds((mix(h ^ 0x53) % 43_200) as i64);
-        let end = (start + Duration::seconds(3600 + (mix(h ^ 0x54) % 36_000) as i64))
-            .min(period.last_second());
-        let subscription = match (&b.external_uid, i % 5) {
-            (Some(uid), 4) => uid.clone(),
-            _ => b.asset_id.clone(),
         };
         let mut r = json!({
-            "record_id": format!("SKY-{}{:02}-{:08}", period.year(), period.month(), i + 1),
-            "subscription_id": subscription,
-            "item_mpn": mpn,
-            "quantity": quantity,
-            "start_time": start.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            "end_time": end.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "record_id": self.record_id(g.record_number),
+            "subscription_id": g.subscription,
+            "item_mpn": g.item_mpn,
+            "quantity": g.quantity,
+            "start_time": self.at(g.start).format(TIME_FORMAT).to_string(),
+            "end_time": self.at(g.end).format(TIME_FORMAT).to_string(),
         });
-        // A note that looks like a formula, to keep writers honest about text cells.
-        if i % 97 == 13 {
-            r["note"] = json!("=SUM(A1:A9) adjustment");
-        } else if i.is_multiple_of(11) {
-            r["note"] = json!(format!("Batch job {}", mix(h ^ 0x55) % 10_000));
-        }
-        if bad > 0.0 && (mix(h ^ 0x56) % 1_000_000) as f64 / 1_000_000.0 < bad {
-            self.universe.spoil(&mut r, mix(h ^ 0x57), period);
+        if let Some(note) = g.note {
+            r["note"] = json!(note.to_string());
         }
         r
     }
+
+    /// Writes record `i` (0-based), defective with probability `bad`, as the JSON text that
+    /// [`Month::record`] serializes to, byte for byte, without building the [`Value`].
+    pub fn write_record(&self, i: u64, bad: f64, out: &mut String) {
+        let Some(g) = self.generate(i, bad) else {
+            out.push_str("{}");
+            return;
+        };
+        out.push_str("{\"record_id\":\"SKY-");
+        push_number(out, self.period.year() as u64, 0);
+        push_number(out, self.period.month().into(), 2);
+        out.push('-');
+        push_number(out, g.record_number, 8);
+        out.push_str("\",\"subscription_id\":");
+        push_json_str(out, &g.subscription);
+        out.push_str(",\"item_mpn\":");
+        push_json_str(out, g.item_mpn);
+        out.push_str(",\"quantity\":");
+        push_json_str(out, &g.quantity);
+        out.push_str(",\"start_time\":\"");
+        self.push_time(out, g.start);
+        out.push_str("\",\"end_time\":\"");
+        self.push_time(out, g.end);
+        out.push('"');
+        match g.note {
+            Some(Note::Formula) => out.push_str(",\"note\":\"=SUM(A1:A9) adjustment\""),
+            Some(Note::Batch(n)) => {
+                out.push_str(",\"note\":\"Batch job ");
+                push_number(out, n, 0);
+                out.push('"');
+            }
+            None => {}
+        }
+        out.push('}');
+    }
+
+    /// The instant `offset` seconds from the start of the month.
+    fn at(&self, offset: i64) -> DateTime<Utc> {
+        self.start + Duration::seconds(offset)
+    }
+
+    /// The instant `offset` seconds from the start of the month as [`TIME_FORMAT`] writes it.
+    /// Inside the month, the digits are written directly: chrono interpreting the format and
+    /// computing the date for every time was most of the time of making a page.
+    fn push_time(&self, out: &mut String, offset: i64) {
+        if !(0..self.days as i64 * DAY).contains(&offset) {
+            let _ = write!(out, "{}", self.at(offset).format(TIME_FORMAT));
+            return;
+        }
+        let (day, second) = (offset / DAY, offset % DAY);
+        push_number(out, self.period.year() as u64, 4);
+        out.push('-');
+        push_number(out, self.period.month().into(), 2);
+        out.push('-');
+        push_number(out, day as u64 + 1, 2);
+        out.push('T');
+        push_number(out, (second / 3600) as u64, 2);
+        out.push(':');
+        push_number(out, (second % 3600 / 60) as u64, 2);
+        out.push(':');
+        push_number(out, (second % 60) as u64, 2);
+        out.push('Z');
+    }
+
+    fn record_id(&self, number: u64) -> String {
+        format!(
+            "SKY-{}{:02}-{:08}",
+            self.period.year(),
+            self.period.month(),
+            number
+        )
+    }
+
+    /// The values of record `i`; none when no asset can have usage in the month.
+    fn generate(&self, i: u64, bad: f64) -> Option<Generated<'u>> {
+        if self.billable.is_empty() {
+            return None;
+        }
+        let h = mix(self.seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let b = self.billable[(i % self.billable.len() as u64) as usize];
+        let (mpn, precision) = &b.items[(h % b.items.len() as u64) as usize];
+        let quantity = quantity_for(*precision, mix(h ^ 0x51));
+        let start = (mix(h ^ 0x52) % self.days) as i64 * DAY + (mix(h ^ 0x53) % 43_200) as i64;
+        // Not after the month's last second.
+        let end = (start + 3600 + (mix(h ^ 0x54) % 36_000) as i64).min(self.days as i64 * DAY - 1);
+        let subscription = match (&b.external_uid, i % 5) {
+            (Some(uid), 4) => uid.as_str(),
+            _ => b.asset_id.as_str(),
+        };
+        let note = if i % 97 == 13 {
+            Some(Note::Formula)
+        } else if i.is_multiple_of(11) {
+            Some(Note::Batch(mix(h ^ 0x55) % 10_000))
+        } else {
+            None
+        };
+        let mut g = Generated {
+            record_number: i + 1,
+            subscription: Cow::Borrowed(subscription),
+            item_mpn: mpn,
+            quantity,
+            start,
+            end,
+            note,
+        };
+        if bad > 0.0 && (mix(h ^ 0x56) % 1_000_000) as f64 / 1_000_000.0 < bad {
+            self.universe.spoil(&mut g, mix(h ^ 0x57));
+        }
+        Some(g)
+    }
+}
+
+/// How record times are written.
+const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+
+/// `n` in decimal, with leading zeros up to `width` digits (as `{n:0width$}` writes it).
+fn push_number(out: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut from = digits.len();
+    loop {
+        from -= 1;
+        digits[from] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    from = from.min(digits.len().saturating_sub(width));
+    for d in &digits[from..] {
+        out.push(char::from(*d));
+    }
+}
+
+/// A JSON string as serde_json writes it.
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        let _ = write!(out, "{}", Value::from(s));
+    }
+}
+
+/// The body of a page: records `range` of the month, then `next_cursor`, as serde_json
+/// writes `{"records": [...], "next_cursor": ...}`.
+fn page_body(month: &Month<'_>, range: Range<u64>, bad: f64, next: Option<u64>) -> String {
+    let mut out = String::with_capacity(64 + 240 * (range.end - range.start) as usize);
+    out.push_str("{\"records\":[");
+    for i in range.clone() {
+        if i > range.start {
+            out.push(',');
+        }
+        month.write_record(i, bad, &mut out);
+    }
+    out.push_str("],\"next_cursor\":");
+    match next {
+        Some(n) => {
+            let _ = write!(out, "\"{n}\"");
+        }
+        None => out.push_str("null"),
+    }
+    out.push('}');
+    out
 }
 
 /// splitmix64's finaliser: a well-spread hash of a number.
@@ -310,11 +490,15 @@ async fn usage(
         .usage_universe()
         .month_of(period, config.usage_subscriptions);
     let end = (offset.saturating_add(limit)).min(total);
-    let records: Vec<Value> = (offset..end)
-        .map(|i| month.record(i, config.usage_bad_records))
-        .collect();
-    let next = (end < total).then(|| end.to_string());
-    let mut resp = Json(json!({"records": records, "next_cursor": next})).into_response();
+    let next = (end < total).then_some(end);
+    // Written straight as JSON text: the same bytes as serializing the records' `Value`s,
+    // several times faster (the page is what every reader of the API waits for).
+    let body = page_body(&month, offset.min(end)..end, config.usage_bad_records, next);
+    let mut resp = Response::new(Body::from(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp.extensions_mut()
         .insert(LoggedActor("usage-api".into()));
     resp
@@ -426,6 +610,131 @@ mod tests {
                 let q = crate::usage::Quantity::parse(&quantity_for(p, mix(h))).expect("number");
                 assert!(q.decimals() <= max_decimals, "{p} {q}");
             }
+        }
+    }
+
+    /// Record `i` as the generator made it before records were written as text: every
+    /// record must stay the same, byte for byte.
+    fn reference_record(u: &UsageUniverse, period: Period, i: u64, bad: f64) -> Value {
+        fn spoil(u: &UsageUniverse, r: &mut Value, h: u64, period: Period) {
+            match h % 8 {
+                0 => r["subscription_id"] = json!(format!("AS-0000-{:04}-0000", h % 10_000)),
+                1 => r["quantity"] = json!(format!("-{}", 1 + h % 50)),
+                2 => r["quantity"] = json!("1.123456789"),
+                3 => r["item_mpn"] = json!("UNKNOWN-MPN"),
+                4 => {
+                    let before = period.start() - Duration::days(2);
+                    r["start_time"] = json!(before.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+                }
+                5 if !u.unbillable.is_empty() => {
+                    let i = (h / 8) as usize % u.unbillable.len();
+                    r["subscription_id"] = json!(u.unbillable[i]);
+                }
+                6 => r["quantity"] = json!("lots"),
+                _ => {
+                    r["record_id"] = json!(format!(
+                        "SKY-{}{:02}-{:08}",
+                        period.year(),
+                        period.month(),
+                        1
+                    ))
+                }
+            }
+        }
+        let billable: Vec<&Billable> = u
+            .billable
+            .iter()
+            .filter(|b| b.created.is_none_or(|c| c < period.end_exclusive()))
+            .collect();
+        if billable.is_empty() {
+            return json!({});
+        }
+        let h = mix(period_seed(period) ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let b = billable[(i % billable.len() as u64) as usize];
+        let (mpn, precision) = &b.items[(h % b.items.len() as u64) as usize];
+        let quantity = quantity_for(*precision, mix(h ^ 0x51));
+        let days = (period.last_day() - period.first_day()).num_days() + 1;
+        let start = period.start()
+            + Duration::days((mix(h ^ 0x52) % days as u64) as i64)
+            + Duration::seconds((mix(h ^ 0x53) % 43_200) as i64);
+        let end = (start + Duration::seconds(3600 + (mix(h ^ 0x54) % 36_000) as i64))
+            .min(period.last_second());
+        let subscription = match (&b.external_uid, i % 5) {
+            (Some(uid), 4) => uid.clone(),
+            _ => b.asset_id.clone(),
+        };
+        let mut r = json!({
+            "record_id": format!("SKY-{}{:02}-{:08}", period.year(), period.month(), i + 1),
+            "subscription_id": subscription,
+            "item_mpn": mpn,
+            "quantity": quantity,
+            "start_time": start.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "end_time": end.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        });
+        if i % 97 == 13 {
+            r["note"] = json!("=SUM(A1:A9) adjustment");
+        } else if i.is_multiple_of(11) {
+            r["note"] = json!(format!("Batch job {}", mix(h ^ 0x55) % 10_000));
+        }
+        if bad > 0.0 && (mix(h ^ 0x56) % 1_000_000) as f64 / 1_000_000.0 < bad {
+            spoil(u, &mut r, mix(h ^ 0x57), period);
+        }
+        r
+    }
+
+    #[test]
+    fn records_written_as_text_are_the_records_of_before_byte_for_byte() {
+        let full = UsageUniverse::of(&Dataset::default_account());
+        // Without unbillable assets, the spoil that would use one changes the record id.
+        let no_unbillable = UsageUniverse {
+            unbillable: Vec::new(),
+            ..full.clone()
+        };
+        // An asset id that JSON must escape.
+        let mut odd = full.clone();
+        odd.billable[0].asset_id = "AS-\"1\"\\\u{1}\u{7f}é".into();
+        odd.billable[1].external_uid = Some("uid\n\t2".into());
+        for u in [&full, &no_unbillable, &odd, &UsageUniverse::default()] {
+            for period in ["2024-04", "2024-02", "2023-12", "0001-01", "9999-12"] {
+                let period: Period = period.parse().expect("period");
+                let month = u.month(period);
+                for bad in [0.0, 0.3, 1.0] {
+                    for i in (0..1200).chain([u64::MAX / 3, 99_999_999, 100_000_000]) {
+                        let want = reference_record(u, period, i, bad);
+                        let mut text = String::new();
+                        month.write_record(i, bad, &mut text);
+                        assert_eq!(
+                            text,
+                            serde_json::to_string(&want).expect("json"),
+                            "{period} {i} {bad}"
+                        );
+                        assert_eq!(month.record(i, bad), want, "{period} {i} {bad}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pages_are_written_as_serde_json_writes_them() {
+        let u = UsageUniverse::of(&Dataset::default_account());
+        let p: Period = "2024-04".parse().expect("period");
+        let month = u.month(p);
+        for (range, next) in [
+            (0..0, None),
+            (0..1, Some(1)),
+            (5..17, Some(17)),
+            (40..47, None),
+        ] {
+            let records: Vec<Value> = range
+                .clone()
+                .map(|i| reference_record(&u, p, i, 0.2))
+                .collect();
+            let want = json!({"records": records, "next_cursor": next.map(|n: u64| n.to_string())});
+            assert_eq!(
+                page_body(&month, range, 0.2, next),
+                serde_json::to_string(&want).expect("json")
+            );
         }
     }
 
