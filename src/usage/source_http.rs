@@ -8,18 +8,31 @@
 //!
 //! Pages are read until `next_cursor` is null. Connection errors, timeouts, 5xx and 429 are
 //! retried with the same policy as Connect's GETs (backoff, jitter, `Retry-After`).
+//!
+//! Paging is sequential (a page's cursor is in the page before), reading is not. A task of
+//! its own fetches the pages: as soon as one has arrived, its cursor is read (from its last
+//! bytes when it ends with it, as pages usually do, else by a quick pass over the page that
+//! reads no record) and the next page is asked for at once, while the page's records are read
+//! on a blocking thread, straight into typed fields borrowed from the body (no
+//! `serde_json::Value`), and checked. Up to [`AHEAD`] pages are read ahead of the consumer, so
+//! the vendor's time to make a page, our time to read one and the consumer's time to take one
+//! overlap.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
-use futures_util::stream;
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
 use reqwest::header::ACCEPT;
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::period::Period;
-use super::record::{Position, RawRecord, Rejection, SourceItem};
+use super::record::{JsonRecord, Position, SourceItem};
 use super::source::{Batches, SourceError, UsageSource};
 use super::vendor_http::{Failure, shown_url, with_bearer};
 use crate::connect::retry::RetryPolicy;
@@ -27,6 +40,10 @@ use crate::secret::Secret;
 
 /// Records asked for per page.
 pub const PAGE_SIZE: u32 = 5000;
+
+/// Pages fetched ahead of the consumer, being read or read and waiting, at most (besides the
+/// one being fetched), unless told otherwise.
+pub const AHEAD: usize = 2;
 
 /// The vendor's usage API.
 #[derive(Clone)]
@@ -36,6 +53,7 @@ pub struct VendorApiSource {
     token: Secret,
     retry: RetryPolicy,
     page_size: u32,
+    ahead: usize,
 }
 
 impl fmt::Debug for VendorApiSource {
@@ -46,6 +64,19 @@ impl fmt::Debug for VendorApiSource {
             .finish()
     }
 }
+
+/// A page as fetched, with its cursor.
+struct Fetched {
+    body: Bytes,
+    next_cursor: Option<String>,
+}
+
+/// A page being read on a blocking thread: its items (numbered from 1), or why it is not a
+/// page.
+type Reading = JoinHandle<Result<Vec<SourceItem>, String>>;
+
+/// Pages being read, in order, and then the source's failure if any.
+type Sender = mpsc::Sender<Result<Reading, SourceError>>;
 
 impl VendorApiSource {
     pub fn new(url: &str, token: Secret) -> Result<VendorApiSource, SourceError> {
@@ -63,6 +94,7 @@ impl VendorApiSource {
             token,
             retry: RetryPolicy::default(),
             page_size: PAGE_SIZE,
+            ahead: AHEAD,
         })
     }
 
@@ -73,6 +105,12 @@ impl VendorApiSource {
 
     pub fn with_page_size(mut self, size: u32) -> VendorApiSource {
         self.page_size = size.max(1);
+        self
+    }
+
+    /// How many pages may be fetched ahead of the consumer (at least 1; [`AHEAD`] by default).
+    pub fn with_read_ahead(mut self, pages: usize) -> VendorApiSource {
+        self.ahead = pages.max(1);
         self
     }
 
@@ -94,7 +132,20 @@ impl VendorApiSource {
         shown_url(&self.url)
     }
 
-    async fn fetch_page(&self, period: Period, cursor: Option<&str>) -> Result<Page, SourceError> {
+    fn error(&self, reason: String) -> SourceError {
+        SourceError::Http {
+            url: self.shown_url(),
+            reason,
+        }
+    }
+
+    /// Fetches a page (with retries) and reads its cursor. An answer that is not a page is
+    /// not retried: the quick pass says so here, else reading its records does.
+    async fn fetch_page(
+        &self,
+        period: Period,
+        cursor: Option<&str>,
+    ) -> Result<Fetched, SourceError> {
         let url = self.page_url(period, cursor);
         let attempt = || async {
             let req = self
@@ -114,9 +165,20 @@ impl VendorApiSource {
                 .await
                 .map_err(|e| Failure::Transport(e.without_url().to_string()))?;
             if status.is_success() {
-                return serde_json::from_slice::<Page>(&body).map_err(|e| {
-                    Failure::Fatal(format!("the answer is not a page of usage records: {e}"))
-                });
+                if let Some(next_cursor) = cursor_at_end(&body) {
+                    let next_cursor = next_cursor.map(str::to_owned);
+                    return Ok(Fetched { body, next_cursor });
+                }
+                return tokio::task::spawn_blocking(move || {
+                    let outline = serde_json::from_slice::<Outline>(&body)?;
+                    Ok(Fetched {
+                        next_cursor: outline.next_cursor,
+                        body,
+                    })
+                })
+                .await
+                .map_err(|e| Failure::Fatal(format!("reading the page failed: {e}")))?
+                .map_err(|e: serde_json::Error| Failure::Fatal(not_a_page(&e)));
             }
             Err(Failure::of_answer(
                 status,
@@ -129,19 +191,224 @@ impl VendorApiSource {
         self.retry
             .run(attempt, judge)
             .await
-            .map_err(|(f, attempts)| SourceError::Http {
-                url: self.shown_url(),
-                reason: f.after(attempts),
-            })
+            .map_err(|(f, attempts)| self.error(f.after(attempts)))
+    }
+
+    /// Reads the month into `tx`: each page's reading (already under way), in order, then
+    /// the source's failure, if any.
+    async fn read_month(self, period: Period, tx: Sender) {
+        if let Err(e) = self.pages(period, &tx).await {
+            let _ = tx.send(Err(e)).await;
+        }
+    }
+
+    async fn pages(&self, period: Period, tx: &Sender) -> Result<(), SourceError> {
+        let mut cursor: Option<String> = None;
+        let mut used = HashSet::<String>::new();
+        loop {
+            let page = self.fetch_page(period, cursor.as_deref()).await?;
+            if let Some(c) = cursor.take() {
+                used.insert(c);
+            }
+            let next = page.next_cursor.filter(|c| !c.is_empty());
+            if let Some(c) = next.as_ref().filter(|c| used.contains(*c)) {
+                return Err(self.error(format!(
+                    "the next cursor {c:?} was used before: the source would repeat pages"
+                )));
+            }
+            let body = page.body;
+            let reading = tokio::task::spawn_blocking(move || read_page(&body));
+            if tx.send(Ok(reading)).await.is_err() {
+                // Nobody reads the batches any more.
+                return Ok(());
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// A page's items, once read, numbered after the `seen` records of the pages before.
+    async fn items(&self, reading: Reading, seen: u64) -> Result<Vec<SourceItem>, SourceError> {
+        let mut items = reading
+            .await
+            .map_err(|e| self.error(format!("reading a page failed: {e}")))?
+            .map_err(|reason| self.error(reason))?;
+        debug!(records = items.len(), "usage page");
+        if seen > 0 {
+            for item in &mut items {
+                let position = match item {
+                    SourceItem::Record(r) => &mut r.position,
+                    SourceItem::Rejected(r) => &mut r.position,
+                };
+                position.ordinal += seen;
+            }
+        }
+        Ok(items)
     }
 }
 
-/// One page of the contract.
+fn not_a_page(e: &serde_json::Error) -> String {
+    format!("the answer is not a page of usage records: {e}")
+}
+
+/// The cursor of a page that ends with it, read backwards from the page's last bytes:
+/// `Some(Some(cursor))`, or `Some(None)` for null, when the page ends with
+/// `"next_cursor": "..."}` (a string without escapes) or `"next_cursor": null}`. Such an end
+/// can only be the cursor of the page's top-level object, if the page is JSON at all (which
+/// reading its records checks); `None` when the page ends otherwise.
+fn cursor_at_end(body: &[u8]) -> Option<Option<&str>> {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let trim = |s: &[u8]| -> usize { s.len() - s.iter().rev().take_while(|b| ws(b)).count() };
+    let mut end = trim(body);
+    end = end.checked_sub(1).filter(|&e| body[e] == b'}')?;
+    end = trim(&body[..end]);
+    let value = if body[..end].ends_with(b"null") {
+        end -= 4;
+        None
+    } else {
+        let close = end.checked_sub(1).filter(|&e| body[e] == b'"')?;
+        let open = body[..close].iter().rposition(|b| *b == b'"')?;
+        let text = &body[open + 1..close];
+        // Without escapes, the quote before is the string's first.
+        if text.iter().any(|b| *b == b'\\' || *b < 0x20) {
+            return None;
+        }
+        end = open;
+        Some(std::str::from_utf8(text).ok()?)
+    };
+    end = trim(&body[..end]);
+    end = end.checked_sub(1).filter(|&e| body[e] == b':')?;
+    end = trim(&body[..end]);
+    let key = b"\"next_cursor\"";
+    if !body[..end].ends_with(key) {
+        return None;
+    }
+    end = trim(&body[..end - key.len()]);
+    matches!(body[..end].last(), Some(b',' | b'{')).then_some(value)
+}
+
+/// What the quick pass over a page reads: the shape of the contract and the cursor, the
+/// records skipped.
 #[derive(Debug, Deserialize)]
-struct Page {
-    records: Vec<serde_json::Value>,
+struct Outline {
+    #[allow(dead_code)]
+    records: Vec<IgnoredAny>,
     #[serde(default)]
     next_cursor: Option<String>,
+}
+
+/// Reads and checks the records of a page, numbered from 1.
+fn read_page(body: &[u8]) -> Result<Vec<SourceItem>, String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    PageSeed
+        .deserialize(&mut de)
+        .and_then(|items| de.end().map(|()| items))
+        .map_err(|e| not_a_page(&e))
+}
+
+/// A page as [`Outline`] reads it, its records checked as they are read (no document tree,
+/// no list of raw records).
+struct PageSeed;
+
+impl<'de> DeserializeSeed<'de> for PageSeed {
+    type Value = Vec<SourceItem>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_struct("Outline", &["records", "next_cursor"], self)
+    }
+}
+
+impl<'de> Visitor<'de> for PageSeed {
+    type Value = Vec<SourceItem>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("struct Outline")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut items = None;
+        let mut cursor_seen = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*key {
+                "records" if items.is_some() => {
+                    return Err(de::Error::duplicate_field("records"));
+                }
+                "records" => items = Some(map.next_value_seed(RecordsSeed)?),
+                "next_cursor" if cursor_seen => {
+                    return Err(de::Error::duplicate_field("next_cursor"));
+                }
+                "next_cursor" => {
+                    cursor_seen = true;
+                    map.next_value::<Option<String>>()?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        items.ok_or_else(|| de::Error::missing_field("records"))
+    }
+
+    /// `[records, next_cursor]`, as a derived `Deserialize` takes a struct too.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let items = seq
+            .next_element_seed(RecordsSeed)?
+            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        seq.next_element::<Option<String>>()?;
+        Ok(items)
+    }
+}
+
+/// The records of a page, each checked as soon as it is read.
+struct RecordsSeed;
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed {
+    type Value = Vec<SourceItem>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed {
+    type Value = Vec<SourceItem>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+        let mut ordinal = 0;
+        while let Some(record) = seq.next_element::<JsonRecord<'de>>()? {
+            ordinal += 1;
+            items.push(record.into_item(Position {
+                ordinal,
+                line: None,
+            }));
+        }
+        Ok(items)
+    }
+}
+
+/// Stops the fetching task when the consumer drops the stream.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the stream of batches holds between two of them.
+struct Reader {
+    source: VendorApiSource,
+    pages: mpsc::Receiver<Result<Reading, SourceError>>,
+    /// Records handed over so far.
+    seen: u64,
+    _fetching: AbortOnDrop,
 }
 
 impl UsageSource for VendorApiSource {
@@ -150,57 +417,36 @@ impl UsageSource for VendorApiSource {
     }
 
     fn records(&self, period: Period) -> Batches {
-        let this = self.clone();
-        // (cursor to fetch, records seen so far, cursors used); `None` after the last page.
-        Box::pin(stream::try_unfold(
-            Some((None::<String>, 0u64, HashSet::<String>::new())),
-            move |state| {
-                let this = this.clone();
-                async move {
-                    let Some((cursor, seen, mut used)) = state else {
-                        return Ok(None);
-                    };
-                    let page = this.fetch_page(period, cursor.as_deref()).await?;
-                    debug!(records = page.records.len(), "usage page");
-                    let mut ordinal = seen;
-                    let items: Vec<SourceItem> = page
-                        .records
-                        .into_iter()
-                        .map(|v| {
-                            ordinal += 1;
-                            let position = Position {
-                                ordinal,
-                                line: None,
-                            };
-                            match serde_json::from_value::<RawRecord>(v) {
-                                Ok(raw) => raw.into_item(position),
-                                Err(e) => SourceItem::Rejected(Rejection {
-                                    position,
-                                    record_id: None,
-                                    reason: format!("not a usage record: {e}"),
-                                }),
-                            }
-                        })
-                        .collect();
-                    if let Some(c) = &cursor {
-                        used.insert(c.clone());
+        let source = self.clone();
+        // The fetching task starts with the first poll (in the consumer's runtime).
+        let start = async move {
+            let (tx, pages) = mpsc::channel(source.ahead);
+            let fetching = AbortOnDrop(tokio::spawn(source.clone().read_month(period, tx)));
+            Reader {
+                source,
+                pages,
+                seen: 0,
+                _fetching: fetching,
+            }
+        };
+        Box::pin(stream::once(start).flat_map(|reader| {
+            stream::unfold(Some(reader), |reader| async move {
+                let mut reader = reader?;
+                let batch = match reader.pages.recv().await? {
+                    Ok(reading) => reader.source.items(reading, reader.seen).await,
+                    Err(e) => Err(e),
+                };
+                // The stream ends with its first failure.
+                let next = match &batch {
+                    Ok(items) => {
+                        reader.seen += items.len() as u64;
+                        Some(reader)
                     }
-                    let next = match page.next_cursor.filter(|c| !c.is_empty()) {
-                        Some(c) if used.contains(&c) => {
-                            return Err(SourceError::Http {
-                                url: this.shown_url(),
-                                reason: format!(
-                                    "the next cursor {c:?} was used before: the source would repeat pages"
-                                ),
-                            });
-                        }
-                        Some(c) => Some((Some(c), ordinal, used)),
-                        None => None,
-                    };
-                    Ok(Some((items, next)))
-                }
-            },
-        ))
+                    Err(_) => None,
+                };
+                Some((batch, next))
+            })
+        }))
     }
 }
 
@@ -217,6 +463,96 @@ mod tests {
                 initial_delay: Duration::from_millis(1),
                 ..RetryPolicy::default()
             })
+    }
+
+    #[test]
+    fn a_cursor_is_read_from_the_end_of_a_page_only_when_it_is_certain() {
+        let end = |s: &str| cursor_at_end(s.as_bytes()).map(|c| c.map(str::to_owned));
+        let some = |c: &str| Some(Some(c.to_owned()));
+        assert_eq!(end(r#"{"records":[],"next_cursor":"5000"}"#), some("5000"));
+        assert_eq!(
+            end("{ \"records\": [ ], \"next_cursor\" :\t\"A b\" }\r\n"),
+            some("A b")
+        );
+        assert_eq!(
+            end(r#"{"records":[{}],"next_cursor":"é/+="}"#),
+            some("é/+=")
+        );
+        assert_eq!(end(r#"{"records":[],"next_cursor":""}"#), some(""));
+        assert_eq!(end(r#"{"records":[],"next_cursor": null }"#), Some(None));
+        assert_eq!(end(r#"{"next_cursor":"5"}"#), some("5"));
+        for unsure in [
+            "",
+            "}",
+            r#"{"next_cursor":"5","records":[]}"#,
+            r#"{"records":[{"next_cursor":"x"}]}"#,
+            r#"{"records":[],"a":"\",\"next_cursor\":\"x"}"#,
+            r#"{"records":[],"next_cursor":"a\"b"}"#,
+            r#"{"records":[],"next_cursor":"a\\"}"#,
+            r#"{"records":[],"next_cursor":5}"#,
+            r#"{"records":[],"next_cursor":["x"]}"#,
+            r#"{"records":[],"xnext_cursor":"5"}"#,
+            r#"{"records":[],"next_cursor":"5"]"#,
+            "{\"records\":[],\"next_cursor\":\"a\tb\"}",
+        ] {
+            assert_eq!(end(unsure), None, "{unsure}");
+        }
+    }
+
+    #[test]
+    fn the_sandbox_pages_end_with_their_cursor() {
+        let u = crate::sandbox::vendor_api::UsageUniverse::of(
+            &crate::sandbox::dataset::Dataset::default_account(),
+        );
+        let month = u.month("2024-04".parse().expect("period"));
+        let mut body = String::from("{\"records\":[");
+        for i in 0..50 {
+            if i > 0 {
+                body.push(',');
+            }
+            month.write_record(i, 0.5, &mut body);
+        }
+        body.push_str("],\"next_cursor\":\"50\"}");
+        assert_eq!(cursor_at_end(body.as_bytes()), Some(Some("50")));
+        let items = read_page(body.as_bytes()).expect("page");
+        assert_eq!(items.len(), 50);
+    }
+
+    #[test]
+    fn a_page_is_read_as_the_outline_reads_it() {
+        for (body, ok) in [
+            (r#"{"records":[{},5],"next_cursor":null,"x":[1]}"#, true),
+            (r#"[[{}, 5], "7"]"#, true),
+            (r#"{"records":[{},5]}"#, true),
+            (r#"{"next_cursor":"5"}"#, false),
+            (r#"{"records":{},"next_cursor":"5"}"#, false),
+            (r#"{"records":[],"next_cursor":5}"#, false),
+            (r#"{"records":[],"records":[]}"#, false),
+            (
+                r#"{"records":[],"next_cursor":null,"next_cursor":null}"#,
+                false,
+            ),
+            (r#"{"records":[]} x"#, false),
+            (r#"{"records":[1e999999]}"#, false),
+            ("[]", false),
+        ] {
+            let outline = serde_json::from_slice::<Outline>(body.as_bytes());
+            let read = read_page(body.as_bytes());
+            if !body.contains("1e999999") {
+                assert_eq!(outline.is_ok(), ok, "{body}");
+            }
+            assert_eq!(read.is_ok(), ok, "{body}: {read:?}");
+            if let Ok(items) = read {
+                assert_eq!(items.len(), 2, "{body}");
+                assert_eq!(items[1].clone(), {
+                    let position = Position {
+                        ordinal: 2,
+                        line: None,
+                    };
+                    JsonRecord::NotObject(Box::new(5.into())).into_item(position)
+                });
+            }
+        }
     }
 
     #[tokio::test]
