@@ -576,6 +576,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reading_ahead_is_bounded_and_stops_with_the_stream() {
+        use axum::extract::{Query, State};
+        use std::collections::HashMap;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        // An endless month: every page has one record and a next cursor.
+        let served = Arc::new(AtomicU64::new(0));
+        let app = axum::Router::new()
+            .route(
+                "/usage",
+                axum::routing::get(
+                    |State(served): State<Arc<AtomicU64>>,
+                     Query(q): Query<HashMap<String, String>>| async move {
+                        served.fetch_add(1, Ordering::SeqCst);
+                        let at: u64 = q.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
+                        axum::Json(serde_json::json!({
+                            "records": [{"subscription_id": "AS-1", "item_mpn": "M",
+                                "quantity": 1, "start_time": "2024-04-01T00:00:00Z",
+                                "end_time": "2024-04-01T01:00:00Z", "record_id": at.to_string()}],
+                            "next_cursor": (at + 1).to_string(),
+                        }))
+                    },
+                ),
+            )
+            .with_state(served.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let source = quick(&format!("http://{addr}/usage")).with_read_ahead(2);
+        let mut batches = source.records("2024-04".parse().expect("period"));
+        for n in 1..=3u64 {
+            let batch = batches.try_next().await.expect("read").expect("a batch");
+            match batch.as_slice() {
+                [SourceItem::Record(r)] => {
+                    assert_eq!(r.position.ordinal, n);
+                    assert_eq!(r.record_id.as_deref(), Some(&*(n - 1).to_string()));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // The consumer stops taking batches: the reader gets at most a few pages ahead.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ahead = served.load(Ordering::SeqCst);
+        assert!((4..=3 + 2 + 2).contains(&ahead), "{ahead} pages fetched");
+        // Dropping the stream stops the reader.
+        drop(batches);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stopped = served.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(served.load(Ordering::SeqCst), stopped);
+        assert!(stopped <= ahead + 1, "{stopped} after {ahead}");
+    }
+
+    #[tokio::test]
     async fn a_cursor_that_comes_back_is_an_error_not_a_loop() {
         use axum::extract::Query;
         use std::collections::HashMap;
