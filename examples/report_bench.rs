@@ -37,6 +37,10 @@ use connect_usage::usage::source_http::VendorApiSource;
 use connect_usage::usage::workbook::WorkbookWriter;
 use connect_usage::usage::{Period, PollPolicy, Position, ReportOptions, SourceSpec, report};
 
+/// The allocator the product binary uses (see src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -394,12 +398,16 @@ async fn phase_dry_run() -> Result<(), Failure> {
     let started = Instant::now();
     let summary = report(&client, source.as_ref(), &dry_options()).await?;
     print("dry run, CSV", summary.records.read, started.elapsed());
+    let t = summary.timings;
     println!(
-        "{:<34} {} files, {} API calls, work files {:.0} MB at most",
+        "{:<34} {} files, {} API calls, work files {:.0} MB at most; read {:.2} s, placed {:.2} s later, files {:.2} s later",
         "",
         summary.files.len(),
         summary.api_calls,
-        summary.work_bytes as f64 / 1e6
+        summary.work_bytes as f64 / 1e6,
+        t.read_ms as f64 / 1e3,
+        t.place_ms as f64 / 1e3,
+        t.files_ms as f64 / 1e3
     );
     Ok(())
 }
@@ -416,6 +424,14 @@ async fn phase_http() -> Result<(), Failure> {
         "dry run, vendor usage API",
         summary.records.read,
         started.elapsed(),
+    );
+    let read = Duration::from_millis(summary.timings.read_ms.max(1));
+    println!(
+        "{:<34} {:>9} records  {:>7.2} s  {:>9.0} records/s  (its read phase: the source into the spool)",
+        "  of which reading the source",
+        summary.records.read,
+        read.as_secs_f64(),
+        summary.records.read as f64 / read.as_secs_f64()
     );
     Ok(())
 }

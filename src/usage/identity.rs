@@ -285,6 +285,24 @@ impl ContentDigest {
     }
 }
 
+/// The digest of a whole group from the digests of its chunks (the rows each file takes, in
+/// order): a group of one chunk has that chunk's digest, which is also what the note of a
+/// month's only file has always held.
+pub fn group_digest(chunks: &[&str]) -> String {
+    match chunks {
+        [one] => (*one).to_owned(),
+        many => {
+            let mut h = Sha256::new();
+            h.update(b"connect-usage group v1\x1e");
+            for c in many {
+                h.update(c.as_bytes());
+                h.update([0x1e]);
+            }
+            hex(&h.finalize())
+        }
+    }
+}
+
 /// The note of a file that holds no rows known to this extension and has no upload under
 /// way (a rerun just counted, say).
 pub const UPLOADING_NOTE: &str = "connect-usage upload in progress";
@@ -671,6 +689,16 @@ mod tests {
         }
         h.update([0x1e]);
         assert_eq!(d.finish(), hex(&h.finalize()));
+    }
+
+    #[test]
+    fn a_group_of_one_chunk_has_its_digest() {
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        assert_eq!(group_digest(&[&a]), a);
+        let two = group_digest(&[&a, &b]);
+        assert_eq!(two.len(), 64);
+        assert_ne!(two, group_digest(&[&b, &a]), "order matters");
+        assert_ne!(two, a);
     }
 
     #[test]

@@ -210,8 +210,9 @@ pub fn decode(frame: &[u8]) -> Result<Row<'_>, FrameError> {
     })
 }
 
-/// The sort key of a frame: its group, record id and position, in that order.
-fn key(frame: &[u8]) -> (&[u8], &[u8], &[u8]) {
+/// The sort key of a frame: its group, record id and position, in that order (bytes, read
+/// without decoding the rest).
+pub fn key(frame: &[u8]) -> (&[u8], &[u8], &[u8]) {
     let mut c = Cursor { buf: frame, at: 0 };
     let group = c.bytes(4).unwrap_or(&[]);
     let id = c.varint().and_then(|n| c.bytes(n as usize)).unwrap_or(&[]);

@@ -1,7 +1,8 @@
 //! Sorting more frames than memory holds: frames collect in an arena up to a budget; a full
-//! arena is sorted (on both cores) and written to the work directory as a run; at the end the
-//! runs and the last arena are merged into one ordered stream. A month that fits the budget
-//! never touches the disk.
+//! arena is sorted and written to the work directory as a run; at the end the runs and the
+//! last arena are merged into one ordered stream. A month that fits the budget never touches
+//! the disk. Once one arena was spilled, the budget is split in two: one arena fills while the
+//! other is sorted and written on a thread of its own, so the caller does not wait for it.
 //!
 //! Frames are opaque bytes ordered by a comparator (for rows, [`super::row::cmp_frames`]).
 
@@ -52,6 +53,37 @@ impl Arena {
         self.index.push((at, frame.len() as u32));
     }
 
+    /// An empty arena with room for `bytes` of frames, taken up front so that it never grows
+    /// by copying itself (pages are only used as frames are written).
+    fn with_room(bytes: usize) -> Arena {
+        Arena {
+            bytes: Vec::with_capacity(bytes),
+            index: Vec::with_capacity(bytes / 64),
+        }
+    }
+
+    /// Empties the arena, keeping its memory for the next frames.
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.index.clear();
+    }
+
+    /// Sorts the index on this thread.
+    fn sort_here(&mut self, cmp: Compare) {
+        let bytes = &self.bytes;
+        let of = |(at, len): &(u32, u32)| &bytes[*at as usize..*at as usize + *len as usize];
+        self.index.sort_unstable_by(|a, b| cmp(of(a), of(b)));
+    }
+
+    /// Writes the frames, in the index's order, as a run file.
+    fn write_run(&self, path: &std::path::Path) -> io::Result<()> {
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
+        for i in 0..self.len() {
+            write_frame(&mut out, self.frame(i))?;
+        }
+        out.flush()
+    }
+
     /// Sorts the index, splitting the work over two threads for big arenas.
     fn sort(&mut self, cmp: Compare) {
         let bytes = &self.bytes;
@@ -83,24 +115,44 @@ impl Arena {
     }
 }
 
+/// A full arena being sorted and written by a thread of its own; gives the arena back.
+type Spilling = std::thread::JoinHandle<(io::Result<PathBuf>, Arena)>;
+
 /// Collects frames, then gives them back in order.
 #[derive(Debug)]
 pub struct Sorter {
     cmp: Compare,
+    /// The memory all arenas may take together.
     budget: usize,
     arena: Arena,
+    /// An emptied arena, to fill next.
+    spare: Option<Arena>,
+    spilling: Option<Spilling>,
     runs: Vec<PathBuf>,
     frames: u64,
 }
 
 impl Sorter {
     pub fn new(cmp: Compare, budget: usize) -> Sorter {
+        let budget = budget.max(1 << 16);
         Sorter {
             cmp,
-            budget: budget.max(1 << 16),
-            arena: Arena::default(),
+            budget,
+            arena: Arena::with_room(budget),
+            spare: None,
+            spilling: None,
             runs: Vec::new(),
             frames: 0,
+        }
+    }
+
+    /// What one arena may take: all of the budget until the first spill (a month that fits
+    /// stays in memory), half of it after (one fills while the other is written).
+    fn arena_budget(&self) -> usize {
+        if self.runs.is_empty() && self.spilling.is_none() {
+            self.budget
+        } else {
+            self.budget / 2
         }
     }
 
@@ -111,7 +163,8 @@ impl Sorter {
 
     /// Adds a frame; a full arena is sorted and spilled to `dir`.
     pub fn push(&mut self, frame: &[u8], dir: &WorkDir) -> io::Result<()> {
-        if self.arena.footprint() + frame.len() + 8 > self.budget && !self.arena.is_empty() {
+        if self.arena.footprint() + frame.len() + 8 > self.arena_budget() && !self.arena.is_empty()
+        {
             self.spill(dir)?;
         }
         self.arena.push(frame);
@@ -119,26 +172,72 @@ impl Sorter {
         Ok(())
     }
 
+    /// Waits for the arena being written, if any; keeps its run and its memory.
+    fn join_spilling(&mut self) -> io::Result<()> {
+        let Some(handle) = self.spilling.take() else {
+            return Ok(());
+        };
+        let (written, mut arena) = handle
+            .join()
+            .map_err(|_| io::Error::other("the thread writing a sorted run failed"))?;
+        self.runs.push(written?);
+        arena.clear();
+        self.spare = Some(arena);
+        Ok(())
+    }
+
     fn spill(&mut self, dir: &WorkDir) -> io::Result<()> {
-        let mut arena = std::mem::take(&mut self.arena);
-        arena.sort(self.cmp);
         let path = dir.new_file("sorted-run", "bin");
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-        for i in 0..arena.len() {
-            write_frame(&mut out, arena.frame(i))?;
+        if self.runs.is_empty() && self.spilling.is_none() {
+            // The first spill: the arena took all the budget, so it is written here, on both
+            // cores, before the next one starts.
+            self.arena.sort(self.cmp);
+            self.arena.write_run(&path)?;
+            self.runs.push(path);
+            // Its memory goes back whole; the two halves are taken as they fill.
+            self.arena = Arena::with_room(self.budget / 2);
+            return Ok(());
         }
-        out.flush()?;
-        self.runs.push(path);
+        self.join_spilling()?;
+        let half = self.budget / 2;
+        let next = self.spare.take().unwrap_or_else(|| Arena::with_room(half));
+        let mut full = std::mem::replace(&mut self.arena, next);
+        let cmp = self.cmp;
+        self.spilling = Some(
+            std::thread::Builder::new()
+                .name("sorted-run".into())
+                .spawn(move || {
+                    full.sort_here(cmp);
+                    let written = full.write_run(&path).map(|()| path);
+                    (written, full)
+                })?,
+        );
         Ok(())
     }
 
     /// Whether everything stayed in memory so far.
     pub fn in_memory(&self) -> bool {
-        self.runs.is_empty()
+        self.runs.is_empty() && self.spilling.is_none()
+    }
+
+    /// Bytes the runs written so far take on disk.
+    pub fn run_bytes(&self) -> u64 {
+        self.runs
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Waits until every run is on disk (then [`run_bytes`](Self::run_bytes) is final).
+    pub fn settle(&mut self) -> io::Result<()> {
+        self.join_spilling()
     }
 
     /// The frames in order.
     pub fn finish(mut self) -> io::Result<Sorted> {
+        self.join_spilling()?;
+        self.spare = None;
         self.arena.sort(self.cmp);
         if self.runs.is_empty() {
             return Ok(Sorted::Memory(Box::new(MemoryFrames {
@@ -149,6 +248,9 @@ impl Sorter {
         let mut sources: Vec<RunSource> = Vec::with_capacity(self.runs.len() + 1);
         for path in &self.runs {
             let reader = BufReader::with_capacity(1 << 18, File::open(path)?);
+            // Open, a run needs no name: its disk is given back as soon as the merge is done
+            // with it, not at the end of the run.
+            let _ = std::fs::remove_file(path);
             sources.push(RunSource::File {
                 reader,
                 frame: Vec::new(),
@@ -244,6 +346,11 @@ impl FrameWriter {
         let prefix = varint_len(before as u64);
         self.written += (prefix + before) as u64;
         Ok(())
+    }
+
+    /// Makes what was written so far readable from the file.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 
     pub fn finish(mut self) -> io::Result<PathBuf> {
@@ -519,6 +626,7 @@ mod tests {
         }
         assert!(!s.in_memory());
         assert_eq!(s.frames(), 120_000);
+        assert!(dir.bytes_used() > 0, "runs on disk");
         let sorted = s.finish().expect("finish");
         if let Sorted::Merge(m) = &sorted {
             assert!(m.runs() > 10, "{} runs", m.runs());
@@ -526,7 +634,11 @@ mod tests {
         let mut want = input.clone();
         want.sort();
         assert_eq!(drain(sorted), want);
-        assert!(dir.bytes_used() > 0);
+        assert_eq!(
+            dir.bytes_used(),
+            0,
+            "the runs' disk is given back after the merge"
+        );
     }
 
     #[test]

@@ -227,6 +227,20 @@ pub struct RunSummary {
     pub duration_ms: u64,
     /// The most disk the run's work files took at once (bytes, as measured between phases).
     pub work_bytes: u64,
+    /// How long the phases took.
+    pub timings: Timings,
+}
+
+/// Milliseconds each phase took. Placing overlaps reporting: groups are reported as soon as
+/// their records are all there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Timings {
+    /// Reading the source into the spool.
+    pub read_ms: u64,
+    /// From the end of reading until the last group's records were placed and stored.
+    pub place_ms: u64,
+    /// From the end of reading until every file was reported.
+    pub files_ms: u64,
 }
 
 impl RunSummary {

@@ -205,7 +205,7 @@ fn join(
                     frame.clear();
                     row::encode(current, &mut frame);
                     out.write(&frame).map_err(work)?;
-                    chunker.push(current, before, out.offset());
+                    chunker.push(current.sums, before, out.offset());
                     return Ok(());
                 }
                 Some((true, _, _)) => result.held += current.sums as usize,
@@ -237,7 +237,9 @@ fn join(
     let end = out.offset();
     let path = out.finish().map_err(work)?;
     Ok(Compared {
-        rest: chunker.finish(&Arc::new(Store::File { path }), end),
+        rest: chunker
+            .finish(&Arc::new(Store::File { path }), end)
+            .digested()?,
         reported: result.reported,
         held: result.held,
         conflicts: result.conflicts,

@@ -266,6 +266,15 @@ struct ToSend {
 async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome, GroupError> {
     let options = &ctx.run.options;
     let listed = list_files(ctx, &ctx.base_id, false).await?;
+    // Digests tell what files hold and go into notes; a dry run of a group without files
+    // needs neither.
+    let rows = if options.dry_run && listed.is_empty() {
+        rows
+    } else {
+        tokio::task::spawn_blocking(move || rows.digested())
+            .await
+            .map_err(|e| GroupError::Failed(format!("the digesting thread failed: {e}")))??
+    };
     let files: Vec<GroupFile> = listed.iter().map(|(s, f)| group_file(*s, f)).collect();
     let scope = match &options.rerun {
         Some(id) => {

@@ -213,16 +213,6 @@ pub async fn report(
         interrupts: AtomicUsize::new(0),
     });
 
-    // 1. Read.
-    let spool = read::read(&run, source).await?;
-    let mut problems = spool.problems.clone();
-    let read_count = spool.records;
-    let mut work_bytes = run.work.bytes_used();
-
-    // 2. Place, sort, and bring each group's records together.
-    let placed = place::place(&run, spool, &mut problems).await?;
-    work_bytes = work_bytes.max(run.work.bytes_used());
-    let (invalid, unplaceable) = (problems.invalid_count(), problems.unplaceable_count());
     if let Some(dir) = &options.out_dir {
         std::fs::create_dir_all(dir).map_err(|e| RunError::Output {
             path: dir.display().to_string(),
@@ -230,24 +220,46 @@ pub async fn report(
         })?;
     }
 
-    // 3 and 4. Each group's files, several groups at once.
-    let catalog = Arc::new(placed.catalog);
-    let groups = placed
-        .groups
-        .into_iter()
+    // 1. Read.
+    let spool = read::read(&run, source).await?;
+    let read_ms = started.elapsed().as_millis() as u64;
+    let read_done = Instant::now();
+    let read_count = spool.records;
+    let mut work_bytes = run.work.bytes_used();
+
+    // 2. Place, sort, and bring each group's records together; 3 and 4, each group's files,
+    // several groups at once, each as soon as its records are all there.
+    let placed = place::place(&run, spool).await?;
+    let catalog = placed.catalog.clone();
+    let arriving = stream::unfold(placed.groups, |mut rx| async move {
+        rx.recv().await.map(|g| (g, rx))
+    });
+    let groups = arriving
         .filter(|g| {
-            options
+            let wanted = options
                 .only
                 .as_ref()
-                .is_none_or(|(c, p)| *c == g.info.contract && *p == g.info.product)
+                .is_none_or(|(c, p)| *c == g.info.contract && *p == g.info.product);
+            std::future::ready(wanted)
         })
         .map(|g| group::report_group(run.clone(), catalog.clone(), g));
     // An interruption stops the whole run at once, as a crash would.
-    let outcomes: Vec<group::GroupOutcome> = stream::iter(groups)
+    let outcomes: Vec<group::GroupOutcome> = groups
         .buffer_unordered(options.concurrency.max(1))
         .try_collect()
         .await?;
-    work_bytes = work_bytes.max(run.work.bytes_used());
+    let files_ms = read_done.elapsed().as_millis() as u64;
+    let place::PlaceDone {
+        problems,
+        ms: place_ms,
+        work_bytes: placing_bytes,
+    } = placed
+        .done
+        .await
+        .map_err(|e| RunError::work(&run.work, format!("the placing thread failed: {e}")))?
+        .map_err(|e| RunError::work(&run.work, e))?;
+    let (invalid, unplaceable) = (problems.invalid_count(), problems.unplaceable_count());
+    work_bytes = work_bytes.max(placing_bytes).max(run.work.bytes_used());
     let mut reports = Vec::new();
     let mut records = RecordCounts {
         read: read_count,
@@ -313,6 +325,11 @@ pub async fn report(
         api_calls: client.requests_sent() - calls_before,
         duration_ms: started.elapsed().as_millis() as u64,
         work_bytes,
+        timings: super::summary::Timings {
+            read_ms,
+            place_ms,
+            files_ms,
+        },
     };
     if options.dry_run
         && let Some(dir) = &options.out_dir

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
 use tracing::info;
 
 use super::problems::Problems;
@@ -39,28 +40,39 @@ pub(super) struct GroupData {
     pub rows: Chunked,
 }
 
-/// The month placed.
+/// The month being placed: the catalog, and each group as soon as its rows are all stored (a
+/// merge of sorted runs completes one group after the other, and each can be reported while
+/// the next is merged).
 #[derive(Debug)]
 pub(super) struct Placed {
-    pub catalog: Catalog,
-    pub groups: Vec<GroupData>,
+    pub catalog: Arc<Catalog>,
+    pub groups: mpsc::UnboundedReceiver<GroupData>,
+    /// The placing thread, once every group is out: the problems found (the source's too).
+    pub done: tokio::task::JoinHandle<Result<PlaceDone, PlaceError>>,
+}
+
+/// What the placing thread tells when it is done.
+#[derive(Debug)]
+pub(super) struct PlaceDone {
+    pub problems: Problems,
+    /// How long placing took.
+    pub ms: u64,
+    /// The most disk its work files took at once (the spool and the sorted runs, then the runs
+    /// and the groups' rows).
+    pub work_bytes: u64,
 }
 
 /// A failure inside the blocking part of the phase.
 #[derive(Debug, thiserror::Error)]
-enum PlaceError {
+pub(super) enum PlaceError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Frame(#[from] crate::usage::row::FrameError),
 }
 
-/// Places the spooled month.
-pub(super) async fn place(
-    run: &Arc<Run>,
-    spool: Spool,
-    problems: &mut Problems,
-) -> Result<Placed, RunError> {
+/// Loads the catalog and starts placing the spooled month on a thread of its own.
+pub(super) async fn place(run: &Arc<Run>, spool: Spool) -> Result<Placed, RunError> {
     let catalog = Catalog::load(&run.client, spool.subscriptions.iter().cloned())
         .await
         .map_err(RunError::Catalog)?;
@@ -70,26 +82,37 @@ pub(super) async fn place(
         products = catalog.products.len(),
         "catalog loaded"
     );
-    let run2 = run.clone();
-    let mut found = std::mem::take(problems);
+    let catalog = Arc::new(catalog);
+    let (tx, groups) = mpsc::unbounded_channel();
+    let (run2, catalog2) = (run.clone(), catalog.clone());
+    let started = std::time::Instant::now();
     let done = tokio::task::spawn_blocking(move || {
-        let groups = place_all(&run2, &spool, &catalog, &mut found);
-        (groups, catalog, found)
+        let mut problems = spool.problems.clone();
+        let work_bytes = place_all(&run2, &spool, &catalog2, &mut problems, &tx)?;
+        Ok(PlaceDone {
+            problems,
+            ms: started.elapsed().as_millis() as u64,
+            work_bytes,
+        })
+    });
+    Ok(Placed {
+        catalog,
+        groups,
+        done,
     })
-    .await
-    .map_err(|e| RunError::work(&run.work, format!("the placing thread failed: {e}")))?;
-    let (groups, catalog, found) = done;
-    *problems = found;
-    let groups = groups.map_err(|e| RunError::work(&run.work, e))?;
-    Ok(Placed { catalog, groups })
 }
 
+/// Where finished groups go.
+type Groups = mpsc::UnboundedSender<GroupData>;
+
+/// Places the month and hands its groups over; returns the most disk the work files took.
 fn place_all(
     run: &Run,
     spool: &Spool,
     catalog: &Catalog,
     problems: &mut Problems,
-) -> Result<Vec<GroupData>, PlaceError> {
+    out: &Groups,
+) -> Result<u64, PlaceError> {
     let options = &run.options;
     let period = options.period;
     let rules = Rules {
@@ -177,6 +200,11 @@ fn place_all(
         );
         sorter.push(&frame, &run.work)?;
     }
+    // Every record is in the sorter now: the spool's disk goes back.
+    sorter.settle()?;
+    let runs = sorter.run_bytes();
+    drop(reader);
+    let _ = std::fs::remove_file(&spool.path);
     let placed = sorter.frames();
     let in_memory = sorter.in_memory();
     let sorted = sorter.finish()?;
@@ -186,15 +214,15 @@ fn place_all(
         in_memory,
         "usage placed and sorted"
     );
-    let groups = if options.aggregation == Aggregation::None {
+    let stored = if options.aggregation == Aggregation::None {
         match sorted.into_arena() {
-            Ok(arena) => group_in_arena(run, arena, &infos, problems)?,
-            Err(sorted) => group_to_file(run, sorted, &infos, problems)?,
+            Ok(arena) => group_in_arena(run, arena, &infos, problems, out).map(|()| 0),
+            Err(sorted) => group_to_file(run, sorted, &infos, problems, out),
         }
     } else {
-        group_to_file(run, sorted, &infos, problems)?
-    };
-    Ok(groups)
+        group_to_file(run, sorted, &infos, problems, out)
+    }?;
+    Ok((spool.end + runs).max(runs + stored))
 }
 
 /// The first record of an id seen so far in its group, for duplicates to name.
@@ -229,24 +257,23 @@ impl First {
         if self.group != r.group || self.id != r.record_id {
             return false;
         }
-        let reason = if r.vendor_id {
-            format!(
-                "record_id {:?} is already used by {}",
-                r.record_id, self.position
-            )
-        } else {
-            format!(
-                "the same record as {} (same subscription, item, quantity, times and note)",
-                self.position
-            )
-        };
-        problems.add(RecordProblem {
-            position: r.position,
-            record_id: r.vendor_id.then(|| r.record_id.to_owned()),
-            kind: ProblemKind::Invalid,
-            reason,
-        });
+        problems.add(duplicate(self.position, r));
         true
+    }
+}
+
+/// `r` refused for repeating the id of the record at `first`.
+fn duplicate(first: Position, r: &Row<'_>) -> RecordProblem {
+    let reason = if r.vendor_id {
+        format!("record_id {:?} is already used by {first}", r.record_id)
+    } else {
+        format!("the same record as {first} (same subscription, item, quantity, times and note)")
+    };
+    RecordProblem {
+        position: r.position,
+        record_id: r.vendor_id.then(|| r.record_id.to_owned()),
+        kind: ProblemKind::Invalid,
+        reason,
     }
 }
 
@@ -256,25 +283,36 @@ fn group_in_arena(
     arena: crate::usage::sort::Arena,
     infos: &[GroupInfo],
     problems: &mut Problems,
-) -> Result<Vec<GroupData>, PlaceError> {
+    out: &Groups,
+) -> Result<(), PlaceError> {
     let per_file = run.options.per_file();
     let mut keep: Vec<u32> = Vec::with_capacity(arena.len());
     // (group, chunker) of the groups seen, in order.
     let mut chunkers: Vec<(u32, Chunker, u64)> = Vec::new();
-    let mut first: Option<First> = None;
+    // The last frame kept: a frame with its group and id repeats it. Keys are compared as
+    // bytes; a frame is decoded only to name a duplicate.
+    let mut first: Option<usize> = None;
     for i in 0..arena.len() {
-        let r = row::decode(arena.frame(i))?;
-        if first.as_ref().is_some_and(|f| f.refuses(&r, problems)) {
-            continue;
+        let frame = arena.frame(i);
+        let (group, id, _) = row::key(frame);
+        if let Some(f) = first {
+            let (fg, fid, _) = row::key(arena.frame(f));
+            if (fg, fid) == (group, id) {
+                let kept = row::decode(arena.frame(f))?;
+                problems.add(duplicate(kept.position, &row::decode(frame)?));
+                continue;
+            }
         }
-        First::set(&mut first, &r);
-        if chunkers.last().is_none_or(|(g, ..)| *g != r.group) {
-            chunkers.push((r.group, Chunker::new(per_file), keep.len() as u64));
+        first = Some(i);
+        let group = row::frame_group(frame);
+        if chunkers.last().is_none_or(|(g, ..)| *g != group) {
+            chunkers.push((group, Chunker::new(per_file), keep.len() as u64));
         }
         let before = keep.len() as u64;
         keep.push(i as u32);
         if let Some((_, c, _)) = chunkers.last_mut() {
-            c.push(&r, before, before + 1);
+            // Not aggregated: one record a row.
+            c.push(1, before, before + 1);
         }
     }
     let marks: Vec<u64> = chunkers
@@ -284,41 +322,48 @@ fn group_in_arena(
         .chain(std::iter::once(keep.len() as u64))
         .collect();
     let store = Arc::new(Store::Arena { arena, keep });
-    Ok(chunkers
-        .into_iter()
-        .zip(marks)
-        .filter_map(|((g, c, _), end)| {
-            Some(GroupData {
-                info: infos.get(g as usize)?.clone(),
+    let mut ready: Vec<((u32, Chunker, u64), u64)> = chunkers.into_iter().zip(marks).collect();
+    // The largest groups first: two writers finish together instead of one waiting on the
+    // last big workbook.
+    ready.sort_by_key(|((_, c, _), _)| std::cmp::Reverse(c.count()));
+    for ((g, c, _), end) in ready {
+        if let Some(info) = infos.get(g as usize) {
+            // A closed receiver means the run stopped: nothing more to hand over.
+            let _ = out.send(GroupData {
+                info: info.clone(),
                 rows: c.finish(&store, end),
-            })
-        })
-        .collect())
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Groups rows from a merge of sorted runs (or any sorted stream) into a file, summing them
 /// per window when aggregating.
+/// Returns the size of the groups' file.
 fn group_to_file(
     run: &Run,
     mut sorted: Sorted,
     infos: &[GroupInfo],
     problems: &mut Problems,
-) -> Result<Vec<GroupData>, PlaceError> {
+    groups: &Groups,
+) -> Result<u64, PlaceError> {
     let options = &run.options;
     let per_file = options.per_file();
-    let mut out = FrameWriter::create(run.work.new_file("groups", "bin"))?;
-    let mut done: Vec<(u32, Chunker, u64)> = Vec::new();
+    let path = run.work.new_file("groups", "bin");
+    let store = Arc::new(Store::File { path: path.clone() });
+    let mut out = FrameWriter::create(path)?;
     let mut current: Option<(u32, Chunker, Option<Aggregator>)> = None;
     let mut first: Option<First> = None;
     let mut frame = Vec::with_capacity(256);
-    // Ends a group: writes its aggregated rows, if any.
+    // Ends a group: writes its aggregated rows, if any, and hands it over to be reported while
+    // the next groups are merged (its rows are flushed to the file first).
     let close = |group: u32,
                  mut chunker: Chunker,
                  aggregator: Option<Aggregator>,
                  out: &mut FrameWriter,
                  frame: &mut Vec<u8>,
-                 problems: &mut Problems,
-                 done: &mut Vec<(u32, Chunker, u64)>|
+                 problems: &mut Problems|
      -> std::io::Result<()> {
         if let Some(a) = aggregator {
             let (rows, bad) = a.finish();
@@ -339,10 +384,18 @@ fn group_to_file(
                 frame.clear();
                 row::encode(&r, frame);
                 out.write(frame)?;
-                chunker.push(&r, before, out.offset());
+                chunker.push(r.sums, before, out.offset());
             }
         }
-        done.push((group, chunker, out.offset()));
+        out.flush()?;
+        if chunker.count() > 0
+            && let Some(info) = infos.get(group as usize)
+        {
+            let _ = groups.send(GroupData {
+                info: info.clone(),
+                rows: chunker.finish(&store, out.offset()),
+            });
+        }
         Ok(())
     };
     while let Some(f) = sorted.next_frame()? {
@@ -353,7 +406,11 @@ fn group_to_file(
         First::set(&mut first, &r);
         if current.as_ref().is_none_or(|(g, ..)| *g != r.group) {
             if let Some((g, c, a)) = current.take() {
-                close(g, c, a, &mut out, &mut frame, problems, &mut done)?;
+                close(g, c, a, &mut out, &mut frame, problems)?;
+            }
+            if groups.is_closed() {
+                // The run stopped (interrupted, or failed): nobody reports the rest.
+                return Ok(out.offset());
             }
             let aggregator = (options.aggregation != Aggregation::None)
                 .then(|| Aggregator::new(options.aggregation, options.period));
@@ -367,23 +424,14 @@ fn group_to_file(
             None => {
                 let before = out.offset();
                 out.write(f)?;
-                chunker.push(&r, before, out.offset());
+                chunker.push(r.sums, before, out.offset());
             }
         }
     }
     if let Some((g, c, a)) = current.take() {
-        close(g, c, a, &mut out, &mut frame, problems, &mut done)?;
+        close(g, c, a, &mut out, &mut frame, problems)?;
     }
-    let path = out.finish()?;
-    let store = Arc::new(Store::File { path });
-    Ok(done
-        .into_iter()
-        .filter(|(_, c, _)| c.count() > 0)
-        .filter_map(|(g, c, end)| {
-            Some(GroupData {
-                info: infos.get(g as usize)?.clone(),
-                rows: c.finish(&store, end),
-            })
-        })
-        .collect())
+    let size = out.offset();
+    out.finish()?;
+    Ok(size)
 }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::usage::identity::ContentDigest;
+use crate::usage::identity::{ContentDigest, group_digest};
 use crate::usage::row::{self, FrameError, Row};
 use crate::usage::sort::{Arena, FrameReader};
 
@@ -81,27 +81,27 @@ pub(super) struct Chunk {
     pub count: usize,
     /// Vendor records its rows stand for (more than rows when aggregated).
     pub vendor_records: u64,
-    /// The digest of its rows (64 hex digits).
+    /// The digest of its rows (64 hex digits), once [`Chunked::digested`].
     pub digest: String,
 }
 
-/// Rows in id order, cut into chunks as they are written: counts and digests of the whole and
-/// of each chunk. Marks are positions in the store (arena positions or byte offsets).
+/// Rows in id order, cut into chunks as they are written: counts and spans of the whole and of
+/// each chunk. Marks are positions in the store (arena positions or byte offsets). No digest
+/// yet: the pass that stores rows is one thread for the whole month, and digests are worked
+/// out group by group, on as many threads as there are groups at work ([`Chunked::digested`]).
 #[derive(Clone)]
 pub(super) struct Chunker {
     per_file: usize,
-    all: ContentDigest,
     count: usize,
     vendor_records: u64,
-    current: Option<(u64, usize, u64, ContentDigest)>,
-    done: Vec<(Span, usize, u64, String)>,
+    current: Option<(u64, usize, u64)>,
+    done: Vec<(Span, usize, u64)>,
 }
 
 impl Chunker {
     pub fn new(per_file: usize) -> Chunker {
         Chunker {
             per_file: per_file.max(1),
-            all: ContentDigest::new(),
             count: 0,
             vendor_records: 0,
             current: None,
@@ -109,19 +109,15 @@ impl Chunker {
         }
     }
 
-    /// A row written between `before` and `after`.
-    pub fn push(&mut self, r: &Row<'_>, before: u64, after: u64) {
-        self.all.add(r);
+    /// A row written between `before` and `after`, standing for `sums` vendor records.
+    pub fn push(&mut self, sums: u32, before: u64, after: u64) {
         self.count += 1;
-        self.vendor_records += u64::from(r.sums);
-        let current = self
-            .current
-            .get_or_insert_with(|| (before, 0, 0, ContentDigest::new()));
-        current.3.add(r);
+        self.vendor_records += u64::from(sums);
+        let current = self.current.get_or_insert((before, 0, 0));
         current.1 += 1;
-        current.2 += u64::from(r.sums);
+        current.2 += u64::from(sums);
         if current.1 == self.per_file
-            && let Some((start, n, vendor, digest)) = self.current.take()
+            && let Some((start, n, vendor)) = self.current.take()
         {
             self.done.push((
                 Span {
@@ -130,7 +126,6 @@ impl Chunker {
                 },
                 n,
                 vendor,
-                digest.finish(),
             ));
         }
     }
@@ -139,9 +134,9 @@ impl Chunker {
         self.count
     }
 
-    /// The group: all its rows (`whole`, from its first mark to `end`), its digest and chunks.
+    /// The group: all its rows (from its first mark to `end`) and its chunks.
     pub fn finish(mut self, store: &Arc<Store>, end: u64) -> Chunked {
-        if let Some((start, n, vendor, digest)) = self.current.take() {
+        if let Some((start, n, vendor)) = self.current.take() {
             self.done.push((
                 Span {
                     from: start,
@@ -149,7 +144,6 @@ impl Chunker {
                 },
                 n,
                 vendor,
-                digest.finish(),
             ));
         }
         let from = self.done.first().map_or(end, |(s, ..)| s.from);
@@ -157,15 +151,15 @@ impl Chunker {
             all: Rows::new(store.clone(), Span { from, to: end }),
             count: self.count,
             vendor_records: self.vendor_records,
-            digest: self.all.finish(),
+            digest: String::new(),
             chunks: self
                 .done
                 .into_iter()
-                .map(|(span, count, vendor_records, digest)| Chunk {
+                .map(|(span, count, vendor_records)| Chunk {
                     rows: Rows::new(store.clone(), span),
                     count,
                     vendor_records,
-                    digest,
+                    digest: String::new(),
                 })
                 .collect(),
         }
@@ -178,9 +172,27 @@ pub(super) struct Chunked {
     pub all: Rows,
     pub count: usize,
     pub vendor_records: u64,
-    /// Digest of all the rows (64 hex digits).
+    /// The group's digest ([`group_digest`] of its chunks' digests), once
+    /// [`digested`](Self::digested).
     pub digest: String,
     pub chunks: Vec<Chunk>,
+}
+
+impl Chunked {
+    /// The same rows with the digests of each chunk and of the whole: one pass over them.
+    pub fn digested(mut self) -> Result<Chunked, RowsError> {
+        for chunk in &mut self.chunks {
+            let mut d = ContentDigest::new();
+            chunk.rows.each(|r| {
+                d.add(r);
+                Ok::<(), RowsError>(())
+            })?;
+            chunk.digest = d.finish();
+        }
+        let digests: Vec<&str> = self.chunks.iter().map(|c| c.digest.as_str()).collect();
+        self.digest = group_digest(&digests);
+        Ok(self)
+    }
 }
 
 #[cfg(test)]
@@ -225,12 +237,12 @@ mod tests {
             frame.clear();
             row::encode(&row(id), &mut frame);
             w.write(&frame).expect("write");
-            chunker.push(&row(id), before, w.offset());
+            chunker.push(row(id).sums, before, w.offset());
         }
         let end = w.offset();
         w.finish().expect("finish");
         let store = Arc::new(Store::File { path });
-        let g = chunker.finish(&store, end);
+        let g = chunker.finish(&store, end).digested().expect("digests");
         assert_eq!((g.count, g.vendor_records), (7, 14));
         assert_eq!(
             g.chunks.iter().map(|c| c.count).collect::<Vec<_>>(),
@@ -253,6 +265,7 @@ mod tests {
             d.add(&row(id));
         }
         assert_eq!(g.chunks[1].digest, d.finish());
-        assert_ne!(g.digest, g.chunks[0].digest);
+        let chunks: Vec<&str> = g.chunks.iter().map(|c| c.digest.as_str()).collect();
+        assert_eq!(g.digest, group_digest(&chunks));
     }
 }
