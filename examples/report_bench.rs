@@ -221,6 +221,9 @@ async fn parent() -> Result<(), Failure> {
 
     if wants("big-group") {
         let n = number("--big-group", 1_100_000)?;
+        // A month nobody reported yet: the sandbox phase's files would make this one's
+        // records late or in conflict.
+        sb.state().reset();
         set_records(n, 1)?;
         let mut c = child("big-group");
         c.env("BENCH_ROWS", n.to_string());

@@ -104,7 +104,7 @@ pub enum Reported {
 
 /// The next step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
+pub enum NextStep {
     /// An upload of these very rows was processed after its run stopped waiting: note it as
     /// processed, without uploading again.
     NoteLanded,
@@ -127,7 +127,7 @@ pub enum Next {
 }
 
 /// Decides the next step.
-pub fn next(seen: &Seen<'_>, want: &Wanted<'_>, done: &Done) -> Next {
+pub fn next(seen: &Seen<'_>, want: &Wanted<'_>, done: &Done) -> NextStep {
     use UsageFileStatus as S;
     let note = seen.note;
     let at = seen.uploaded_at;
@@ -136,7 +136,7 @@ pub fn next(seen: &Seen<'_>, want: &Wanted<'_>, done: &Done) -> Next {
         && digests_match(&landed.digest, want.digest)
         && seen.counts(landed.records)
     {
-        return Next::NoteLanded;
+        return NextStep::NoteLanded;
     }
     let ours = matches!(
         vouched(seen),
@@ -154,7 +154,7 @@ pub fn next(seen: &Seen<'_>, want: &Wanted<'_>, done: &Done) -> Next {
             .is_some_and(|read| read > want.read_at);
     let foreign = !done.sent && note.replaced(at);
     match seen.status {
-        S::Pending | S::Accepted | S::Closed => Next::Reported(if done.created || done.acted {
+        S::Pending | S::Accepted | S::Closed => NextStep::Reported(if done.created || done.acted {
             Reported::ThisRun
         } else if ours {
             Reported::Ours
@@ -171,21 +171,21 @@ pub fn next(seen: &Seen<'_>, want: &Wanted<'_>, done: &Done) -> Next {
         // rejection event.
         // (A submit whose answer was lost shows in the file's events.)
         S::Rejected if done.submitted || (done.uploaded && seen.submitted_since_upload) => {
-            Next::Reported(Reported::ThisRun)
+            NextStep::Reported(Reported::ThisRun)
         }
         // A rerun uploads once; a rejection after that is the provider's new answer.
-        S::Rejected if want.rerun_rejected && !done.uploaded && !moved => Next::Upload,
-        S::Rejected => Next::Rejected,
-        S::Ready | S::Invalid if foreign => Next::Foreign,
+        S::Rejected if want.rerun_rejected && !done.uploaded && !moved => NextStep::Upload,
+        S::Rejected => NextStep::Rejected,
+        S::Ready | S::Invalid if foreign => NextStep::Foreign,
         // Found invalid: what Connect says of it is the news, whoever uploaded it.
-        S::Invalid if done.uploaded || ours || moved => Next::Invalid,
-        _ if moved => Next::Moved,
-        S::Draft => Next::Upload,
+        S::Invalid if done.uploaded || ours || moved => NextStep::Invalid,
+        _ if moved => NextStep::Moved,
+        S::Draft => NextStep::Upload,
         // Not (known to be) this data: replace it.
-        S::Invalid | S::Ready if !ours => Next::Upload,
-        S::Ready => Next::Submit,
-        S::Uploading | S::Uploaded | S::Processing => Next::Wait,
-        S::Invalid | S::Deleted | S::Other(_) => Next::Stuck,
+        S::Invalid | S::Ready if !ours => NextStep::Upload,
+        S::Ready => NextStep::Submit,
+        S::Uploading | S::Uploaded | S::Processing => NextStep::Wait,
+        S::Invalid | S::Deleted | S::Other(_) => NextStep::Stuck,
     }
 }
 
@@ -228,7 +228,7 @@ mod tests {
         }
     }
 
-    fn step(status: S, note: &FileNote, at: Option<i64>, w: &Wanted<'_>, done: Done) -> Next {
+    fn step(status: S, note: &FileNote, at: Option<i64>, w: &Wanted<'_>, done: Done) -> NextStep {
         next(&seen(&status, note, at, Some(5)), w, &done)
     }
 
@@ -238,7 +238,7 @@ mod tests {
         let empty = FileNote::default();
         assert_eq!(
             step(S::Draft, &empty, None, &want(&a), Done::default()),
-            Next::Upload
+            NextStep::Upload
         );
         let sending = empty.uploading(&a, 5, None, READ, None);
         assert_eq!(
@@ -249,24 +249,24 @@ mod tests {
                 &want(&a),
                 Done::default()
             ),
-            Next::Wait
+            NextStep::Wait
         );
         assert_eq!(
             step(S::Uploading, &sending, None, &want(&a), Done::default()),
-            Next::Wait
+            NextStep::Wait
         );
         assert_eq!(
             step(S::Uploaded, &sending, None, &want(&a), Done::default()),
-            Next::Wait
+            NextStep::Wait
         );
         // Processed after the run stopped waiting: noted, not sent again.
         assert_eq!(
             step(S::Ready, &sending, Some(100), &want(&a), Done::default()),
-            Next::NoteLanded
+            NextStep::NoteLanded
         );
         assert_eq!(
             step(S::Invalid, &sending, Some(100), &want(&a), Done::default()),
-            Next::NoteLanded
+            NextStep::NoteLanded
         );
         // ... unless Connect counted other rows than were named.
         assert_eq!(
@@ -275,7 +275,7 @@ mod tests {
                 &want(&a),
                 &Done::default()
             ),
-            Next::Upload
+            NextStep::Upload
         );
         // ... or it is another upload than the one named.
         assert_eq!(
@@ -286,7 +286,7 @@ mod tests {
                 &want(&d('b')),
                 Done::default()
             ),
-            Next::Upload
+            NextStep::Upload
         );
         assert_eq!(
             step(
@@ -296,7 +296,7 @@ mod tests {
                 &want(&a),
                 Done::default()
             ),
-            Next::Submit
+            NextStep::Submit
         );
     }
 
@@ -307,7 +307,7 @@ mod tests {
         let sending = FileNote::default().uploading(&a, 5, Some(100), READ, None);
         assert_eq!(
             step(S::Ready, &sending, Some(100), &want(&a), Done::default()),
-            Next::Upload
+            NextStep::Upload
         );
     }
 
@@ -319,7 +319,7 @@ mod tests {
             let ours = noted('a', READ);
             assert_eq!(
                 step(status.clone(), &ours, Some(100), &w, Done::default()),
-                Next::Reported(Reported::Ours)
+                NextStep::Reported(Reported::Ours)
             );
             let acted = Done {
                 acted: true,
@@ -328,7 +328,7 @@ mod tests {
             };
             assert_eq!(
                 step(status.clone(), &noted('b', READ), Some(100), &w, acted),
-                Next::Reported(Reported::ThisRun)
+                NextStep::Reported(Reported::ThisRun)
             );
             let created = Done {
                 created: true,
@@ -337,7 +337,7 @@ mod tests {
             };
             assert_eq!(
                 step(status.clone(), &FileNote::default(), None, &w, created),
-                Next::Reported(Reported::ThisRun)
+                NextStep::Reported(Reported::ThisRun)
             );
             assert_eq!(
                 step(
@@ -347,7 +347,7 @@ mod tests {
                     &w,
                     Done::default()
                 ),
-                Next::Reported(Reported::Moved)
+                NextStep::Reported(Reported::Moved)
             );
             assert_eq!(
                 step(
@@ -357,7 +357,7 @@ mod tests {
                     &w,
                     Done::default()
                 ),
-                Next::Reported(Reported::Foreign)
+                NextStep::Reported(Reported::Foreign)
             );
             assert_eq!(
                 step(
@@ -367,7 +367,7 @@ mod tests {
                     &w,
                     Done::default()
                 ),
-                Next::Reported(Reported::NoDigest)
+                NextStep::Reported(Reported::NoDigest)
             );
             assert_eq!(
                 step(
@@ -377,7 +377,7 @@ mod tests {
                     &w,
                     Done::default()
                 ),
-                Next::Reported(Reported::Other)
+                NextStep::Reported(Reported::Other)
             );
         }
     }
@@ -388,7 +388,7 @@ mod tests {
         let note = noted('a', READ);
         assert_eq!(
             step(S::Rejected, &note, Some(100), &want(&a), Done::default()),
-            Next::Rejected
+            NextStep::Rejected
         );
         let rerun = Wanted {
             rerun_rejected: true,
@@ -396,7 +396,7 @@ mod tests {
         };
         assert_eq!(
             step(S::Rejected, &note, Some(100), &rerun, Done::default()),
-            Next::Upload
+            NextStep::Upload
         );
         // Uploaded once by this rerun: a rejection now is the provider's new answer.
         let uploaded = Done {
@@ -407,7 +407,7 @@ mod tests {
         };
         assert_eq!(
             step(S::Rejected, &note, Some(100), &rerun, uploaded),
-            Next::Rejected
+            NextStep::Rejected
         );
         // Submitted by this run, then rejected at once: the next rejection event's.
         let submitted = Done {
@@ -416,7 +416,7 @@ mod tests {
         };
         assert_eq!(
             step(S::Rejected, &note, Some(100), &want(&a), submitted),
-            Next::Reported(Reported::ThisRun)
+            NextStep::Reported(Reported::ThisRun)
         );
         // ... also when the submit's answer was lost: the file's events tell.
         let lost = Seen {
@@ -425,7 +425,7 @@ mod tests {
         };
         assert_eq!(
             next(&lost, &rerun, &uploaded),
-            Next::Reported(Reported::ThisRun)
+            NextStep::Reported(Reported::ThisRun)
         );
         // Another task reran it with newer records: left to it.
         assert_eq!(
@@ -436,7 +436,7 @@ mod tests {
                 &rerun,
                 Done::default()
             ),
-            Next::Rejected
+            NextStep::Rejected
         );
     }
 
@@ -452,7 +452,7 @@ mod tests {
                 &want(&a),
                 Done::default()
             ),
-            Next::Invalid
+            NextStep::Invalid
         );
         let uploaded = Done {
             uploaded: true,
@@ -468,7 +468,7 @@ mod tests {
                 &want(&a),
                 uploaded
             ),
-            Next::Invalid,
+            NextStep::Invalid,
             "this run's own upload"
         );
         // Other data found invalid: replaced by this data.
@@ -480,7 +480,7 @@ mod tests {
                 &want(&a),
                 Done::default()
             ),
-            Next::Upload
+            NextStep::Upload
         );
         // Newer data of another task found invalid: still the news.
         assert_eq!(
@@ -491,7 +491,7 @@ mod tests {
                 &want(&a),
                 Done::default()
             ),
-            Next::Invalid
+            NextStep::Invalid
         );
     }
 
@@ -507,7 +507,7 @@ mod tests {
                 &want(&a),
                 Done::default()
             ),
-            Next::Foreign
+            NextStep::Foreign
         );
         assert_eq!(
             step(
@@ -517,7 +517,7 @@ mod tests {
                 &want(&a),
                 Done::default()
             ),
-            Next::Foreign
+            NextStep::Foreign
         );
         // Once this run sent something, a later upload time is its own.
         let sent = Done {
@@ -526,7 +526,7 @@ mod tests {
         };
         assert_eq!(
             step(S::Ready, &noted('b', READ), Some(101), &want(&a), sent),
-            Next::Upload
+            NextStep::Upload
         );
         // Newer records of another task.
         assert_eq!(
@@ -537,7 +537,7 @@ mod tests {
                 &want(&a),
                 Done::default()
             ),
-            Next::Moved
+            NextStep::Moved
         );
         assert_eq!(
             step(
@@ -547,7 +547,7 @@ mod tests {
                 &want(&a),
                 Done::default()
             ),
-            Next::Moved
+            NextStep::Moved
         );
         // Older records of another task: replaced.
         assert_eq!(
@@ -558,7 +558,7 @@ mod tests {
                 &want(&a),
                 Done::default()
             ),
-            Next::Upload
+            NextStep::Upload
         );
     }
 
@@ -574,7 +574,7 @@ mod tests {
                     &want(&a),
                     Done::default()
                 ),
-                Next::Stuck
+                NextStep::Stuck
             );
         }
     }

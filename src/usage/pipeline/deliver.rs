@@ -20,7 +20,7 @@ use super::group::{GroupCtx, GroupError, INVALID_UPLOAD, list_files};
 use super::store::{Chunk, RowsError};
 use crate::connect::ConnectError;
 use crate::connect::models::{IdRef, NewUsageFile, UsageFile, UsageFileStatus, UsageFileUpdate};
-use crate::usage::decide::{self, Done, Next, Reported, Seen, Wanted};
+use crate::usage::decide::{self, Done, NextStep, Reported, Seen, Wanted};
 use crate::usage::identity::{self, FileNote, FileSlot};
 use crate::usage::summary::{FileAction, FileReport};
 use crate::usage::workbook::{WorkbookError, WorkbookWriter};
@@ -114,15 +114,19 @@ async fn dry_run(ctx: &GroupCtx, slot: &Slot, mut report: FileReport) -> FileRep
             let note = FileNote::parse(f.note.as_deref());
             let next = decide::next(&seen(f, &note), &wanted(ctx, slot), &Done::default());
             match next {
-                Next::Upload | Next::NoteLanded => format!("would upload into it ({})", f.status),
-                Next::Submit => "holds these records: would submit it".into(),
-                Next::Wait => "Connect is processing it: would wait and submit it".into(),
-                Next::Reported(_) => "already reported: would leave it".into(),
-                Next::Rejected => "rejected: would leave it to the rejection handler".into(),
-                Next::Invalid => "Connect found these records invalid".into(),
-                Next::Foreign => "holds rows uploaded by someone else: would leave it".into(),
-                Next::Moved => "another task reported newer records into it: would leave it".into(),
-                Next::Stuck => format!("is {}: a person must look at it", f.status),
+                NextStep::Upload | NextStep::NoteLanded => {
+                    format!("would upload into it ({})", f.status)
+                }
+                NextStep::Submit => "holds these records: would submit it".into(),
+                NextStep::Wait => "Connect is processing it: would wait and submit it".into(),
+                NextStep::Reported(_) => "already reported: would leave it".into(),
+                NextStep::Rejected => "rejected: would leave it to the rejection handler".into(),
+                NextStep::Invalid => "Connect found these records invalid".into(),
+                NextStep::Foreign => "holds rows uploaded by someone else: would leave it".into(),
+                NextStep::Moved => {
+                    "another task reported newer records into it: would leave it".into()
+                }
+                NextStep::Stuck => format!("is {}: a person must look at it", f.status),
             }
         }
     });
@@ -317,7 +321,7 @@ impl Driver<'_> {
                 &wanted(self.ctx, self.slot),
                 &self.done,
             );
-            if next == Next::NoteLanded {
+            if next == NextStep::NoteLanded {
                 // An upload of these very rows whose processing outlived an earlier poll (or
                 // whose note was not written after it): noted as processed, not sent again.
                 let done = note.processed(
@@ -343,12 +347,12 @@ impl Driver<'_> {
                 }
             }
             match next {
-                Next::NoteLanded => continue,
-                Next::Reported(why) => {
+                NextStep::NoteLanded => continue,
+                NextStep::Reported(why) => {
                     self.reported(why, &file, &note, report);
                     return Ok(());
                 }
-                Next::Rejected => {
+                NextStep::Rejected => {
                     report.action = FileAction::Rejected;
                     report.message = Some(format!(
                         "rejected by the provider ({}): left to the rejection handler",
@@ -356,13 +360,13 @@ impl Driver<'_> {
                     ));
                     return Ok(());
                 }
-                Next::Invalid => return Err(GroupError::Failed(invalid_message(&file))),
-                Next::Foreign => {
+                NextStep::Invalid => return Err(GroupError::Failed(invalid_message(&file))),
+                NextStep::Foreign => {
                     report.action = FileAction::ChangedAfterReport;
                     report.message = Some(foreign_message(&file, self.slot.chunk.count));
                     return Ok(());
                 }
-                Next::Moved => {
+                NextStep::Moved => {
                     report.action = FileAction::Waiting;
                     report.message = Some(format!(
                         "another task uploaded records it read from the vendor after this run began ({}): left to that task",
@@ -370,7 +374,7 @@ impl Driver<'_> {
                     ));
                     return Ok(());
                 }
-                Next::Upload => {
+                NextStep::Upload => {
                     self.done.acted = true;
                     self.done.sent = true;
                     match self.upload(&file).await? {
@@ -386,7 +390,7 @@ impl Driver<'_> {
                         }
                     }
                 }
-                Next::Submit => {
+                NextStep::Submit => {
                     self.done.sent = true;
                     match self.ctx.run.client.submit_usage_file(&file.id).await {
                         Ok(f) => {
@@ -399,13 +403,13 @@ impl Driver<'_> {
                         Err(e) => self.refused(&e)?,
                     }
                 }
-                Next::Wait => {
+                NextStep::Wait => {
                     if self.wait(&file.id).await.is_none() {
                         self.waiting(report);
                         return Ok(());
                     }
                 }
-                Next::Stuck => {
+                NextStep::Stuck => {
                     return Err(GroupError::Failed(format!(
                         "usage file {} is {}: a person must look at it",
                         file.id, file.status
