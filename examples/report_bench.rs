@@ -35,7 +35,9 @@ use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
 use connect_usage::usage::row::Row;
 use connect_usage::usage::source_http::VendorApiSource;
 use connect_usage::usage::workbook::WorkbookWriter;
-use connect_usage::usage::{Period, PollPolicy, Position, ReportOptions, SourceSpec, report};
+use connect_usage::usage::{
+    Period, PollPolicy, Position, ReportOptions, RunSummary, SourceSpec, report,
+};
 
 /// The allocator the product binary uses (see src/main.rs).
 #[global_allocator]
@@ -376,6 +378,23 @@ fn client() -> Result<ConnectClient, Failure> {
     )?)
 }
 
+/// The sandbox's vendor usage API.
+fn vendor_source() -> Result<VendorApiSource, Failure> {
+    Ok(VendorApiSource::new(
+        &env("BENCH_USAGE"),
+        connect_usage::secret::Secret::new(env("BENCH_TOKEN")),
+    )?)
+}
+
+/// Runs the report with the sandbox's usage API; prints its records/s under `label`.
+async fn run_vendor(label: &str, options: &ReportOptions) -> Result<RunSummary, Failure> {
+    let client = client()?;
+    let started = Instant::now();
+    let summary = report(&client, &vendor_source()?, options).await?;
+    print(label, summary.records.read, started.elapsed());
+    Ok(summary)
+}
+
 fn options() -> ReportOptions {
     ReportOptions {
         work_dir: env_path("WORK_DIR"),
@@ -416,18 +435,7 @@ async fn phase_dry_run() -> Result<(), Failure> {
 }
 
 async fn phase_http() -> Result<(), Failure> {
-    let client = client()?;
-    let source = VendorApiSource::new(
-        &env("BENCH_USAGE"),
-        connect_usage::secret::Secret::new(env("BENCH_TOKEN")),
-    )?;
-    let started = Instant::now();
-    let summary = report(&client, &source, &dry_options()).await?;
-    print(
-        "dry run, vendor usage API",
-        summary.records.read,
-        started.elapsed(),
-    );
+    let summary = run_vendor("dry run, vendor usage API", &dry_options()).await?;
     let read = Duration::from_millis(summary.timings.read_ms.max(1));
     println!(
         "{:<34} {:>9} records  {:>7.2} s  {:>9.0} records/s  (its read phase: the source into the spool)",
@@ -440,18 +448,7 @@ async fn phase_http() -> Result<(), Failure> {
 }
 
 async fn phase_sandbox() -> Result<(), Failure> {
-    let client = client()?;
-    let source = VendorApiSource::new(
-        &env("BENCH_USAGE"),
-        connect_usage::secret::Secret::new(env("BENCH_TOKEN")),
-    )?;
-    let started = Instant::now();
-    let summary = report(&client, &source, &options()).await?;
-    print(
-        "full run against the sandbox",
-        summary.records.read,
-        started.elapsed(),
-    );
+    let summary = run_vendor("full run against the sandbox", &options()).await?;
     println!(
         "{:<34} {} files {:?}, {} API calls",
         "",
@@ -463,19 +460,8 @@ async fn phase_sandbox() -> Result<(), Failure> {
 }
 
 async fn phase_big_group() -> Result<(), Failure> {
-    let client = client()?;
-    let source = VendorApiSource::new(
-        &env("BENCH_USAGE"),
-        connect_usage::secret::Secret::new(env("BENCH_TOKEN")),
-    )?;
-    let started = Instant::now();
-    let summary = report(&client, &source, &options()).await?;
-    print(
-        "one group, full run (parts)",
-        summary.records.read,
-        started.elapsed(),
-    );
-    let files = client.usage_files().all().await?;
+    let summary = run_vendor("one group, full run (parts)", &options()).await?;
+    let files = client()?.usage_files().all().await?;
     let mut parts: Vec<(String, String, u64)> = files
         .iter()
         .filter(|f| f.status.to_string() != "deleted")

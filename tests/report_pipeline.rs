@@ -21,18 +21,8 @@ use connect_usage::usage::{
 };
 use serde_json::{Value, json};
 
-fn april() -> Period {
-    "2024-04".parse().expect("period")
-}
-
 fn options(period: Period) -> ReportOptions {
-    ReportOptions {
-        poll: PollPolicy {
-            interval: Duration::from_millis(20),
-            timeout: Duration::from_secs(20),
-        },
-        ..ReportOptions::new(period)
-    }
+    quick_options(period)
 }
 
 fn usage_source(sb: &Sandbox) -> VendorApiSource {
@@ -718,17 +708,6 @@ async fn a_ready_file_with_other_data_is_uploaded_again_not_submitted() {
         "the stale rec-0, rec-1 were replaced"
     );
     assert!(got[&ext].1.iter().all(|r| !r.0.starts_with("rec-")));
-}
-
-async fn run_file(
-    sb: &Sandbox,
-    path: &std::path::Path,
-    opts: &ReportOptions,
-) -> Result<RunSummary, RunError> {
-    let source = SourceSpec::File(path.to_path_buf())
-        .open()
-        .expect("file source");
-    report(&vendor(sb), source.as_ref(), opts).await
 }
 
 #[tokio::test]

@@ -13,23 +13,15 @@ use connect_usage::usage::aggregate::aggregate_id;
 use connect_usage::usage::identity::external_id;
 use connect_usage::usage::source_http::VendorApiSource;
 use connect_usage::usage::{
-    Aggregation, FileAction, Period, PollPolicy, ReportOptions, RunError, RunResult, RunSummary,
-    SourceSpec, Step, report,
+    Aggregation, FileAction, PollPolicy, ReportOptions, RunError, RunResult, RunSummary, Step,
+    report,
 };
-
-fn april() -> Period {
-    "2024-04".parse().expect("period")
-}
 
 /// Parts of `max` records; fast polls.
 fn options(max: usize) -> ReportOptions {
     ReportOptions {
-        poll: PollPolicy {
-            interval: Duration::from_millis(20),
-            timeout: Duration::from_secs(20),
-        },
         max_records_per_file: max,
-        ..ReportOptions::new(april())
+        ..quick_options(april())
     }
 }
 
@@ -48,17 +40,6 @@ async fn run(sb: &Sandbox, opts: &ReportOptions) -> Result<RunSummary, RunError>
         .expect("source")
         .with_retry(fast_retry());
     report(&vendor(sb), &source, opts).await
-}
-
-async fn run_file(
-    sb: &Sandbox,
-    path: &std::path::Path,
-    opts: &ReportOptions,
-) -> Result<RunSummary, RunError> {
-    let source = SourceSpec::File(path.to_path_buf())
-        .open()
-        .expect("file source");
-    report(&vendor(sb), source.as_ref(), opts).await
 }
 
 /// The record ids of a file in the final state.

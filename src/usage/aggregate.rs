@@ -12,9 +12,9 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use sha2::{Digest, Sha256};
+use chrono::{DateTime, Utc};
 
+use super::identity::content_id;
 use super::period::Period;
 use super::record::Position;
 use super::row::Row;
@@ -145,24 +145,13 @@ impl fmt::Display for Sum {
 /// item and the window (a record id derived from content starts the same way but hashes other
 /// fields, so the two never meet).
 pub fn aggregate_id(asset_id: &str, item_mpn: &str, start: i64, end: i64) -> String {
-    let mut h = Sha256::new();
-    for part in [
+    content_id(&[
         "aggregate",
         asset_id,
         item_mpn,
         &start.to_string(),
         &end.to_string(),
-    ] {
-        h.update(part.as_bytes());
-        h.update([0x1f]);
-    }
-    let digest = h.finalize();
-    let mut id = String::with_capacity(35);
-    id.push_str("cu-");
-    for b in &digest[..16] {
-        id.push_str(&format!("{b:02x}"));
-    }
-    id
+    ])
 }
 
 #[derive(Debug)]
@@ -336,11 +325,6 @@ impl Aggregator {
         bad.sort_by_key(|b| b.position);
         (rows, bad)
     }
-}
-
-/// The first day of the month of `at` (for tests and labels).
-pub fn month_start(at: i64) -> Option<NaiveDate> {
-    DateTime::<Utc>::from_timestamp(at, 0).and_then(|d| d.date_naive().with_day(1))
 }
 
 #[cfg(test)]

@@ -176,9 +176,7 @@ pub struct RecordContent<'a> {
 
 /// `cu-` and 32 hex digits of the SHA-256 of the record's content.
 pub fn derived_record_id(c: &RecordContent<'_>) -> String {
-    let mut h = Sha256::new();
-    // Fields separated by a byte that cannot appear in them (0x1f, unit separator).
-    for part in [
+    content_id(&[
         c.asset_id,
         c.item_mpn,
         c.quantity,
@@ -186,17 +184,19 @@ pub fn derived_record_id(c: &RecordContent<'_>) -> String {
         &c.end.to_string(),
         c.note.unwrap_or(""),
         c.category.unwrap_or(""),
-    ] {
+    ])
+}
+
+/// `cu-` and 32 hex digits of the SHA-256 of `parts`, each followed by a byte that cannot
+/// appear in them (0x1f, unit separator): a record id made from what names the record.
+pub fn content_id(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for part in parts {
         h.update(part.as_bytes());
         h.update([0x1f]);
     }
     let digest = h.finalize();
-    let mut id = String::with_capacity(35);
-    id.push_str("cu-");
-    for b in &digest[..16] {
-        id.push_str(&format!("{b:02x}"));
-    }
-    id
+    format!("cu-{}", hex(&digest[..16]))
 }
 
 /// SHA-256 of bytes, in hex.

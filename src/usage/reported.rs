@@ -607,25 +607,15 @@ mod tests {
         asset_id: &'a str,
         category: Option<&'a str>,
     ) -> Row<'a> {
-        Row {
-            group: 0,
+        crate::usage::row::test_row(
             record_id,
-            position: crate::usage::record::Position {
-                ordinal: 1,
-                line: None,
-            },
-            asset_id,
-            item_mpn,
-            quantity: quantity.as_str(),
-            start,
-            end,
             note,
+            item_mpn,
+            quantity.as_str(),
+            (start, end),
+            asset_id,
             category,
-            vendor_id: true,
-            precision: 0,
-            sums: 1,
-            tag: 0,
-        }
+        )
     }
 
     fn error_of(bytes: Vec<u8>) -> ReportedError {

@@ -235,6 +235,38 @@ pub fn frame_group(frame: &[u8]) -> u32 {
         .map_or(u32::MAX, u32::from_be_bytes)
 }
 
+/// A row of one vendor record, for tests: the fields that vary, the rest plain.
+#[cfg(test)]
+pub(crate) fn test_row<'a>(
+    record_id: &'a str,
+    note: Option<&'a str>,
+    item_mpn: &'a str,
+    quantity: &'a str,
+    (start, end): (i64, i64),
+    asset_id: &'a str,
+    category: Option<&'a str>,
+) -> Row<'a> {
+    Row {
+        group: 0,
+        record_id,
+        position: Position {
+            ordinal: 1,
+            line: None,
+        },
+        asset_id,
+        item_mpn,
+        quantity,
+        start,
+        end,
+        note,
+        category,
+        vendor_id: true,
+        precision: 0,
+        sums: 1,
+        tag: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

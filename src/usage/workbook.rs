@@ -199,35 +199,7 @@ mod tests {
     use super::*;
     use calamine::{Data, Reader};
 
-    fn row<'a>(
-        record_id: &'a str,
-        note: Option<&'a str>,
-        item_mpn: &'a str,
-        quantity: &'a str,
-        (start, end): (i64, i64),
-        asset_id: &'a str,
-        category: Option<&'a str>,
-    ) -> Row<'a> {
-        Row {
-            group: 0,
-            record_id,
-            position: crate::usage::record::Position {
-                ordinal: 1,
-                line: None,
-            },
-            asset_id,
-            item_mpn,
-            quantity,
-            start,
-            end,
-            note,
-            category,
-            vendor_id: true,
-            precision: 0,
-            sums: 1,
-            tag: 0,
-        }
-    }
+    use crate::usage::row::test_row as row;
 
     #[test]
     fn times_are_written_to_the_second() {

@@ -608,3 +608,31 @@ pub fn task_context(
         environment: Environment::default(),
     }
 }
+
+/// April 2024: the month the tests report.
+pub fn april() -> connect_usage::usage::Period {
+    "2024-04".parse().expect("period")
+}
+
+/// A run's options with polls fast enough for tests.
+pub fn quick_options(period: connect_usage::usage::Period) -> connect_usage::usage::ReportOptions {
+    connect_usage::usage::ReportOptions {
+        poll: connect_usage::usage::PollPolicy {
+            interval: Duration::from_millis(20),
+            timeout: Duration::from_secs(20),
+        },
+        ..connect_usage::usage::ReportOptions::new(period)
+    }
+}
+
+/// A report of the usage in the file at `path`.
+pub async fn run_file(
+    sb: &Sandbox,
+    path: &std::path::Path,
+    opts: &connect_usage::usage::ReportOptions,
+) -> Result<connect_usage::usage::RunSummary, connect_usage::usage::RunError> {
+    let source = connect_usage::usage::SourceSpec::File(path.to_path_buf())
+        .open()
+        .expect("file source");
+    connect_usage::usage::report(&vendor(sb), source.as_ref(), opts).await
+}

@@ -16,7 +16,10 @@ use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use super::Step;
-use super::group::{GroupCtx, GroupError, INVALID_UPLOAD, list_files};
+use super::group::{
+    GroupCtx, GroupError, INVALID_UPLOAD, list_files, newer_reported_message,
+    newer_waiting_message, rejected_message,
+};
 use super::store::{Chunk, RowsError};
 use crate::connect::ConnectError;
 use crate::connect::models::{IdRef, NewUsageFile, UsageFile, UsageFileStatus, UsageFileUpdate};
@@ -354,10 +357,7 @@ impl Driver<'_> {
                 }
                 NextStep::Rejected => {
                     report.action = FileAction::Rejected;
-                    report.message = Some(format!(
-                        "rejected by the provider ({}): left to the rejection handler",
-                        file.rejection_note.as_deref().unwrap_or("no note")
-                    ));
+                    report.message = Some(rejected_message(&file));
                     return Ok(());
                 }
                 NextStep::Invalid => return Err(GroupError::Failed(invalid_message(&file))),
@@ -368,10 +368,7 @@ impl Driver<'_> {
                 }
                 NextStep::Moved => {
                     report.action = FileAction::Waiting;
-                    report.message = Some(format!(
-                        "another task uploaded records it read from the vendor after this run began ({}): left to that task",
-                        file.status
-                    ));
+                    report.message = Some(newer_waiting_message(&file));
                     return Ok(());
                 }
                 NextStep::Upload => {
@@ -440,10 +437,7 @@ impl Driver<'_> {
             Reported::Ours => report.action = FileAction::AlreadyReported,
             Reported::Moved => {
                 report.action = FileAction::AlreadyReported;
-                report.message = Some(format!(
-                    "reported by another task that read the vendor's usage after this run began ({}): its records stand",
-                    file.note.as_deref().unwrap_or("no note")
-                ));
+                report.message = Some(newer_reported_message(file));
             }
             Reported::Foreign => {
                 report.action = FileAction::ChangedAfterReport;

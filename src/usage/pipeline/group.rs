@@ -28,6 +28,30 @@ use crate::usage::summary::{Conflict, FileAction, FileReport, RecordCounts};
 /// handler tells this failure from the others by it).
 pub const INVALID_UPLOAD: &str = "Connect found the upload invalid";
 
+/// A rejected file's message: it is the rejection handler's.
+pub(super) fn rejected_message(f: &UsageFile) -> String {
+    format!(
+        "rejected by the provider ({}): left to the rejection handler",
+        f.rejection_note.as_deref().unwrap_or("no note")
+    )
+}
+
+/// A submitted file holding records another task read later than this run: they stand.
+pub(super) fn newer_reported_message(f: &UsageFile) -> String {
+    format!(
+        "reported by another task that read the vendor's usage after this run began ({}): its records stand",
+        f.note.as_deref().unwrap_or("no note")
+    )
+}
+
+/// A file not submitted holding records another task read later than this run: its business.
+pub(super) fn newer_waiting_message(f: &UsageFile) -> String {
+    format!(
+        "another task uploaded records it read from the vendor after this run began ({}): left to that task",
+        f.status
+    )
+}
+
 /// What a group's report came to.
 #[derive(Debug, Default)]
 pub(super) struct GroupOutcome {
@@ -329,10 +353,7 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
             Role::Sealed => r.action = FileAction::AlreadyReported,
             Role::Held => {
                 r.action = FileAction::Rejected;
-                r.message = Some(format!(
-                    "rejected by the provider ({}): left to the rejection handler",
-                    f.rejection_note.as_deref().unwrap_or("no note")
-                ));
+                r.message = Some(rejected_message(f));
             }
             _ => return,
         }
@@ -518,25 +539,16 @@ fn deferred(
         match layout::role(&files[i], scope) {
             Role::Held => {
                 r.action = FileAction::Rejected;
-                r.message = Some(format!(
-                    "rejected by the provider ({}): left to the rejection handler",
-                    f.rejection_note.as_deref().unwrap_or("no note")
-                ));
+                r.message = Some(rejected_message(f));
             }
             Role::Sealed => {
                 r.action = FileAction::AlreadyReported;
-                r.message = Some(format!(
-                    "reported by another task that read the vendor's usage after this run began ({}): its records stand",
-                    f.note.as_deref().unwrap_or("no note")
-                ));
+                r.message = Some(newer_reported_message(f));
             }
             _ => {
                 open = true;
                 r.action = FileAction::Waiting;
-                r.message = Some(format!(
-                    "another task uploaded records it read from the vendor after this run began ({}): left to that task",
-                    f.status
-                ));
+                r.message = Some(newer_waiting_message(f));
             }
         }
         outcome.files.push(r);
