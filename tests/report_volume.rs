@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use connect_usage::sandbox::{RuntimeConfig, Sandbox};
 use connect_usage::usage::aggregate::aggregate_id;
-use connect_usage::usage::identity::external_id;
+use connect_usage::usage::identity::{FileNote, external_id};
 use connect_usage::usage::source_http::VendorApiSource;
 use connect_usage::usage::{
     Aggregation, FileAction, PollPolicy, ReportOptions, RunError, RunResult, RunSummary, Step,
@@ -593,4 +593,151 @@ async fn a_group_of_1_100_000_records_is_reported_as_two_parts() {
     counts.sort();
     assert_eq!(counts, [100_000, 1_000_000]);
     assert!(files.iter().all(|f| f.status.to_string() == "pending"));
+}
+
+/// The `ready` event of a part delivered after a run re-cut the group and stopped half-way: the
+/// part's old rows must not be submitted, some of them now being in a part already submitted.
+#[tokio::test]
+async fn a_ready_part_of_an_older_cut_is_not_submitted_after_a_recut() {
+    use connect_usage::handlers::lifecycle::usage_file_lifecycle;
+    use connect_usage::runner::protocol::{ResultType, TaskCategory};
+    let sb = start().await;
+    let t = qt_target(&sb);
+    let base = external_id(&t.contract, &t.product, april());
+    let sb = five_uploaded_none_submitted(&t).await;
+    // A run noted each part's upload as processed, then stopped before the submits: every
+    // note vouches for its part's rows.
+    for f in vendor(&sb).usage_files().all().await.expect("files") {
+        let note = FileNote::parse(f.note.as_deref());
+        let landed = note.landed(f.last_upload()).expect("landed").clone();
+        let done = note.processed(&landed.digest, landed.records, f.last_upload());
+        vendor(&sb)
+            .update_usage_file(
+                &f.id,
+                &connect_usage::connect::models::UsageFileUpdate {
+                    note: Some(done.to_string()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("noted");
+    }
+    // The vendor withdrew the first record: every part's first record moves one part down.
+    let four: Vec<String> = (2..=5).map(|i| format!("A-{i:04}")).collect();
+    let records: Vec<(&str, &str)> = four.iter().map(|i| (i.as_str(), "1")).collect();
+    let shrunk = usage_jsonl("recut-from-2.jsonl", &t, &records);
+    // Part 1 re-cut ([A-0002, A-0003]) and submitted, then the run stops.
+    let stop = ReportOptions {
+        interrupt_after: Some(Step::Submit),
+        concurrency: 1,
+        ..options(2)
+    };
+    run_file(&sb, &shrunk, &stop).await.expect_err("stopped");
+    let state = final_state(&sb).await;
+    assert_eq!(ids(&state, &base), ["A-0002", "A-0003"]);
+    assert_eq!(state[&base].0, "pending");
+    // Part 2 still holds [A-0003, A-0004] from the older cut, and is ready: its event comes.
+    let p2 = format!("{base}:p2");
+    assert_eq!(ids(&state, &p2), ["A-0003", "A-0004"]);
+    let files = vendor(&sb).usage_files().all().await.expect("files");
+    let id = files
+        .iter()
+        .find(|f| f.external_id.as_deref() == Some(p2.as_str()))
+        .map(|f| f.id.clone())
+        .expect("part 2");
+    let object: serde_json::Value = vendor(&sb)
+        .get(&format!("/usage/files/{id}"))
+        .await
+        .expect("file");
+    assert_eq!(object["status"], "ready");
+    let ctx = task_context(
+        &sb,
+        &id,
+        shrunk.to_str().expect("path"),
+        &[("MAX_RECORDS_PER_FILE", "2")],
+    );
+    let out = usage_file_lifecycle(ctx, object)
+        .await
+        .expect("the handler answers")
+        .into_output(TaskCategory::Background, 0.0);
+    assert_eq!(out.result, ResultType::Success, "{out:?}");
+    // Every record once: part 2 took its new rows, and the part left over goes.
+    run_file(&sb, &shrunk, &options(2))
+        .await
+        .expect("the next run");
+    let state = final_state(&sb).await;
+    let mut all: Vec<String> = state
+        .values()
+        .flat_map(|(_, r)| r.iter().map(|x| x.0.clone()))
+        .collect();
+    all.sort();
+    assert_eq!(all, four, "{state:?}");
+    assert_eq!(ids(&state, &p2), ["A-0004", "A-0005"]);
+    assert!(state.values().all(|(s, _)| s == "pending"));
+}
+
+#[tokio::test]
+async fn a_month_is_reported_one_way_and_a_persons_part_is_never_deleted() {
+    let sb = start().await;
+    let t = qt_target(&sb);
+    let base = external_id(&t.contract, &t.product, april());
+    let data = numbered("one-way.jsonl", &t, 3);
+    run_file(&sb, &data, &options(2)).await.expect("reported");
+    let before = final_state(&sb).await;
+    // Summing the same month by day now would give its rows other ids: refused, untouched.
+    let by_day = run_file(
+        &sb,
+        &data,
+        &ReportOptions {
+            aggregation: Aggregation::Day,
+            ..options(2)
+        },
+    )
+    .await
+    .expect("a run");
+    assert_eq!(by_day.groups.failed, 1, "{by_day}");
+    let message = by_day.files[0].message.clone().unwrap_or_default();
+    assert!(message.contains("USAGE_AGGREGATION=none"), "{message}");
+    assert_eq!(final_state(&sb).await, before);
+
+    // Rows uploaded by hand into a part the group no longer needs stay a person's.
+    let sb = five_uploaded_none_submitted(&t).await;
+    let p3 = format!("{base}:p3");
+    let files = vendor(&sb).usage_files().all().await.expect("files");
+    let id = files
+        .iter()
+        .find(|f| f.external_id.as_deref() == Some(p3.as_str()))
+        .map(|f| f.id.clone())
+        .expect("part 3");
+    // A run noted its upload as processed, then someone uploaded other rows into it.
+    let f = vendor(&sb).usage_file(&id).await.expect("part 3");
+    let note = FileNote::parse(f.note.as_deref());
+    let landed = note.landed(f.last_upload()).expect("landed").clone();
+    let done = note.processed(&landed.digest, landed.records, f.last_upload());
+    vendor(&sb)
+        .update_usage_file(
+            &id,
+            &connect_usage::connect::models::UsageFileUpdate {
+                note: Some(done.to_string()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("noted");
+    upload_by_hand(&sb, &t, &id, &["BY-HAND-1"]).await;
+    let shrunk = run_file(&sb, &numbered("one-way-3.jsonl", &t, 3), &options(2))
+        .await
+        .expect("shrunk");
+    let left = shrunk
+        .files
+        .iter()
+        .find(|f| f.external_id == p3)
+        .expect("part 3's report");
+    assert_eq!(left.action, FileAction::ChangedAfterReport, "{shrunk}");
+    let state = final_state(&sb).await;
+    assert_eq!(
+        ids(&state, &p3),
+        ["BY-HAND-1"],
+        "not deleted, not overwritten"
+    );
 }

@@ -416,10 +416,14 @@ async fn rejected(
                 group.describe()
             )))
         }
-        Some(FileAction::Waiting) => Ok(Outcome::done_with_message(format!(
-            "Rerun {rerun} of at most {cap} after the provider's rejection (\"{rejection}\"): {} uploaded again; Connect is still processing it (its ready event submits it)",
-            group.describe()
-        ))),
+        // Only an upload this rerun made is Connect's to finish; a file left waiting for
+        // another reason is not rerun yet.
+        Some(FileAction::Waiting) if report.as_ref().is_some_and(|r| r.uploaded) => {
+            Ok(Outcome::done_with_message(format!(
+                "Rerun {rerun} of at most {cap} after the provider's rejection (\"{rejection}\"): {} uploaded again; Connect is still processing it (its ready event submits it)",
+                group.describe()
+            )))
+        }
         _ => outcome_of_failed_run(group, report),
     }
 }
@@ -526,10 +530,16 @@ async fn regenerate(
     options.rerun = rerun.map(str::to_owned);
     options.lock_groups = false;
     let summary = report(&ctx.client, source.as_ref(), &options).await?;
-    Ok(summary
-        .files
-        .into_iter()
-        .find(|f| f.external_id == group.external_id))
+    // The file's own report; or, when the group failed as a whole (its files could not be
+    // listed, say), the group's, so that the failure is not taken for "no records".
+    let mut files = summary.files;
+    let own = files
+        .iter()
+        .position(|f| f.external_id == group.external_id);
+    let group_failed = files
+        .iter()
+        .position(|f| f.external_id == group.group_id && f.action == FileAction::Failed);
+    Ok(own.or(group_failed).map(|i| files.swap_remove(i)))
 }
 
 /// The outcome of a one-group run that did not end with the file submitted.

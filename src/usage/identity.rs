@@ -18,6 +18,7 @@
 
 use sha2::{Digest, Sha256};
 
+use super::aggregate::Aggregation;
 use super::period::Period;
 
 /// The prefix of this extension's external ids.
@@ -336,6 +337,9 @@ pub struct FileNote {
     /// hold exactly the vendor's records then (conflicts, records withdrawn), and in notes of
     /// a month's only file, whose own digest says the same.
     pub covers: Option<String>,
+    /// How the rows were summed (`agg=day|month`; absent: one row per vendor record). A month
+    /// keeps the way it was first reported: its rows' ids depend on it.
+    pub aggregation: Aggregation,
     /// Reruns started after a rejection.
     pub reruns: u32,
     /// A rerun was started and its upload not yet processed: a `rejected` file with this flag
@@ -378,6 +382,7 @@ impl FileNote {
                 "at" => n.at = value.parse().ok(),
                 "read" => n.read = value.parse().ok(),
                 "covers" => n.covers = Some(value.to_owned()),
+                "agg" => n.aggregation = Aggregation::parse(value).unwrap_or_default(),
                 "reruns" => n.reruns = value.parse().unwrap_or(0),
                 _ => {}
             }
@@ -478,8 +483,17 @@ impl FileNote {
             uploading: None,
             read: self.read,
             covers: self.covers.clone(),
+            aggregation: self.aggregation,
             reruns: self.reruns,
             rerunning: false,
+        }
+    }
+
+    /// The same note, its rows summed as `aggregation` says.
+    pub fn aggregated(self, aggregation: Aggregation) -> FileNote {
+        FileNote {
+            aggregation,
+            ..self
         }
     }
 
@@ -529,6 +543,9 @@ impl std::fmt::Display for FileNote {
         }
         if let Some(covers) = &self.covers {
             write!(f, " covers={covers}")?;
+        }
+        if self.aggregation != Aggregation::None {
+            write!(f, " agg={}", self.aggregation)?;
         }
         if self.reruns > 0 {
             write!(f, " reruns={}", self.reruns)?;
@@ -825,8 +842,13 @@ mod tests {
             Some(i64::from(u32::MAX)),
             i64::from(u32::MAX) * 1000,
             Some(&"e".repeat(64)),
-        );
+        )
+        .aggregated(Aggregation::Month);
         assert!(longest.to_string().len() < 200, "{longest}");
+        assert_eq!(
+            FileNote::parse(Some(&longest.to_string())).aggregation,
+            Aggregation::Month
+        );
         assert_eq!(
             FileNote::default().processed("d", 1, None).landed(Some(5)),
             None

@@ -150,6 +150,8 @@ pub fn coverage(files: &[GroupFile], scope: &Scope, records: &GroupRecords<'_>) 
     // Everything submitted, the latest batch built from these very records, and every file of
     // it there (the files hold as many rows as the group has).
     let held: Option<usize> = files.iter().map(|f| vouched_rows(f).map(|(_, n)| n)).sum();
+    // (And no older file was rebuilt after it, by a rerun, say: its records could have been
+    // other ones then, however the counts add up.)
     if *scope == Scope::Month
         && roles.iter().all(|r| *r == Role::Sealed)
         && held == Some(records.count)
@@ -158,6 +160,15 @@ pub fn coverage(files: &[GroupFile], scope: &Scope, records: &GroupRecords<'_>) 
             .iter()
             .filter(|f| f.slot.supplement == latest)
             .all(notes_group)
+        && let Some(built) = files
+            .iter()
+            .filter(|f| f.slot.supplement == latest)
+            .map(|f| f.note.read.unwrap_or(i64::MIN))
+            .min()
+        && files
+            .iter()
+            .filter(|f| f.slot.supplement != latest)
+            .all(|f| f.note.read.unwrap_or(i64::MIN) <= built)
     {
         return Coverage::All;
     }
@@ -185,12 +196,13 @@ pub fn coverage(files: &[GroupFile], scope: &Scope, records: &GroupRecords<'_>) 
             return Coverage::Chunks(held);
         }
     }
+    // A submitted file holds rows whatever its events say; a held or kept one, once uploaded.
     Coverage::Read(
         files
             .iter()
             .zip(&roles)
             .enumerate()
-            .filter(|(_, (f, r))| keeps(r) && f.holds_rows())
+            .filter(|(_, (f, r))| **r == Role::Sealed || (keeps(r) && f.holds_rows()))
             .map(|(i, _)| i)
             .collect(),
     )
@@ -490,6 +502,21 @@ mod tests {
         // The vendor's records changed since: what the files hold must be read.
         assert_eq!(
             coverage(&files, &Scope::Month, &records(&h('n'), &cs)),
+            Coverage::Read(vec![0, 1, 2])
+        );
+        // Part 2 was rebuilt (a rerun) after the supplement: its records may be others now.
+        let mut rebuilt = files.clone();
+        rebuilt[1].note.read = Some(2);
+        assert_eq!(
+            coverage(&rebuilt, &Scope::Month, &records(&g, &cs)),
+            Coverage::Read(vec![0, 1, 2])
+        );
+        // A submitted file whose events lack its upload still holds rows to read.
+        let mut no_events = files.clone();
+        no_events[0].uploaded_at = None;
+        no_events[0].note = FileNote::default();
+        assert_eq!(
+            coverage(&no_events, &Scope::Month, &records(&g, &cs)),
             Coverage::Read(vec![0, 1, 2])
         );
     }

@@ -134,7 +134,8 @@ pub struct Sorter {
 
 impl Sorter {
     pub fn new(cmp: Compare, budget: usize) -> Sorter {
-        let budget = budget.max(1 << 16);
+        // Frames are found by 32-bit offsets into an arena.
+        let budget = budget.clamp(1 << 16, u32::MAX as usize / 2);
         Sorter {
             cmp,
             budget,

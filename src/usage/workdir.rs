@@ -4,10 +4,12 @@
 //!
 //! Each run gets a directory of its own under `WORK_DIR` (the system's temporary directory by
 //! default), named `connect-usage-run-*`, holding a `lock` file that the run keeps locked while
-//! it lives. The directory is removed when the run ends, whatever the outcome; a run that
-//! crashed leaves its directory behind with nobody holding the lock, and the next run to start
-//! under the same `WORK_DIR` removes it. Nothing in it is ever read by a later run: Connect's
-//! state stays the only memory between runs.
+//! it lives. The directory is made under another name and renamed once its lock is held, so
+//! no other run ever sees it unlocked. It is removed when the run ends, whatever the outcome;
+//! a run that crashed leaves its directory behind with nobody holding the lock, and the next
+//! run to start under the same `WORK_DIR` removes it. Nothing in it is ever read by a later
+//! run: Connect's state stays the only memory between runs. (On a filesystem without locks,
+//! runs go on unlocked and leave leftovers to a person.)
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -19,9 +21,11 @@ use tracing::{debug, info, warn};
 
 /// The prefix of every run's directory.
 const PREFIX: &str = "connect-usage-run-";
+/// The prefix of a run's directory before it is locked.
+const NEW_PREFIX: &str = "connect-usage-new-";
 const LOCK: &str = "lock";
-/// A directory without a lock file is a run that died while creating it; one this old is
-/// certainly not being created any more.
+/// A directory still under its first name is a run that died while making it; one this old
+/// is certainly not being made any more.
 const UNLOCKED_GRACE: Duration = Duration::from_secs(600);
 
 /// A work directory that could not be made or used.
@@ -48,6 +52,15 @@ pub struct WorkDir {
     /// Held locked for the run's life: how the next run tells a live directory from a leftover.
     _lock: File,
     next: AtomicU64,
+}
+
+/// Takes the lock; `false` when the filesystem has no locks (the run goes on unlocked).
+fn lock(file: &File) -> io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => Ok(false),
+        Err(e) => Err(io::Error::other(e)),
+    }
 }
 
 impl WorkDir {
@@ -127,11 +140,17 @@ fn remove_leftovers(base: &Path) -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if !name.to_string_lossy().starts_with(PREFIX) {
-            continue;
-        }
+        let name = name.to_string_lossy();
         let dir = entry.path();
-        if !dir.is_dir() || !abandoned(&dir) {
+        let leftover = if name.starts_with(PREFIX) {
+            dir.is_dir() && abandoned(&dir)
+        } else if name.starts_with(NEW_PREFIX) {
+            // A run that died while making its directory.
+            dir.is_dir() && old(&dir)
+        } else {
+            false
+        };
+        if !leftover {
             continue;
         }
         match fs::remove_dir_all(&dir) {
@@ -144,19 +163,19 @@ fn remove_leftovers(base: &Path) -> usize {
     removed
 }
 
-/// Whether no live run owns the directory: its lock can be taken, or it never got one and is
-/// old.
+/// Whether no live run owns the directory: its lock can be taken (only ever released when its
+/// holder's process ends, however it ends).
 fn abandoned(dir: &Path) -> bool {
-    match File::open(dir.join(LOCK)) {
-        // The lock is released when its holder's process ends, however it ends.
-        Ok(f) => f.try_lock().is_ok(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::metadata(dir)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age > UNLOCKED_GRACE),
-        Err(_) => false,
-    }
+    File::open(dir.join(LOCK)).is_ok_and(|f| matches!(lock(&f), Ok(true)))
+}
+
+/// Whether the directory was last changed long enough ago that nobody is making it.
+fn old(dir: &Path) -> bool {
+    fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age > UNLOCKED_GRACE)
 }
 
 #[cfg(test)]
@@ -195,9 +214,18 @@ mod tests {
         // Someone else's directory is never touched.
         let other = base.join("not-ours");
         fs::create_dir(&other).expect("other");
+        // A run making its directory right now is not touched either.
+        let making = base.join(format!("{NEW_PREFIX}2-making"));
+        fs::create_dir(&making).expect("making");
         let live = WorkDir::create(&base).expect("first");
         assert!(!crashed.exists(), "the crashed run's files are gone");
         assert!(other.exists());
+        assert!(making.exists());
+        assert!(
+            live.path()
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(PREFIX))
+        );
         // A second run leaves the first, live one alone.
         let second = WorkDir::create(&base).expect("second");
         assert!(live.path().exists());

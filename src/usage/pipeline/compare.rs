@@ -63,6 +63,11 @@ pub(super) async fn compare(
     files: &[(&UsageFile, bool)],
 ) -> Result<Compared, GroupError> {
     let run = &ctx.run;
+    let _one = run
+        .compares
+        .acquire()
+        .await
+        .map_err(|e| failed(format!("the run's comparisons are gone: {e}")))?;
     let mut downloaded = Vec::with_capacity(files.len());
     for (f, sealed) in files {
         // The list leaves the links out: the file itself has them.
@@ -142,7 +147,8 @@ fn join(
     product: &str,
 ) -> Result<Compared, GroupError> {
     let work = |e: std::io::Error| failed(format!("cannot use the run's work files: {e}"));
-    let mut sorter = Sorter::new(row::cmp_frames, run.options.sort_memory / 2);
+    // A quarter of the budget: the month's own rows may still take the rest.
+    let mut sorter = Sorter::new(row::cmp_frames, run.options.sort_memory / 4);
     let mut frame = Vec::with_capacity(256);
     for (index, (path, id, sealed)) in downloaded.iter().enumerate() {
         let unreadable = |e: reported::ReportedError| {

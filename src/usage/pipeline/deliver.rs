@@ -499,6 +499,7 @@ impl Driver<'_> {
                         ctx.run.read_at,
                         self.slot.covers.as_deref(),
                     )
+                    .aggregated(ctx.run.options.aggregation)
                     .to_string(),
             ),
             period: crate::connect::models::Period {
@@ -548,13 +549,15 @@ impl Driver<'_> {
     async fn upload(&mut self, file: &UsageFile) -> Result<Uploaded, GroupError> {
         let chunk = &self.slot.chunk;
         let read_at = self.ctx.run.read_at;
-        let sending = FileNote::parse(file.note.as_deref()).uploading(
-            &chunk.digest,
-            chunk.count,
-            file.last_upload(),
-            read_at,
-            self.slot.covers.as_deref(),
-        );
+        let sending = FileNote::parse(file.note.as_deref())
+            .uploading(
+                &chunk.digest,
+                chunk.count,
+                file.last_upload(),
+                read_at,
+                self.slot.covers.as_deref(),
+            )
+            .aggregated(self.ctx.run.options.aggregation);
         if file.note.as_deref() != Some(sending.to_string().as_str())
             && let Err(e) = self.set_note(&file.id, &sending).await
         {
@@ -635,6 +638,94 @@ async fn wait_processed(ctx: &GroupCtx, id: &str) -> Option<UsageFile> {
     }
 }
 
+/// Before any file of a group is submitted, every file that will get other rows has its note
+/// name the upload to come: a note never vouches for rows the group's new layout gives to
+/// another part, so a `ready` event delivered after a crash does not submit them. (Files
+/// holding someone else's rows, or another task's newer ones, are left as they are.)
+pub(super) async fn claim(ctx: &GroupCtx, slot: &mut Slot) -> Result<(), GroupError> {
+    let Some(file) = slot.file.as_mut() else {
+        return Ok(());
+    };
+    let note = FileNote::parse(file.note.as_deref());
+    let want = Wanted {
+        digest: &slot.chunk.digest,
+        records: slot.chunk.count,
+        read_at: ctx.run.read_at,
+        rerun_rejected: ctx.run.options.rerun.is_some(),
+    };
+    if decide::next(&seen(file, &note), &want, &Done::default()) != NextStep::Upload {
+        return Ok(());
+    }
+    let claimed = note
+        .uploading(
+            &slot.chunk.digest,
+            slot.chunk.count,
+            file.last_upload(),
+            ctx.run.read_at,
+            slot.covers.as_deref(),
+        )
+        .aggregated(ctx.run.options.aggregation)
+        .to_string();
+    if file.note.as_deref() == Some(claimed.as_str()) {
+        return Ok(());
+    }
+    let update = UsageFileUpdate {
+        note: Some(claimed.clone()),
+        ..UsageFileUpdate::default()
+    };
+    match ctx.run.client.update_usage_file(&file.id, &update).await {
+        Ok(_) => file.note = Some(claimed),
+        // Not fatal: the file's report reads it again and tries once more before uploading.
+        Err(e) => warn!(file = %file.id, error = %e, "cannot name the coming upload in the note"),
+    }
+    Ok(())
+}
+
+/// Whether a file the layout leaves over is the extension's to delete: not when someone else
+/// uploaded rows into it, nor when another task put newer records in it.
+fn ours_to_delete(ctx: &GroupCtx, file: &UsageFile) -> Result<(), (FileAction, String)> {
+    let note = FileNote::parse(file.note.as_deref());
+    if decide::vouched(&seen(file, &note)) == decide::Vouch::Foreign {
+        let rows = note.digest.as_ref().map_or(0, |(_, n)| *n);
+        return Err((
+            FileAction::ChangedAfterReport,
+            format!(
+                "{}; the group's records no longer need it, but its rows are a person's: left to them",
+                foreign_message(file, rows)
+            ),
+        ));
+    }
+    if note
+        .read_of_content(file.last_upload())
+        .is_some_and(|read| read > ctx.run.read_at)
+    {
+        return Err((FileAction::Waiting, newer_waiting_message(file)));
+    }
+    Ok(())
+}
+
+/// Before anything of the group is submitted, a file to delete stops vouching for its rows
+/// (its note is cleared), so that even if the delete fails or the run stops first, a `ready`
+/// event does not submit rows that other parts now hold.
+pub(super) async fn release(ctx: &GroupCtx, file: &mut UsageFile) {
+    if ours_to_delete(ctx, file).is_err() {
+        return;
+    }
+    let note = FileNote::parse(file.note.as_deref());
+    if note.digest.is_none() && note.uploading.is_none() {
+        return;
+    }
+    let cleared = note.cleared().to_string();
+    let update = UsageFileUpdate {
+        note: Some(cleared.clone()),
+        ..UsageFileUpdate::default()
+    };
+    match ctx.run.client.update_usage_file(&file.id, &update).await {
+        Ok(_) => file.note = Some(cleared),
+        Err(e) => warn!(file = %file.id, error = %e, "cannot clear the note of a file left over"),
+    }
+}
+
 /// Deletes a file the group's new layout leaves without records (its rows are now in other
 /// parts): submitting it would report them twice.
 pub(super) async fn delete_left_over(
@@ -651,6 +742,11 @@ pub(super) async fn delete_left_over(
     report.slot = described;
     report.file_id = Some(file.id.clone());
     report.status = Some(file.status.to_string());
+    if let Err((action, message)) = ours_to_delete(ctx, &file) {
+        report.action = action;
+        report.message = Some(message);
+        return report;
+    }
     if ctx.run.options.dry_run {
         report.action = FileAction::DryRun;
         report.message =

@@ -323,6 +323,16 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
             f.id, f.status
         )));
     }
+    // A month keeps the way it was first reported: its rows' ids depend on it.
+    if let Some(f) = files.iter().find(|f| {
+        (f.note.digest.is_some() || f.note.uploading.is_some())
+            && f.note.aggregation != options.aggregation
+    }) {
+        return Err(GroupError::Failed(format!(
+            "usage file {} of this month was reported with USAGE_AGGREGATION={}, and this run sums with {}: a month is reported one way; set USAGE_AGGREGATION={} to report {} (its rows' record ids depend on it)",
+            f.id, f.note.aggregation, options.aggregation, f.note.aggregation, options.period
+        )));
+    }
     if layout::read_later(&files, ctx.run.read_at) {
         return Ok(deferred(ctx, &listed, &files, &scope, &rows));
     }
@@ -465,7 +475,7 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
         outcome.files.push(r);
         return Ok(outcome);
     }
-    let slots: Vec<Slot> = assignment
+    let mut slots: Vec<Slot> = assignment
         .jobs
         .iter()
         .filter_map(|job| {
@@ -487,10 +497,23 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
         })
         .collect();
     let left_over = assignment.left_over;
-    let deletes = assignment.delete.iter().map(|&i| {
-        let (slot, f) = &listed[i];
-        deliver::delete_left_over(ctx, f.clone(), described(*slot, &files))
-    });
+    let mut left: Vec<(FileSlot, UsageFile)> = assignment
+        .delete
+        .iter()
+        .map(|&i| listed[i].clone())
+        .collect();
+    // Several files at stake: the notes of those that will change say so before any submit.
+    if !options.dry_run && (slots.len() > 1 || !left.is_empty()) {
+        for slot in &mut slots {
+            deliver::claim(ctx, slot).await?;
+        }
+        for (_, f) in &mut left {
+            deliver::release(ctx, f).await;
+        }
+    }
+    let deletes = left
+        .into_iter()
+        .map(|(slot, f)| deliver::delete_left_over(ctx, f, described(slot, &files)));
     // An interruption (a crash, in tests) stops the other files at once too.
     let drives = try_join_all(slots.iter().map(|s| deliver::drive(ctx, s)));
     let deletes = async { Ok(join_all(deletes).await) };
@@ -530,7 +553,6 @@ fn deferred(
     rows: &Chunked,
 ) -> GroupOutcome {
     let mut outcome = GroupOutcome::default();
-    let mut open = false;
     for (i, (slot, f)) in listed.iter().enumerate() {
         let mut r = ctx.report(f.external_id.clone().unwrap_or_default(), rows_of(f));
         r.slot = described(*slot, files);
@@ -546,19 +568,15 @@ fn deferred(
                 r.message = Some(newer_reported_message(f));
             }
             _ => {
-                open = true;
                 r.action = FileAction::Waiting;
                 r.message = Some(newer_waiting_message(f));
             }
         }
         outcome.files.push(r);
     }
-    let vendor = rows.vendor_records as usize;
-    if open {
-        outcome.records.not_reported = vendor;
-    } else {
-        outcome.records.already_reported = vendor;
-    }
+    // This run cannot tell which of its records the other task's files hold: none of them
+    // counts as reported by it (the run is partial; a later run sees the group as it is).
+    outcome.records.not_reported = rows.vendor_records as usize;
     outcome
 }
 

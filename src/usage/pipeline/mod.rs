@@ -177,6 +177,9 @@ struct Run {
     builds: Semaphore,
     /// Files worked on at once (`concurrency`), whatever their groups.
     files: Semaphore,
+    /// Groups reading back what their files hold, one at a time: each sorts those rows in
+    /// memory up to a share of the budget.
+    compares: Semaphore,
     /// Successes of the interruption step so far.
     interrupts: AtomicUsize,
 }
@@ -210,6 +213,7 @@ pub async fn report(
         work,
         builds: Semaphore::new(options.build_threads.max(1)),
         files: Semaphore::new(options.concurrency.max(1)),
+        compares: Semaphore::new(1),
         interrupts: AtomicUsize::new(0),
     });
 
