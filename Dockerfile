@@ -22,6 +22,8 @@ COPY --from=build /src/target/release/connect-usage /usr/local/bin/connect-usage
 USER 10001
 # Logs as JSON lines, for log collectors; LOG_FORMAT=text for people.
 ENV LOG_FORMAT=json
+# A month's work files go to WORK_DIR (/tmp unless set): about 200 bytes a record, so for
+# months of millions of records mount a volume there (-v cu-work:/work -e WORK_DIR=/work).
 # tini forwards SIGTERM to the runner (clean shutdown: running tasks finish, results are
 # delivered) and reaps zombies.
 ENTRYPOINT ["tini", "--", "connect-usage", "run"]
