@@ -17,13 +17,15 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates tini \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home connect-usage
+    && useradd --system --uid 10001 --no-create-home connect-usage \
+    && mkdir /work && chown 10001 /work
 COPY --from=build /src/target/release/connect-usage /usr/local/bin/connect-usage
 USER 10001
 # Logs as JSON lines, for log collectors; LOG_FORMAT=text for people.
 ENV LOG_FORMAT=json
 # A month's work files go to WORK_DIR (/tmp unless set): about 200 bytes a record, so for
-# months of millions of records mount a volume there (-v cu-work:/work -e WORK_DIR=/work).
+# months of millions of records give them a volume (-v cu-work:/work -e WORK_DIR=/work; /work
+# belongs to the extension's user, and a new named volume takes that over).
 # tini forwards SIGTERM to the runner (clean shutdown: running tasks finish, results are
 # delivered) and reaps zombies.
 ENTRYPOINT ["tini", "--", "connect-usage", "run"]
