@@ -14,10 +14,10 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use super::identity::content_id;
 use super::period::Period;
 use super::record::Position;
 use super::row::Row;
+use super::row::content_id;
 
 /// How records are summed before they are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

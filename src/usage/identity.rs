@@ -177,7 +177,7 @@ pub struct RecordContent<'a> {
 
 /// `cu-` and 32 hex digits of the SHA-256 of the record's content.
 pub fn derived_record_id(c: &RecordContent<'_>) -> String {
-    content_id(&[
+    super::row::content_id(&[
         c.asset_id,
         c.item_mpn,
         c.quantity,
@@ -186,18 +186,6 @@ pub fn derived_record_id(c: &RecordContent<'_>) -> String {
         c.note.unwrap_or(""),
         c.category.unwrap_or(""),
     ])
-}
-
-/// `cu-` and 32 hex digits of the SHA-256 of `parts`, each followed by a byte that cannot
-/// appear in them (0x1f, unit separator): a record id made from what names the record.
-pub fn content_id(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for part in parts {
-        h.update(part.as_bytes());
-        h.update([0x1f]);
-    }
-    let digest = h.finalize();
-    format!("cu-{}", hex(&digest[..16]))
 }
 
 /// SHA-256 of bytes, in hex.

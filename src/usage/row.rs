@@ -9,6 +9,8 @@
 
 use std::cmp::Ordering;
 
+use sha2::{Digest, Sha256};
+
 use super::record::Position;
 
 /// One row, borrowed from a frame (or built by hand).
@@ -49,6 +51,23 @@ impl Row<'_> {
             && self.item_mpn == other.item_mpn
             && self.asset_id == other.asset_id
     }
+}
+
+/// `cu-` and 32 hex digits of the SHA-256 of `parts`, each followed by a byte that cannot
+/// appear in them (0x1f, unit separator): a record id made from what names the record.
+pub fn content_id(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update(part.as_bytes());
+        h.update([0x1f]);
+    }
+    let digest = h.finalize();
+    let mut id = String::with_capacity(35);
+    id.push_str("cu-");
+    for b in &digest[..16] {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
 }
 
 /// A frame that does not decode: the work file is damaged.

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use super::group::{GroupCtx, GroupError};
+use super::files::{GroupCtx, GroupError};
 use super::store::{Chunked, Chunker, RowsError, Store};
 use crate::connect::models::UsageFile;
 use crate::usage::record::Position;

@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use super::Step;
-use super::group::{
+use super::files::{
     GroupCtx, GroupError, INVALID_UPLOAD, list_files, newer_reported_message,
     newer_waiting_message, rejected_message,
 };

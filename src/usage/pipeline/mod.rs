@@ -8,10 +8,11 @@
 //!    its (contract, product) group with its record id; an external sort then brings each
 //!    group's records together in id order, where duplicate ids meet and are refused (and rows
 //!    are summed per window when aggregating);
-//! 3. [group](group): for each group, find its usage files by their deterministic external ids,
-//!    learn what the submitted ones hold ([`super::layout`]), and give the records they do not
-//!    hold to the files not yet submitted, cut into parts of at most `MAX_RECORDS_PER_FILE`,
-//!    or to a new supplement;
+//! 3. [group](group): for each group, as soon as its records are all placed, find its usage
+//!    files by their deterministic external ids ([files](files)), learn what the submitted
+//!    ones hold ([`super::layout`], reading them back when their notes cannot tell:
+//!    [compare](compare)), and give the records they do not hold to the files not yet
+//!    submitted, cut into parts of at most `MAX_RECORDS_PER_FILE`, or to a new supplement;
 //! 4. [deliver](deliver): take each of those files from wherever it is to `pending` (create,
 //!    upload its workbook, wait for processing, note, submit), as [`super::decide`] says.
 //!
@@ -21,6 +22,7 @@
 
 mod compare;
 mod deliver;
+mod files;
 mod group;
 mod place;
 mod problems;
@@ -44,7 +46,7 @@ use super::workbook::MAX_ROWS;
 use super::workdir::{WorkDir, WorkDirError};
 use crate::connect::{ConnectClient, ConnectError};
 
-pub use group::INVALID_UPLOAD;
+pub use files::INVALID_UPLOAD;
 
 /// How long to wait for Connect to process an upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
