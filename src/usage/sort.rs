@@ -19,6 +19,11 @@ pub type Compare = fn(&[u8], &[u8]) -> Ordering;
 /// Memory the sorter's arena may take unless told otherwise.
 pub const DEFAULT_BUDGET: usize = 128 << 20;
 
+/// The frame at `(offset, length)` of an arena's bytes.
+fn framed<'a>(bytes: &'a [u8], &(at, len): &(u32, u32)) -> &'a [u8] {
+    &bytes[at as usize..at as usize + len as usize]
+}
+
 /// Frames in memory: their bytes end to end, and where each is.
 #[derive(Debug, Default)]
 pub struct Arena {
@@ -38,8 +43,7 @@ impl Arena {
 
     /// The `i`-th frame (in the index's order).
     pub fn frame(&self, i: usize) -> &[u8] {
-        let (at, len) = self.index[i];
-        &self.bytes[at as usize..at as usize + len as usize]
+        framed(&self.bytes, &self.index[i])
     }
 
     /// Memory taken.
@@ -71,8 +75,8 @@ impl Arena {
     /// Sorts the index on this thread.
     fn sort_here(&mut self, cmp: Compare) {
         let bytes = &self.bytes;
-        let of = |(at, len): &(u32, u32)| &bytes[*at as usize..*at as usize + *len as usize];
-        self.index.sort_unstable_by(|a, b| cmp(of(a), of(b)));
+        self.index
+            .sort_unstable_by(|a, b| cmp(framed(bytes, a), framed(bytes, b)));
     }
 
     /// Writes the frames, in the index's order, as a run file.
@@ -86,12 +90,12 @@ impl Arena {
 
     /// Sorts the index, splitting the work over two threads for big arenas.
     fn sort(&mut self, cmp: Compare) {
-        let bytes = &self.bytes;
-        let of = |(at, len): &(u32, u32)| &bytes[*at as usize..*at as usize + *len as usize];
         if self.index.len() < 50_000 {
-            self.index.sort_unstable_by(|a, b| cmp(of(a), of(b)));
+            self.sort_here(cmp);
             return;
         }
+        let bytes = &self.bytes;
+        let of = |i: &(u32, u32)| framed(bytes, i);
         let mid = self.index.len() / 2;
         let (left, right) = self.index.split_at_mut(mid);
         std::thread::scope(|s| {

@@ -146,6 +146,38 @@ fn seen<'a>(f: &'a UsageFile, note: &'a FileNote) -> Seen<'a> {
     }
 }
 
+/// The note that names the slot's upload before it is sent, over a file whose note was
+/// `previous` and whose last upload was at `after` (see [`FileNote::uploading`]).
+fn upload_note(
+    ctx: &GroupCtx,
+    slot: &Slot,
+    previous: Option<&str>,
+    after: Option<i64>,
+) -> FileNote {
+    FileNote::parse(previous)
+        .uploading(
+            &slot.chunk.digest,
+            slot.chunk.count,
+            after,
+            ctx.run.read_at,
+            slot.covers.as_deref(),
+        )
+        .aggregated(ctx.run.options.aggregation)
+}
+
+/// Writes a file's note.
+async fn put_note(ctx: &GroupCtx, id: &str, note: &str) -> Result<(), ConnectError> {
+    let update = UsageFileUpdate {
+        note: Some(note.to_owned()),
+        ..UsageFileUpdate::default()
+    };
+    ctx.run
+        .client
+        .update_usage_file(id, &update)
+        .await
+        .map(|_| ())
+}
+
 fn wanted<'a>(ctx: &GroupCtx, slot: &'a Slot) -> Wanted<'a> {
     Wanted {
         digest: &slot.chunk.digest,
@@ -490,18 +522,7 @@ impl Driver<'_> {
                 ),
                 200,
             )),
-            note: Some(
-                FileNote::default()
-                    .uploading(
-                        &self.slot.chunk.digest,
-                        self.slot.chunk.count,
-                        None,
-                        ctx.run.read_at,
-                        self.slot.covers.as_deref(),
-                    )
-                    .aggregated(ctx.run.options.aggregation)
-                    .to_string(),
-            ),
+            note: Some(upload_note(ctx, self.slot, None, None).to_string()),
             period: crate::connect::models::Period {
                 from: period.first_day(),
                 to: period.last_day(),
@@ -514,16 +535,7 @@ impl Driver<'_> {
     }
 
     async fn set_note(&self, id: &str, note: &FileNote) -> Result<(), ConnectError> {
-        let update = UsageFileUpdate {
-            note: Some(note.to_string()),
-            ..UsageFileUpdate::default()
-        };
-        self.ctx
-            .run
-            .client
-            .update_usage_file(id, &update)
-            .await
-            .map(|_| ())
+        put_note(self.ctx, id, &note.to_string()).await
     }
 
     /// The workbook's bytes, written on first need.
@@ -549,15 +561,12 @@ impl Driver<'_> {
     async fn upload(&mut self, file: &UsageFile) -> Result<Uploaded, GroupError> {
         let chunk = &self.slot.chunk;
         let read_at = self.ctx.run.read_at;
-        let sending = FileNote::parse(file.note.as_deref())
-            .uploading(
-                &chunk.digest,
-                chunk.count,
-                file.last_upload(),
-                read_at,
-                self.slot.covers.as_deref(),
-            )
-            .aggregated(self.ctx.run.options.aggregation);
+        let sending = upload_note(
+            self.ctx,
+            self.slot,
+            file.note.as_deref(),
+            file.last_upload(),
+        );
         if file.note.as_deref() != Some(sending.to_string().as_str())
             && let Err(e) = self.set_note(&file.id, &sending).await
         {
@@ -643,38 +652,23 @@ async fn wait_processed(ctx: &GroupCtx, id: &str) -> Option<UsageFile> {
 /// another part, so a `ready` event delivered after a crash does not submit them. (Files
 /// holding someone else's rows, or another task's newer ones, are left as they are.)
 pub(super) async fn claim(ctx: &GroupCtx, slot: &mut Slot) -> Result<(), GroupError> {
-    let Some(file) = slot.file.as_mut() else {
+    let Some(file) = slot.file.as_ref() else {
         return Ok(());
     };
     let note = FileNote::parse(file.note.as_deref());
-    let want = Wanted {
-        digest: &slot.chunk.digest,
-        records: slot.chunk.count,
-        read_at: ctx.run.read_at,
-        rerun_rejected: ctx.run.options.rerun.is_some(),
-    };
-    if decide::next(&seen(file, &note), &want, &Done::default()) != NextStep::Upload {
+    if decide::next(&seen(file, &note), &wanted(ctx, slot), &Done::default()) != NextStep::Upload {
         return Ok(());
     }
-    let claimed = note
-        .uploading(
-            &slot.chunk.digest,
-            slot.chunk.count,
-            file.last_upload(),
-            ctx.run.read_at,
-            slot.covers.as_deref(),
-        )
-        .aggregated(ctx.run.options.aggregation)
-        .to_string();
+    let claimed = upload_note(ctx, slot, file.note.as_deref(), file.last_upload()).to_string();
     if file.note.as_deref() == Some(claimed.as_str()) {
         return Ok(());
     }
-    let update = UsageFileUpdate {
-        note: Some(claimed.clone()),
-        ..UsageFileUpdate::default()
-    };
-    match ctx.run.client.update_usage_file(&file.id, &update).await {
-        Ok(_) => file.note = Some(claimed),
+    match put_note(ctx, &file.id, &claimed).await {
+        Ok(()) => {
+            if let Some(f) = slot.file.as_mut() {
+                f.note = Some(claimed);
+            }
+        }
         // Not fatal: the file's report reads it again and tries once more before uploading.
         Err(e) => warn!(file = %file.id, error = %e, "cannot name the coming upload in the note"),
     }
@@ -716,11 +710,7 @@ pub(super) async fn release(ctx: &GroupCtx, file: &mut UsageFile) {
         return;
     }
     let cleared = note.cleared().to_string();
-    let update = UsageFileUpdate {
-        note: Some(cleared.clone()),
-        ..UsageFileUpdate::default()
-    };
-    match ctx.run.client.update_usage_file(&file.id, &update).await {
+    match put_note(ctx, &file.id, &cleared).await {
         Ok(_) => file.note = Some(cleared),
         Err(e) => warn!(file = %file.id, error = %e, "cannot clear the note of a file left over"),
     }

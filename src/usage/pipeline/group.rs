@@ -127,6 +127,21 @@ pub(super) fn group_file(slot: FileSlot, f: &UsageFile) -> GroupFile {
     }
 }
 
+/// The report of a listed file, as it is (the caller says what becomes of it).
+fn listed_report(
+    ctx: &GroupCtx,
+    slot: FileSlot,
+    f: &UsageFile,
+    files: &[GroupFile],
+    rows: usize,
+) -> FileReport {
+    let mut r = ctx.report(f.external_id.clone().unwrap_or_default(), rows);
+    r.slot = described(slot, files);
+    r.file_id = Some(f.id.clone());
+    r.status = Some(f.status.to_string());
+    r
+}
+
 /// Rows a file holds, as its note or Connect's count says.
 fn rows_of(f: &UsageFile) -> usize {
     f.stats
@@ -220,10 +235,7 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
     // Reports for the files this run leaves as they are.
     let leave = |outcome: &mut GroupOutcome, i: usize| {
         let (slot, f) = &listed[i];
-        let mut r = ctx.report(f.external_id.clone().unwrap_or_default(), rows_of(f));
-        r.slot = described(*slot, &files);
-        r.file_id = Some(f.id.clone());
-        r.status = Some(f.status.to_string());
+        let mut r = listed_report(ctx, *slot, f, &files, rows_of(f));
         match role_of(i) {
             Role::Sealed => r.action = FileAction::AlreadyReported,
             Role::Held => {
@@ -322,17 +334,19 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
         Some(rest) => layout::assign_aligned(&files, &scope, rest, rows.chunks.len()),
         None => layout::assign(&files, &scope, send.chunks.len()),
     };
-    for leftover in send.chunks.iter().skip(assignment.jobs.len()) {
-        outcome.records.not_reported += leftover.vendor_records as usize;
-    }
+    // Records no file takes in this run (a rerun fills its one file): the monthly run's.
+    let left_over_records: usize = send
+        .chunks
+        .iter()
+        .skip(assignment.jobs.len())
+        .map(|c| c.vendor_records as usize)
+        .sum();
+    outcome.records.not_reported += left_over_records;
     if let Scope::Rerun { file_id } = &scope
         && assignment.jobs.is_empty()
         && let Some((slot, f)) = listed.iter().find(|(_, f)| f.id == *file_id)
     {
-        let mut r = ctx.report(f.external_id.clone().unwrap_or_default(), 0);
-        r.slot = described(*slot, &files);
-        r.file_id = Some(f.id.clone());
-        r.status = Some(f.status.to_string());
+        let mut r = listed_report(ctx, *slot, f, &files, 0);
         r.message = Some(format!(
             "the vendor's usage has no records for {} any more (every record of the group is in its other files): it is left for a person (delete it in Connect if nothing is to be reported)",
             f.id
@@ -391,14 +405,8 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
             _ => outcome.records.not_reported += vendor,
         }
         if left_over > 0 {
-            let more: usize = send
-                .chunks
-                .iter()
-                .skip(1)
-                .map(|c| c.vendor_records as usize)
-                .sum();
             let note = format!(
-                "; {more} more records that no file of the group holds are left for the monthly run, which reports them in a supplement"
+                "; {left_over_records} more records that no file of the group holds are left for the monthly run, which reports them in a supplement"
             );
             report.message = Some(format!("{}{note}", report.message.unwrap_or_default()));
         }
@@ -419,10 +427,7 @@ fn deferred(
 ) -> GroupOutcome {
     let mut outcome = GroupOutcome::default();
     for (i, (slot, f)) in listed.iter().enumerate() {
-        let mut r = ctx.report(f.external_id.clone().unwrap_or_default(), rows_of(f));
-        r.slot = described(*slot, files);
-        r.file_id = Some(f.id.clone());
-        r.status = Some(f.status.to_string());
+        let mut r = listed_report(ctx, *slot, f, files, rows_of(f));
         match layout::role(&files[i], scope) {
             Role::Held => {
                 r.action = FileAction::Rejected;

@@ -231,40 +231,29 @@ fn place_all(
     Ok((spool.end + runs).max(runs + stored))
 }
 
-/// The first record of an id seen so far in its group, for duplicates to name.
-struct First {
-    group: u32,
-    id: String,
-    position: Position,
+/// The frame kept last. Frames come sorted by group and record id, so a frame with the same
+/// group and id repeats it and is refused. Keys are compared as bytes; frames are decoded only
+/// to name a duplicate.
+#[derive(Default)]
+struct LastKept {
+    frame: Vec<u8>,
 }
 
-impl First {
-    /// Remembers `r` as the first of its id, reusing the memory of the one before.
-    fn set(first: &mut Option<First>, r: &Row<'_>) {
-        match first {
-            Some(f) => {
-                f.group = r.group;
-                f.id.clear();
-                f.id.push_str(r.record_id);
-                f.position = r.position;
-            }
-            None => {
-                *first = Some(First {
-                    group: r.group,
-                    id: r.record_id.to_owned(),
-                    position: r.position,
-                })
+impl LastKept {
+    /// Whether `frame` is kept; a repeat is refused, its reason added to `problems`.
+    fn keeps(&mut self, frame: &[u8], problems: &mut Problems) -> Result<bool, PlaceError> {
+        if !self.frame.is_empty() {
+            let (group, id, _) = row::key(frame);
+            let (kept_group, kept_id, _) = row::key(&self.frame);
+            if (group, id) == (kept_group, kept_id) {
+                let kept = row::decode(&self.frame)?;
+                problems.add(duplicate(kept.position, &row::decode(frame)?));
+                return Ok(false);
             }
         }
-    }
-
-    /// Whether `r` repeats this record's id in its group: then it is refused, its reason added.
-    fn refuses(&self, r: &Row<'_>, problems: &mut Problems) -> bool {
-        if self.group != r.group || self.id != r.record_id {
-            return false;
-        }
-        problems.add(duplicate(self.position, r));
-        true
+        self.frame.clear();
+        self.frame.extend_from_slice(frame);
+        Ok(true)
     }
 }
 
@@ -295,21 +284,12 @@ fn group_in_arena(
     let mut keep: Vec<u32> = Vec::with_capacity(arena.len());
     // (group, chunker) of the groups seen, in order.
     let mut chunkers: Vec<(u32, Chunker, u64)> = Vec::new();
-    // The last frame kept: a frame with its group and id repeats it. Keys are compared as
-    // bytes; a frame is decoded only to name a duplicate.
-    let mut first: Option<usize> = None;
+    let mut last = LastKept::default();
     for i in 0..arena.len() {
         let frame = arena.frame(i);
-        let (group, id, _) = row::key(frame);
-        if let Some(f) = first {
-            let (fg, fid, _) = row::key(arena.frame(f));
-            if (fg, fid) == (group, id) {
-                let kept = row::decode(arena.frame(f))?;
-                problems.add(duplicate(kept.position, &row::decode(frame)?));
-                continue;
-            }
+        if !last.keeps(frame, problems)? {
+            continue;
         }
-        first = Some(i);
         let group = row::frame_group(frame);
         if chunkers.last().is_none_or(|(g, ..)| *g != group) {
             chunkers.push((group, Chunker::new(per_file), keep.len() as u64));
@@ -360,7 +340,7 @@ fn group_to_file(
     let store = Arc::new(Store::File { path: path.clone() });
     let mut out = FrameWriter::create(path)?;
     let mut current: Option<(u32, Chunker, Option<Aggregator>)> = None;
-    let mut first: Option<First> = None;
+    let mut last = LastKept::default();
     let mut frame = Vec::with_capacity(256);
     // Ends a group: writes its aggregated rows, if any, and hands it over to be reported while
     // the next groups are merged (its rows are flushed to the file first).
@@ -405,11 +385,10 @@ fn group_to_file(
         Ok(())
     };
     while let Some(f) = sorted.next_frame()? {
-        let r = row::decode(f)?;
-        if first.as_ref().is_some_and(|f| f.refuses(&r, problems)) {
+        if !last.keeps(f, problems)? {
             continue;
         }
-        First::set(&mut first, &r);
+        let r = row::decode(f)?;
         if current.as_ref().is_none_or(|(g, ..)| *g != r.group) {
             if let Some((g, c, a)) = current.take() {
                 close(g, c, a, &mut out, &mut frame, problems)?;
