@@ -354,7 +354,7 @@ async fn every_kind_of_bad_record_is_reported_with_its_reason() {
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("april.jsonl");
     std::fs::write(&path, lines.join("\n")).expect("write");
-    let source = SourceSpec::parse(path.to_str().expect("path"), None)
+    let source = SourceSpec::parse(path.to_str().expect("path"), |_| None)
         .expect("spec")
         .open()
         .expect("file");

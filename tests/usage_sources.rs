@@ -182,7 +182,8 @@ async fn files_give_the_same_records_as_the_api() {
     std::fs::write(dir.join("april.csv"), csv).expect("write");
     std::fs::write(dir.join("april.jsonl"), jsonl).expect("write");
     for name in ["april.csv", "april.jsonl"] {
-        let spec = SourceSpec::parse(dir.join(name).to_str().expect("path"), None).expect("spec");
+        let spec =
+            SourceSpec::parse(dir.join(name).to_str().expect("path"), |_| None).expect("spec");
         let from_file = read_all(spec.open().expect("opens").as_ref(), april())
             .await
             .expect("read");

@@ -115,9 +115,6 @@ impl ReportSettings {
                 "{USAGE_SOURCE} is not set: give the vendor usage API URL (http(s)://...) or a CSV/JSON Lines file"
             ))
         })?;
-        let token = lookup(USAGE_SOURCE_TOKEN)
-            .filter(|t| !t.is_empty())
-            .map(Secret::new);
         let concurrency = match lookup(REPORT_CONCURRENCY).filter(|c| !c.trim().is_empty()) {
             None => DEFAULT_CONCURRENCY,
             Some(text) => match text.trim().parse::<usize>() {
@@ -151,7 +148,7 @@ impl ReportSettings {
             .filter(|w| !w.trim().is_empty())
             .map_or_else(work_dir_from_env, PathBuf::from);
         Ok(ReportSettings {
-            source: SourceSpec::parse(&source, token)?,
+            source: SourceSpec::parse(&source, &lookup)?,
             concurrency,
             max_records_per_file,
             aggregation,

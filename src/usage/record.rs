@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -290,8 +290,8 @@ impl TextFields {
             subscription_id: self.subscription_id.map(Cow::Owned),
             item_mpn: self.item_mpn.map(Cow::Owned),
             quantity: self.quantity.map(Cow::Owned),
-            start_time: self.start_time.map(Cow::Owned),
-            end_time: self.end_time.map(Cow::Owned),
+            start_time: self.start_time.map(|t| When::Text(Cow::Owned(t))),
+            end_time: self.end_time.map(|t| When::Text(Cow::Owned(t))),
             record_id: self.record_id.map(Cow::Owned),
             note: self.note.map(Cow::Owned),
             category: self.category.map(Cow::Owned),
@@ -321,11 +321,77 @@ impl TextFieldsRef<'_> {
             subscription_id: self.subscription_id.map(Cow::Borrowed),
             item_mpn: self.item_mpn.map(Cow::Borrowed),
             quantity: self.quantity.map(Cow::Borrowed),
-            start_time: self.start_time.map(Cow::Borrowed),
-            end_time: self.end_time.map(Cow::Borrowed),
+            start_time: self.start_time.map(|t| When::Text(Cow::Borrowed(t))),
+            end_time: self.end_time.map(|t| When::Text(Cow::Borrowed(t))),
             record_id: self.record_id.map(Cow::Borrowed),
             note: self.note.map(Cow::Borrowed),
             category: self.category.map(Cow::Borrowed),
+        }
+        .into_item(position, problems)
+    }
+}
+
+/// A field as a typed source holds it: a database column's value, a columnar file's cell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell<'a> {
+    /// Text, or a number as its exact decimal text.
+    Text(Cow<'a, str>),
+    /// An instant the source has read as a time (in UTC).
+    At(DateTime<Utc>),
+    /// A value this field cannot take, and why (`NaN is not a number`).
+    Bad(String),
+}
+
+/// A record's fields as a typed source gives them; `None` is a missing column or a NULL.
+#[derive(Debug, Default, Clone)]
+pub struct Cells<'a> {
+    pub subscription_id: Option<Cell<'a>>,
+    pub item_mpn: Option<Cell<'a>>,
+    pub quantity: Option<Cell<'a>>,
+    pub start_time: Option<Cell<'a>>,
+    pub end_time: Option<Cell<'a>>,
+    pub record_id: Option<Cell<'a>>,
+    pub note: Option<Cell<'a>>,
+    pub category: Option<Cell<'a>>,
+}
+
+impl<'a> Cells<'a> {
+    /// Checks the fields: all problems of the record in one rejection, as for text sources.
+    pub fn into_item(self, position: Position) -> SourceItem {
+        let mut problems = Vec::new();
+        let mut text = |name: &str, cell: Option<Cell<'a>>| match cell? {
+            Cell::Text(t) => Some(t),
+            Cell::At(at) => Some(Cow::Owned(at.to_rfc3339_opts(SecondsFormat::AutoSi, true))),
+            Cell::Bad(why) => {
+                problems.push(format!("{name}: {why}"));
+                None
+            }
+        };
+        let subscription_id = text("subscription_id", self.subscription_id);
+        let item_mpn = text("item_mpn", self.item_mpn);
+        let quantity = text("quantity", self.quantity);
+        let record_id = text("record_id", self.record_id);
+        let note = text("note", self.note);
+        let category = text("category", self.category);
+        let mut time = |name: &str, cell: Option<Cell<'a>>| match cell? {
+            Cell::Text(t) => Some(When::Text(t)),
+            Cell::At(at) => Some(When::At(at)),
+            Cell::Bad(why) => {
+                problems.push(format!("{name}: {why}"));
+                None
+            }
+        };
+        let start_time = time("start_time", self.start_time);
+        let end_time = time("end_time", self.end_time);
+        Texts {
+            subscription_id,
+            item_mpn,
+            quantity,
+            start_time,
+            end_time,
+            record_id,
+            note,
+            category,
         }
         .into_item(position, problems)
     }
@@ -338,11 +404,18 @@ struct Texts<'a> {
     subscription_id: Option<Cow<'a, str>>,
     item_mpn: Option<Cow<'a, str>>,
     quantity: Option<Cow<'a, str>>,
-    start_time: Option<Cow<'a, str>>,
-    end_time: Option<Cow<'a, str>>,
+    start_time: Option<When<'a>>,
+    end_time: Option<When<'a>>,
     record_id: Option<Cow<'a, str>>,
     note: Option<Cow<'a, str>>,
     category: Option<Cow<'a, str>>,
+}
+
+/// A time as a source gives it: text to read, or an instant a typed source has read.
+#[derive(Debug)]
+enum When<'a> {
+    Text(Cow<'a, str>),
+    At(DateTime<Utc>),
 }
 
 /// Text that is not blank.
@@ -379,8 +452,18 @@ impl<'a> Texts<'a> {
         let subscription = required("subscription_id", self.subscription_id);
         let item_mpn = required("item_mpn", self.item_mpn);
         let quantity_text = required("quantity", self.quantity);
-        let start_text = required("start_time", self.start_time);
-        let end_text = required("end_time", self.end_time);
+        let mut required_time = |name: &str, v: Option<When<'a>>| {
+            let v = match v {
+                Some(When::Text(t)) => nonempty_trimmed(Some(t)).map(When::Text),
+                at => at,
+            };
+            if v.is_none() && !problems.iter().any(|p| p.starts_with(name)) {
+                problems.push(format!("{name}: is required"));
+            }
+            v
+        };
+        let start_text = required_time("start_time", self.start_time);
+        let end_text = required_time("end_time", self.end_time);
         let quantity = quantity_text.and_then(|q| match Quantity::parse(&q) {
             Ok(q) => Some(q),
             Err(e) => {
@@ -388,8 +471,9 @@ impl<'a> Texts<'a> {
                 None
             }
         });
-        let mut time = |name: &str, v: Option<Cow<'_, str>>| {
-            v.and_then(|t| match parse_utc(&t) {
+        let mut time = |name: &str, v: Option<When<'_>>| match v? {
+            When::At(at) => Some(at),
+            When::Text(t) => match parse_utc(&t) {
                 Some(at) => Some(at),
                 None => {
                     let t: &str = &t;
@@ -398,7 +482,7 @@ impl<'a> Texts<'a> {
                     ));
                     None
                 }
-            })
+            },
         };
         let start = time("start_time", start_text);
         let end = time("end_time", end_text);
@@ -554,8 +638,8 @@ impl<'a> JsonRecord<'a> {
             subscription_id: text("subscription_id", fields.subscription_id),
             item_mpn: text("item_mpn", fields.item_mpn),
             quantity: text("quantity", fields.quantity),
-            start_time: text("start_time", fields.start_time),
-            end_time: text("end_time", fields.end_time),
+            start_time: text("start_time", fields.start_time).map(When::Text),
+            end_time: text("end_time", fields.end_time).map(When::Text),
             record_id: text("record_id", fields.record_id),
             note: text("note", fields.note),
             category: text("category", fields.category),

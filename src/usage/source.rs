@@ -1,9 +1,14 @@
-//! Where usage comes from: the [`UsageSource`] abstraction and the choice between the Vendor
-//! API ([`super::source_http`]) and exported files ([`super::source_file`]).
+//! Where usage comes from: the [`UsageSource`] abstraction and the choice, from
+//! `USAGE_SOURCE`, between the Vendor API ([`super::source_http`]), export files
+//! ([`super::source_file`], Parquet by [`super::source_parquet`]), export files behind a URL
+//! ([`super::source_url`]) and a PostgreSQL database ([`super::source_postgres`]).
 //!
 //! A source yields batches of [`SourceItem`]s: records, and records it could not read (never
 //! dropped). An `Err` is a failure of the source itself (unreachable, refused, unreadable
 //! file) and ends the run.
+//!
+//! A file path or file URL may name the month: `{period}` (`YYYY-MM`), `{year}` and `{month}`
+//! are filled in with the month being reported, so one setting serves every month.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -14,6 +19,8 @@ use super::period::Period;
 use super::record::SourceItem;
 use super::source_file::FileSource;
 use super::source_http::VendorApiSource;
+use super::source_postgres::{PostgresSource, PostgresSpec};
+use super::source_url::FileUrlSource;
 use crate::secret::Secret;
 
 /// A failure of the source as a whole.
@@ -25,6 +32,10 @@ pub enum SourceError {
     Format { path: String, reason: String },
     #[error("vendor usage API {url}: {reason}")]
     Http { url: String, reason: String },
+    #[error("{url}: {reason}")]
+    Download { url: String, reason: String },
+    #[error("PostgreSQL {target}: {reason}")]
+    Database { target: String, reason: String },
     #[error("bad usage source: {0}")]
     Config(String),
 }
@@ -41,37 +52,81 @@ pub trait UsageSource: Send + Sync + fmt::Debug {
     fn records(&self, period: Period) -> Batches;
 }
 
-/// Which source to use, as configured by `USAGE_SOURCE` (and `USAGE_SOURCE_TOKEN`).
+/// The variable holding the source's query (a database source).
+pub const USAGE_QUERY: &str = "USAGE_QUERY";
+/// The source's secret: the Vendor API's bearer token, a file URL's, or a database password.
+pub const USAGE_SOURCE_TOKEN: &str = "USAGE_SOURCE_TOKEN";
+/// libpq's password variable, honoured as PostgreSQL's own tools do.
+pub const PGPASSWORD: &str = "PGPASSWORD";
+
+/// The extensions of export files, which make an http(s) URL a file rather than the Vendor API.
+pub const FILE_EXTENSIONS: [&str; 5] = ["csv", "jsonl", "ndjson", "json", "parquet"];
+
+/// Which source to use, as configured by `USAGE_SOURCE` (and `USAGE_SOURCE_TOKEN`,
+/// `USAGE_QUERY`, `PGPASSWORD`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
     /// The Vendor API at this URL, with this bearer token.
     Http { url: String, token: Secret },
-    /// A CSV or JSON Lines file.
+    /// A CSV, JSON Lines, JSON or Parquet file; the path may name the month ([`fill_in`]).
     File(PathBuf),
+    /// An export file behind an http(s) URL (which may name the month), with an optional
+    /// bearer token.
+    FileUrl { url: String, token: Secret },
+    /// A PostgreSQL database and the query that reads a month from it.
+    Postgres(PostgresSpec),
 }
 
 impl SourceSpec {
-    /// `http(s)://...` is the Vendor API, anything else a file path.
-    pub fn parse(source: &str, token: Option<Secret>) -> Result<SourceSpec, SourceError> {
+    /// Reads `USAGE_SOURCE`: `postgres(ql)://` is a database; an http(s) URL whose path ends in
+    /// an export file's extension is a file to download, any other http(s) URL the Vendor API;
+    /// anything else a file path. `lookup` gives the other variables.
+    pub fn parse(
+        source: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<SourceSpec, SourceError> {
         let source = source.trim();
         if source.is_empty() {
             return Err(SourceError::Config(
-                "USAGE_SOURCE is empty: give a Vendor API URL or a file path".into(),
+                "USAGE_SOURCE is empty: give a Vendor API URL, a file path or a postgres:// URL"
+                    .into(),
             ));
         }
+        let token = || {
+            lookup(USAGE_SOURCE_TOKEN)
+                .filter(|t| !t.is_empty())
+                .map(Secret::new)
+                .unwrap_or_default()
+        };
         let lower = source.to_ascii_lowercase();
-        if lower.starts_with("http://") || lower.starts_with("https://") {
-            Ok(SourceSpec::Http {
-                url: source.to_owned(),
-                token: token.unwrap_or_default(),
-            })
-        } else if lower.contains("://") {
-            Err(SourceError::Config(format!(
-                "{source:?}: only http(s) URLs and file paths are usage sources"
-            )))
-        } else {
-            Ok(SourceSpec::File(PathBuf::from(source)))
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            return Ok(SourceSpec::Postgres(PostgresSpec::parse(source, &lookup)?));
         }
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            check_template(source)?;
+            let path = lower.split(['?', '#']).next().unwrap_or_default();
+            let is_file = path
+                .rsplit_once('.')
+                .is_some_and(|(_, ext)| FILE_EXTENSIONS.contains(&ext));
+            return Ok(if is_file {
+                SourceSpec::FileUrl {
+                    url: source.to_owned(),
+                    token: token(),
+                }
+            } else {
+                SourceSpec::Http {
+                    url: source.to_owned(),
+                    token: token(),
+                }
+            });
+        }
+        if lower.contains("://") {
+            return Err(SourceError::Config(format!(
+                "{source:?}: the usage sources are http(s) URLs, postgres:// URLs and file paths"
+            )));
+        }
+        check_template(source)?;
+        Ok(SourceSpec::File(PathBuf::from(source)))
     }
 
     /// Opens the source.
@@ -79,25 +134,100 @@ impl SourceSpec {
         Ok(match self {
             SourceSpec::Http { url, token } => Box::new(VendorApiSource::new(url, token.clone())?),
             SourceSpec::File(path) => Box::new(FileSource::new(path.clone())?),
+            SourceSpec::FileUrl { url, token } => Box::new(FileUrlSource::new(url, token.clone())?),
+            SourceSpec::Postgres(spec) => Box::new(PostgresSource::new(spec.clone())),
         })
     }
+}
+
+/// The placeholders a path or URL may hold.
+const PLACEHOLDERS: [&str; 3] = ["{period}", "{year}", "{month}"];
+
+/// Whether `text` names the month.
+pub fn is_template(text: &str) -> bool {
+    PLACEHOLDERS.iter().any(|p| text.contains(p))
+}
+
+/// Refuses a `{...}` that is not one of the placeholders (a typo would otherwise name a file
+/// that never exists).
+fn check_template(text: &str) -> Result<(), SourceError> {
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let tail = &rest[open..];
+        let Some(close) = tail.find('}') else { break };
+        let name = &tail[..=close];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(SourceError::Config(format!(
+                "{text:?}: {name} is not a placeholder; a path or URL may hold {} (the month reported)",
+                PLACEHOLDERS.join(", ")
+            )));
+        }
+        rest = &tail[close + 1..];
+    }
+    Ok(())
+}
+
+/// `text` with `{period}` (`2024-04`), `{year}` (`2024`) and `{month}` (`04`) filled in.
+pub fn fill_in(text: &str, period: Period) -> String {
+    text.replace("{period}", &period.to_string())
+        .replace("{year}", &format!("{:04}", period.year()))
+        .replace("{month}", &format!("{:02}", period.month()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(source: &str, token: Option<&str>) -> Result<SourceSpec, SourceError> {
+        SourceSpec::parse(source, |name| {
+            (name == USAGE_SOURCE_TOKEN)
+                .then(|| token.map(str::to_owned))
+                .flatten()
+        })
+    }
+
     #[test]
-    fn urls_are_the_api_and_paths_are_files() {
+    fn urls_are_the_api_or_files_and_paths_are_files() {
         assert!(matches!(
-            SourceSpec::parse("https://vendor.example/usage", Some(Secret::new("t"))),
+            parse("https://vendor.example/usage", Some("t")),
             Ok(SourceSpec::Http { .. })
         ));
         assert_eq!(
-            SourceSpec::parse("./usage-2024-04.csv", None).ok(),
+            parse("./usage-2024-04.csv", None).ok(),
             Some(SourceSpec::File("./usage-2024-04.csv".into()))
         );
-        assert!(SourceSpec::parse("ftp://x/y", None).is_err());
-        assert!(SourceSpec::parse("  ", None).is_err());
+        assert!(matches!(
+            parse(
+                "https://bucket.example/exports/usage-{period}.CSV?sig=abc",
+                None
+            ),
+            Ok(SourceSpec::FileUrl { .. })
+        ));
+        assert!(matches!(
+            parse("http://files.example/u.parquet", Some("t")),
+            Ok(SourceSpec::FileUrl { ref token, .. }) if token.expose() == "t"
+        ));
+        assert!(matches!(
+            parse("postgres://reader@db.example:5432/usage", None),
+            Ok(SourceSpec::Postgres(_))
+        ));
+        assert!(parse("ftp://x/y", None).is_err());
+        assert!(parse("  ", None).is_err());
+    }
+
+    #[test]
+    fn templates_name_the_month_and_typos_are_refused() {
+        let april: Period = "2024-04".parse().expect("period");
+        assert_eq!(
+            fill_in("/data/{year}/{month}/usage-{period}.csv", april),
+            "/data/2024/04/usage-2024-04.csv"
+        );
+        assert!(is_template("/data/usage-{period}.csv"));
+        assert!(!is_template("/data/usage.csv"));
+        let e = parse("/data/usage-{perod}.csv", None).expect_err("typo");
+        assert!(
+            e.to_string().contains("{perod} is not a placeholder"),
+            "{e}"
+        );
     }
 }

@@ -1,10 +1,12 @@
-//! Usage from exported files: CSV with a header row, or JSON Lines (one JSON object per line),
-//! with the fields of the Vendor API (`subscription_id`, `item_mpn`, `quantity`, `start_time`,
-//! `end_time`, optional `record_id`, `note`, `category`).
+//! Usage from exported files: CSV with a header row, JSON Lines (one JSON object per line), a
+//! JSON array, or Parquet ([`super::source_parquet`]), with the fields of the Vendor API
+//! (`subscription_id`, `item_mpn`, `quantity`, `start_time`, `end_time`, optional `record_id`,
+//! `note`, `category`).
 //!
-//! The format follows the extension (`.csv`; `.jsonl`, `.ndjson`, `.json`), or the first
-//! character when the extension says nothing. The file is read on a blocking thread and
-//! handed over in batches.
+//! The format follows the extension (`.csv`; `.jsonl`, `.ndjson`, `.json`; `.parquet`), or the
+//! first bytes when the extension says nothing. The path may name the month (`{period}`). The
+//! file is read on a blocking thread and handed over in batches; the text formats read from any
+//! [`Read`], so that a file behind a URL ([`super::source_url`]) streams through the same code.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -17,7 +19,7 @@ use super::period::Period;
 use super::record::{
     FIELDS, Position, REQUIRED_FIELDS, RawRecord, Rejection, SourceItem, TextFieldsRef,
 };
-use super::source::{Batches, SourceError, UsageSource};
+use super::source::{Batches, SourceError, UsageSource, fill_in, is_template};
 
 const BATCH: usize = 4096;
 
@@ -28,53 +30,108 @@ pub enum FileFormat {
     JsonLines,
     /// One JSON array of records (a `.json` file that starts with `[`).
     JsonArray,
+    Parquet,
 }
 
-/// A usage export file.
+impl FileFormat {
+    /// The format an extension names, if any (`csv`, `jsonl`/`ndjson`, `parquet`; `json` is
+    /// JSON Lines or an array, which only the first bytes tell).
+    pub fn from_extension(ext: &str) -> Option<FileFormat> {
+        match ext.to_ascii_lowercase().as_str() {
+            "csv" => Some(FileFormat::Csv),
+            "jsonl" | "ndjson" => Some(FileFormat::JsonLines),
+            "parquet" => Some(FileFormat::Parquet),
+            _ => None,
+        }
+    }
+
+    /// The format the first bytes of a file show: Parquet's magic number, `[` for a JSON array,
+    /// `{` for JSON Lines, else CSV.
+    pub fn sniff(head: &[u8]) -> FileFormat {
+        if head.starts_with(b"PAR1") {
+            return FileFormat::Parquet;
+        }
+        let first = head
+            .iter()
+            .find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF);
+        match first {
+            Some(b'[') => FileFormat::JsonArray,
+            Some(b'{') => FileFormat::JsonLines,
+            _ => FileFormat::Csv,
+        }
+    }
+}
+
+/// A usage export file, or a path naming one each month.
 #[derive(Debug, Clone)]
 pub struct FileSource {
+    /// The path as configured, perhaps with `{period}` in it.
     path: PathBuf,
 }
 
 impl FileSource {
+    /// A path without placeholders must name a file now; one with them is checked each month.
     pub fn new(path: PathBuf) -> Result<FileSource, SourceError> {
-        if !path.is_file() {
-            return Err(SourceError::File {
-                path: path.display().to_string(),
-                reason: "no such file".into(),
-            });
+        let this = FileSource { path };
+        if !this.is_template() {
+            this.existing(&this.path)?;
         }
-        Ok(FileSource { path })
+        Ok(this)
     }
 
-    /// The format by extension, else by the first non-blank character (`{` is JSON Lines).
-    pub fn format(&self) -> Result<FileFormat, SourceError> {
-        let ext = self
-            .path
+    fn is_template(&self) -> bool {
+        is_template(&self.path.to_string_lossy())
+    }
+
+    /// The month's file.
+    pub fn path_for(&self, period: Period) -> PathBuf {
+        if self.is_template() {
+            PathBuf::from(fill_in(&self.path.to_string_lossy(), period))
+        } else {
+            self.path.clone()
+        }
+    }
+
+    fn existing(&self, path: &Path) -> Result<(), SourceError> {
+        if path.is_file() {
+            return Ok(());
+        }
+        let reason = if self.is_template() {
+            format!(
+                "no such file (USAGE_SOURCE is {}: put the month's export there)",
+                self.path.display()
+            )
+        } else {
+            "no such file".into()
+        };
+        Err(file_error(path, reason))
+    }
+
+    /// The format of `path` by extension, else by its first bytes.
+    pub fn format(path: &Path) -> Result<FileFormat, SourceError> {
+        let ext = path
             .extension()
             .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        if ext.as_deref() == Some("csv") {
-            return Ok(FileFormat::Csv);
+            .unwrap_or_default();
+        match FileFormat::from_extension(ext) {
+            Some(FileFormat::Csv) => return Ok(FileFormat::Csv),
+            Some(FileFormat::Parquet) => return Ok(FileFormat::Parquet),
+            _ => {}
         }
         let mut head = [0u8; 512];
-        let n = File::open(&self.path)
+        let n = File::open(path)
             .and_then(|mut f| f.read(&mut head))
-            .map_err(|e| file_error(&self.path, e))?;
-        let first = head[..n]
-            .iter()
-            .find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF);
-        Ok(match (ext.as_deref(), first) {
-            (_, Some(b'[')) => FileFormat::JsonArray,
-            (Some("jsonl" | "ndjson" | "json"), _) | (_, Some(b'{')) => FileFormat::JsonLines,
-            _ => FileFormat::Csv,
+            .map_err(|e| file_error(path, e))?;
+        Ok(match FileFormat::sniff(&head[..n]) {
+            FileFormat::Csv if matches!(ext, "jsonl" | "ndjson" | "json") => FileFormat::JsonLines,
+            sniffed => sniffed,
         })
     }
 }
 
-fn file_error(path: &Path, e: impl std::fmt::Display) -> SourceError {
+pub(crate) fn file_error(path: impl AsRef<Path>, e: impl std::fmt::Display) -> SourceError {
     SourceError::File {
-        path: path.display().to_string(),
+        path: path.as_ref().display().to_string(),
         reason: e.to_string(),
     }
 }
@@ -84,16 +141,15 @@ impl UsageSource for FileSource {
         format!("file {}", self.path.display())
     }
 
-    fn records(&self, _period: Period) -> Batches {
+    fn records(&self, period: Period) -> Batches {
         let (tx, rx) = mpsc::channel::<Result<Vec<SourceItem>, SourceError>>(8);
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let result = match this.format() {
-                Ok(FileFormat::Csv) => read_csv(&this.path, &tx),
-                Ok(FileFormat::JsonLines) => read_jsonl(&this.path, &tx),
-                Ok(FileFormat::JsonArray) => read_json_array(&this.path, &tx),
-                Err(e) => Err(e),
-            };
+            let path = this.path_for(period);
+            let result = this
+                .existing(&path)
+                .and_then(|()| FileSource::format(&path))
+                .and_then(|format| read_file(&path, format, &tx));
             if let Err(e) = result {
                 let _ = tx.blocking_send(Err(e));
             }
@@ -104,10 +160,40 @@ impl UsageSource for FileSource {
     }
 }
 
-type Sender = mpsc::Sender<Result<Vec<SourceItem>, SourceError>>;
+pub(crate) type Sender = mpsc::Sender<Result<Vec<SourceItem>, SourceError>>;
+
+/// Reads a file of a known format into batches.
+fn read_file(path: &Path, format: FileFormat, tx: &Sender) -> Result<(), SourceError> {
+    let name = path.display().to_string();
+    if format == FileFormat::Parquet {
+        return super::source_parquet::read_parquet(path, tx);
+    }
+    let file = File::open(path).map_err(|e| file_error(path, e))?;
+    read_text(file, &name, format, tx)
+}
+
+/// Reads a text format from `input` (a file, a download) into batches; `name` says where it
+/// came from in messages.
+pub(crate) fn read_text(
+    input: impl Read,
+    name: &str,
+    format: FileFormat,
+    tx: &Sender,
+) -> Result<(), SourceError> {
+    let input = BufReader::with_capacity(1 << 16, input);
+    match format {
+        FileFormat::Csv => read_csv(input, name, tx),
+        FileFormat::JsonLines => read_jsonl(input, name, tx),
+        FileFormat::JsonArray => read_json_array(input, name, tx),
+        FileFormat::Parquet => Err(SourceError::Format {
+            path: name.to_owned(),
+            reason: "Parquet is not a text format".into(),
+        }),
+    }
+}
 
 /// Sends a full batch; `false` when the reader went away (the run stopped).
-fn flush(tx: &Sender, batch: &mut Vec<SourceItem>) -> bool {
+pub(crate) fn flush(tx: &Sender, batch: &mut Vec<SourceItem>) -> bool {
     if batch.is_empty() {
         return true;
     }
@@ -115,13 +201,13 @@ fn flush(tx: &Sender, batch: &mut Vec<SourceItem>) -> bool {
     tx.blocking_send(Ok(full)).is_ok()
 }
 
-fn read_csv(path: &Path, tx: &Sender) -> Result<(), SourceError> {
-    let file = File::open(path).map_err(|e| file_error(path, e))?;
+fn read_csv(input: impl BufRead, path: &str, tx: &Sender) -> Result<(), SourceError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .trim(csv::Trim::Headers)
-        .from_reader(BufReader::with_capacity(1 << 16, file));
+        .buffer_capacity(1 << 16)
+        .from_reader(input);
     let headers = reader
         .headers()
         .map_err(|e| file_error(path, e))?
@@ -136,7 +222,7 @@ fn read_csv(path: &Path, tx: &Sender) -> Result<(), SourceError> {
         .collect();
     if !missing.is_empty() {
         return Err(SourceError::Format {
-            path: path.display().to_string(),
+            path: path.to_owned(),
             reason: format!(
                 "the header row misses column(s) {}; the columns are {}",
                 missing.join(", "),
@@ -194,9 +280,7 @@ fn read_csv(path: &Path, tx: &Sender) -> Result<(), SourceError> {
     Ok(())
 }
 
-fn read_jsonl(path: &Path, tx: &Sender) -> Result<(), SourceError> {
-    let file = File::open(path).map_err(|e| file_error(path, e))?;
-    let reader = BufReader::with_capacity(1 << 16, file);
+fn read_jsonl(reader: impl BufRead, path: &str, tx: &Sender) -> Result<(), SourceError> {
     let mut batch = Vec::with_capacity(BATCH);
     let mut ordinal = 0u64;
     for (i, line) in reader.split(b'\n').enumerate() {
@@ -285,20 +369,19 @@ impl<'de> serde::de::Visitor<'de> for &mut ArrayItems<'_> {
     }
 }
 
-fn read_json_array(path: &Path, tx: &Sender) -> Result<(), SourceError> {
+fn read_json_array(input: impl BufRead, path: &str, tx: &Sender) -> Result<(), SourceError> {
     use serde::Deserializer as _;
-    let file = File::open(path).map_err(|e| file_error(path, e))?;
     let mut items = ArrayItems {
         tx,
         batch: Vec::with_capacity(BATCH),
         ordinal: 0,
         stopped: false,
     };
-    let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 16, file));
+    let mut de = serde_json::Deserializer::from_reader(input);
     de.deserialize_seq(&mut items)
         .and_then(|()| de.end())
         .map_err(|e| SourceError::Format {
-            path: path.display().to_string(),
+            path: path.to_owned(),
             reason: format!(
                 "not a JSON array of records: {e} (the records before it were read; fix the file and run again)"
             ),
