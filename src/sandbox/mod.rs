@@ -18,6 +18,7 @@ pub mod api;
 pub mod dataset;
 pub mod devops_api;
 pub mod error;
+pub mod export;
 pub mod faults;
 pub mod filters;
 pub mod platform;

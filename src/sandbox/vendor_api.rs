@@ -234,6 +234,21 @@ impl<'u> Month<'u> {
         r
     }
 
+    /// Record `i` (0-based), defective with probability `bad`, with typed times: what the
+    /// export command writes to a table or a columnar file.
+    pub fn exported(&self, i: u64, bad: f64) -> Option<ExportedRecord> {
+        let g = self.generate(i, bad)?;
+        Some(ExportedRecord {
+            record_id: self.record_id(g.record_number),
+            subscription_id: g.subscription.into_owned(),
+            item_mpn: g.item_mpn.to_owned(),
+            quantity: g.quantity,
+            start_time: self.at(g.start),
+            end_time: self.at(g.end),
+            note: g.note.map(|n| n.to_string()),
+        })
+    }
+
     /// Writes record `i` (0-based), defective with probability `bad`, as the JSON text that
     /// [`Month::record`] serializes to, byte for byte, without building the [`Value`].
     pub fn write_record(&self, i: u64, bad: f64, out: &mut String) {
@@ -343,6 +358,20 @@ impl<'u> Month<'u> {
         }
         Some(g)
     }
+}
+
+/// A record of the sandbox's usage with typed times, as the export command writes it: the
+/// same values the usage API serves as JSON ([`Month::record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedRecord {
+    pub record_id: String,
+    pub subscription_id: String,
+    pub item_mpn: String,
+    /// Exact decimal text; not a number only in a record defective on purpose.
+    pub quantity: String,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    pub note: Option<String>,
 }
 
 /// How record times are written.

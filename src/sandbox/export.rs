@@ -1,0 +1,186 @@
+//! `connect-usage sandbox --export-usage DEST --period YYYY-MM`: the sandbox's usage of a month
+//! written where a vendor keeps usage, so that every usage source can be tried against the
+//! sandbox: a PostgreSQL table (`postgres://...`, the default table `connect_usage_records`
+//! unless the URL's fragment names another), a Parquet file, a CSV file or a JSON Lines file.
+//!
+//! The records are the ones the sandbox's vendor usage API serves for the month, the same
+//! values in the same order; they are generated one at a time and written as they come, so a
+//! month of any size is exported in bounded memory.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::SecondsFormat;
+
+use super::vendor_api::{ExportedRecord, Month};
+
+/// Where an export goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportTarget {
+    /// A PostgreSQL database (the URL as given) and the table to fill.
+    Postgres {
+        url: String,
+        table: String,
+    },
+    Parquet(PathBuf),
+    Csv(PathBuf),
+    JsonLines(PathBuf),
+}
+
+/// The table the export fills and the PostgreSQL source reads unless told otherwise.
+pub const DEFAULT_TABLE: &str = "connect_usage_records";
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{0}")]
+    Target(String),
+    #[error("cannot write {path}: {reason}")]
+    Write { path: String, reason: String },
+    #[error("{0}")]
+    Database(String),
+}
+
+impl ExportTarget {
+    /// `postgres(ql)://...[#table]`, or a path whose extension says the format (`.parquet`,
+    /// `.csv`, `.jsonl`/`.ndjson`).
+    pub fn parse(dest: &str) -> Result<ExportTarget, ExportError> {
+        let lower = dest.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            let (url, table) = match dest.split_once('#') {
+                Some((url, table)) if !table.is_empty() => (url, table),
+                _ => (dest.trim_end_matches('#'), DEFAULT_TABLE),
+            };
+            return Ok(ExportTarget::Postgres {
+                url: url.to_owned(),
+                table: table.to_owned(),
+            });
+        }
+        let path = PathBuf::from(dest);
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("parquet") => Ok(ExportTarget::Parquet(path)),
+            Some("csv") => Ok(ExportTarget::Csv(path)),
+            Some("jsonl" | "ndjson") => Ok(ExportTarget::JsonLines(path)),
+            _ => Err(ExportError::Target(format!(
+                "{dest:?}: export to a postgres:// URL or a .parquet, .csv or .jsonl file"
+            ))),
+        }
+    }
+}
+
+/// The month's records, one at a time.
+pub fn records<'a>(
+    month: &'a Month<'_>,
+    count: u64,
+    bad: f64,
+) -> impl Iterator<Item = ExportedRecord> + 'a {
+    (0..count).filter_map(move |i| month.exported(i, bad))
+}
+
+fn write_error(path: &Path, e: impl std::fmt::Display) -> ExportError {
+    ExportError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// The time as the usage API writes it.
+pub fn time_text(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Writes a CSV file with a header row: the columns of the usage contract.
+pub fn write_csv(
+    path: &Path,
+    records: impl Iterator<Item = ExportedRecord>,
+) -> Result<u64, ExportError> {
+    let file = File::create(path).map_err(|e| write_error(path, e))?;
+    let mut w = csv::Writer::from_writer(BufWriter::with_capacity(1 << 16, file));
+    w.write_record([
+        "record_id",
+        "subscription_id",
+        "item_mpn",
+        "quantity",
+        "start_time",
+        "end_time",
+        "note",
+    ])
+    .map_err(|e| write_error(path, e))?;
+    let mut n = 0;
+    for r in records {
+        w.write_record([
+            r.record_id.as_str(),
+            &r.subscription_id,
+            &r.item_mpn,
+            &r.quantity,
+            &time_text(r.start_time),
+            &time_text(r.end_time),
+            r.note.as_deref().unwrap_or_default(),
+        ])
+        .map_err(|e| write_error(path, e))?;
+        n += 1;
+    }
+    w.flush().map_err(|e| write_error(path, e))?;
+    Ok(n)
+}
+
+/// Writes a JSON Lines file: one record object per line, as the usage API's records.
+pub fn write_jsonl(
+    path: &Path,
+    records: impl Iterator<Item = ExportedRecord>,
+) -> Result<u64, ExportError> {
+    let file = File::create(path).map_err(|e| write_error(path, e))?;
+    let mut w = BufWriter::with_capacity(1 << 16, file);
+    let mut n = 0;
+    for r in records {
+        let mut object = serde_json::json!({
+            "record_id": r.record_id,
+            "subscription_id": r.subscription_id,
+            "item_mpn": r.item_mpn,
+            "quantity": r.quantity,
+            "start_time": time_text(r.start_time),
+            "end_time": time_text(r.end_time),
+        });
+        if let Some(note) = r.note {
+            object["note"] = note.into();
+        }
+        serde_json::to_writer(&mut w, &object).map_err(|e| write_error(path, e))?;
+        w.write_all(b"\n").map_err(|e| write_error(path, e))?;
+        n += 1;
+    }
+    w.flush().map_err(|e| write_error(path, e))?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_by_scheme_and_extension() {
+        assert_eq!(
+            ExportTarget::parse("postgres://u@h/db").ok(),
+            Some(ExportTarget::Postgres {
+                url: "postgres://u@h/db".into(),
+                table: DEFAULT_TABLE.into()
+            })
+        );
+        assert_eq!(
+            ExportTarget::parse("postgresql://u@h/db#usage_2024").ok(),
+            Some(ExportTarget::Postgres {
+                url: "postgresql://u@h/db".into(),
+                table: "usage_2024".into()
+            })
+        );
+        assert_eq!(
+            ExportTarget::parse("/tmp/u.PARQUET").ok(),
+            Some(ExportTarget::Parquet("/tmp/u.PARQUET".into()))
+        );
+        assert!(ExportTarget::parse("/tmp/u.xlsx").is_err());
+    }
+}
