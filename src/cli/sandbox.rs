@@ -4,10 +4,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use connect_usage::sandbox::export::{self, ExportTarget};
+use connect_usage::sandbox::vendor_api::UsageUniverse;
 use connect_usage::sandbox::{
     Dataset, FaultAction, FaultRule, ProviderPolicy, RuntimeConfig, Sandbox, SandboxConfig,
 };
 use connect_usage::secret::Secret;
+use connect_usage::usage::Period;
 
 use super::{EXIT_OK, Failure, config_error, run_error};
 
@@ -24,6 +27,16 @@ pub const LONG_ABOUT: &str = "Run the local Connect API emulator until Ctrl-C.\n
 
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
+    /// Write a month of the sandbox's usage (the records its vendor usage API serves, shaped
+    /// by --usage-records, --usage-subscriptions, --usage-bad-records and --data) to DEST and
+    /// exit: a postgres:// URL (table connect_usage_records, or the one after #, created when
+    /// missing; the month's rows there are replaced), or a .parquet, .csv or .jsonl file. A
+    /// password comes from the URL, USAGE_SOURCE_TOKEN or PGPASSWORD.
+    #[arg(long, value_name = "DEST")]
+    export_usage: Option<String>,
+    /// The month to export, YYYY-MM (default: the previous month).
+    #[arg(long, value_name = "YYYY-MM", requires = "export_usage")]
+    period: Option<String>,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "SANDBOX_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -82,6 +95,42 @@ pub struct SandboxArgs {
     provider: ProviderMode,
 }
 
+/// `--export-usage DEST`: the month's usage written to DEST.
+async fn export(args: &SandboxArgs, dest: &str, dataset: &Dataset) -> Result<u8, Failure> {
+    let target = ExportTarget::parse(dest).map_err(config_error)?;
+    let period = match &args.period {
+        Some(text) => text
+            .parse::<Period>()
+            .map_err(|e| config_error(anyhow::anyhow!("--period {text:?}: {e}")))?,
+        None => Period::previous_month(chrono::Utc::now()),
+    };
+    if !(0.0..=1.0).contains(&args.usage_bad_records) {
+        return Err(config_error(anyhow::anyhow!(
+            "--usage-bad-records must be between 0 and 1"
+        )));
+    }
+    let universe = UsageUniverse::of(dataset);
+    let month = universe.month_of(period, args.usage_subscriptions);
+    // As the usage API: a month that has not begun has no usage.
+    let count = if period.start() > chrono::Utc::now() {
+        0
+    } else {
+        args.usage_records
+    };
+    let written = export::export(
+        &target,
+        &month,
+        period,
+        count,
+        args.usage_bad_records,
+        &|name| std::env::var(name).ok(),
+    )
+    .await
+    .map_err(run_error)?;
+    println!("exported {written} usage records of {period} to {target}");
+    Ok(EXIT_OK)
+}
+
 /// The provider's behaviour at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProviderMode {
@@ -113,6 +162,9 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
         Some(path) => Dataset::load(path).map_err(config_error)?,
         None => Dataset::default_account(),
     };
+    if let Some(dest) = &args.export_usage {
+        return export(&args, dest, &dataset).await;
+    }
     let runtime = RuntimeConfig {
         processing_delay_ms: args.processing_delay_ms,
         upload_status: args.upload_status,

@@ -1,7 +1,7 @@
 //! The `report_monthly_usage` schedulable: the QT pipeline on a schedule.
 //!
 //! The usage source comes from the extension's variables (`USAGE_SOURCE`, the secure
-//! `USAGE_SOURCE_TOKEN`, `REPORT_CONCURRENCY`, `MAX_RECORDS_PER_FILE`, `USAGE_AGGREGATION`);
+//! `USAGE_SOURCE_TOKEN`, `USAGE_QUERY`, `REPORT_CONCURRENCY`, `MAX_RECORDS_PER_FILE`, `USAGE_AGGREGATION`);
 //! the month is the schedule's `parameter.period` (`YYYY-MM`) or else the previous month. A run that is interrupted, retried or run twice
 //! reports nothing twice: files are found again by their deterministic external id.
 
@@ -10,8 +10,8 @@ use tracing::{info, warn};
 
 use crate::runner::{HandlerError, Outcome, TaskContext};
 use crate::usage::config::{
-    MAX_RECORDS_PER_FILE, REPORT_CONCURRENCY, ReportSettings, USAGE_AGGREGATION, USAGE_SOURCE,
-    USAGE_SOURCE_TOKEN,
+    MAX_RECORDS_PER_FILE, REPORT_CONCURRENCY, ReportSettings, USAGE_AGGREGATION, USAGE_QUERY,
+    USAGE_SOURCE, USAGE_SOURCE_TOKEN,
 };
 use crate::usage::{Period, RunResult, report};
 
@@ -24,6 +24,7 @@ crate::schedulable! {
 
 crate::variable! { name: USAGE_SOURCE, initial_value: "", secure: false }
 crate::variable! { name: USAGE_SOURCE_TOKEN, initial_value: "", secure: true }
+crate::variable! { name: USAGE_QUERY, initial_value: "", secure: false }
 crate::variable! { name: REPORT_CONCURRENCY, initial_value: "4", secure: false }
 crate::variable! { name: MAX_RECORDS_PER_FILE, initial_value: "1000000", secure: false }
 crate::variable! { name: USAGE_AGGREGATION, initial_value: "none", secure: false }

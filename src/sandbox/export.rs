@@ -29,7 +29,7 @@ pub enum ExportTarget {
 }
 
 /// The table the export fills and the PostgreSQL source reads unless told otherwise.
-pub const DEFAULT_TABLE: &str = "connect_usage_records";
+pub use crate::usage::source_postgres::DEFAULT_TABLE;
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,47 @@ impl ExportTarget {
             _ => Err(ExportError::Target(format!(
                 "{dest:?}: export to a postgres:// URL or a .parquet, .csv or .jsonl file"
             ))),
+        }
+    }
+}
+
+/// Writes `count` records of the month (as the usage API serves them, `bad` the share
+/// defective on purpose) to `target`; returns how many were written.
+pub async fn export(
+    target: &ExportTarget,
+    month: &Month<'_>,
+    period: crate::usage::Period,
+    count: u64,
+    bad: f64,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<u64, ExportError> {
+    let rows = records(month, count, bad);
+    match target {
+        ExportTarget::Postgres { url, table } => {
+            write_postgres(url, table, period, rows, lookup).await
+        }
+        ExportTarget::Csv(path) => write_csv(path, rows),
+        ExportTarget::JsonLines(path) => write_jsonl(path, rows),
+        ExportTarget::Parquet(path) => Err(ExportError::Target(format!(
+            "{}: Parquet export is not built yet",
+            path.display()
+        ))),
+    }
+}
+
+impl std::fmt::Display for ExportTarget {
+    /// Where the export went, without a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExportTarget::Postgres { url, table } => {
+                let shown = crate::usage::source_postgres::PostgresSpec::parse(url, &|_| None)
+                    .map(|s| s.shown().to_owned())
+                    .unwrap_or_else(|_| "a PostgreSQL database".into());
+                write!(f, "table {table} of {shown}")
+            }
+            ExportTarget::Parquet(p) | ExportTarget::Csv(p) | ExportTarget::JsonLines(p) => {
+                write!(f, "{}", p.display())
+            }
         }
     }
 }
@@ -157,6 +198,139 @@ pub fn write_jsonl(
     Ok(n)
 }
 
+/// The table the export creates when it is missing: the columns of the usage contract, typed
+/// as a vendor would keep them. No column is `NOT NULL`: a record defective on purpose (a
+/// quantity that is not a number) is exported with that value missing, and read back as the
+/// invalid record it is.
+pub fn create_table_sql(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (\n    \
+         subscription_id text,\n    \
+         item_mpn text,\n    \
+         quantity numeric,\n    \
+         start_time timestamptz,\n    \
+         end_time timestamptz,\n    \
+         record_id text,\n    \
+         note text,\n    \
+         category text\n)"
+    )
+}
+
+/// A table name as SQL: `name` or `schema.name`, each part a plain identifier, quoted.
+fn table_sql(table: &str) -> Result<String, ExportError> {
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 63
+            && part
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    let parts: Vec<&str> = table.split('.').collect();
+    if parts.len() > 2 || !parts.iter().all(|p| plain(p)) {
+        return Err(ExportError::Target(format!(
+            "{table:?} is not a table name: letters, digits and _ (schema.table allowed)"
+        )));
+    }
+    Ok(parts
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join("."))
+}
+
+/// Writes the month into a PostgreSQL table (created when missing), replacing the month's rows
+/// there in one transaction, so an export run twice leaves one copy. Rows go in by `COPY`.
+/// `lookup` gives the password (`USAGE_SOURCE_TOKEN`, `PGPASSWORD`) when the URL has none.
+pub async fn write_postgres(
+    url: &str,
+    table: &str,
+    period: crate::usage::Period,
+    records: impl Iterator<Item = ExportedRecord>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<u64, ExportError> {
+    use futures_util::SinkExt;
+
+    let table = table_sql(table)?;
+    let spec = crate::usage::source_postgres::PostgresSpec::parse(url, lookup)
+        .map_err(|e| ExportError::Target(e.to_string()))?;
+    let shown = spec.shown().to_owned();
+    let db_error = |e: tokio_postgres::Error| {
+        let reason = match e.as_db_error() {
+            Some(db) => db.message().to_owned(),
+            None => e.to_string(),
+        };
+        ExportError::Database(format!("PostgreSQL {shown}: {reason}"))
+    };
+    let mut client = spec
+        .connect()
+        .await
+        .map_err(|e| ExportError::Database(e.to_string()))?;
+    client
+        .batch_execute(&create_table_sql(&table))
+        .await
+        .map_err(db_error)?;
+    let tx = client.transaction().await.map_err(db_error)?;
+    tx.execute(
+        &format!("DELETE FROM {table} WHERE start_time >= $1 AND start_time < $2"),
+        &[&period.start(), &period.end_exclusive()],
+    )
+    .await
+    .map_err(db_error)?;
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {table} (record_id, subscription_id, item_mpn, quantity, start_time, end_time, note) FROM STDIN (FORMAT csv)"
+        ))
+        .await
+        .map_err(db_error)?;
+    futures_util::pin_mut!(sink);
+    let mut n = 0u64;
+    let numeric = |q: &str| crate::usage::Quantity::parse(q).is_ok();
+    let mut records = records;
+    loop {
+        let mut rows = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::with_capacity(1 << 20));
+        let mut in_chunk = 0;
+        for r in records.by_ref() {
+            // A quantity that is not a number cannot be `numeric`: it goes in as NULL.
+            let quantity = if numeric(&r.quantity) {
+                r.quantity.as_str()
+            } else {
+                ""
+            };
+            rows.write_record([
+                r.record_id.as_str(),
+                &r.subscription_id,
+                &r.item_mpn,
+                quantity,
+                &time_text(r.start_time),
+                &time_text(r.end_time),
+                r.note.as_deref().unwrap_or_default(),
+            ])
+            .map_err(|e| ExportError::Database(e.to_string()))?;
+            in_chunk += 1;
+            if in_chunk == 8192 {
+                break;
+            }
+        }
+        if in_chunk == 0 {
+            break;
+        }
+        n += in_chunk;
+        let chunk = rows
+            .into_inner()
+            .map_err(|e| ExportError::Database(e.to_string()))?;
+        sink.send(bytes::Bytes::from(chunk))
+            .await
+            .map_err(db_error)?;
+    }
+    sink.as_mut().finish().await.map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +356,16 @@ mod tests {
             Some(ExportTarget::Parquet("/tmp/u.PARQUET".into()))
         );
         assert!(ExportTarget::parse("/tmp/u.xlsx").is_err());
+    }
+
+    #[test]
+    fn table_names_are_identifiers() {
+        assert_eq!(table_sql("usage").ok().as_deref(), Some("\"usage\""));
+        assert_eq!(
+            table_sql("billing.usage_2024").ok().as_deref(),
+            Some("\"billing\".\"usage_2024\"")
+        );
+        assert!(table_sql("usage; DROP TABLE x").is_err());
+        assert!(table_sql("a.b.c").is_err());
     }
 }

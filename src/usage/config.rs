@@ -1,6 +1,6 @@
 //! The report's settings, by the names that serve both as extension variables (set in Connect)
 //! and as environment variables of the command line: `USAGE_SOURCE`, `USAGE_SOURCE_TOKEN`
-//! (secure), `REPORT_CONCURRENCY`, `MAX_RECORDS_PER_FILE`, `USAGE_AGGREGATION`, and the
+//! (secure), `USAGE_QUERY`, `REPORT_CONCURRENCY`, `MAX_RECORDS_PER_FILE`, `USAGE_AGGREGATION`, and the
 //! lifecycle handlers' `RERUN_LIMIT` and `USAGE_ACK_URL`. `WORK_DIR`, where runs keep their
 //! work files, is the machine's business: an environment variable only.
 
@@ -14,10 +14,16 @@ use super::source::{SourceError, SourceSpec};
 use super::workbook::MAX_ROWS;
 use crate::secret::Secret;
 
-/// The name of the usage source setting: a Vendor API URL or a file path.
+/// The name of the usage source setting: a Vendor API URL, a file path or URL, or a
+/// `postgres://` URL.
 pub const USAGE_SOURCE: &str = "USAGE_SOURCE";
-/// The name of the Vendor API's bearer token (a secure variable).
+/// The name of the source's secret (a secure variable): the Vendor API's bearer token, a file
+/// URL's, or a database password.
 pub const USAGE_SOURCE_TOKEN: &str = "USAGE_SOURCE_TOKEN";
+/// The name of a database source's query (`$1`, `$2`: the month's bounds).
+pub const USAGE_QUERY: &str = "USAGE_QUERY";
+/// libpq's password variable, honoured as PostgreSQL's own tools do.
+pub const PGPASSWORD: &str = "PGPASSWORD";
 /// The name of the bound on groups reported at once.
 pub const REPORT_CONCURRENCY: &str = "REPORT_CONCURRENCY";
 /// Groups reported at once unless set.
@@ -112,7 +118,7 @@ impl ReportSettings {
     ) -> Result<ReportSettings, SourceError> {
         let source = lookup(USAGE_SOURCE).filter(|s| !s.trim().is_empty()).ok_or_else(|| {
             SourceError::Config(format!(
-                "{USAGE_SOURCE} is not set: give the vendor usage API URL (http(s)://...) or a CSV/JSON Lines file"
+                "{USAGE_SOURCE} is not set: give the vendor usage API URL (http(s)://...), a CSV, JSON Lines or Parquet file (a path or URL), or a postgres:// URL"
             ))
         })?;
         let concurrency = match lookup(REPORT_CONCURRENCY).filter(|c| !c.trim().is_empty()) {

@@ -52,12 +52,7 @@ pub trait UsageSource: Send + Sync + fmt::Debug {
     fn records(&self, period: Period) -> Batches;
 }
 
-/// The variable holding the source's query (a database source).
-pub const USAGE_QUERY: &str = "USAGE_QUERY";
-/// The source's secret: the Vendor API's bearer token, a file URL's, or a database password.
-pub const USAGE_SOURCE_TOKEN: &str = "USAGE_SOURCE_TOKEN";
-/// libpq's password variable, honoured as PostgreSQL's own tools do.
-pub const PGPASSWORD: &str = "PGPASSWORD";
+pub use super::config::{PGPASSWORD, USAGE_QUERY, USAGE_SOURCE_TOKEN};
 
 /// The extensions of export files, which make an http(s) URL a file rather than the Vendor API.
 pub const FILE_EXTENSIONS: [&str; 5] = ["csv", "jsonl", "ndjson", "json", "parquet"];

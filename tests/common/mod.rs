@@ -2,6 +2,7 @@
 //! workbooks built cell by cell, and a QT contract/product/assets triple from its dataset.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod runner;
 
 use std::time::Duration;
