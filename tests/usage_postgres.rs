@@ -450,3 +450,76 @@ async fn report_last_month_of(
         .await
         .expect("reported")
 }
+
+#[tokio::test]
+async fn the_export_command_fills_a_table_the_report_command_reads() {
+    let Some(pg) = cluster(PgSetup::default()) else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_connect-usage");
+    let url = pg.url("vendor", "usage");
+    let out = std::process::Command::new(bin)
+        .args(["sandbox", "--export-usage", &url, "--period", "2024-04"])
+        .args(["--usage-records", "300"])
+        .env("PGPASSWORD", PASSWORD)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        format!("exported 300 usage records of 2024-04 to table connect_usage_records of {url}")
+    );
+    assert_eq!(
+        pg.sql(
+            "usage",
+            "SELECT count(*), min(start_time) >= '2024-04-01' FROM connect_usage_records"
+        ),
+        "300|t"
+    );
+
+    let sb = start().await;
+    let out_dir = std::env::temp_dir().join(format!("cu-pg-dry-{}", std::process::id()));
+    let out = tokio::process::Command::new(bin)
+        .args(["report", "--dry-run", "--json", "--period", "2024-04"])
+        .arg("--out")
+        .arg(&out_dir)
+        .env("API_KEY", format!("ApiKey {}", sb.vendor_key().expose()))
+        .env("API_ADDRESS", sb.origin())
+        .env("USAGE_SOURCE", &url)
+        .env("PGPASSWORD", PASSWORD)
+        .env_remove("USAGE_SOURCE_TOKEN")
+        .env_remove("USAGE_QUERY")
+        .output()
+        .await
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(summary["records"]["read"], 300, "{summary:#}");
+    assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD));
+
+    // A wrong password: exit 1 (the source failed), the user named, the password not.
+    let out = tokio::process::Command::new(bin)
+        .args(["report", "--dry-run", "--period", "2024-04"])
+        .arg("--out")
+        .arg(&out_dir)
+        .env("API_KEY", format!("ApiKey {}", sb.vendor_key().expose()))
+        .env("API_ADDRESS", sb.origin())
+        .env("USAGE_SOURCE", &url)
+        .env("USAGE_SOURCE_TOKEN", "wrong-pw-3b9")
+        .env_remove("USAGE_QUERY")
+        .output()
+        .await
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("password authentication failed for user \"vendor\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wrong-pw-3b9"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&out_dir);
+}

@@ -6,15 +6,17 @@ use std::time::Duration;
 use clap::Args;
 use connect_usage::connect::{ApiKey, ConnectClient, api_base_url};
 use connect_usage::usage::config::{
-    DEFAULT_CONCURRENCY, MAX_RECORDS_PER_FILE, REPORT_CONCURRENCY, ReportSettings,
-    USAGE_AGGREGATION, USAGE_SOURCE, USAGE_SOURCE_TOKEN, WORK_DIR,
+    DEFAULT_CONCURRENCY, MAX_RECORDS_PER_FILE, PGPASSWORD, REPORT_CONCURRENCY, ReportSettings,
+    USAGE_AGGREGATION, USAGE_QUERY, USAGE_SOURCE, USAGE_SOURCE_TOKEN, WORK_DIR,
 };
 use connect_usage::usage::{Period, PollPolicy, ReportOptions, RunError, RunResult, report};
 
 use super::{EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, Failure, config_error, run_error};
 
 pub const LONG_ABOUT: &str = "Report a month of QT usage to Connect (or the sandbox) once.\n\n\
-    Reads the month's usage from USAGE_SOURCE (the vendor usage API, or a CSV / JSON Lines file), \
+    Reads the month's usage from USAGE_SOURCE (the vendor usage API; a CSV, JSON Lines or Parquet \
+    file, as a path or an https URL, {period} standing for the month; or a postgres:// database \
+    read with USAGE_QUERY; see docs/sources.md), \
     checks every record, groups them per distribution contract and product, and for each group \
     creates a usage file, uploads its workbook and submits it. A group larger than \
     --max-records-per-file is reported as several files (parts); records that arrive after a \
@@ -31,12 +33,20 @@ pub struct ReportArgs {
     /// The month to report, YYYY-MM (default: the previous month, in UTC).
     #[arg(long)]
     period: Option<String>,
-    /// The vendor usage API URL (http(s)://...) or a CSV / JSON Lines file.
+    /// The vendor usage API URL (http(s)://...); a CSV, JSON Lines or Parquet file (a path or
+    /// an http(s) URL; {period}, {year} and {month} name the month); or a PostgreSQL database
+    /// (postgres://user@host:5432/db, with ?sslmode=require|verify-full&sslrootcert=PATH).
     #[arg(long, env = USAGE_SOURCE)]
     source: Option<String>,
-    /// Bearer token of the vendor usage API.
+    /// The source's secret: the bearer token of the vendor usage API or a file URL, or the
+    /// database password (PGPASSWORD works too).
     #[arg(long, env = USAGE_SOURCE_TOKEN, hide_env_values = true)]
     source_token: Option<String>,
+    /// A postgres:// source's query: $1 and $2 are the month's first instant and the next
+    /// month's; the columns are named like the usage contract (default: the table
+    /// connect_usage_records).
+    #[arg(long, env = USAGE_QUERY)]
+    query: Option<String>,
     /// Groups (contract and product) reported at once.
     #[arg(long, env = REPORT_CONCURRENCY, default_value_t = DEFAULT_CONCURRENCY)]
     concurrency: usize,
@@ -82,6 +92,8 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
     let settings = ReportSettings::from_lookup(|name| match name {
         USAGE_SOURCE => args.source.clone(),
         USAGE_SOURCE_TOKEN => args.source_token.clone(),
+        USAGE_QUERY => args.query.clone(),
+        PGPASSWORD => std::env::var(PGPASSWORD).ok(),
         REPORT_CONCURRENCY => Some(args.concurrency.to_string()),
         MAX_RECORDS_PER_FILE => args.max_records_per_file.clone(),
         USAGE_AGGREGATION => args.aggregation.clone(),
