@@ -15,6 +15,9 @@
 //! - `dry-run`: a dry run of the whole pipeline from a CSV file of the sandbox's dataset for
 //!   each of `--sizes` (read, catalog, check, sort, group, write every workbook): records/s,
 //!   peak RSS and the disk the work files took;
+//! - `dry-run-postgres`: the same dry run from PostgreSQL, for the first of `--sizes`: a
+//!   throwaway cluster is started (the tests' `initdb` harness), the records exported into its
+//!   default table by the export command's code, and read by the default query;
 //! - `http`: a dry run from the sandbox's vendor usage API (`--http` records), beside the plain
 //!   reader `vendor_api_read.py` on the same pages;
 //! - `sandbox`: a real run against the sandbox (`--sandbox` records): create, upload,
@@ -38,6 +41,10 @@ use connect_usage::usage::workbook::WorkbookWriter;
 use connect_usage::usage::{
     Period, PollPolicy, Position, ReportOptions, RunSummary, SourceSpec, report,
 };
+
+/// The tests' throwaway PostgreSQL cluster.
+#[path = "../tests/common/postgres.rs"]
+mod pg;
 
 /// The allocator the product binary uses (see src/main.rs).
 #[global_allocator]
@@ -85,6 +92,7 @@ async fn main() -> Result<(), Failure> {
     match arg("--phase").as_deref() {
         Some("workbook") => phase_workbook(),
         Some("dry-run") => phase_dry_run().await,
+        Some("dry-run-postgres") => phase_dry_run_postgres().await,
         Some("http") => phase_http().await,
         Some("sandbox") => phase_sandbox().await,
         Some("big-group") => phase_big_group().await,
@@ -186,6 +194,30 @@ async fn parent() -> Result<(), Failure> {
             }
             let _ = std::fs::remove_dir_all(dir.join("out"));
         }
+    }
+
+    if wants("dry-run-postgres") {
+        let n = sizes.first().copied().unwrap_or(1_000_000);
+        let Some(pg) = pg::PgCluster::start(pg::PgSetup::default()) else {
+            return Err("dry-run-postgres: PostgreSQL is not installed".into());
+        };
+        pg.create_user_db("vendor", "bench-pw", "usage");
+        let started = Instant::now();
+        let universe = sb.state().usage_universe();
+        let month = universe.month(period());
+        let url = pg.url("vendor", "usage");
+        let target = connect_usage::sandbox::export::ExportTarget::parse(&url)?;
+        let lookup = |name: &str| (name == "PGPASSWORD").then(|| "bench-pw".to_owned());
+        connect_usage::sandbox::export::export(&target, &month, period(), n, 0.0, &lookup).await?;
+        pg.sql("usage", "VACUUM ANALYZE connect_usage_records");
+        println!(
+            "exported {n} records to PostgreSQL in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let mut c = child("dry-run-postgres");
+        c.env("BENCH_PG", &url).env("PGPASSWORD", "bench-pw");
+        run(c, "dry-run-postgres phase")?;
+        let _ = std::fs::remove_dir_all(dir.join("out"));
     }
 
     if wants("http") {
@@ -427,6 +459,25 @@ async fn phase_dry_run() -> Result<(), Failure> {
         summary.files.len(),
         summary.api_calls,
         summary.work_bytes as f64 / 1e6,
+        t.read_ms as f64 / 1e3,
+        t.place_ms as f64 / 1e3,
+        t.files_ms as f64 / 1e3
+    );
+    Ok(())
+}
+
+async fn phase_dry_run_postgres() -> Result<(), Failure> {
+    let client = client()?;
+    let source =
+        SourceSpec::parse(&env("BENCH_PG"), |name| std::env::var(name).ok())?.open()?;
+    let started = Instant::now();
+    let summary = report(&client, source.as_ref(), &dry_options()).await?;
+    print("dry run, PostgreSQL", summary.records.read, started.elapsed());
+    let t = summary.timings;
+    println!(
+        "{:<34} {} files; read {:.2} s, placed {:.2} s later, files {:.2} s later",
+        "",
+        summary.files.len(),
         t.read_ms as f64 / 1e3,
         t.place_ms as f64 / 1e3,
         t.files_ms as f64 / 1e3
