@@ -468,11 +468,14 @@ async fn phase_dry_run() -> Result<(), Failure> {
 
 async fn phase_dry_run_postgres() -> Result<(), Failure> {
     let client = client()?;
-    let source =
-        SourceSpec::parse(&env("BENCH_PG"), |name| std::env::var(name).ok())?.open()?;
+    let source = SourceSpec::parse(&env("BENCH_PG"), |name| std::env::var(name).ok())?.open()?;
     let started = Instant::now();
     let summary = report(&client, source.as_ref(), &dry_options()).await?;
-    print("dry run, PostgreSQL", summary.records.read, started.elapsed());
+    print(
+        "dry run, PostgreSQL",
+        summary.records.read,
+        started.elapsed(),
+    );
     let t = summary.timings;
     println!(
         "{:<34} {} files; read {:.2} s, placed {:.2} s later, files {:.2} s later",

@@ -523,3 +523,57 @@ async fn the_export_command_fills_a_table_the_report_command_reads() {
     assert!(!stderr.contains("wrong-pw-3b9"), "{stderr}");
     let _ = std::fs::remove_dir_all(&out_dir);
 }
+
+/// The query of docs/sources.md's "Your own query", as documented.
+fn documented_query() -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/sources.md"))
+        .expect("docs/sources.md");
+    let from = doc.find("**Your own query.**").expect("the section");
+    let sql = &doc[from..];
+    let start = sql.find("```sql\n").expect("a sql block") + "```sql\n".len();
+    let end = sql[start..].find("```").expect("its end") + start;
+    sql[start..end].to_owned()
+}
+
+#[tokio::test]
+async fn the_documented_custom_query_works_as_written() {
+    let Some(pg) = cluster(PgSetup::default()) else {
+        return;
+    };
+    pg.sql(
+        "usage",
+        "SET ROLE vendor;
+         CREATE TABLE accounts (id integer PRIMARY KEY, connect_asset_id text);
+         CREATE TABLE metering (account_id integer, sku text, gb_hours numeric, at timestamptz);
+         INSERT INTO accounts VALUES (1, 'AS-1'), (2, 'AS-2');
+         INSERT INTO metering VALUES
+           (1, 'STOR-GBH', 1.25, '2024-04-03T01:00:00Z'), (1, 'STOR-GBH', 2.5, '2024-04-03T23:00:00Z'),
+           (1, 'STOR-GBH', 4, '2024-04-04T00:00:00Z'), (2, 'STOR-GBH', 7, '2024-03-31T23:59:59Z')",
+    );
+    let items = read(
+        &spec(
+            &pg.url("vendor", "usage"),
+            &[
+                ("PGPASSWORD", PASSWORD),
+                ("USAGE_QUERY", &documented_query()),
+            ],
+        ),
+        april(),
+    )
+    .await
+    .expect("the documented query runs");
+    assert_eq!(items.len(), 2, "{items:#?}");
+    let day = record(&items, "AS-1:STOR-GBH:2024-04-03");
+    assert_eq!(
+        (day.quantity.as_str(), day.start, day.end),
+        (
+            "3.75",
+            utc("2024-04-03T00:00:00Z"),
+            utc("2024-04-03T23:59:59Z")
+        )
+    );
+    assert_eq!(
+        record(&items, "AS-1:STOR-GBH:2024-04-04").quantity.as_str(),
+        "4"
+    );
+}
