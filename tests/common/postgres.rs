@@ -94,7 +94,13 @@ impl PgCluster {
             if std::env::var_os("CI").is_some() {
                 panic!("{how}; CI requires it");
             }
-            eprintln!("skipped: {how}");
+            // Once per test binary, and past the test harness's capture of `eprintln!`, so that
+            // it shows in a plain `cargo test`.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "skipped: {how}");
+            });
             return None;
         };
         let dir =
