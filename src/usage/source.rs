@@ -59,7 +59,7 @@ pub const FILE_EXTENSIONS: [&str; 5] = ["csv", "jsonl", "ndjson", "json", "parqu
 
 /// Which source to use, as configured by `USAGE_SOURCE` (and `USAGE_SOURCE_TOKEN`,
 /// `USAGE_QUERY`, `PGPASSWORD`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum SourceSpec {
     /// The Vendor API at this URL, with this bearer token.
     Http { url: String, token: Secret },
@@ -115,9 +115,10 @@ impl SourceSpec {
                 }
             });
         }
-        if lower.contains("://") {
+        if let Some((scheme, _)) = lower.split_once("://") {
+            // Only the scheme: the rest may hold a password.
             return Err(SourceError::Config(format!(
-                "{source:?}: the usage sources are http(s) URLs, postgres:// URLs and file paths"
+                "{scheme}:// is not a usage source: give an http(s) URL, a postgres:// URL or a file path"
             )));
         }
         check_template(source)?;
@@ -132,6 +133,30 @@ impl SourceSpec {
             SourceSpec::FileUrl { url, token } => Box::new(FileUrlSource::new(url, token.clone())?),
             SourceSpec::Postgres(spec) => Box::new(PostgresSource::new(spec.clone())),
         })
+    }
+}
+
+/// URLs without what may hold a secret (a password, a signed link's query); a token never.
+impl fmt::Debug for SourceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |url: &str| match reqwest::Url::parse(url) {
+            Ok(u) => super::vendor_http::shown_url(&u),
+            Err(_) => "(not a URL)".to_owned(),
+        };
+        match self {
+            SourceSpec::Http { url, token } => f
+                .debug_struct("Http")
+                .field("url", &shown(url))
+                .field("token", token)
+                .finish(),
+            SourceSpec::File(path) => f.debug_tuple("File").field(path).finish(),
+            SourceSpec::FileUrl { url, token } => f
+                .debug_struct("FileUrl")
+                .field("url", &shown(url))
+                .field("token", token)
+                .finish(),
+            SourceSpec::Postgres(spec) => f.debug_tuple("Postgres").field(spec).finish(),
+        }
     }
 }
 
@@ -206,7 +231,19 @@ mod tests {
             parse("postgres://reader@db.example:5432/usage", None),
             Ok(SourceSpec::Postgres(_))
         ));
-        assert!(parse("ftp://x/y", None).is_err());
+        let e = parse("mysql://root:hunter2@db/usage", None).expect_err("no mysql");
+        assert!(
+            e.to_string().contains("mysql:// is not a usage source"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let signed =
+            parse("https://b.example/u-{period}.csv?X-Sig=s3cr3t", Some("tok")).expect("url");
+        let debug = format!("{signed:?}");
+        assert!(
+            !debug.contains("s3cr3t") && !debug.contains("tok\""),
+            "{debug}"
+        );
         assert!(parse("  ", None).is_err());
     }
 
