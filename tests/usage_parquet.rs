@@ -365,6 +365,40 @@ async fn not_parquet_and_truncated_files_say_so_with_the_path() {
     std::fs::write(&path, &broken).expect("write");
     let e = read(&path).await.expect_err("broken pages");
     assert!(e.to_string().contains("unreadable after record 0"), "{e}");
+    // Broken in a later row group: the records before it are handed over, then the error.
+    let universe = UsageUniverse::of(&Dataset::default_account());
+    let month = universe.month(april());
+    let path = scratch("late.parquet");
+    write_parquet_grouped(&path, export::records(&month, 20_000, 0.0), 5_000).expect("write");
+    let bytes = std::fs::read(&path).expect("read");
+    let footer = u32::from_le_bytes(
+        bytes[bytes.len() - 8..bytes.len() - 4]
+            .try_into()
+            .expect("4"),
+    );
+    let data_end = bytes.len() - 8 - footer as usize;
+    let mut broken = bytes.clone();
+    for b in &mut broken[data_end * 3 / 4..data_end] {
+        *b = 0xAB;
+    }
+    let path = scratch("broken-late.parquet");
+    std::fs::write(&path, &broken).expect("write");
+    let spec = SourceSpec::parse(&path.to_string_lossy(), |_| None).expect("spec");
+    let mut batches = spec.open().expect("open").records(april());
+    let mut read_before = 0;
+    let e = loop {
+        match batches.try_next().await {
+            Ok(Some(batch)) => read_before += batch.len(),
+            Ok(None) => panic!("the broken file read to its end"),
+            Err(e) => break e,
+        }
+    };
+    assert!(read_before > 0 && read_before < 20_000, "{read_before}");
+    assert!(
+        e.to_string()
+            .contains(&format!("unreadable after record {read_before} ")),
+        "{e} after {read_before}"
+    );
 }
 
 /// The sandbox's month exported by the project's own writer reads back as the same month

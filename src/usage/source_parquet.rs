@@ -207,12 +207,19 @@ fn read(path: &Path, tx: &Sender) -> Result<(), SourceError> {
     let mut items = Vec::with_capacity(BATCH);
     let mut ordinal = 0u64;
     for batch in reader {
-        let batch = batch.map_err(|e| {
-            format_error(
-                path,
-                format!("unreadable after record {ordinal} (the records before it were read): {e}"),
-            )
-        })?;
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                // The records before it are handed over first, as the message says.
+                flush(tx, &mut items);
+                return Err(format_error(
+                    path,
+                    format!(
+                        "unreadable after record {ordinal} (the records before it were read): {e}"
+                    ),
+                ));
+            }
+        };
         let getters = getters(path, &layout, &batch)?;
         let cell = |field: usize, row: usize| getters[field].as_ref().and_then(|g| g(row));
         for row in 0..batch.num_rows() {
