@@ -4,7 +4,8 @@
 //! ```text
 //! cargo run --release --example report_bench -- [--sizes 1000000,5000000,20000000]
 //!     [--http 1000000] [--workbook 1000000] [--sandbox 100000] [--big-group 1100000]
-//!     [--python python3] [--bench-dir ../shared/bench] [--phases workbook,dry-run,http,sandbox,big-group]
+//!     [--python python3] [--bench-dir ../shared/bench]
+//!     [--phases workbook,dry-run,dry-run-parquet,http,sandbox,big-group]
 //! ```
 //!
 //! It starts the sandbox in-process and measures each phase in a child process of its own, so
@@ -18,6 +19,9 @@
 //! - `dry-run-postgres`: the same dry run from PostgreSQL, for the first of `--sizes`: a
 //!   throwaway cluster is started (the tests' `initdb` harness), the records exported into its
 //!   default table by the export command's code, and read by the default query;
+//! - `dry-run-parquet`: the same dry run from a Parquet file of the same records (the sandbox's
+//!   Parquet export), then the Parquet source alone on that file (records/s of the reader,
+//!   without the rest of the pipeline);
 //! - `http`: a dry run from the sandbox's vendor usage API (`--http` records), beside the plain
 //!   reader `vendor_api_read.py` on the same pages;
 //! - `sandbox`: a real run against the sandbox (`--sandbox` records): create, upload,
@@ -34,6 +38,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use connect_usage::connect::{ApiKey, ConnectClient};
+use connect_usage::sandbox::export;
+use connect_usage::sandbox::export_parquet::write_parquet;
 use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
 use connect_usage::usage::row::Row;
 use connect_usage::usage::source_http::VendorApiSource;
@@ -41,6 +47,7 @@ use connect_usage::usage::workbook::WorkbookWriter;
 use connect_usage::usage::{
     Period, PollPolicy, Position, ReportOptions, RunSummary, SourceSpec, report,
 };
+use futures_util::TryStreamExt;
 
 /// The tests' throwaway PostgreSQL cluster.
 #[path = "../tests/common/postgres.rs"]
@@ -91,8 +98,10 @@ async fn main() -> Result<(), Failure> {
     }
     match arg("--phase").as_deref() {
         Some("workbook") => phase_workbook(),
-        Some("dry-run") => phase_dry_run().await,
-        Some("dry-run-postgres") => phase_dry_run_postgres().await,
+        Some("dry-run") => phase_dry_run("dry run, CSV").await,
+        Some("dry-run-postgres") => phase_dry_run("dry run, PostgreSQL").await,
+        Some("dry-run-parquet") => phase_dry_run("dry run, Parquet").await,
+        Some("read") => phase_read().await,
         Some("http") => phase_http().await,
         Some("sandbox") => phase_sandbox().await,
         Some("big-group") => phase_big_group().await,
@@ -187,7 +196,7 @@ async fn parent() -> Result<(), Failure> {
                 started.elapsed().as_secs_f64()
             );
             let mut c = child("dry-run");
-            c.env("BENCH_CSV", &csv);
+            c.env("BENCH_SOURCE", &csv);
             run(c, "dry-run phase")?;
             if kept.is_none() {
                 std::fs::remove_file(&csv)?;
@@ -215,9 +224,40 @@ async fn parent() -> Result<(), Failure> {
             started.elapsed().as_secs_f64()
         );
         let mut c = child("dry-run-postgres");
-        c.env("BENCH_PG", &url).env("PGPASSWORD", "bench-pw");
+        c.env("BENCH_SOURCE", &url).env("PGPASSWORD", "bench-pw");
         run(c, "dry-run-postgres phase")?;
         let _ = std::fs::remove_dir_all(dir.join("out"));
+    }
+
+    if wants("dry-run-parquet") {
+        for &n in &sizes {
+            let kept = arg("--keep-csv").map(PathBuf::from);
+            let file = kept
+                .as_ref()
+                .unwrap_or(&dir)
+                .join(format!("usage-{n}.parquet"));
+            let started = Instant::now();
+            if !file.exists() {
+                let month = sb.state().usage_universe().month(period());
+                write_parquet(&file, export::records(&month, n, 0.0))?;
+            }
+            let size = std::fs::metadata(&file)?.len() as f64 / 1e6;
+            println!(
+                "generated {n} records ({size:.0} MB Parquet) in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            let mut c = child("dry-run-parquet");
+            c.env("BENCH_SOURCE", &file);
+            run(c, "dry-run-parquet phase")?;
+            let mut c = child("read");
+            c.env("BENCH_FILE", &file)
+                .env("BENCH_LABEL", "  the Parquet source alone");
+            run(c, "read phase")?;
+            if kept.is_none() {
+                std::fs::remove_file(&file)?;
+            }
+            let _ = std::fs::remove_dir_all(dir.join("out"));
+        }
     }
 
     if wants("http") {
@@ -446,12 +486,13 @@ fn dry_options() -> ReportOptions {
     }
 }
 
-async fn phase_dry_run() -> Result<(), Failure> {
+async fn phase_dry_run(label: &str) -> Result<(), Failure> {
     let client = client()?;
-    let source = SourceSpec::File(env_path("BENCH_CSV")).open()?;
+    let source =
+        SourceSpec::parse(&env("BENCH_SOURCE"), |name| std::env::var(name).ok())?.open()?;
     let started = Instant::now();
     let summary = report(&client, source.as_ref(), &dry_options()).await?;
-    print("dry run, CSV", summary.records.read, started.elapsed());
+    print(label, summary.records.read, started.elapsed());
     let t = summary.timings;
     println!(
         "{:<34} {} files, {} API calls, work files {:.0} MB at most; read {:.2} s, placed {:.2} s later, files {:.2} s later",
@@ -466,25 +507,16 @@ async fn phase_dry_run() -> Result<(), Failure> {
     Ok(())
 }
 
-async fn phase_dry_run_postgres() -> Result<(), Failure> {
-    let client = client()?;
-    let source = SourceSpec::parse(&env("BENCH_PG"), |name| std::env::var(name).ok())?.open()?;
+/// The file source alone: every item read and dropped.
+async fn phase_read() -> Result<(), Failure> {
+    let source = SourceSpec::File(env_path("BENCH_FILE")).open()?;
     let started = Instant::now();
-    let summary = report(&client, source.as_ref(), &dry_options()).await?;
-    print(
-        "dry run, PostgreSQL",
-        summary.records.read,
-        started.elapsed(),
-    );
-    let t = summary.timings;
-    println!(
-        "{:<34} {} files; read {:.2} s, placed {:.2} s later, files {:.2} s later",
-        "",
-        summary.files.len(),
-        t.read_ms as f64 / 1e3,
-        t.place_ms as f64 / 1e3,
-        t.files_ms as f64 / 1e3
-    );
+    let mut batches = source.records(period());
+    let mut items = 0;
+    while let Some(batch) = batches.try_next().await? {
+        items += batch.len();
+    }
+    print(&env("BENCH_LABEL"), items, started.elapsed());
     Ok(())
 }
 

@@ -90,10 +90,7 @@ pub async fn export(
         }
         ExportTarget::Csv(path) => write_csv(path, rows),
         ExportTarget::JsonLines(path) => write_jsonl(path, rows),
-        ExportTarget::Parquet(path) => Err(ExportError::Target(format!(
-            "{}: Parquet export is not built yet",
-            path.display()
-        ))),
+        ExportTarget::Parquet(path) => super::export_parquet::write_parquet(path, rows),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod dataset;
 pub mod devops_api;
 pub mod error;
 pub mod export;
+pub mod export_parquet;
 pub mod faults;
 pub mod filters;
 pub mod platform;

@@ -21,7 +21,8 @@ use super::record::{
 };
 use super::source::{Batches, SourceError, UsageSource, fill_in, is_template};
 
-const BATCH: usize = 4096;
+/// Items sent at a time.
+pub(crate) const BATCH: usize = 4096;
 
 /// The file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
