@@ -429,6 +429,10 @@ async fn handle_with_faults(app: AppState, mut req: Request, next: Next) -> Resp
         req.extensions_mut()
             .insert(InvalidUploadFault(detail.clone()));
     }
+    if decision.ignore_ranges {
+        req.headers_mut().remove(header::RANGE);
+        req.headers_mut().remove(header::IF_RANGE);
+    }
     let (response, actor) = match decision.status {
         Some((status, retry_after, false)) => (injected(status, retry_after), None),
         after => {
@@ -436,6 +440,12 @@ async fn handle_with_faults(app: AppState, mut req: Request, next: Next) -> Resp
             let actor = resp.extensions_mut().remove::<LoggedActor>().map(|a| a.0);
             if decision.drop_content_range {
                 resp.headers_mut().remove(header::CONTENT_RANGE);
+            }
+            if decision.ignore_ranges {
+                resp.headers_mut().remove(header::ACCEPT_RANGES);
+            }
+            if let Some(bytes) = decision.cut_body_after {
+                resp = cut_body(resp, bytes);
             }
             match after {
                 // Applied, then reported as failed (only for requests that got through).
@@ -460,6 +470,30 @@ async fn handle_with_faults(app: AppState, mut req: Request, next: Next) -> Resp
         headers,
     });
     response
+}
+
+/// The answer with its body cut after `limit` bytes: the stream then fails, and the server
+/// drops the connection without ending the body, as when a connection breaks.
+fn cut_body(resp: Response, limit: u64) -> Response {
+    use futures_util::StreamExt;
+    let (parts, body) = resp.into_parts();
+    let cut =
+        futures_util::stream::unfold(Some((body.into_data_stream(), limit)), |state| async move {
+            let (mut data, left) = state?;
+            if left == 0 {
+                let e = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "body cut");
+                return Some((Err(axum::Error::new(e)), None));
+            }
+            match data.next().await? {
+                Ok(mut bytes) => {
+                    let keep = bytes.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    bytes.truncate(keep);
+                    Some((Ok(bytes), Some((data, left - keep as u64))))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+    Response::from_parts(parts, Body::from_stream(cut))
 }
 
 /// Connect's API key check: the request gets its [`Actor`], or a 401 `AUTH_001`.
