@@ -31,7 +31,7 @@ use super::query::PagingLimits;
 use super::store::{Actor, RequestEntry, SandboxEvent, Store, timestamp};
 use super::tls::TlsFiles;
 use super::vendor_api::UsageUniverse;
-use super::{admin, api, devops_api, usage_api, vendor_api};
+use super::{admin, api, devops_api, usage_api, vendor_api, vendor_exports};
 use crate::connect::ApiKey;
 use crate::secret::Secret;
 
@@ -544,8 +544,8 @@ async fn wrong_method() -> ApiError {
     )
 }
 
-/// The whole application: Connect's API under `/public/v1`, the vendor's usage API under
-/// `/vendor/v1`, the admin API and file links under `/sandbox`.
+/// The whole application: Connect's API under `/public/v1`, the vendor's usage API and
+/// export files under `/vendor/v1`, the admin API and file links under `/sandbox`.
 pub fn router(app: AppState) -> Router {
     let api = api::routes()
         .merge(usage_api::routes())
@@ -557,10 +557,13 @@ pub fn router(app: AppState) -> Router {
             app.clone(),
             fault_middleware,
         ));
-    let vendor = vendor_api::routes().layer(middleware::from_fn_with_state(
-        app.clone(),
-        fault_middleware,
-    ));
+    let vendor =
+        vendor_api::routes()
+            .merge(vendor_exports::routes())
+            .layer(middleware::from_fn_with_state(
+                app.clone(),
+                fault_middleware,
+            ));
     Router::new()
         .nest(API_PREFIX, api)
         .merge(vendor)
@@ -699,6 +702,16 @@ impl Sandbox {
     /// The vendor usage API: `http://127.0.0.1:PORT/vendor/v1/usage`.
     pub fn usage_api_url(&self) -> String {
         format!("{}{}", self.origin(), vendor_api::USAGE_PATH)
+    }
+
+    /// The vendor's monthly export files, as a template:
+    /// `http://127.0.0.1:PORT/vendor/v1/exports/usage-{period}.EXT` (`csv` or `jsonl`).
+    pub fn usage_export_url(&self, ext: &str) -> String {
+        format!(
+            "{}{}/usage-{{period}}.{ext}",
+            self.origin(),
+            vendor_exports::EXPORTS_PATH
+        )
     }
 
     /// Its bearer token.
