@@ -481,6 +481,8 @@ fn cut_body(resp: Response, limit: u64) -> Response {
         futures_util::stream::unfold(Some((body.into_data_stream(), limit)), |state| async move {
             let (mut data, left) = state?;
             if left == 0 {
+                // Pending a moment first, so that the server sends what it holds before the cut.
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 let e = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "body cut");
                 return Some((Err(axum::Error::new(e)), None));
             }
