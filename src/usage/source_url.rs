@@ -225,10 +225,15 @@ impl FileUrlSource {
         let url = self.url_for(period)?;
         let resp = self.open(&url, period, 0, None).await?;
         let mut body = Download::new(self, url, period, resp);
+        // The first bytes, kept to be read again after they told the format.
         let mut head = Vec::new();
-        while head.len() < SNIFF {
+        let mut head_bytes = 0;
+        while head_bytes < SNIFF {
             match body.next_chunk().await? {
-                Some(chunk) => head.push(chunk),
+                Some(chunk) => {
+                    head_bytes += chunk.len();
+                    head.push(chunk);
+                }
                 None => break,
             }
         }
@@ -496,8 +501,9 @@ impl<'a> Download<'a> {
         }
         let Some(delay) = self.source.retry.delay(self.breaks, None) else {
             return Err(self.error(format!(
-                "the download broke off at byte {at} {} times in a row ({why})",
-                self.breaks + 1
+                "the download broke off at byte {at} ({why}) and again after each of {} \
+                 resumptions without a byte more: giving up",
+                self.breaks
             )));
         };
         warn!(
@@ -512,7 +518,14 @@ impl<'a> Download<'a> {
         let resp = self
             .source
             .open(&self.url, self.period, at, self.validator.as_ref())
-            .await?;
+            .await
+            .map_err(|e| match e {
+                SourceError::Download { url, reason } => SourceError::Download {
+                    url,
+                    reason: format!("resuming the download at byte {at}: {reason}"),
+                },
+                other => other,
+            })?;
         if resp.status() != StatusCode::PARTIAL_CONTENT {
             return Err(self.error(format!(
                 "asked to resume at byte {at}, the server sent HTTP {} instead of the rest: \
