@@ -88,6 +88,7 @@ async fn macros_declare_and_collect() {
             "RERUN_LIMIT",
             "USAGE_ACK_URL",
             "USAGE_AGGREGATION",
+            "USAGE_QUERY",
             "USAGE_SOURCE",
             "USAGE_SOURCE_TOKEN"
         ]

@@ -5,7 +5,8 @@
 //!
 //! The records are the ones the sandbox's vendor usage API serves for the month, the same
 //! values in the same order; they are generated one at a time and written as they come, so a
-//! month of any size is exported in bounded memory.
+//! month of any size is exported in bounded memory. The text formats write to any writer
+//! ([`TextFormat::write`]), so the sandbox's export route streams the same bytes as these files.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -132,23 +133,52 @@ pub fn time_text(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// Writes a CSV file with a header row: the columns of the usage contract.
-pub fn write_csv(
-    path: &Path,
+/// The text formats of an export: written to a file here, and streamed by the sandbox's
+/// export route ([`super::vendor_exports`]), the same bytes either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFormat {
+    /// A header row, then one row per record.
+    Csv,
+    /// One record object per line, as the usage API's records.
+    JsonLines,
+}
+
+/// The CSV columns: the usage contract's.
+const CSV_HEADER: [&str; 7] = [
+    "record_id",
+    "subscription_id",
+    "item_mpn",
+    "quantity",
+    "start_time",
+    "end_time",
+    "note",
+];
+
+impl TextFormat {
+    /// Writes `records` to `out` (after the CSV header row when `header`) and flushes it;
+    /// returns how many were written.
+    pub fn write(
+        self,
+        records: impl Iterator<Item = ExportedRecord>,
+        header: bool,
+        out: impl Write,
+    ) -> std::io::Result<u64> {
+        match self {
+            TextFormat::Csv => write_csv_rows(records, header, out),
+            TextFormat::JsonLines => write_json_lines(records, out),
+        }
+    }
+}
+
+fn write_csv_rows(
     records: impl Iterator<Item = ExportedRecord>,
-) -> Result<u64, ExportError> {
-    let file = File::create(path).map_err(|e| write_error(path, e))?;
-    let mut w = csv::Writer::from_writer(BufWriter::with_capacity(1 << 16, file));
-    w.write_record([
-        "record_id",
-        "subscription_id",
-        "item_mpn",
-        "quantity",
-        "start_time",
-        "end_time",
-        "note",
-    ])
-    .map_err(|e| write_error(path, e))?;
+    header: bool,
+    out: impl Write,
+) -> std::io::Result<u64> {
+    let mut w = csv::Writer::from_writer(out);
+    if header {
+        w.write_record(CSV_HEADER).map_err(std::io::Error::other)?;
+    }
     let mut n = 0;
     for r in records {
         w.write_record([
@@ -160,20 +190,17 @@ pub fn write_csv(
             &time_text(r.end_time),
             r.note.as_deref().unwrap_or_default(),
         ])
-        .map_err(|e| write_error(path, e))?;
+        .map_err(std::io::Error::other)?;
         n += 1;
     }
-    w.flush().map_err(|e| write_error(path, e))?;
+    w.flush()?;
     Ok(n)
 }
 
-/// Writes a JSON Lines file: one record object per line, as the usage API's records.
-pub fn write_jsonl(
-    path: &Path,
+fn write_json_lines(
     records: impl Iterator<Item = ExportedRecord>,
-) -> Result<u64, ExportError> {
-    let file = File::create(path).map_err(|e| write_error(path, e))?;
-    let mut w = BufWriter::with_capacity(1 << 16, file);
+    mut out: impl Write,
+) -> std::io::Result<u64> {
     let mut n = 0;
     for r in records {
         let mut object = serde_json::json!({
@@ -187,11 +214,11 @@ pub fn write_jsonl(
         if let Some(note) = r.note {
             object["note"] = note.into();
         }
-        serde_json::to_writer(&mut w, &object).map_err(|e| write_error(path, e))?;
-        w.write_all(b"\n").map_err(|e| write_error(path, e))?;
+        serde_json::to_writer(&mut out, &object)?;
+        out.write_all(b"\n")?;
         n += 1;
     }
-    w.flush().map_err(|e| write_error(path, e))?;
+    out.flush()?;
     Ok(n)
 }
 
@@ -326,6 +353,34 @@ pub async fn write_postgres(
     sink.as_mut().finish().await.map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
     Ok(n)
+}
+
+/// Writes a file in `format`.
+fn write_file(
+    path: &Path,
+    format: TextFormat,
+    records: impl Iterator<Item = ExportedRecord>,
+) -> Result<u64, ExportError> {
+    let file = File::create(path).map_err(|e| write_error(path, e))?;
+    format
+        .write(records, true, BufWriter::with_capacity(1 << 16, file))
+        .map_err(|e| write_error(path, e))
+}
+
+/// Writes a CSV file with a header row: the columns of the usage contract.
+pub fn write_csv(
+    path: &Path,
+    records: impl Iterator<Item = ExportedRecord>,
+) -> Result<u64, ExportError> {
+    write_file(path, TextFormat::Csv, records)
+}
+
+/// Writes a JSON Lines file: one record object per line, as the usage API's records.
+pub fn write_jsonl(
+    path: &Path,
+    records: impl Iterator<Item = ExportedRecord>,
+) -> Result<u64, ExportError> {
+    write_file(path, TextFormat::JsonLines, records)
 }
 
 #[cfg(test)]

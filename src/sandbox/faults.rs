@@ -4,8 +4,10 @@
 //! let the first matches through (`skip`) and expire after `count` firings. Its action is an
 //! error status (500, 503, 429 with `Retry-After`, ...) answered before the request is handled
 //! or after it was applied (`after: true`, the case a client cannot tell from a lost
-//! request), added latency, a list answer without its `Content-Range` header, or an upload
-//! that Connect's processing finds invalid whatever it holds. Rules are set
+//! request), added latency, a list answer without its `Content-Range` header, an upload
+//! that Connect's processing finds invalid whatever it holds, an answer whose body breaks off
+//! after some bytes (the connection is cut), or a download served as by a server that takes no
+//! ranges (so a broken download cannot be resumed). Rules are set
 //! at start (`--fault-*` flags) and changed at run time through `/sandbox/faults`.
 
 use rand::rngs::StdRng;
@@ -33,6 +35,11 @@ pub enum FaultAction {
     /// Take an upload, then have its processing find the file invalid with this
     /// `error_detail`, whatever the workbook holds. Matches upload requests only.
     InvalidUpload { detail: String },
+    /// Send this many bytes of the answer's body, then cut the connection.
+    CutBody { after_bytes: u64 },
+    /// Serve as a server without range requests would: `Range` is ignored and no
+    /// `Accept-Ranges` is sent.
+    IgnoreRanges,
 }
 
 fn one() -> f64 {
@@ -155,6 +162,9 @@ pub struct Decision {
     pub drop_content_range: bool,
     /// The `error_detail` an upload's processing ends with.
     pub invalid_upload: Option<String>,
+    /// Bytes of the body sent before the connection is cut.
+    pub cut_body_after: Option<u64>,
+    pub ignore_ranges: bool,
     /// Which rules fired, for the request log.
     pub labels: Vec<String>,
 }
@@ -244,6 +254,17 @@ impl Faults {
                     d.invalid_upload = Some(detail.clone());
                     d.labels.push("invalid upload".into());
                 }
+                FaultAction::CutBody { after_bytes } => {
+                    d.cut_body_after = Some(
+                        d.cut_body_after
+                            .map_or(*after_bytes, |b| b.min(*after_bytes)),
+                    );
+                    d.labels.push(format!("body cut after {after_bytes} bytes"));
+                }
+                FaultAction::IgnoreRanges => {
+                    d.ignore_ranges = true;
+                    d.labels.push("ranges ignored".into());
+                }
             }
             active.fired += 1;
         }
@@ -280,6 +301,23 @@ mod tests {
         assert_eq!(hits, [false, true, true, false, false]);
         assert!(f.decide("POST", "/assets").status.is_none());
         assert_eq!(f.rules()[0].fired, 2);
+    }
+
+    #[test]
+    fn bodies_can_be_cut_and_ranges_ignored() {
+        let mut f = Faults::new(1);
+        f.set(vec![
+            rule(serde_json::json!({"path": "/vendor/v1/exports", "count": 1,
+                "action": {"type": "cut_body", "after_bytes": 5000}})),
+            rule(serde_json::json!({"path": "/vendor/v1/exports",
+                "action": {"type": "ignore_ranges"}})),
+        ])
+        .expect("valid");
+        let d = f.decide("GET", "/vendor/v1/exports/usage-2024-04.csv");
+        assert_eq!((d.cut_body_after, d.ignore_ranges), (Some(5000), true));
+        let d = f.decide("GET", "/vendor/v1/exports/usage-2024-04.csv");
+        assert_eq!((d.cut_body_after, d.ignore_ranges), (None, true));
+        assert_eq!(f.decide("GET", "/vendor/v1/usage"), Decision::default());
     }
 
     #[test]

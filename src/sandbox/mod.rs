@@ -6,7 +6,8 @@
 //! - [`dataset`]: the vendor account it serves (a built-in default, or JSON from `--data`).
 //! - [`api`] and [`usage_api`]: the endpoints; [`query`] and [`filters`] run RQL queries the
 //!   way Connect's server does; [`processing`] reads and checks uploaded workbooks.
-//! - [`vendor_api`]: the vendor's usage API, serving generated usage for the dataset.
+//! - [`vendor_api`]: the vendor's usage API, serving generated usage for the dataset;
+//!   [`vendor_exports`]: the same usage as monthly export files (CSV, JSON Lines).
 //! - [`platform`] and [`devops_api`]: Connect's EaaS platform side: the runner websocket,
 //!   tasks from usage file events and schedules, and the DevOps endpoints runners read.
 //! - [`provider`]: the provider's answers to submitted files (accept, or reject with a note).
@@ -31,6 +32,7 @@ pub mod store;
 pub mod tls;
 pub mod usage_api;
 pub mod vendor_api;
+pub mod vendor_exports;
 
 pub use dataset::{Dataset, DatasetError, Role};
 pub use faults::{FaultAction, FaultRule};

@@ -31,7 +31,7 @@ use super::query::PagingLimits;
 use super::store::{Actor, RequestEntry, SandboxEvent, Store, timestamp};
 use super::tls::TlsFiles;
 use super::vendor_api::UsageUniverse;
-use super::{admin, api, devops_api, usage_api, vendor_api};
+use super::{admin, api, devops_api, usage_api, vendor_api, vendor_exports};
 use crate::connect::ApiKey;
 use crate::secret::Secret;
 
@@ -429,6 +429,10 @@ async fn handle_with_faults(app: AppState, mut req: Request, next: Next) -> Resp
         req.extensions_mut()
             .insert(InvalidUploadFault(detail.clone()));
     }
+    if decision.ignore_ranges {
+        req.headers_mut().remove(header::RANGE);
+        req.headers_mut().remove(header::IF_RANGE);
+    }
     let (response, actor) = match decision.status {
         Some((status, retry_after, false)) => (injected(status, retry_after), None),
         after => {
@@ -436,6 +440,12 @@ async fn handle_with_faults(app: AppState, mut req: Request, next: Next) -> Resp
             let actor = resp.extensions_mut().remove::<LoggedActor>().map(|a| a.0);
             if decision.drop_content_range {
                 resp.headers_mut().remove(header::CONTENT_RANGE);
+            }
+            if decision.ignore_ranges {
+                resp.headers_mut().remove(header::ACCEPT_RANGES);
+            }
+            if let Some(bytes) = decision.cut_body_after {
+                resp = cut_body(resp, bytes);
             }
             match after {
                 // Applied, then reported as failed (only for requests that got through).
@@ -460,6 +470,32 @@ async fn handle_with_faults(app: AppState, mut req: Request, next: Next) -> Resp
         headers,
     });
     response
+}
+
+/// The answer with its body cut after `limit` bytes: the stream then fails, and the server
+/// drops the connection without ending the body, as when a connection breaks.
+fn cut_body(resp: Response, limit: u64) -> Response {
+    use futures_util::StreamExt;
+    let (parts, body) = resp.into_parts();
+    let cut =
+        futures_util::stream::unfold(Some((body.into_data_stream(), limit)), |state| async move {
+            let (mut data, left) = state?;
+            if left == 0 {
+                // Pending a moment first, so that the server sends what it holds before the cut.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let e = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "body cut");
+                return Some((Err(axum::Error::new(e)), None));
+            }
+            match data.next().await? {
+                Ok(mut bytes) => {
+                    let keep = bytes.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    bytes.truncate(keep);
+                    Some((Ok(bytes), Some((data, left - keep as u64))))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+    Response::from_parts(parts, Body::from_stream(cut))
 }
 
 /// Connect's API key check: the request gets its [`Actor`], or a 401 `AUTH_001`.
@@ -510,8 +546,8 @@ async fn wrong_method() -> ApiError {
     )
 }
 
-/// The whole application: Connect's API under `/public/v1`, the vendor's usage API under
-/// `/vendor/v1`, the admin API and file links under `/sandbox`.
+/// The whole application: Connect's API under `/public/v1`, the vendor's usage API and
+/// export files under `/vendor/v1`, the admin API and file links under `/sandbox`.
 pub fn router(app: AppState) -> Router {
     let api = api::routes()
         .merge(usage_api::routes())
@@ -523,10 +559,13 @@ pub fn router(app: AppState) -> Router {
             app.clone(),
             fault_middleware,
         ));
-    let vendor = vendor_api::routes().layer(middleware::from_fn_with_state(
-        app.clone(),
-        fault_middleware,
-    ));
+    let vendor =
+        vendor_api::routes()
+            .merge(vendor_exports::routes())
+            .layer(middleware::from_fn_with_state(
+                app.clone(),
+                fault_middleware,
+            ));
     Router::new()
         .nest(API_PREFIX, api)
         .merge(vendor)
@@ -665,6 +704,16 @@ impl Sandbox {
     /// The vendor usage API: `http://127.0.0.1:PORT/vendor/v1/usage`.
     pub fn usage_api_url(&self) -> String {
         format!("{}{}", self.origin(), vendor_api::USAGE_PATH)
+    }
+
+    /// The vendor's monthly export files, as a template:
+    /// `http://127.0.0.1:PORT/vendor/v1/exports/usage-{period}.EXT` (`csv` or `jsonl`).
+    pub fn usage_export_url(&self, ext: &str) -> String {
+        format!(
+            "{}{}/usage-{{period}}.{ext}",
+            self.origin(),
+            vendor_exports::EXPORTS_PATH
+        )
     }
 
     /// Its bearer token.

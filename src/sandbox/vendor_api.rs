@@ -469,7 +469,7 @@ struct UsageQuery {
 }
 
 /// The request carries the vendor API's bearer token.
-fn authorized(app: &AppState, headers: &HeaderMap) -> bool {
+pub(super) fn authorized(app: &AppState, headers: &HeaderMap) -> bool {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
@@ -477,7 +477,7 @@ fn authorized(app: &AppState, headers: &HeaderMap) -> bool {
     bearer == Some(app.usage_token().expose())
 }
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 

@@ -20,7 +20,7 @@ use super::record::SourceItem;
 use super::source_file::FileSource;
 use super::source_http::VendorApiSource;
 use super::source_postgres::{PostgresSource, PostgresSpec};
-use super::source_url::FileUrlSource;
+use super::source_url::{FileUrlSource, shown_template};
 use crate::secret::Secret;
 
 /// A failure of the source as a whole.
@@ -58,7 +58,8 @@ pub use super::config::{PGPASSWORD, USAGE_QUERY, USAGE_SOURCE_TOKEN};
 pub const FILE_EXTENSIONS: [&str; 5] = ["csv", "jsonl", "ndjson", "json", "parquet"];
 
 /// Which source to use, as configured by `USAGE_SOURCE` (and `USAGE_SOURCE_TOKEN`,
-/// `USAGE_QUERY`, `PGPASSWORD`).
+/// `USAGE_QUERY`, `PGPASSWORD`). `Debug` shows URLs without their query (a signed link's
+/// secret) and user info.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SourceSpec {
     /// The Vendor API at this URL, with this bearer token.
@@ -70,6 +71,25 @@ pub enum SourceSpec {
     FileUrl { url: String, token: Secret },
     /// A PostgreSQL database and the query that reads a month from it.
     Postgres(PostgresSpec),
+}
+
+impl fmt::Debug for SourceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceSpec::Http { url, token } => f
+                .debug_struct("Http")
+                .field("url", &shown_template(url))
+                .field("token", token)
+                .finish(),
+            SourceSpec::File(path) => f.debug_tuple("File").field(path).finish(),
+            SourceSpec::FileUrl { url, token } => f
+                .debug_struct("FileUrl")
+                .field("url", &shown_template(url))
+                .field("token", token)
+                .finish(),
+            SourceSpec::Postgres(spec) => f.debug_tuple("Postgres").field(spec).finish(),
+        }
+    }
 }
 
 impl SourceSpec {
@@ -133,30 +153,6 @@ impl SourceSpec {
             SourceSpec::FileUrl { url, token } => Box::new(FileUrlSource::new(url, token.clone())?),
             SourceSpec::Postgres(spec) => Box::new(PostgresSource::new(spec.clone())),
         })
-    }
-}
-
-/// URLs without what may hold a secret (a password, a signed link's query); a token never.
-impl fmt::Debug for SourceSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = |url: &str| match reqwest::Url::parse(url) {
-            Ok(u) => super::vendor_http::shown_url(&u),
-            Err(_) => "(not a URL)".to_owned(),
-        };
-        match self {
-            SourceSpec::Http { url, token } => f
-                .debug_struct("Http")
-                .field("url", &shown(url))
-                .field("token", token)
-                .finish(),
-            SourceSpec::File(path) => f.debug_tuple("File").field(path).finish(),
-            SourceSpec::FileUrl { url, token } => f
-                .debug_struct("FileUrl")
-                .field("url", &shown(url))
-                .field("token", token)
-                .finish(),
-            SourceSpec::Postgres(spec) => f.debug_tuple("Postgres").field(spec).finish(),
-        }
     }
 }
 
@@ -245,6 +241,25 @@ mod tests {
             "{debug}"
         );
         assert!(parse("  ", None).is_err());
+    }
+
+    #[test]
+    fn debug_shows_no_signature_token_or_password() {
+        let spec = parse(
+            "https://u:pw@bucket.example/usage-{period}.csv?X-Sig=SIGNED",
+            Some("TOKEN"),
+        )
+        .expect("spec");
+        let shown = format!("{spec:?}");
+        assert!(
+            shown.contains("https://bucket.example/usage-{period}.csv"),
+            "{shown}"
+        );
+        for secret in ["SIGNED", "TOKEN", "pw"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        let e = parse("ftp://u:pw@h/x?sig=SIGNED", None).expect_err("not a source");
+        assert!(!e.to_string().contains("SIGNED"), "{e}");
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub struct VendorApiSource {
 impl fmt::Debug for VendorApiSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VendorApiSource")
-            .field("url", &self.url.as_str())
+            .field("url", &shown_url(&self.url))
             .field("token", &self.token)
             .finish()
     }
@@ -80,8 +80,10 @@ type Sender = mpsc::Sender<Result<Reading, SourceError>>;
 
 impl VendorApiSource {
     pub fn new(url: &str, token: Secret) -> Result<VendorApiSource, SourceError> {
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| SourceError::Config(format!("{url:?} is not a URL: {e}")))?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            let shown = super::source_url::shown_template(url);
+            SourceError::Config(format!("{shown:?} is not a URL: {e}"))
+        })?;
         crate::connect::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
@@ -463,6 +465,20 @@ mod tests {
                 initial_delay: Duration::from_millis(1),
                 ..RetryPolicy::default()
             })
+    }
+
+    #[test]
+    fn debug_shows_the_url_without_its_query_or_password() {
+        let source = VendorApiSource::new(
+            "https://user:pw-1f3@vendor.example/usage?key=sig-9d2",
+            Secret::new("token-77a"),
+        )
+        .expect("source");
+        let shown = format!("{source:?}");
+        assert!(shown.contains("https://vendor.example/usage"), "{shown}");
+        for secret in ["pw-1f3", "sig-9d2", "token-77a", "user"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 
     #[test]
