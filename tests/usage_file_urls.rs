@@ -1,5 +1,5 @@
 //! Export files behind URLs, and months named by `{period}`, end to end: the sandbox's export
-//! routes read through `USAGE_SOURCE=http://.../usage-{period}.csv` (and `.jsonl`) give the
+//! routes read through `USAGE_SOURCE=http://.../usage-{period}.csv` (and `.jsonl`, `.parquet`) give the
 //! records of its usage API, in its order; a body cut midway is resumed with a range, or fails
 //! the read (and the run) clearly where the server takes no ranges; refusals and missing
 //! months say what to check, and neither the token nor a signed link's query ever shows; the
@@ -108,14 +108,14 @@ async fn sandbox(records: u64, bad: f64) -> Sandbox {
 }
 
 #[tokio::test]
-async fn a_month_from_the_csv_and_json_lines_exports_is_the_month_of_the_api() {
+async fn a_month_from_each_export_format_is_the_month_of_the_api() {
     let sb = sandbox(2500, 0.1).await;
     let want = from_api(&sb, april()).await;
     assert!(
         want.iter().any(|i| matches!(i, SourceItem::Rejected(_))),
         "defective records too"
     );
-    for ext in ["csv", "jsonl"] {
+    for ext in ["csv", "jsonl", "parquet"] {
         let template = sb.usage_export_url(ext);
         assert!(template.ends_with(&format!("/usage-{{period}}.{ext}")));
         // Through the setting, as a user gives it.
@@ -145,7 +145,7 @@ async fn a_month_from_the_csv_and_json_lines_exports_is_the_month_of_the_api() {
 async fn a_body_cut_midway_is_resumed_with_a_range_and_every_record_comes_once() {
     let sb = sandbox(3000, 0.05).await;
     let want = from_api(&sb, april()).await;
-    for (ext, cut) in [("csv", 100_000), ("jsonl", 250_001)] {
+    for (ext, cut) in [("csv", 100_000), ("jsonl", 250_001), ("parquet", 5_000)] {
         reset(&sb).await;
         admin_put(
             &sb,

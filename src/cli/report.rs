@@ -108,7 +108,7 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
         .and_then(|k| ApiKey::new(k).map_err(|e| config_error(anyhow::anyhow!("API_KEY: {e}"))))?;
     let base = api_base_url(&args.api_address).map_err(config_error)?;
     let client = ConnectClient::new(base, key).map_err(config_error)?;
-    let source = settings.source.open().map_err(config_error)?;
+    let source = settings.open_source().map_err(config_error)?;
     let options = ReportOptions {
         dry_run: args.dry_run,
         out_dir: args.out.clone(),

@@ -521,8 +521,7 @@ async fn regenerate(
     let settings = ReportSettings::from_lookup(|n| ctx.config.get(n).map(str::to_owned))
         .map_err(|e| HandlerError::msg(format!("the extension's variables are not usable: {e}")))?;
     let source = settings
-        .source
-        .open()
+        .open_source()
         .map_err(|e| HandlerError::msg(format!("the usage source cannot be used: {e}")))?;
     let mut options = settings.options(group.period);
     options.concurrency = 1;

@@ -58,7 +58,7 @@ pub async fn report_monthly_usage(
         },
         None => Period::previous_month(chrono::Utc::now()),
     };
-    let source = match settings.source.open() {
+    let source = match settings.open_source() {
         Ok(s) => s,
         Err(e) => {
             return Ok(Outcome::fail(format!(

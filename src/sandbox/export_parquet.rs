@@ -7,6 +7,7 @@
 //! compressed: memory holds one row group, whatever the month's size.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -62,30 +63,37 @@ pub fn write_parquet_grouped(
     records: impl Iterator<Item = ExportedRecord>,
     row_group_rows: usize,
 ) -> Result<u64, ExportError> {
+    let file = File::create(path).map_err(|e| write_error(path, e))?;
+    write_parquet_to(file, records, row_group_rows).map_err(|e| write_error(path, e))
+}
+
+/// Writes the Parquet bytes of `records` to `out` (the sandbox's export route writes them into
+/// memory); returns how many were written.
+pub fn write_parquet_to<W: Write + Send>(
+    out: W,
+    records: impl Iterator<Item = ExportedRecord>,
+    row_group_rows: usize,
+) -> Result<u64, parquet::errors::ParquetError> {
     let schema = schema();
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(row_group_rows.max(1)))
         .set_created_by(format!("connect-usage {}", env!("CARGO_PKG_VERSION")))
         .build();
-    let file = File::create(path).map_err(|e| write_error(path, e))?;
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
-        .map_err(|e| write_error(path, e))?;
+    let mut writer = ArrowWriter::try_new(out, schema.clone(), Some(props))?;
     let mut batch = Columns::new();
     let mut written = 0u64;
     for r in records {
         batch.push(&r);
         written += 1;
         if batch.rows == BATCH_ROWS {
-            let full = batch.finish(&schema).map_err(|e| write_error(path, e))?;
-            writer.write(&full).map_err(|e| write_error(path, e))?;
+            writer.write(&batch.finish(&schema)?)?;
         }
     }
     if batch.rows > 0 {
-        let rest = batch.finish(&schema).map_err(|e| write_error(path, e))?;
-        writer.write(&rest).map_err(|e| write_error(path, e))?;
+        writer.write(&batch.finish(&schema)?)?;
     }
-    writer.close().map_err(|e| write_error(path, e))?;
+    writer.close()?;
     Ok(written)
 }
 

@@ -5,12 +5,15 @@
 //! ```text
 //! GET /vendor/v1/exports/usage-YYYY-MM.csv     (text/csv)
 //! GET /vendor/v1/exports/usage-YYYY-MM.jsonl   (application/x-ndjson)
+//! GET /vendor/v1/exports/usage-YYYY-MM.parquet (application/vnd.apache.parquet)
 //! Authorization: Bearer {the usage API's token}
 //! ```
 //!
 //! The records are the ones the usage API serves for the month, in the same order, written
-//! as the export command writes files ([`super::export::TextFormat`]). Nothing is stored: the
-//! body is generated and streamed a chunk of records at a time. Downloads can be resumed:
+//! as the export command writes files ([`super::export::TextFormat`],
+//! [`super::export_parquet`]). Nothing is stored: a text body is generated and streamed a chunk
+//! of records at a time; a Parquet file, whose footer describes all of it, is generated whole
+//! in memory for each request. Downloads can be resumed:
 //! `Range: bytes=N-` (or `N-M`) answers 206 with `Content-Range`; every answer says
 //! `Accept-Ranges: bytes` and carries an `ETag` that `If-Range` may name. To answer a range the
 //! file's length is needed, which means generating the file once first: fine for a sandbox.
@@ -28,11 +31,12 @@ use chrono::Utc;
 use futures_util::stream;
 
 use super::export::TextFormat;
+use super::export_parquet::{ROW_GROUP_ROWS, write_parquet_to};
 use super::server::{AppState, LoggedActor};
 use super::vendor_api::{authorized, refuse};
 use crate::usage::Period;
 
-/// Where the exports are: `{EXPORTS_PATH}/usage-YYYY-MM.csv` and `.jsonl`.
+/// Where the exports are: `{EXPORTS_PATH}/usage-YYYY-MM.csv`, `.jsonl` and `.parquet`.
 pub const EXPORTS_PATH: &str = "/vendor/v1/exports";
 
 /// Records generated and sent at a time.
@@ -42,12 +46,39 @@ pub fn routes() -> Router<AppState> {
     Router::new().route(&format!("{EXPORTS_PATH}/{{file}}"), get(export))
 }
 
+/// The formats an export is served in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServedFormat {
+    Text(TextFormat),
+    Parquet,
+}
+
+impl ServedFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            ServedFormat::Text(TextFormat::Csv) => "csv",
+            ServedFormat::Text(TextFormat::JsonLines) => "jsonl",
+            ServedFormat::Parquet => "parquet",
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            ServedFormat::Text(TextFormat::Csv) => "text/csv; charset=utf-8",
+            ServedFormat::Text(TextFormat::JsonLines) => "application/x-ndjson",
+            ServedFormat::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+}
+
 /// A month's export in one format, with the settings of the moment it was asked for.
 #[derive(Clone)]
 struct Export {
     app: AppState,
     period: Period,
-    format: TextFormat,
+    format: ServedFormat,
+    /// The whole Parquet file, once generated ([`Export::generate_parquet`]).
+    parquet: Option<Bytes>,
     records: u64,
     bad: f64,
     subscriptions: u64,
@@ -56,11 +87,30 @@ struct Export {
 impl Export {
     /// Chunks of the file; the first one holds the CSV header even without records.
     fn chunks(&self) -> u64 {
-        self.records.div_ceil(RECORDS_PER_CHUNK).max(1)
+        match self.format {
+            ServedFormat::Text(_) => self.records.div_ceil(RECORDS_PER_CHUNK).max(1),
+            ServedFormat::Parquet => 1,
+        }
+    }
+
+    /// The month as one Parquet file, kept for the chunks of this request.
+    fn generate_parquet(&mut self) -> Result<(), parquet::errors::ParquetError> {
+        let month = self
+            .app
+            .usage_universe()
+            .month_of(self.period, self.subscriptions);
+        let mut out = Vec::new();
+        let records = (0..self.records).filter_map(|i| month.exported(i, self.bad));
+        write_parquet_to(&mut out, records, ROW_GROUP_ROWS)?;
+        self.parquet = Some(Bytes::from(out));
+        Ok(())
     }
 
     /// The bytes of chunk `c`.
     fn chunk(&self, c: u64) -> Vec<u8> {
+        let ServedFormat::Text(format) = self.format else {
+            return self.parquet.as_deref().unwrap_or_default().to_vec();
+        };
         let month = self
             .app
             .usage_universe()
@@ -70,16 +120,13 @@ impl Export {
         let mut out = Vec::with_capacity(256 * (to - from) as usize + 80);
         let records = (from..to).filter_map(|i| month.exported(i, self.bad));
         // Writing into memory cannot fail.
-        let _ = self.format.write(records, c == 0, &mut out);
+        let _ = format.write(records, c == 0, &mut out);
         out
     }
 
     /// Names this content: the same month, format and settings give the same bytes.
     fn etag(&self) -> String {
-        let ext = match self.format {
-            TextFormat::Csv => "csv",
-            TextFormat::JsonLines => "jsonl",
-        };
+        let ext = self.format.extension();
         format!(
             "\"usage-{}-{}-{}-{}.{ext}\"",
             self.period, self.records, self.bad, self.subscriptions
@@ -125,12 +172,13 @@ impl Export {
     }
 }
 
-/// `usage-YYYY-MM.csv` or `usage-YYYY-MM.jsonl`.
-fn parse_name(file: &str) -> Option<(Period, TextFormat)> {
+/// `usage-YYYY-MM.csv`, `.jsonl` or `.parquet`.
+fn parse_name(file: &str) -> Option<(Period, ServedFormat)> {
     let (period, ext) = file.strip_prefix("usage-")?.rsplit_once('.')?;
     let format = match ext {
-        "csv" => TextFormat::Csv,
-        "jsonl" => TextFormat::JsonLines,
+        "csv" => ServedFormat::Text(TextFormat::Csv),
+        "jsonl" => ServedFormat::Text(TextFormat::JsonLines),
+        "parquet" => ServedFormat::Parquet,
         _ => return None,
     };
     Some((period.parse().ok()?, format))
@@ -162,7 +210,7 @@ async fn export(
     let Some((period, format)) = parse_name(&file) else {
         return refuse(
             StatusCode::NOT_FOUND,
-            "no such export: the exports are usage-YYYY-MM.csv and usage-YYYY-MM.jsonl",
+            "no such export: the exports are usage-YYYY-MM.csv, .jsonl and .parquet",
         );
     };
     if period.start() > Utc::now() {
@@ -172,14 +220,23 @@ async fn export(
         );
     }
     let config = app.config();
-    let export = Export {
+    let mut export = Export {
         app,
         period,
         format,
+        parquet: None,
         records: config.usage_records,
         bad: config.usage_bad_records,
         subscriptions: config.usage_subscriptions,
     };
+    if format == ServedFormat::Parquet {
+        let generated =
+            tokio::task::spawn_blocking(move || export.generate_parquet().map(|()| export)).await;
+        export = match generated {
+            Ok(Ok(export)) => export,
+            _ => return refuse(StatusCode::INTERNAL_SERVER_ERROR, "the export failed"),
+        };
+    }
     let etag = export.etag();
     let if_range_holds = headers
         .get(header::IF_RANGE)
@@ -229,10 +286,7 @@ async fn export(
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(match format {
-            TextFormat::Csv => "text/csv; charset=utf-8",
-            TextFormat::JsonLines => "application/x-ndjson",
-        }),
+        HeaderValue::from_static(format.content_type()),
     );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -251,7 +305,7 @@ mod tests {
     use crate::secret::Secret;
     use std::sync::Arc;
 
-    fn export_of(format: TextFormat, records: u64) -> Export {
+    fn export_of(format: ServedFormat, records: u64) -> Export {
         let app = Arc::new(SandboxState::new(
             Dataset::default_account(),
             RuntimeConfig::default(),
@@ -262,6 +316,7 @@ mod tests {
             app,
             period: "2024-04".parse().expect("period"),
             format,
+            parquet: None,
             records,
             bad: 0.1,
             subscriptions: 0,
@@ -272,11 +327,15 @@ mod tests {
     fn names_and_ranges() {
         assert!(matches!(
             parse_name("usage-2024-04.csv"),
-            Some((_, TextFormat::Csv))
+            Some((_, ServedFormat::Text(TextFormat::Csv)))
         ));
         assert!(matches!(
             parse_name("usage-2024-04.jsonl"),
-            Some((_, TextFormat::JsonLines))
+            Some((_, ServedFormat::Text(TextFormat::JsonLines)))
+        ));
+        assert!(matches!(
+            parse_name("usage-2024-04.parquet"),
+            Some((_, ServedFormat::Parquet))
         ));
         for bad in ["usage-2024-13.csv", "usage-2024-04.xlsx", "2024-04.csv"] {
             assert!(parse_name(bad).is_none(), "{bad}");
@@ -289,10 +348,36 @@ mod tests {
     }
 
     #[test]
+    fn the_parquet_export_is_the_file_the_export_command_writes() {
+        let mut e = export_of(ServedFormat::Parquet, 1000);
+        e.generate_parquet().expect("generated");
+        assert_eq!(e.chunks(), 1);
+        let served = e.chunk(0);
+        let month = e
+            .app
+            .usage_universe()
+            .month("2024-04".parse().expect("period"));
+        let mut file = Vec::new();
+        write_parquet_to(
+            &mut file,
+            export::records(&month, 1000, 0.1),
+            ROW_GROUP_ROWS,
+        )
+        .expect("written");
+        assert_eq!(served, file);
+        assert!(served.starts_with(b"PAR1") && served.ends_with(b"PAR1"));
+        assert_eq!(
+            e.locate(served.len() as u64 - 1).1,
+            Some((0, served.len() - 1))
+        );
+        assert_eq!(e.etag(), "\"usage-2024-04-1000-0.1-0.parquet\"");
+    }
+
+    #[test]
     fn chunks_make_the_file_the_export_command_writes() {
         for format in [TextFormat::Csv, TextFormat::JsonLines] {
             for records in [0, 1, RECORDS_PER_CHUNK, 3 * RECORDS_PER_CHUNK + 17] {
-                let e = export_of(format, records);
+                let e = export_of(ServedFormat::Text(format), records);
                 let served: Vec<u8> = (0..e.chunks()).flat_map(|c| e.chunk(c)).collect();
                 let month = e
                     .app

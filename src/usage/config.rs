@@ -92,6 +92,11 @@ pub struct ReportSettings {
 }
 
 impl ReportSettings {
+    /// Opens the source, its downloads kept in the settings' work directory.
+    pub fn open_source(&self) -> Result<Box<dyn super::UsageSource>, SourceError> {
+        self.source.open_in(&self.work_dir)
+    }
+
     /// A run's options for `period` with these settings.
     pub fn options(&self, period: Period) -> ReportOptions {
         ReportOptions {
@@ -174,6 +179,20 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         ReportSettings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn a_downloaded_export_is_kept_in_the_settings_work_dir() {
+        let s = settings(&[
+            (USAGE_SOURCE, "https://files.example/usage-{period}.parquet"),
+            (WORK_DIR, "/srv/usage-work"),
+        ])
+        .expect("settings");
+        let opened = format!("{:?}", s.open_source().expect("opens"));
+        assert!(
+            opened.contains("download_dir: \"/srv/usage-work\""),
+            "{opened}"
+        );
     }
 
     #[test]

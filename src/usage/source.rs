@@ -145,12 +145,20 @@ impl SourceSpec {
         Ok(SourceSpec::File(PathBuf::from(source)))
     }
 
-    /// Opens the source.
+    /// Opens the source; a downloaded Parquet export is kept in `WORK_DIR` (else the system's
+    /// temporary directory) while it is read. [`SourceSpec::open_in`] names the directory.
     pub fn open(&self) -> Result<Box<dyn UsageSource>, SourceError> {
+        self.open_in(&super::config::work_dir_from_env())
+    }
+
+    /// Opens the source, keeping a downloaded Parquet export in `work_dir` while it is read.
+    pub fn open_in(&self, work_dir: &std::path::Path) -> Result<Box<dyn UsageSource>, SourceError> {
         Ok(match self {
             SourceSpec::Http { url, token } => Box::new(VendorApiSource::new(url, token.clone())?),
             SourceSpec::File(path) => Box::new(FileSource::new(path.clone())?),
-            SourceSpec::FileUrl { url, token } => Box::new(FileUrlSource::new(url, token.clone())?),
+            SourceSpec::FileUrl { url, token } => {
+                Box::new(FileUrlSource::new(url, token.clone())?.with_download_dir(work_dir))
+            }
             SourceSpec::Postgres(spec) => Box::new(PostgresSource::new(spec.clone())),
         })
     }
