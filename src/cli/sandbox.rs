@@ -266,6 +266,10 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
         sandbox.usage_api_url(),
         args.usage_token
     );
+    println!(
+        "    its monthly export files (.csv, .jsonl, .parquet), same token: USAGE_SOURCE={}",
+        sandbox.usage_export_url("csv")
+    );
     let ext = sandbox.state().dataset().extension();
     if let Some(key) = sandbox.key(&ext.api_key) {
         println!(
