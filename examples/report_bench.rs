@@ -89,6 +89,10 @@ type Failure = Box<dyn std::error::Error>;
 
 #[tokio::main]
 async fn main() -> Result<(), Failure> {
+    // As the binary does (src/main.rs); `BENCH_HUGE_PAGES=1` measures without it.
+    if std::env::var_os("BENCH_HUGE_PAGES").is_none() {
+        connect_usage::memory::avoid_huge_pages();
+    }
     // `BENCH_LOG=info` shows the pipeline's own log lines (its phases, timed).
     if let Ok(level) = std::env::var("BENCH_LOG") {
         tracing_subscriber::fmt()

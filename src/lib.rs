@@ -10,11 +10,13 @@
 //! - [`demo`]: the whole story on an embedded sandbox (`connect-usage demo`).
 //! - [`registry`]: the extension's declarations (handlers, schedulables, variables).
 //! - [`runner`]: the events runner speaking Connect's EaaS websocket protocol.
+//! - [`memory`]: how the process takes memory from the kernel.
 
 pub mod connect;
 pub mod demo;
 pub mod handlers;
 pub mod logging;
+pub mod memory;
 pub mod registry;
 pub mod rql;
 pub mod runner;

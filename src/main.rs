@@ -115,6 +115,8 @@ fn init_logging(logging: &Logging, default_level: &str) -> cli::LogControl {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before the work allocates (see connect_usage::memory for why).
+    connect_usage::memory::avoid_huge_pages();
     let cli = Cli::parse();
     // The demo tells its own story; the runner's logs would drown it.
     let default_level = match cli.command {
