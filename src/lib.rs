@@ -10,10 +10,12 @@
 //! - [`demo`]: the whole story on an embedded sandbox (`connect-usage demo`).
 //! - [`registry`]: the extension's declarations (handlers, schedulables, variables).
 //! - [`runner`]: the events runner speaking Connect's EaaS websocket protocol.
+//! - [`error_text`]: an error and its causes in one line, each said once.
 //! - [`memory`]: how the process takes memory from the kernel.
 
 pub mod connect;
 pub mod demo;
+pub mod error_text;
 pub mod handlers;
 pub mod logging;
 pub mod memory;

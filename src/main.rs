@@ -134,7 +134,10 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            eprintln!(
+                "error: {}",
+                connect_usage::error_text::error_text(f.error.as_ref())
+            );
             ExitCode::from(f.code)
         }
     }

@@ -333,19 +333,9 @@ impl HandlerError {
     }
 }
 
-impl<E: std::error::Error> From<E> for HandlerError {
+impl<E: std::error::Error + 'static> From<E> for HandlerError {
     fn from(e: E) -> HandlerError {
-        let mut text = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            let next = s.to_string();
-            if !text.contains(&next) {
-                text.push_str(": ");
-                text.push_str(&next);
-            }
-            source = s.source();
-        }
-        HandlerError(text)
+        HandlerError(crate::error_text::error_text(&e))
     }
 }
 

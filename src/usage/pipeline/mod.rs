@@ -148,13 +148,13 @@ impl ReportOptions {
 /// A run that could not report anything.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{0}")]
+    #[error(transparent)]
     Source(#[from] SourceError),
     #[error("cannot load contracts, assets and products from Connect: {0}")]
     Catalog(ConnectError),
     #[error("cannot write to {path}: {reason}")]
     Output { path: String, reason: String },
-    #[error("{0}")]
+    #[error(transparent)]
     WorkDir(#[from] WorkDirError),
     #[error("interrupted after the {step:?} step of {external_id}")]
     Interrupted { step: Step, external_id: String },

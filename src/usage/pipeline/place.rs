@@ -65,9 +65,9 @@ pub(super) struct PlaceDone {
 /// A failure inside the blocking part of the phase.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum PlaceError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Frame(#[from] crate::usage::row::FrameError),
 }
 
