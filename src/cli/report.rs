@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use connect_usage::connect::{ApiKey, ConnectClient, api_base_url};
+use connect_usage::connect::{ApiKey, ConnectClient, ConnectError, ErrorKind, api_base_url};
 use connect_usage::usage::config::{
     DEFAULT_CONCURRENCY, MAX_RECORDS_PER_FILE, PGPASSWORD, REPORT_CONCURRENCY, ReportSettings,
     USAGE_AGGREGATION, USAGE_QUERY, USAGE_SOURCE, USAGE_SOURCE_TOKEN, WORK_DIR,
@@ -12,6 +12,10 @@ use connect_usage::usage::config::{
 use connect_usage::usage::{Period, PollPolicy, ReportOptions, RunError, RunResult, report};
 
 use super::{EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, Failure, config_error, run_error};
+
+/// Where the key goes when `API_ADDRESS` is not set: Connect's production API, as for the
+/// official runner.
+const DEFAULT_API_ADDRESS: &str = "api.connect.cloudblue.com";
 
 pub const LONG_ABOUT: &str = "Report a month of QT usage to Connect (or the sandbox) once.\n\n\
     Reads the month's usage from USAGE_SOURCE (the vendor usage API; a CSV, JSON Lines or Parquet \
@@ -65,7 +69,7 @@ pub struct ReportArgs {
     api_key: Option<String>,
     /// Connect API host, as the official runner takes it; a scheme is allowed
     /// (http://127.0.0.1:8080 for the sandbox).
-    #[arg(long, env = "API_ADDRESS", default_value = "api.connect.cloudblue.com")]
+    #[arg(long, env = "API_ADDRESS", default_value = DEFAULT_API_ADDRESS)]
     api_address: String,
     /// Write the workbooks and the summary to --out; create, upload and submit nothing.
     #[arg(long, requires = "out")]
@@ -109,6 +113,11 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
     let base = api_base_url(&args.api_address).map_err(config_error)?;
     let client = ConnectClient::new(base, key).map_err(config_error)?;
     let source = settings.open_source().map_err(config_error)?;
+    // Before the month is read: a key or address that cannot work is said in a sentence.
+    client
+        .check_access()
+        .await
+        .map_err(|e| access_error(&e, &args.api_address, client.base_url()))?;
     let options = ReportOptions {
         dry_run: args.dry_run,
         out_dir: args.out.clone(),
@@ -131,4 +140,39 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
         RunResult::Partial => EXIT_PARTIAL,
         RunResult::Failed => EXIT_FAILURE,
     })
+}
+
+/// Connect's answer to the first request, as what to check. `address` is `API_ADDRESS` (or
+/// its default), `base` the URL it became. Bad configuration (exit 2) when the key or the
+/// address is wrong; a failure while running (exit 1) otherwise.
+fn access_error(e: &ConnectError, address: &str, base: &str) -> Failure {
+    let given = std::env::var_os("API_ADDRESS").is_some() || address != DEFAULT_API_ADDRESS;
+    let address_hint = if given {
+        format!("check API_ADDRESS ({address})")
+    } else {
+        format!(
+            "API_ADDRESS is not set, so the key went to Connect's production API ({DEFAULT_API_ADDRESS}); \
+             for the sandbox, set API_ADDRESS to the address it prints (http://127.0.0.1:8080 by default)"
+        )
+    };
+    let sentence = if matches!(e.status(), Some(401 | 403)) {
+        format!(
+            "Connect at {base} refused the API key ({e}): check API_KEY, a key of the Connect \
+             it is sent to; {address_hint}"
+        )
+    } else if e.is_unknown_host() {
+        let host = reqwest::Url::parse(base)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| base.to_owned());
+        format!("cannot find the host {host} (no such name in DNS): {address_hint}")
+    } else if matches!(e.kind(), ErrorKind::Transport { connect: true, .. }) {
+        format!(
+            "nothing answers at {base} ({e}): {address_hint}, and that the server (or \
+             `connect-usage sandbox`) is running"
+        )
+    } else {
+        return run_error(anyhow::anyhow!("cannot reach Connect at {base}: {e}"));
+    };
+    config_error(anyhow::anyhow!(sentence))
 }

@@ -225,12 +225,14 @@ impl ConnectClient {
         };
         let transport = |e: reqwest::Error| {
             let (connect, timeout) = (e.is_connect(), e.is_timeout());
+            let unknown_host = names_no_host(&crate::error_text::error_text(&e));
             ConnectError::new(
                 Some(line.clone()),
                 ErrorKind::Transport {
                     reason: e.without_url().to_string(),
                     connect,
                     timeout,
+                    unknown_host,
                 },
             )
         };
@@ -334,6 +336,14 @@ impl ConnectClient {
     /// How many requests this client (and its clones) sent, retries included.
     pub fn requests_sent(&self) -> u64 {
         self.inner.sent.load(Ordering::Relaxed)
+    }
+
+    /// One cheap request that tells whether the address answers and takes the key (a page of
+    /// one marketplace), so that a wrong `API_KEY` or `API_ADDRESS` is said before any work.
+    pub async fn check_access(&self) -> Result<(), ConnectError> {
+        self.get::<serde_json::Value>("/marketplaces?limit=1")
+            .await
+            .map(drop)
     }
 
     /// `GET path` decoded as `T`.
@@ -502,6 +512,10 @@ impl ConnectClient {
             } if *status == 429 || (idempotent && *status >= 500) => Next::Retry {
                 retry_after: *retry_after,
             },
+            // A name that does not exist will not exist in a second either.
+            ErrorKind::Transport {
+                unknown_host: true, ..
+            } => Next::GiveUp,
             ErrorKind::Transport { connect, .. } if idempotent || *connect => {
                 Next::Retry { retry_after: None }
             }
@@ -553,14 +567,14 @@ impl ConnectClient {
                 let part = reqwest::multipart::Part::stream(data.clone())
                     .file_name(filename.clone())
                     .mime_str(content_type)
-                    .map_err(|e| transport_error(line, &e))?;
+                    .map_err(|e| transport_error(line, e))?;
                 req.multipart(reqwest::multipart::Form::new().part(*field, part))
             }
         };
-        let resp = req.send().await.map_err(|e| transport_error(line, &e))?;
+        let resp = req.send().await.map_err(|e| transport_error(line, e))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| transport_error(line, &e))?;
+        let body = resp.bytes().await.map_err(|e| transport_error(line, e))?;
         Ok(RawResponse {
             status,
             headers,
@@ -585,24 +599,34 @@ fn json_body<B: Serialize + ?Sized>(body: Option<&B>) -> Result<Body, ConnectErr
     }
 }
 
-fn transport_error(line: &RequestLine, e: &reqwest::Error) -> ConnectError {
-    // reqwest's message names the URL, which holds no secret (the key is a header); the
-    // source chain says what actually failed.
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
-        source = s.source();
-    }
+fn transport_error(line: &RequestLine, e: reqwest::Error) -> ConnectError {
+    // Without the URL, which the request line already names; the source chain says what
+    // actually failed.
+    let (connect, timeout) = (e.is_connect(), e.is_timeout());
+    let reason = crate::error_text::error_text(&e.without_url());
     ConnectError::new(
         Some(line.clone()),
         ErrorKind::Transport {
+            unknown_host: names_no_host(&reason),
             reason,
-            connect: e.is_connect(),
-            timeout: e.is_timeout(),
+            connect,
+            timeout,
         },
     )
+}
+
+/// Whether a failed lookup's text says the name does not exist (`EAI_NONAME`, glibc's and the
+/// BSDs' words; `EAI_NODATA`), rather than that resolving failed for now (`EAI_AGAIN`:
+/// "Temporary failure in name resolution"), which is worth retrying.
+fn names_no_host(text: &str) -> bool {
+    text.contains("dns error")
+        && [
+            "Name or service not known",
+            "nodename nor servname provided",
+            "No address associated with hostname",
+        ]
+        .iter()
+        .any(|words| text.contains(words))
 }
 
 /// Decodes a JSON answer, naming the path of the first field that does not fit.
@@ -679,6 +703,21 @@ fn api_error(line: &RequestLine, resp: &RawResponse) -> ConnectError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_that_does_not_exist_is_told_from_a_lookup_failing_for_now() {
+        let glibc = "error sending request: client error (Connect): dns error: failed to lookup address information: Name or service not known";
+        assert!(names_no_host(glibc));
+        assert!(names_no_host(
+            "dns error: failed to lookup address information: nodename nor servname provided, or not known"
+        ));
+        assert!(!names_no_host(
+            "dns error: failed to lookup address information: Temporary failure in name resolution"
+        ));
+        assert!(!names_no_host(
+            "tcp connect error: Connection refused (os error 111)"
+        ));
+    }
 
     #[test]
     fn api_address_forms() {

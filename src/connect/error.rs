@@ -53,6 +53,9 @@ pub enum ErrorKind {
         /// True when the connection could not be opened: the request never left.
         connect: bool,
         timeout: bool,
+        /// True when the host's name does not exist (not a DNS server failing for a while):
+        /// asking again gives the same answer.
+        unknown_host: bool,
     },
     /// An answer that is not what the API promises (bad JSON, bad `Content-Range`).
     Decode { reason: String },
@@ -168,11 +171,22 @@ impl ConnectError {
         self.status() == Some(404)
     }
 
+    /// The host's name does not exist: the address is wrong, not the network.
+    pub fn is_unknown_host(&self) -> bool {
+        matches!(
+            self.kind(),
+            ErrorKind::Transport {
+                unknown_host: true,
+                ..
+            }
+        )
+    }
+
     /// Whether waiting and sending again could succeed (connection problems, 5xx, 429).
     pub fn is_transient(&self) -> bool {
         match self.kind() {
             ErrorKind::Api { status, .. } => *status >= 500 || *status == 429,
-            ErrorKind::Transport { .. } => true,
+            ErrorKind::Transport { unknown_host, .. } => !unknown_host,
             _ => false,
         }
     }
