@@ -461,54 +461,211 @@ impl Watcher {
     }
 }
 
-/// The final table, as text.
-pub fn table(outcome: &DemoOutcome) -> String {
-    let mut rows: Vec<[String; 6]> = vec![[
-        "CONTRACT".into(),
-        "PRODUCT".into(),
-        "FILE".into(),
-        "RECORDS".into(),
-        "STATUS".into(),
-        "RERUNS".into(),
-    ]];
+/// The final table, as text: one row per file, as wide as its cells. Given a `width` (a
+/// terminal's) that the row does not fit, the files are listed under their contract instead,
+/// and an acknowledged status is marked with a `*` explained below the table.
+pub fn table(outcome: &DemoOutcome, width: Option<usize>) -> String {
+    let status = |f: &DemoFile, short: bool| match (f.acknowledged, short) {
+        (false, _) => f.status.clone(),
+        (true, false) => format!("{} (acknowledged)", f.status),
+        (true, true) => format!("{}*", f.status),
+    };
+    let header = |cells: &[&str]| cells.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>();
+    let mut rows = vec![header(&[
+        "CONTRACT", "PRODUCT", "FILE", "RECORDS", "STATUS", "RERUNS",
+    ])];
     for f in &outcome.files {
-        rows.push([
+        rows.push(vec![
             f.contract.clone(),
             f.product.clone(),
             f.id.clone(),
             f.records.to_string(),
-            if f.acknowledged {
-                format!("{} (acknowledged)", f.status)
-            } else {
-                f.status.clone()
-            },
+            status(f, false),
             f.reruns.to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let flat = render(&rows, &[3, 5], "");
+    let fits = |text: &str| width.is_none_or(|w| text.lines().all(|l| l.chars().count() <= w));
+    if fits(&flat) {
+        return flat;
+    }
+    let mut rows = vec![header(&["PRODUCT", "FILE", "RECORDS", "STATUS", "RERUNS"])];
+    let mut contracts: Vec<(usize, &str)> = Vec::new();
+    for f in &outcome.files {
+        if contracts.last().is_none_or(|(_, c)| *c != f.contract) {
+            contracts.push((rows.len(), &f.contract));
+        }
+        rows.push(vec![
+            f.product.clone(),
+            f.id.clone(),
+            f.records.to_string(),
+            status(f, true),
+            f.reruns.to_string(),
+        ]);
+    }
+    let rendered = render(&rows, &[2, 4], "  ");
+    let mut out = String::new();
+    let mut next = contracts.iter().peekable();
+    for (i, line) in rendered.lines().enumerate() {
+        if let Some((_, contract)) = next.next_if(|(at, _)| *at == i) {
+            out.push_str(contract);
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if outcome.files.iter().any(|f| f.acknowledged) {
+        out.push_str("* acknowledged to the vendor\n");
+    }
+    out
+}
+
+/// Rows as columns two spaces apart, each line after `indent`; the columns in `right` are
+/// aligned right.
+fn render(rows: &[Vec<String>], right: &[usize], indent: &str) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut s = String::new();
-    for r in &rows {
+    for r in rows {
         let line: Vec<String> = r
             .iter()
             .zip(&widths)
             .enumerate()
             .map(|(i, (cell, w))| {
-                if i == 3 || i == 5 {
+                if right.contains(&i) {
                     format!("{cell:>w$}")
                 } else {
                     format!("{cell:<w$}")
                 }
             })
             .collect();
+        s.push_str(indent);
         s.push_str(line.join("  ").trim_end());
         s.push('\n');
     }
     s
 }
 
+/// `prefix` then `text`, its words wrapped to `width` columns, the following lines indented
+/// as far as the prefix (a word longer than a line gets a line of its own).
+pub fn wrap(prefix: &str, text: &str, width: usize) -> String {
+    let indent = prefix.chars().count();
+    let mut out = prefix.to_owned();
+    let mut column = indent;
+    let mut first_on_line = true;
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let len = word.chars().count();
+        if !first_on_line && column + 1 + len > width {
+            out.push('\n');
+            out.extend(std::iter::repeat_n(' ', indent));
+            column = indent;
+            first_on_line = true;
+        }
+        if !first_on_line {
+            out.push(' ');
+            column += 1;
+        }
+        out.push_str(word);
+        column += len;
+        first_on_line = false;
+    }
+    out
+}
+
 /// The outcome as JSON.
 pub fn to_json(outcome: &DemoOutcome) -> Value {
     serde_json::to_value(outcome).unwrap_or_else(|e| json!({"error": e.to_string()}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome() -> DemoOutcome {
+        let file = |contract: &str, product: &str, n: u32, acknowledged: bool| DemoFile {
+            id: format!("UF-2026-11-0000-{n:04}"),
+            contract: contract.into(),
+            product: product.into(),
+            records: 100 + u64::from(n),
+            status: "accepted".into(),
+            reruns: u32::from(n == 2),
+            rejection_note: None,
+            acknowledged,
+        };
+        DemoOutcome {
+            completed: true,
+            problems: vec![],
+            period: "2026-10".into(),
+            files: vec![
+                file("CRD-11328-54534-85402", "PRD-276-377-545", 1, true),
+                file("CRD-11328-54534-85402", "PRD-584-106-773", 2, true),
+                file("CRD-15900-22108-55194", "PRD-276-377-545", 3, false),
+            ],
+            summary: String::new(),
+            tasks: vec![],
+            steps: vec![],
+            duration_ms: 0,
+        }
+    }
+
+    #[test]
+    fn without_a_width_the_table_is_one_row_per_file() {
+        let t = table(&outcome(), None);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].starts_with("CONTRACT"), "{t}");
+        assert!(
+            lines[1].starts_with("CRD-11328-54534-85402  PRD-276-377-545  UF-2026-11-0000-0001")
+                && lines[1].contains("101  accepted (acknowledged)"),
+            "{t}"
+        );
+        assert!(lines.iter().any(|l| l.chars().count() > 80), "{t}");
+        // A wide terminal changes nothing.
+        assert_eq!(table(&outcome(), Some(200)), t);
+    }
+
+    #[test]
+    fn on_an_80_column_terminal_files_are_listed_under_their_contract() {
+        let t = table(&outcome(), Some(80));
+        for line in t.lines() {
+            assert!(line.chars().count() <= 80, "{line:?} in\n{t}");
+        }
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("  PRODUCT"), "{t}");
+        assert_eq!(lines[1], "CRD-11328-54534-85402", "{t}");
+        assert!(
+            lines[2].contains("PRD-276-377-545  UF-2026-11-0000-0001      101  accepted*"),
+            "{t}"
+        );
+        assert!(
+            lines[3].contains("UF-2026-11-0000-0002") && lines[3].ends_with('1'),
+            "{t}"
+        );
+        assert_eq!(lines[4], "CRD-15900-22108-55194", "{t}");
+        assert!(lines[5].ends_with("accepted        0"), "{t}");
+        assert_eq!(lines[6], "* acknowledged to the vendor", "{t}");
+        assert_eq!(lines.len(), 7);
+    }
+
+    #[test]
+    fn lines_wrap_under_their_prefix() {
+        let text = "provider rejected UF-2026-11-0000-0002: \"Quantities look higher than our \
+                    metering for this period: please check and resubmit\"";
+        let w = wrap("[  0.6s] ", text, 60);
+        for line in w.lines() {
+            assert!(line.chars().count() <= 60, "{w}");
+        }
+        assert!(w.starts_with("[  0.6s] provider rejected UF-2026-11-0000-0002:"));
+        assert!(
+            w.lines()
+                .skip(1)
+                .all(|l| l.starts_with("         ") && !l.starts_with("          ")),
+            "{w}"
+        );
+        let words = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(words(&w)[2..], words(text)[..]);
+        assert_eq!(wrap("> ", "short", 80), "> short");
+    }
 }

@@ -34,6 +34,13 @@ pub struct DemoArgs {
 
 pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
     let show = std::io::stderr().is_terminal() && !args.json;
+    // Lines fit the terminal they are shown on.
+    let progress_width = super::terminal_width(&std::io::stderr());
+    let width = super::terminal_width(&std::io::stdout());
+    let fit = |prefix: &str, text: &str| match width {
+        Some(w) => demo::wrap(prefix, text, w),
+        None => format!("{prefix}{text}"),
+    };
     let options = DemoOptions {
         usage_records: args.usage_records,
         timeout: Duration::from_secs(args.timeout_secs.max(1)),
@@ -41,7 +48,11 @@ pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
     };
     let outcome = demo::run(options, |step| {
         if show {
-            eprintln!("[{:>5.1}s] {}", step.at, step.text);
+            let prefix = format!("[{:>5.1}s] ", step.at);
+            match progress_width {
+                Some(w) => eprintln!("{}", demo::wrap(&prefix, &step.text, w)),
+                None => eprintln!("{prefix}{}", step.text),
+            }
         }
     })
     .await
@@ -51,9 +62,10 @@ pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
         println!("{text}");
     } else {
         println!();
-        print!("{}", demo::table(&outcome));
+        print!("{}", demo::table(&outcome, width));
         println!();
-        println!("Monthly run ({}): {}", outcome.period, outcome.summary);
+        // The summary names the month itself.
+        println!("{}", fit("Monthly run: ", &outcome.summary));
         let reruns: u32 = outcome.files.iter().map(|f| f.reruns).sum();
         let accepted = outcome
             .files
@@ -71,7 +83,7 @@ pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
         } else {
             println!("The story did not complete:");
             for p in &outcome.problems {
-                println!("  - {p}");
+                println!("{}", fit("  - ", p));
             }
         }
     }

@@ -87,3 +87,23 @@ pub fn run_error(error: impl Into<anyhow::Error>) -> Failure {
         error: error.into(),
     }
 }
+
+/// How many columns the terminal on `stream` has; `None` when it is not a terminal (output
+/// to a file or a pipe keeps its full lines).
+#[cfg(unix)]
+pub fn terminal_width(stream: &impl std::os::fd::AsRawFd) -> Option<usize> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we pass and reads nothing else.
+    let asked = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+    (asked == 0 && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
+#[cfg(not(unix))]
+pub fn terminal_width<T>(_stream: &T) -> Option<usize> {
+    None
+}

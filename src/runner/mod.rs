@@ -120,7 +120,10 @@ async fn coordinate(
     grace.abort();
     shared.run_shutdown_hooks().await;
     let reason = shared.stopping();
-    info!(?reason, "runner stopped");
+    match reason {
+        Some(reason) => info!(%reason, "runner stopped"),
+        None => info!("runner stopped: its sessions ended"),
+    }
     RunReport {
         reason,
         undelivered,

@@ -32,6 +32,15 @@ pub enum StopReason {
     Requested,
 }
 
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::Platform => "the platform sent shutdown",
+            StopReason::Requested => "asked to stop",
+        })
+    }
+}
+
 /// Counters, for logs, tests and benchmarks.
 #[derive(Debug, Default)]
 pub struct RunnerStats {
