@@ -11,12 +11,14 @@
 //! - [`registry`]: the extension's declarations (handlers, schedulables, variables).
 //! - [`runner`]: the events runner speaking Connect's EaaS websocket protocol.
 //! - [`error_text`]: an error and its causes in one line, each said once.
+//! - [`log_text`]: the readable log line.
 //! - [`memory`]: how the process takes memory from the kernel.
 
 pub mod connect;
 pub mod demo;
 pub mod error_text;
 pub mod handlers;
+pub mod log_text;
 pub mod logging;
 pub mod memory;
 pub mod registry;

@@ -94,6 +94,7 @@ fn init_logging(logging: &Logging, default_level: &str) -> cli::LogControl {
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
+                    .event_format(connect_usage::log_text::ReadableFormat)
                     .with_ansi(ansi)
                     .with_writer(std::io::stderr),
             )

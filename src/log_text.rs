@@ -1,0 +1,155 @@
+//! The readable log line (`--log-format text`, the default): time, level and message first,
+//! then the event's fields, then the task it belongs to in a few characters. tracing's own
+//! format leads with every enclosing span and all its fields
+//! (`task{task_id=... category=... event_type=... object_id=...}:`) and the module path, which
+//! put the message a hundred columns to the right; JSON (`--log-format json`) keeps everything.
+
+use std::fmt;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// `2026-12-03T04:30:00.603Z  INFO message key=value [TQ-554-000-013 UF-2026-11-0000-0002]`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadableFormat;
+
+impl<S, N> FormatEvent<S, N> for ReadableFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+        let level = *event.metadata().level();
+        if writer.has_ansi_escapes() {
+            write!(
+                writer,
+                "\x1b[2m{now}\x1b[0m {}{level:>5}\x1b[0m ",
+                color(level)
+            )?;
+        } else {
+            write!(writer, "{now} {level:>5} ")?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        if let Some(task) = ctx.event_scope().and_then(|scope| {
+            scope
+                .from_root()
+                .filter(|span| span.name() == "task")
+                .last()
+                .and_then(|span| {
+                    let ext = span.extensions();
+                    ext.get::<FormattedFields<N>>()
+                        .map(|fields| compact_task(fields.as_str()))
+                })
+        }) {
+            write!(writer, " [{task}]")?;
+        }
+        writeln!(writer)
+    }
+}
+
+fn color(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "\x1b[31m",
+        Level::WARN => "\x1b[33m",
+        Level::INFO => "\x1b[32m",
+        Level::DEBUG => "\x1b[34m",
+        Level::TRACE => "\x1b[35m",
+    }
+}
+
+/// The task's id and the object it is about, from the `task` span's formatted fields
+/// (`task_id=TQ-... category=... event_type=... object_id=UF-...`).
+fn compact_task(fields: &str) -> String {
+    let field = |name: &str| {
+        fields
+            .split(' ')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+            .map(|v| v.trim_matches('"'))
+    };
+    match (field("task_id"), field("object_id")) {
+        (Some(task), Some(object)) if !object.is_empty() && object != task => {
+            format!("{task} {object}")
+        }
+        (Some(task), _) => task.to_owned(),
+        _ => fields.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use tracing::{info, info_span, warn};
+    use tracing_subscriber::prelude::*;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn time_level_and_message_lead_and_the_task_follows_in_brief() {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .event_format(ReadableFormat)
+                .with_ansi(false)
+                .with_writer(move || sink.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let session = info_span!("session", runner_type = "background");
+            let _s = session.enter();
+            info!(period = "2024-04", "usage report starts");
+            let task = info_span!(
+                "task",
+                task_id = "TQ-554-000-013",
+                category = "background",
+                event_type = "usage_file_request_processing",
+                object_id = "UF-2026-11-0000-0002",
+            );
+            let _t = task.enter();
+            warn!(attempt = 2, "request failed, retrying");
+        });
+        let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
+        let out: Vec<&str> = text.lines().collect();
+        assert_eq!(out.len(), 2, "{text}");
+        // 2026-12-03T04:30:00.603Z
+        let (time, rest) = out[0].split_at(24);
+        assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{time}");
+        assert_eq!(rest, "  INFO usage report starts period=\"2024-04\"");
+        assert_eq!(
+            &out[1][24..],
+            "  WARN request failed, retrying attempt=2 [TQ-554-000-013 UF-2026-11-0000-0002]"
+        );
+    }
+
+    #[test]
+    fn a_task_about_itself_is_named_once() {
+        assert_eq!(
+            compact_task("task_id=TQ-1 category=\"scheduled\" event_type=x object_id=TQ-1"),
+            "TQ-1"
+        );
+        assert_eq!(
+            compact_task("task_id=TQ-1 category=background object_id=PR-2"),
+            "TQ-1 PR-2"
+        );
+    }
+}
