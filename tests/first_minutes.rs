@@ -206,3 +206,100 @@ async fn an_address_where_nothing_listens_says_so() {
     );
     assert!(stderr.contains("connect-usage sandbox"), "{stderr}");
 }
+
+/// After a month was reported, a dry run of it says every record is already reported, in its
+/// counts as in its file lines and its summary.json.
+#[tokio::test]
+async fn a_dry_run_after_the_report_agrees_with_itself() {
+    let sb = start().await;
+    let out = report(&sb, &["--period", "2024-04"], &[]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let out_dir = scratch("dry-after-report");
+    let out = report(
+        &sb,
+        &[
+            "--period",
+            "2024-04",
+            "--dry-run",
+            "--out",
+            &out_dir.to_string_lossy(),
+        ],
+        &[],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1200 read, 0 sent, 1200 already reported, 0 to send"),
+        "{stdout}"
+    );
+    let file_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("already reported CRD-"))
+        .collect();
+    assert_eq!(file_lines.len(), 11, "{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("summary.json")).expect("summary.json"),
+    )
+    .expect("JSON");
+    assert_eq!(summary["records"]["already_reported"], 1200, "{summary:#}");
+    assert_eq!(summary["records"]["not_reported"], 0, "{summary:#}");
+    let files = summary["files"].as_array().expect("files");
+    assert_eq!(files.len(), 11);
+    assert!(
+        files.iter().all(|f| f["action"] == "already_reported"),
+        "{summary:#}"
+    );
+    let records: u64 = files.iter().filter_map(|f| f["records"].as_u64()).sum();
+    assert_eq!(records, 1200, "the lines add up to the count");
+}
+
+/// `/sandbox/summary` says what happened in lines that fit a terminal; the sandbox's JSON
+/// answers end with a newline.
+#[tokio::test]
+async fn the_sandbox_says_what_happened_in_a_few_lines() {
+    let sb = start().await;
+    let out = report(&sb, &["--period", "2024-04"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let fired = http()
+        .post(format!(
+            "{}/sandbox/platform/schedules/{}/fire",
+            sb.origin(),
+            connect_usage::demo::SCHEDULE_ID
+        ))
+        .send()
+        .await
+        .expect("fire");
+    assert!(fired.status().is_success());
+    let body = fired.text().await.expect("body");
+    assert!(body.ends_with("}\n"), "{body:?}");
+    let resp = http()
+        .get(format!("{}/sandbox/summary", sb.origin()))
+        .send()
+        .await
+        .expect("summary");
+    assert_eq!(
+        resp.headers()["content-type"].to_str().ok(),
+        Some("text/plain; charset=utf-8")
+    );
+    let summary = resp.text().await.expect("text");
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(lines[0], "Usage files: 11 (11 pending)", "{summary}");
+    assert!(
+        lines[1..12]
+            .iter()
+            .all(|l| l.starts_with("  UF-") && l.contains("  2024-04  pending")),
+        "{summary}"
+    );
+    assert!(
+        lines.contains(&"Acknowledgements to the vendor: 0"),
+        "{summary}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("Tasks: 1 (")),
+        "the fired schedule's task: {summary}"
+    );
+    assert!(lines.iter().all(|l| l.chars().count() <= 108), "{summary}");
+    assert!(summary.ends_with('\n'));
+}

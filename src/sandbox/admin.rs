@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/sandbox/info", get(info))
         .route("/sandbox/state", get(state))
+        .route("/sandbox/summary", get(summary))
         .route("/sandbox/events", get(events))
         .route("/sandbox/requests", get(requests))
         .route(
@@ -67,6 +68,39 @@ pub fn routes() -> Router<AppState> {
             // Big enough for frames over the protocol's 2 MiB limit, to test runners with.
             post(platform_send).layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024)),
         )
+        .layer(axum::middleware::map_response(end_json_with_a_newline))
+}
+
+/// JSON answers end with a newline, so `curl` leaves the shell's prompt on a line of its own.
+async fn end_json_with_a_newline(resp: Response) -> Response {
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let mut bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => Vec::from(b),
+        Err(e) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
+        }
+    };
+    if !bytes.ends_with(b"\n") {
+        bytes.push(b'\n');
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// What happened, in a few lines of text ([`super::summary`]).
+async fn summary(State(app): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        super::summary::summary(&app),
+    )
+        .into_response()
 }
 
 fn bad(message: impl Into<String>) -> ApiError {

@@ -29,6 +29,7 @@ pub mod provider;
 pub mod query;
 pub mod server;
 pub mod store;
+pub mod summary;
 pub mod tls;
 pub mod usage_api;
 pub mod vendor_api;
