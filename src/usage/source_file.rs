@@ -97,7 +97,10 @@ impl FileSource {
         if path.is_file() {
             return Ok(());
         }
-        let reason = if self.is_template() {
+        let reason = if path.is_dir() {
+            "a directory, not a file: name the export file itself (or the month's, with {period})"
+                .to_owned()
+        } else if self.is_template() {
             format!(
                 "no such file (USAGE_SOURCE is {}: put the month's export there)",
                 self.path.display()
@@ -225,8 +228,13 @@ fn read_csv(input: impl BufRead, path: &str, tx: &Sender) -> Result<(), SourceEr
         return Err(SourceError::Format {
             path: path.to_owned(),
             reason: format!(
-                "the header row misses column(s) {}; the columns are {}",
+                "the header row misses column(s) {} (it has {}); the usage columns are {}",
                 missing.join(", "),
+                if headers.is_empty() {
+                    "none".to_owned()
+                } else {
+                    headers.join(", ")
+                },
                 FIELDS.join(", ")
             ),
         });
@@ -456,7 +464,9 @@ mod tests {
             .expect_err("missing columns");
         let text = e.to_string();
         assert!(
-            text.contains("misses column(s) item_mpn, start_time, end_time"),
+            text.contains(
+                "misses column(s) item_mpn, start_time, end_time (it has subscription_id, quantity)"
+            ),
             "{text}"
         );
     }
@@ -529,6 +539,19 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "cannot read /no/such/usage.csv: no such file"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_directory_is_named_as_one() {
+        let dir = std::env::temp_dir();
+        let e = FileSource::new(dir.clone()).expect_err("a directory");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot read {}: a directory, not a file: name the export file itself (or the month's, with {{period}})",
+                dir.display()
+            )
         );
     }
 }
