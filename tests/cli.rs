@@ -188,12 +188,17 @@ async fn report_runs_against_the_sandbox_with_meaningful_exit_codes() {
     assert_eq!(summary["records"]["already_reported"], 150);
 
     let refused = report(&[], true).await.expect("runs");
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(refused.status.code(), Some(2));
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("refused the token"), "{err}");
 
     let no_out = report(&["--dry-run"], false).await.expect("runs");
     assert_eq!(no_out.status.code(), Some(2), "--dry-run needs --out");
+    let said = String::from_utf8_lossy(&no_out.stderr);
+    assert!(
+        said.contains("--dry-run needs --out DIR") && !said.contains("Usage:"),
+        "a sentence, not clap's usage line: {said}"
+    );
     let bad_period = report(&["--period", "2024-13"], false).await.expect("runs");
     assert_eq!(bad_period.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_period.stderr).contains("\"2024-13\" is not a month"));
@@ -376,7 +381,7 @@ async fn run_reports_on_schedule_and_stops_cleanly_on_sigterm() {
         .filter(|e| e["event"] == "runner_shutdown")
         .count();
     assert_eq!(shutdowns, 2, "{log:#}");
-    assert!(logs.contains("monthly usage report done"), "{logs}");
+    assert!(logs.contains("usage report done"), "{logs}");
     assert!(!logs.contains(key.expose()), "the key is not logged");
     assert!(
         !logs.contains(sb.usage_token().expose()),

@@ -66,7 +66,8 @@ async fn a_refused_vendor_token_is_said_once() {
     )
     .await;
     let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    // A setting to fix: exit 2, as for a refused API key.
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
     let error: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(error.len(), 1, "{stderr}");
     assert_eq!(error[0].matches("refused the token").count(), 1, "{stderr}");

@@ -501,7 +501,7 @@ async fn the_export_command_fills_a_table_the_report_command_reads() {
     assert_eq!(summary["records"]["read"], 300, "{summary:#}");
     assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD));
 
-    // A wrong password: exit 1 (the source failed), the user named, the password not.
+    // A wrong password: exit 2 (a setting to fix), the user named, the password not.
     let out = tokio::process::Command::new(bin)
         .args(["report", "--dry-run", "--period", "2024-04"])
         .arg("--out")
@@ -515,7 +515,7 @@ async fn the_export_command_fills_a_table_the_report_command_reads() {
         .await
         .expect("runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("password authentication failed for user \"vendor\""),
         "{stderr}"

@@ -13,9 +13,9 @@ use connect_usage::usage::{Period, PollPolicy, ReportOptions, RunError, RunResul
 
 use super::{EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, Failure, config_error, run_error};
 
-/// Where the key goes when `API_ADDRESS` is not set: Connect's production API, as for the
-/// official runner.
-const DEFAULT_API_ADDRESS: &str = "api.connect.cloudblue.com";
+/// Where requests go when `API_ADDRESS` is not set: Connect's production API, the official
+/// runner's default.
+const DEFAULT_API_ADDRESS: &str = connect_usage::runner::config::DEFAULT_SERVER_ADDRESS;
 
 pub const LONG_ABOUT: &str = "Report a month of QT usage to Connect (or the sandbox) once.\n\n\
     Reads the month's usage from USAGE_SOURCE (the vendor usage API; a CSV, JSON Lines or Parquet \
@@ -72,7 +72,7 @@ pub struct ReportArgs {
     #[arg(long, env = "API_ADDRESS", default_value = DEFAULT_API_ADDRESS)]
     api_address: String,
     /// Write the workbooks and the summary to --out; create, upload and submit nothing.
-    #[arg(long, requires = "out")]
+    #[arg(long)]
     dry_run: bool,
     /// Where --dry-run writes (created if missing).
     #[arg(long)]
@@ -93,6 +93,11 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
         None => Period::previous_month(chrono::Utc::now()),
         Some(p) => p.parse().map_err(config_error)?,
     };
+    if args.dry_run && args.out.is_none() {
+        return Err(config_error(anyhow::anyhow!(
+            "--dry-run needs --out DIR: the directory the workbooks and summary.json are written to"
+        )));
+    }
     let settings = ReportSettings::from_lookup(|name| match name {
         USAGE_SOURCE => args.source.clone(),
         USAGE_SOURCE_TOKEN => args.source_token.clone(),
@@ -127,9 +132,14 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
         },
         ..settings.options(period)
     };
-    let summary = report(&client, source.as_ref(), &options)
-        .await
-        .map_err(|e: RunError| run_error(e))?;
+    let summary =
+        report(&client, source.as_ref(), &options)
+            .await
+            .map_err(|e: RunError| match &e {
+                // A token or password the source refuses is a setting to fix, like a bad key.
+                RunError::Source(s) if s.is_configuration() => config_error(e),
+                _ => run_error(e),
+            })?;
     if args.json {
         println!("{}", serde_json::to_string(&summary).map_err(run_error)?);
     } else {
@@ -151,14 +161,15 @@ fn access_error(e: &ConnectError, address: &str, base: &str) -> Failure {
         format!("check API_ADDRESS ({address})")
     } else {
         format!(
-            "API_ADDRESS is not set, so the key went to Connect's production API ({DEFAULT_API_ADDRESS}); \
-             for the sandbox, set API_ADDRESS to the address it prints (http://127.0.0.1:8080 by default)"
+            "API_ADDRESS is not set, so the report talks to Connect's production API \
+             ({DEFAULT_API_ADDRESS}); for the sandbox, set API_ADDRESS to the address it prints \
+             (http://127.0.0.1:8080 by default)"
         )
     };
     let sentence = if matches!(e.status(), Some(401 | 403)) {
         format!(
-            "Connect at {base} refused the API key ({e}): check API_KEY, a key of the Connect \
-             it is sent to; {address_hint}"
+            "Connect at {base} refused the API key ({e}): check API_KEY (a key works only with \
+             the Connect that issued it); {address_hint}"
         )
     } else if e.is_unknown_host() {
         let host = reqwest::Url::parse(base)

@@ -153,7 +153,7 @@ impl AckEndpoint {
             .map_err(|(f, attempts)| {
                 let reason = f.after(attempts);
                 match f {
-                    Failure::Fatal(_) => AckError::Refused {
+                    Failure::Fatal(_) | Failure::Refused(_) => AckError::Refused {
                         url: self.shown_url(),
                         reason,
                     },

@@ -38,6 +38,18 @@ pub enum SourceError {
     Database { target: String, reason: String },
     #[error("bad usage source: {0}")]
     Config(String),
+    /// The source refused the credentials it was given (a token, a password): a setting to
+    /// fix, not a failure to retry.
+    #[error("{source_name}: {reason}")]
+    Refused { source_name: String, reason: String },
+}
+
+impl SourceError {
+    /// A setting is wrong (the source's address or form, a token or password it refuses):
+    /// a person must change the configuration before a run can succeed.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, SourceError::Config(_) | SourceError::Refused { .. })
+    }
 }
 
 /// A batch of items, or the source's failure.

@@ -193,7 +193,13 @@ impl VendorApiSource {
         self.retry
             .run(attempt, judge)
             .await
-            .map_err(|(f, attempts)| self.error(f.after(attempts)))
+            .map_err(|(f, attempts)| match f {
+                Failure::Refused(_) => SourceError::Refused {
+                    source_name: format!("vendor usage API {}", self.shown_url()),
+                    reason: f.after(attempts),
+                },
+                _ => self.error(f.after(attempts)),
+            })
     }
 
     /// Reads the month into `tx`: each page's reading (already under way), in order, then

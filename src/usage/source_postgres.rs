@@ -207,6 +207,18 @@ impl PostgresSpec {
         &self.shown
     }
 
+    /// A failed connection: a refused password is a setting to fix ([`SourceError::Refused`]).
+    fn connect_error(&self, e: &tokio_postgres::Error, who: &Who) -> SourceError {
+        let reason = connect_reason(e, who, self);
+        match e.as_db_error().map(|db| db.code()) {
+            Some(code) if *code == SqlState::INVALID_PASSWORD => SourceError::Refused {
+                source_name: format!("PostgreSQL {}", self.shown),
+                reason,
+            },
+            _ => self.error(reason),
+        }
+    }
+
     fn error(&self, reason: impl Into<String>) -> SourceError {
         SourceError::Database {
             target: self.shown.clone(),
@@ -234,7 +246,7 @@ impl PostgresSpec {
             let (client, connection) = config
                 .connect(tokio_postgres::NoTls)
                 .await
-                .map_err(|e| self.error(connect_reason(&e, &who, self)))?;
+                .map_err(|e| self.connect_error(&e, &who))?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     debug!(error = %e, "PostgreSQL connection ended");
@@ -252,7 +264,7 @@ impl PostgresSpec {
             let (client, connection) = config
                 .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
                 .await
-                .map_err(|e| self.error(connect_reason(&e, &who, self)))?;
+                .map_err(|e| self.connect_error(&e, &who))?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     debug!(error = %e, "PostgreSQL connection ended");

@@ -211,7 +211,13 @@ impl FileUrlSource {
         self.retry
             .run(attempt, Failure::judge)
             .await
-            .map_err(|(f, attempts)| self.error(url, f.after(attempts)))
+            .map_err(|(f, attempts)| match f {
+                Failure::Refused(_) => SourceError::Refused {
+                    source_name: shown_url(url),
+                    reason: f.after(attempts),
+                },
+                _ => self.error(url, f.after(attempts)),
+            })
     }
 
     /// Reads the month into `tx`, then sends the source's failure, if any.

@@ -22,6 +22,8 @@ pub(crate) enum Failure {
     },
     /// Retrying changes nothing.
     Fatal(String),
+    /// 401 or 403: the credentials are refused; retrying changes nothing.
+    Refused(String),
 }
 
 impl fmt::Display for Failure {
@@ -29,7 +31,7 @@ impl fmt::Display for Failure {
         match self {
             Failure::Transport(e) => write!(f, "connection failed: {e}"),
             Failure::Transient { status, text, .. } => write!(f, "HTTP {status}: {text}"),
-            Failure::Fatal(e) => f.write_str(e),
+            Failure::Fatal(e) | Failure::Refused(e) => f.write_str(e),
         }
     }
 }
@@ -42,7 +44,7 @@ impl Failure {
             Failure::Transient { retry_after, .. } => Next::Retry {
                 retry_after: *retry_after,
             },
-            Failure::Fatal(_) => Next::GiveUp,
+            Failure::Fatal(_) | Failure::Refused(_) => Next::GiveUp,
         }
     }
 
@@ -64,7 +66,7 @@ impl Failure {
     ) -> Failure {
         let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
         match status.as_u16() {
-            401 | 403 => Failure::Fatal(format!("HTTP {status}: {refused}")),
+            401 | 403 => Failure::Refused(format!("HTTP {status}: {refused}")),
             429 | 500..=599 => Failure::Transient {
                 status: status.as_u16(),
                 retry_after: headers
