@@ -422,10 +422,20 @@ impl Watcher {
                 .iter()
                 .any(|a| &a.0 == file && a.1 == "rejected");
             match to.as_str() {
-                "ready" if rejected_before => out.push(format!(
-                    "{} rebuilt from the vendor's data and uploaded again: ready",
-                    describe(file)
-                )),
+                "ready" if rejected_before => {
+                    // The rejection came first: say it before the rebuild it caused.
+                    for (file, decision, note) in view.answers.iter().skip(self.answers) {
+                        out.push(format!(
+                            "provider {decision} {}: \"{note}\"",
+                            describe(file)
+                        ));
+                    }
+                    self.answers = view.answers.len();
+                    out.push(format!(
+                        "{} rebuilt from the vendor's data and uploaded again: ready",
+                        describe(file)
+                    ));
+                }
                 "invalid" => out.push(format!("{} is invalid", describe(file))),
                 "pending" => out.push(format!(
                     "{} submitted to the provider ({records} records)",

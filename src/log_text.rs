@@ -38,18 +38,26 @@ where
             write!(writer, "{now} {level:>5} ")?;
         }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
-        if let Some(task) = ctx.event_scope().and_then(|scope| {
-            scope
-                .from_root()
-                .filter(|span| span.name() == "task")
-                .last()
-                .and_then(|span| {
-                    let ext = span.extensions();
-                    ext.get::<FormattedFields<N>>()
-                        .map(|fields| compact_task(fields.as_str()))
-                })
+        if let Some(tag) = ctx.event_scope().and_then(|scope| {
+            // The innermost task, else the session (a runner holds two: interactive and
+            // background, which log the same lines when they connect).
+            let mut tag = None;
+            for span in scope.from_root() {
+                let ext = span.extensions();
+                let Some(fields) = ext.get::<FormattedFields<N>>() else {
+                    continue;
+                };
+                match span.name() {
+                    "task" => tag = Some(compact_task(fields.as_str())),
+                    "session" if tag.is_none() => {
+                        tag = field(fields.as_str(), "runner_type").map(str::to_owned);
+                    }
+                    _ => {}
+                }
+            }
+            tag
         }) {
-            write!(writer, " [{task}]")?;
+            write!(writer, " [{tag}]")?;
         }
         writeln!(writer)
     }
@@ -68,19 +76,21 @@ fn color(level: Level) -> &'static str {
 /// The task's id and the object it is about, from the `task` span's formatted fields
 /// (`task_id=TQ-... category=... event_type=... object_id=UF-...`).
 fn compact_task(fields: &str) -> String {
-    let field = |name: &str| {
-        fields
-            .split(' ')
-            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
-            .map(|v| v.trim_matches('"'))
-    };
-    match (field("task_id"), field("object_id")) {
+    match (field(fields, "task_id"), field(fields, "object_id")) {
         (Some(task), Some(object)) if !object.is_empty() && object != task => {
             format!("{task} {object}")
         }
         (Some(task), _) => task.to_owned(),
         _ => fields.to_owned(),
     }
+}
+
+/// A field's value in a span's formatted fields (`name=value` or `name="value"`).
+fn field<'a>(fields: &'a str, name: &str) -> Option<&'a str> {
+    fields
+        .split(' ')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .map(|v| v.trim_matches('"'))
 }
 
 #[cfg(test)]
@@ -134,7 +144,10 @@ mod tests {
         // 2026-12-03T04:30:00.603Z
         let (time, rest) = out[0].split_at(24);
         assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{time}");
-        assert_eq!(rest, "  INFO usage report starts period=\"2024-04\"");
+        assert_eq!(
+            rest,
+            "  INFO usage report starts period=\"2024-04\" [background]"
+        );
         assert_eq!(
             &out[1][24..],
             "  WARN request failed, retrying attempt=2 [TQ-554-000-013 UF-2026-11-0000-0002]"

@@ -248,7 +248,7 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
     println!("connect-usage sandbox is running.\n");
     println!("  Connect API  {api}");
     println!(
-        "  Sandbox API  {}/sandbox  (GET state, PUT faults, PUT config, PUT provider, POST reset)\n",
+        "  Sandbox API  {}/sandbox  (GET summary: what happened; GET state, PUT faults, POST reset...)\n",
         sandbox.origin()
     );
     println!("  API keys (send as \"Authorization: ApiKey <key>\"):");

@@ -6,7 +6,7 @@
 //! reports nothing twice: files are found again by their deterministic external id.
 
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::runner::{HandlerError, Outcome, TaskContext};
 use crate::usage::config::{
@@ -70,7 +70,6 @@ pub async fn report_monthly_usage(
     // Source and catalog failures are errors: the platform runs the task again, and the run
     // resumes from Connect's state.
     let summary = report(&ctx.client, source.as_ref(), &options).await?;
-    info!(summary = %summary.one_line(), "monthly usage report done");
     // The records not sent, each with its position and reason (the first of each kind).
     for p in &summary.problems {
         warn!(period = %period, problem = %p, "usage record not sent");

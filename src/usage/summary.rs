@@ -255,7 +255,7 @@ impl RunSummary {
         };
         format!(
             "{} {}: {} files created, {} resumed, {} already reported, {} waiting, {} failed; \
-             {} records sent, {} invalid, {} unplaceable{conflicts}; {} Connect API calls in {:.1} s",
+             {} records sent, {} invalid, {} unplaceable{conflicts}; {} Connect API calls in {}",
             self.period,
             self.result,
             g.created,
@@ -267,8 +267,17 @@ impl RunSummary {
             r.invalid,
             r.unplaceable,
             self.api_calls,
-            self.duration_ms as f64 / 1000.0
+            duration_text(self.duration_ms)
         )
+    }
+}
+
+/// `840 ms` below a second (a small month reports in milliseconds), else `2.5 s`.
+fn duration_text(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
     }
 }
 
@@ -285,7 +294,8 @@ impl fmt::Display for RunSummary {
         let r = &self.records;
         writeln!(
             f,
-            "  records: {} read, {} sent, {} already reported, {} {}, {} of non-QT products, {} invalid, {} unplaceable, {} in conflict",
+            // Two lines each, so that they fit a terminal.
+            "  records: {} read, {} sent, {} already reported, {} {},\n           {} of non-QT products, {} invalid, {} unplaceable, {} in conflict",
             r.read,
             r.sent,
             r.already_reported,
@@ -303,7 +313,7 @@ impl fmt::Display for RunSummary {
         let g = &self.groups;
         writeln!(
             f,
-            "  files:   {} created, {} resumed, {} already reported, {} changed after report, {} rejected, {} waiting, {} failed, {} deleted, {} not QT{}",
+            "  files:   {} created, {} resumed, {} already reported, {} changed after report,\n           {} rejected, {} waiting, {} failed, {} deleted, {} not QT{}",
             g.created,
             g.resumed,
             g.already_reported,
@@ -358,9 +368,9 @@ impl fmt::Display for RunSummary {
         }
         write!(
             f,
-            "  {} Connect API calls, {:.1} s",
+            "  {} Connect API calls, {}",
             self.api_calls,
-            self.duration_ms as f64 / 1000.0
+            duration_text(self.duration_ms)
         )
     }
 }

@@ -89,7 +89,7 @@ pub(super) async fn report_group(
                 info!(
                     external_id = %f.external_id,
                     file = f.file_id.as_deref().unwrap_or("-"),
-                    action = %f.action,
+                    action = ?f.action.to_string(),
                     records = f.records,
                     "usage file"
                 );

@@ -86,7 +86,10 @@ pub(super) async fn place(run: &Arc<Run>, spool: Spool) -> Result<Placed, RunErr
     let (tx, groups) = mpsc::unbounded_channel();
     let (run2, catalog2) = (run.clone(), catalog.clone());
     let started = std::time::Instant::now();
+    // The thread's log lines belong to the run's task, like the rest of the run's.
+    let span = tracing::Span::current();
     let done = tokio::task::spawn_blocking(move || {
+        let _in_task = span.enter();
         let mut problems = spool.problems.clone();
         let work_bytes = place_all(&run2, &spool, &catalog2, &mut problems, &tx)?;
         Ok(PlaceDone {
