@@ -1,5 +1,6 @@
 //! The readable log line (`--log-format text`, the default): time, level and message first,
-//! then the event's fields, then the task it belongs to in a few characters. tracing's own
+//! then the event's fields, then the task it belongs to in a few characters (its id and
+//! object), or outside a task the runner's session (`interactive`, `background`). tracing's own
 //! format leads with every enclosing span and all its fields
 //! (`task{task_id=... category=... event_type=... object_id=...}:`) and the module path, which
 //! put the message a hundred columns to the right; JSON (`--log-format json`) keeps everything.
