@@ -7,7 +7,9 @@
 
 use std::fmt;
 
+use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -61,6 +63,71 @@ where
             write!(writer, " [{tag}]")?;
         }
         writeln!(writer)
+    }
+}
+
+/// The fields of [`ReadableFormat`]: the message bare, then `name=value`, a value quoted (as
+/// Rust quotes a string) when it holds a space or is empty, so that where one value ends and the
+/// next field begins is never in doubt.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadableFields;
+
+impl<'w> FormatFields<'w> for ReadableFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut visitor = FieldWriter {
+            writer,
+            result: Ok(()),
+            first: true,
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct FieldWriter<'w> {
+    writer: Writer<'w>,
+    result: fmt::Result,
+    first: bool,
+}
+
+impl FieldWriter<'_> {
+    fn put(&mut self, name: &str, value: &str) {
+        if self.result.is_err() {
+            return;
+        }
+        let gap = if self.first { "" } else { " " };
+        self.first = false;
+        self.result = if name == "message" {
+            write!(self.writer, "{gap}{value}")
+        } else if value.is_empty() || value.contains(char::is_whitespace) {
+            write!(self.writer, "{gap}{name}={value:?}")
+        } else {
+            write!(self.writer, "{gap}{name}={value}")
+        };
+    }
+}
+
+impl Visit for FieldWriter<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field.name(), value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
+        // A string given with `?` is already quoted.
+        if text.starts_with('"')
+            && text.ends_with('"')
+            && text.len() >= 2
+            && field.name() != "message"
+        {
+            if self.result.is_ok() {
+                let gap = if self.first { "" } else { " " };
+                self.first = false;
+                self.result = write!(self.writer, "{gap}{}={text}", field.name());
+            }
+            return;
+        }
+        self.put(field.name(), &text);
     }
 }
 
@@ -122,6 +189,7 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
                 .event_format(ReadableFormat)
+                .fmt_fields(ReadableFields)
                 .with_ansi(false)
                 .with_writer(move || sink.clone()),
         );
@@ -137,7 +205,7 @@ mod tests {
                 object_id = "UF-2026-11-0000-0002",
             );
             let _t = task.enter();
-            warn!(attempt = 2, "request failed, retrying");
+            warn!(attempt = 2, reason = %"connection refused", file = ?"UF-1", "request failed, retrying");
         });
         let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
         let out: Vec<&str> = text.lines().collect();
@@ -147,11 +215,11 @@ mod tests {
         assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{time}");
         assert_eq!(
             rest,
-            "  INFO usage report starts period=\"2024-04\" [background]"
+            "  INFO usage report starts period=2024-04 [background]"
         );
         assert_eq!(
             &out[1][24..],
-            "  WARN request failed, retrying attempt=2 [TQ-554-000-013 UF-2026-11-0000-0002]"
+            "  WARN request failed, retrying attempt=2 reason=\"connection refused\" file=\"UF-1\" [TQ-554-000-013 UF-2026-11-0000-0002]"
         );
     }
 

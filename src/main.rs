@@ -95,6 +95,7 @@ fn init_logging(logging: &Logging, default_level: &str) -> cli::LogControl {
             .with(
                 tracing_subscriber::fmt::layer()
                     .event_format(connect_usage::log_text::ReadableFormat)
+                    .fmt_fields(connect_usage::log_text::ReadableFields)
                     .with_ansi(ansi)
                     .with_writer(std::io::stderr),
             )

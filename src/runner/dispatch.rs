@@ -127,7 +127,8 @@ pub(crate) async fn execute(
             result = output.result.as_str(),
             runtime_s = output.runtime,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            message = output.message.as_deref().unwrap_or(""),
+            // Not `message`: that is the event's own text.
+            output = output.message.as_deref().unwrap_or(""),
             "task done"
         );
         Some(output)
