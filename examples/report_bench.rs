@@ -254,7 +254,7 @@ async fn parent() -> Result<(), Failure> {
             c.env("BENCH_SOURCE", &file);
             run(c, "dry-run-parquet phase")?;
             let mut c = child("read");
-            c.env("BENCH_FILE", &file)
+            c.env("BENCH_SOURCE", &file)
                 .env("BENCH_LABEL", "  the Parquet source alone");
             run(c, "read phase")?;
             if kept.is_none() {
@@ -492,8 +492,7 @@ fn dry_options() -> ReportOptions {
 
 async fn phase_dry_run(label: &str) -> Result<(), Failure> {
     let client = client()?;
-    let source =
-        SourceSpec::parse(&env("BENCH_SOURCE"), |name| std::env::var(name).ok())?.open()?;
+    let source = open_source()?;
     let started = Instant::now();
     let summary = report(&client, source.as_ref(), &dry_options()).await?;
     print(label, summary.records.read, started.elapsed());
@@ -511,9 +510,14 @@ async fn phase_dry_run(label: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The source a phase reads: `BENCH_SOURCE`, as `USAGE_SOURCE` takes it.
+fn open_source() -> Result<Box<dyn connect_usage::usage::UsageSource>, Failure> {
+    Ok(SourceSpec::parse(&env("BENCH_SOURCE"), |name| std::env::var(name).ok())?.open()?)
+}
+
 /// The file source alone: every item read and dropped.
 async fn phase_read() -> Result<(), Failure> {
-    let source = SourceSpec::File(env_path("BENCH_FILE")).open()?;
+    let source = open_source()?;
     let started = Instant::now();
     let mut batches = source.records(period());
     let mut items = 0;

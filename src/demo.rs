@@ -408,6 +408,16 @@ impl Watcher {
                 )
             })
         };
+        // The provider's answers after the first `seen`, told once.
+        let answers_since = |seen: &mut usize, out: &mut Vec<String>| {
+            for (file, decision, note) in view.answers.iter().skip(*seen) {
+                out.push(format!(
+                    "provider {decision} {}: \"{note}\"",
+                    describe(file)
+                ));
+            }
+            *seen = view.answers.len();
+        };
         for (seq, file, to) in &view.events {
             if *seq <= self.last_event {
                 continue;
@@ -424,13 +434,7 @@ impl Watcher {
             match to.as_str() {
                 "ready" if rejected_before => {
                     // The rejection came first: say it before the rebuild it caused.
-                    for (file, decision, note) in view.answers.iter().skip(self.answers) {
-                        out.push(format!(
-                            "provider {decision} {}: \"{note}\"",
-                            describe(file)
-                        ));
-                    }
-                    self.answers = view.answers.len();
+                    answers_since(&mut self.answers, &mut out);
                     out.push(format!(
                         "{} rebuilt from the vendor's data and uploaded again: ready",
                         describe(file)
@@ -444,13 +448,7 @@ impl Watcher {
                 _ => {}
             }
         }
-        for (file, decision, note) in view.answers.iter().skip(self.answers) {
-            out.push(format!(
-                "provider {decision} {}: \"{note}\"",
-                describe(file)
-            ));
-        }
-        self.answers = view.answers.len();
+        answers_since(&mut self.answers, &mut out);
         for t in &view.tasks {
             let done = matches!(t.status.as_str(), "succeeded" | "skipped" | "failed");
             if !done || !self.finished_tasks.insert(t.id.clone()) {

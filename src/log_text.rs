@@ -91,43 +91,39 @@ struct FieldWriter<'w> {
 }
 
 impl FieldWriter<'_> {
-    fn put(&mut self, name: &str, value: &str) {
+    /// Writes `name=rendered` (the message: `rendered` alone) after a space unless first.
+    fn write(&mut self, name: &str, rendered: &str) {
         if self.result.is_err() {
             return;
         }
         let gap = if self.first { "" } else { " " };
         self.first = false;
         self.result = if name == "message" {
-            write!(self.writer, "{gap}{value}")
-        } else if value.is_empty() || value.contains(char::is_whitespace) {
-            write!(self.writer, "{gap}{name}={value:?}")
+            write!(self.writer, "{gap}{rendered}")
         } else {
-            write!(self.writer, "{gap}{name}={value}")
+            write!(self.writer, "{gap}{name}={rendered}")
         };
     }
 }
 
 impl Visit for FieldWriter<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field.name(), value);
+        if field.name() != "message" && (value.is_empty() || value.contains(char::is_whitespace)) {
+            self.write(field.name(), &format!("{value:?}"));
+        } else {
+            self.write(field.name(), value);
+        }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let text = format!("{value:?}");
         // A string given with `?` is already quoted.
-        if text.starts_with('"')
-            && text.ends_with('"')
-            && text.len() >= 2
-            && field.name() != "message"
-        {
-            if self.result.is_ok() {
-                let gap = if self.first { "" } else { " " };
-                self.first = false;
-                self.result = write!(self.writer, "{gap}{}={text}", field.name());
-            }
-            return;
+        let quoted = text.len() >= 2 && text.starts_with('"') && text.ends_with('"');
+        if quoted && field.name() != "message" {
+            self.write(field.name(), &text);
+        } else {
+            self.record_str(field, &text);
         }
-        self.put(field.name(), &text);
     }
 }
 

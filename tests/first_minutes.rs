@@ -119,17 +119,7 @@ async fn the_documented_csv_example_reports_against_the_sandbox() {
 
 /// The sandbox's requests to the vendor usage API so far.
 async fn usage_reads(sb: &Sandbox) -> usize {
-    admin_get(sb, "requests")
-        .await
-        .as_array()
-        .expect("requests")
-        .iter()
-        .filter(|r| {
-            r["path"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("/vendor/v1/usage"))
-        })
-        .count()
+    requests_under(sb, "/vendor/v1/usage").await.len()
 }
 
 #[tokio::test]

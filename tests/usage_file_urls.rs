@@ -70,16 +70,9 @@ fn assert_same(want: &[SourceItem], got: Vec<SourceItem>, what: &str) {
 
 /// The requests the sandbox logged for its exports: (status, fault).
 async fn export_requests(sb: &Sandbox) -> Vec<(u64, Option<String>)> {
-    admin_get(sb, "requests")
+    requests_under(sb, "/vendor/v1/exports")
         .await
-        .as_array()
-        .expect("requests")
         .iter()
-        .filter(|r| {
-            r["path"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("/vendor/v1/exports"))
-        })
         .map(|r| {
             (
                 r["status"].as_u64().unwrap_or_default(),

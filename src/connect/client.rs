@@ -223,19 +223,7 @@ impl ConnectClient {
             method: Method::GET,
             path: url.split('?').next().unwrap_or_default().to_owned(),
         };
-        let transport = |e: reqwest::Error| {
-            let (connect, timeout) = (e.is_connect(), e.is_timeout());
-            let unknown_host = names_no_host(&crate::error_text::error_text(&e));
-            ConnectError::new(
-                Some(line.clone()),
-                ErrorKind::Transport {
-                    reason: e.without_url().to_string(),
-                    connect,
-                    timeout,
-                    unknown_host,
-                },
-            )
-        };
+        let transport = |e: reqwest::Error| transport_error(&line, e);
         let attempt = || async {
             self.inner.sent.fetch_add(1, Ordering::Relaxed);
             let resp = self

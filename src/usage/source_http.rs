@@ -193,12 +193,12 @@ impl VendorApiSource {
         self.retry
             .run(attempt, judge)
             .await
-            .map_err(|(f, attempts)| match f {
-                Failure::Refused(_) => SourceError::Refused {
-                    source_name: format!("vendor usage API {}", self.shown_url()),
-                    reason: f.after(attempts),
-                },
-                _ => self.error(f.after(attempts)),
+            .map_err(|(f, attempts)| {
+                f.into_source_error(
+                    attempts,
+                    || format!("vendor usage API {}", self.shown_url()),
+                    |reason| self.error(reason),
+                )
             })
     }
 

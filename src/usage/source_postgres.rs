@@ -109,12 +109,9 @@ fn config_error(reason: impl fmt::Display) -> SourceError {
     SourceError::Config(format!("USAGE_SOURCE (PostgreSQL): {reason}"))
 }
 
-/// A tokio-postgres error with its cause, which its own `Display` leaves out.
+/// A tokio-postgres error with its causes, which its own `Display` leaves out.
 fn chain(e: &tokio_postgres::Error) -> String {
-    match std::error::Error::source(e) {
-        Some(cause) => format!("{e}: {cause}"),
-        None => e.to_string(),
-    }
+    crate::error_text::error_text(e)
 }
 
 impl PostgresSpec {

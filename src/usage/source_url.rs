@@ -211,12 +211,12 @@ impl FileUrlSource {
         self.retry
             .run(attempt, Failure::judge)
             .await
-            .map_err(|(f, attempts)| match f {
-                Failure::Refused(_) => SourceError::Refused {
-                    source_name: shown_url(url),
-                    reason: f.after(attempts),
-                },
-                _ => self.error(url, f.after(attempts)),
+            .map_err(|(f, attempts)| {
+                f.into_source_error(
+                    attempts,
+                    || shown_url(url),
+                    |reason| self.error(url, reason),
+                )
             })
     }
 
@@ -332,18 +332,7 @@ fn transport(e: reqwest::Error) -> Failure {
 }
 
 fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
+    crate::error_text::error_text(&e.without_url())
 }
 
 /// The start of an error answer's body, as text.

@@ -48,6 +48,24 @@ impl Failure {
         }
     }
 
+    /// The source's error once the retries are over: a refusal is [`SourceError::Refused`]
+    /// by `source_name`, anything else what `other` makes of the reason.
+    pub(crate) fn into_source_error(
+        self,
+        attempts: u32,
+        source_name: impl FnOnce() -> String,
+        other: impl FnOnce(String) -> crate::usage::SourceError,
+    ) -> crate::usage::SourceError {
+        let reason = self.after(attempts);
+        match self {
+            Failure::Refused(_) => crate::usage::SourceError::Refused {
+                source_name: source_name(),
+                reason,
+            },
+            _ => other(reason),
+        }
+    }
+
     /// The reason to give once the retries are over.
     pub(crate) fn after(&self, attempts: u32) -> String {
         if attempts > 1 {

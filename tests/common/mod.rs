@@ -87,6 +87,17 @@ pub fn open_xlsx(bytes: Vec<u8>) -> calamine::Xlsx<std::io::Cursor<Vec<u8>>> {
     calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).expect("an xlsx workbook")
 }
 
+/// The requests the sandbox logged whose path starts with `prefix`, oldest first.
+pub async fn requests_under(sb: &Sandbox, prefix: &str) -> Vec<Value> {
+    let log = admin_get(sb, "requests").await;
+    log.as_array()
+        .expect("requests")
+        .iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with(prefix)))
+        .cloned()
+        .collect()
+}
+
 /// GET on the sandbox's own API.
 pub async fn admin_get(sb: &Sandbox, path: &str) -> Value {
     http()
