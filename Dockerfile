@@ -26,6 +26,10 @@ ENV LOG_FORMAT=json
 # A month's work files go to WORK_DIR (/tmp unless set): about 200 bytes a record, so for
 # months of millions of records give them a volume (-v cu-work:/work -e WORK_DIR=/work; /work
 # belongs to the extension's user, and a new named volume takes that over).
+# /metrics (Prometheus), /healthz and /readyz for the orchestrator's probes (README,
+# "Monitoring"); unset METRICS_ADDRESS to turn the listener off.
+ENV METRICS_ADDRESS=0.0.0.0:9102
+EXPOSE 9102
 # tini forwards SIGTERM to the runner (clean shutdown: running tasks finish, results are
 # delivered) and reaps zombies.
 ENTRYPOINT ["tini", "--", "connect-usage", "run"]

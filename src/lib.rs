@@ -13,6 +13,8 @@
 //! - [`error_text`]: an error and its causes in one line, each said once.
 //! - [`log_text`]: the readable log line.
 //! - [`memory`]: how the process takes memory from the kernel.
+//! - [`metrics`]: the Prometheus families and their exposition; [`probe_server`]: `/metrics`,
+//!   `/healthz` and `/readyz` for an operator's monitoring.
 
 pub mod connect;
 pub mod demo;
@@ -21,6 +23,8 @@ pub mod handlers;
 pub mod log_text;
 pub mod logging;
 pub mod memory;
+pub mod metrics;
+pub mod probe_server;
 pub mod registry;
 pub mod rql;
 pub mod runner;

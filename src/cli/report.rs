@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use connect_usage::connect::{ApiKey, ConnectClient, ConnectError, ErrorKind, api_base_url};
+use connect_usage::metrics;
 use connect_usage::usage::config::{
     DEFAULT_CONCURRENCY, MAX_RECORDS_PER_FILE, PGPASSWORD, REPORT_CONCURRENCY, ReportSettings,
     USAGE_AGGREGATION, USAGE_QUERY, USAGE_SOURCE, USAGE_SOURCE_TOKEN, WORK_DIR,
@@ -28,6 +29,8 @@ pub const LONG_ABOUT: &str = "Report a month of QT usage to Connect (or the sand
     external ids, so running twice, or again after a crash, never reports twice. A month of any \
     size runs in bounded memory: what must wait is kept in --work-dir, removed at the end.\n\n\
     With --dry-run it writes the workbooks and summary.json to --out and sends nothing.\n\n\
+    With --metrics-file PATH the run's figures are written to PATH in the Prometheus text \
+    format (node_exporter's textfile collector).\n\n\
     Exit codes: 0 everything reported, 3 part of it (records not sent, files not submitted yet, \
     or records whose usage changed after it was reported: see the summary), 1 nothing, \
     2 bad settings.";
@@ -86,6 +89,10 @@ pub struct ReportArgs {
     /// Seconds to wait for Connect's processing before leaving the file to the ready event.
     #[arg(long, default_value_t = 120)]
     poll_timeout_secs: u64,
+    /// Write the run's figures to this file in the Prometheus text format, replaced whole
+    /// (for node_exporter's textfile collector: a path ending in .prom in its directory).
+    #[arg(long, env = "METRICS_FILE")]
+    metrics_file: Option<PathBuf>,
 }
 
 pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
@@ -132,14 +139,15 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
         },
         ..settings.options(period)
     };
-    let summary =
-        report(&client, source.as_ref(), &options)
-            .await
-            .map_err(|e: RunError| match &e {
-                // A token or password the source refuses is a setting to fix, like a bad key.
-                RunError::Source(s) if s.is_configuration() => config_error(e),
-                _ => run_error(e),
-            })?;
+    let outcome = report(&client, source.as_ref(), &options).await;
+    if let Some(path) = &args.metrics_file {
+        write_metrics_file(path).map_err(run_error)?;
+    }
+    let summary = outcome.map_err(|e: RunError| match &e {
+        // A token or password the source refuses is a setting to fix, like a bad key.
+        RunError::Source(s) if s.is_configuration() => config_error(e),
+        _ => run_error(e),
+    })?;
     if args.json {
         println!("{}", serde_json::to_string(&summary).map_err(run_error)?);
     } else {
@@ -150,6 +158,54 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
         RunResult::Partial => EXIT_PARTIAL,
         RunResult::Failed => EXIT_FAILURE,
     })
+}
+
+/// Writes the run's figures (the `connect_usage_*` and `connect_api_*` families) to `path`,
+/// replacing it whole. A run that did not complete keeps the previous file's time of the last
+/// complete run: each run is a new process, and the alert on "no complete run in 35 days"
+/// must not fire because one run was partial.
+fn write_metrics_file(path: &std::path::Path) -> anyhow::Result<()> {
+    connect_usage::connect::metrics::register();
+    connect_usage::usage::metrics::register();
+    let mut text = metrics::encode(|name| {
+        name.starts_with("connect_usage_") || name.starts_with("connect_api_")
+    });
+    if let Ok(previous) = std::fs::read_to_string(path) {
+        text.push_str(&carried_over(&text, &previous));
+    }
+    metrics::write_atomically(path, &text).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write the metrics file {}: {e} (check that its directory exists and is \
+             writable)",
+            path.display()
+        )
+    })
+}
+
+/// The lines of `previous` that `text` must carry over: the last complete run's family,
+/// when this run did not complete.
+fn carried_over(text: &str, previous: &str) -> String {
+    const LAST_COMPLETE: &str = "connect_usage_last_complete_run_timestamp_seconds";
+    let mine = |line: &str| {
+        [
+            format!("# HELP {LAST_COMPLETE} "),
+            format!("# TYPE {LAST_COMPLETE} "),
+            format!("{LAST_COMPLETE} "),
+        ]
+        .iter()
+        .any(|p| line.starts_with(p.as_str()))
+    };
+    if text
+        .lines()
+        .any(|l| l.starts_with(&format!("{LAST_COMPLETE} ")))
+    {
+        return String::new();
+    }
+    previous
+        .lines()
+        .filter(|l| mine(l))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// Connect's answer to the first request, as what to check. `address` is `API_ADDRESS` (or
@@ -186,4 +242,32 @@ fn access_error(e: &ConnectError, address: &str, base: &str) -> Failure {
         return run_error(anyhow::anyhow!("cannot reach Connect at {base}: {e}"));
     };
     config_error(anyhow::anyhow!(sentence))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carried_over;
+
+    const FAMILY: &str = "# HELP connect_usage_last_complete_run_timestamp_seconds When.\n\
+                          # TYPE connect_usage_last_complete_run_timestamp_seconds gauge\n\
+                          connect_usage_last_complete_run_timestamp_seconds 1700000000\n";
+
+    #[test]
+    fn a_run_that_did_not_complete_keeps_the_last_complete_time() {
+        let now = "# TYPE connect_usage_last_run_duration_seconds gauge\n\
+                   connect_usage_last_run_duration_seconds 3\n";
+        let old = format!("{now}{FAMILY}");
+        assert_eq!(carried_over(now, &old), FAMILY);
+    }
+
+    #[test]
+    fn a_complete_run_writes_its_own_time() {
+        let now = FAMILY.replace("1700000000", "1800000000");
+        assert_eq!(carried_over(&now, FAMILY), "");
+    }
+
+    #[test]
+    fn nothing_to_carry_from_a_file_without_a_complete_run() {
+        assert_eq!(carried_over("a 1\n", "a 0\n"), "");
+    }
 }

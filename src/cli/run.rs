@@ -1,8 +1,10 @@
 //! `connect-usage run`: the extension in production, connected to Connect's events platform.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
+use connect_usage::probe_server;
 use connect_usage::registry::Registry;
 use connect_usage::runner::config::InstanceIdSource;
 use connect_usage::runner::{Runner, RunnerConfig, StopReason};
@@ -22,13 +24,18 @@ pub const LONG_ABOUT: &str = "Run the extension: connect to Connect's events pla
     BACKGROUND_TASK_MAX_EXECUTION_TIME, INTERACTIVE_TASK_MAX_EXECUTION_TIME,\n  \
     SCHEDULED_TASK_MAX_EXECUTION_TIME   seconds (300, 120, 43200)\n  \
     TASK_CONCURRENCY          tasks run at once per session (64)\n  \
-    SHUTDOWN_GRACE_SECONDS    time running tasks get after SIGTERM (30)\n\n\
+    SHUTDOWN_GRACE_SECONDS    time running tasks get after SIGTERM (30)\n  \
+    METRICS_ADDRESS  host:port for /metrics (Prometheus), /healthz and /readyz, e.g. \
+    0.0.0.0:9102 (unset: no listener)\n\n\
     The extension's own settings (USAGE_SOURCE, USAGE_SOURCE_TOKEN, REPORT_CONCURRENCY) are \
     variables set in Connect; the platform sends them. On SIGTERM or Ctrl-C the runner tells the \
     platform, finishes running tasks within the grace period, delivers their results and exits 0 \
     (4 if some results could not be delivered; the platform delivers those tasks again).\n\n\
     To try it locally: `connect-usage sandbox`, then the API_KEY, ENVIRONMENT_ID and \
     SERVER_ADDRESS it prints.";
+
+/// Where the operator's endpoint listens (unset: nowhere).
+pub const METRICS_ADDRESS: &str = "METRICS_ADDRESS";
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -54,9 +61,26 @@ pub async fn run(args: RunArgs, logs: LogControl) -> Result<u8, Failure> {
     .map_err(config_error)?;
     let descriptor = super::describe::load_descriptor(args.extension_json.as_deref())?;
     let registry = Registry::collect().map_err(config_error)?;
+    // Bound before connecting: a port that cannot be had is a setting to fix, said at once.
+    let probe_listener = match std::env::var(METRICS_ADDRESS)
+        .ok()
+        .filter(|a| !a.trim().is_empty())
+    {
+        Some(address) => Some(probe_server::bind(&address).await.map_err(config_error)?),
+        None => None,
+    };
     let runner = Runner::new(config, registry, &descriptor, logs.platform_hook())
         .map_err(config_error)?
         .start();
+    if let Some(listener) = probe_listener {
+        connect_usage::runner::metrics::register();
+        connect_usage::connect::metrics::register();
+        connect_usage::usage::metrics::register();
+        if let Ok(address) = listener.local_addr() {
+            info!(%address, "serving /metrics, /healthz and /readyz");
+        }
+        probe_server::serve(listener, Arc::new(runner.readiness()));
+    }
     tokio::select! {
         _ = connect_usage::sandbox::wait_for_signal() => {
             info!("stop requested: finishing running tasks");

@@ -478,7 +478,11 @@ impl ConnectClient {
         // A 429 is the server declining the request (RFC 6585), so it is sent again whatever
         // `replay` says; any other failure of an unsafe request may have been applied.
         let idempotent = replay == Replay::Safe;
+        let attempts = std::sync::atomic::AtomicU32::new(0);
         let attempt = || async {
+            if attempts.fetch_add(1, Ordering::Relaxed) > 0 {
+                super::metrics::retry(line.method.as_str());
+            }
             let started = Instant::now();
             let resp = self.attempt(&line, &body).await?;
             if resp.status.is_success() {
@@ -559,8 +563,12 @@ impl ConnectClient {
                 req.multipart(reqwest::multipart::Form::new().part(*field, part))
             }
         };
-        let resp = req.send().await.map_err(|e| transport_error(line, e))?;
+        let resp = req.send().await.map_err(|e| {
+            super::metrics::request(line.method.as_str(), None);
+            transport_error(line, e)
+        })?;
         let status = resp.status();
+        super::metrics::request(line.method.as_str(), Some(status.as_u16()));
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| transport_error(line, e))?;
         Ok(RawResponse {

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod metrics;
 pub mod models;
 pub mod paging;
 pub mod resources;

@@ -123,6 +123,12 @@ pub(crate) async fn execute(
         }
         let started = Instant::now();
         let output = run(&shared, task, info, category).await;
+        super::metrics::task_answered(
+            category.as_str(),
+            &task.input.event_type,
+            output.result.as_str(),
+            started.elapsed(),
+        );
         info!(
             result = output.result.as_str(),
             runtime_s = output.runtime,

@@ -10,10 +10,12 @@
 //!   life (handshake, keep-alive, reconnection, result delivery). [`dispatch`]: one task's.
 //! - [`config`]: the official runner's environment variables. [`backoff`]: the reconnection
 //!   policy. [`setup`]: what the platform's setup responses say. [`task`]: what handlers see.
+//!   [`metrics`]: what an operator watches.
 
 pub mod backoff;
 pub mod config;
 mod dispatch;
+pub mod metrics;
 pub mod protocol;
 pub mod session;
 pub mod setup;
@@ -175,6 +177,30 @@ impl RunnerHandle {
             true
         };
         tokio::time::timeout(limit, all).await.unwrap_or(false)
+    }
+
+    /// A check of whether the runner can take tasks: every session connected and the
+    /// platform's setup received; otherwise why not, in a sentence (`/readyz` shows it).
+    pub fn readiness(&self) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {
+        let states = self.states.clone();
+        let shared = self.shared.clone();
+        move || {
+            let mut not_ready = Vec::new();
+            for (kind, state) in &states {
+                let state = state.borrow().clone();
+                if state != ConnectionState::Connected {
+                    not_ready.push(format!("{} session {}", kind.as_str(), state.describe()));
+                }
+            }
+            if not_ready.is_empty() && !shared.setup().received() {
+                not_ready.push("no setup from the platform yet".to_owned());
+            }
+            if not_ready.is_empty() {
+                Ok(())
+            } else {
+                Err(not_ready.join("; "))
+            }
+        }
     }
 
     pub fn stats(&self) -> &RunnerStats {

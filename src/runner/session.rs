@@ -23,6 +23,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use super::backoff::{Backoff, FailureKind};
 use super::config::RunnerType;
 use super::dispatch::execute;
+use super::metrics::{self, PendingResult, ReconnectReason};
 use super::protocol::{Incoming, ResultType, Task, TaskCategory, TaskOutput, shutdown_frame};
 use super::shared::{Shared, StopReason};
 use super::transport::{self, ConnectFailure, MAX_MESSAGE, Socket};
@@ -48,6 +49,32 @@ pub enum ConnectionState {
     Stopped,
 }
 
+impl ConnectionState {
+    /// What the session is doing, as the end of a sentence ("background session
+    /// connecting, attempt 3").
+    pub fn describe(&self) -> String {
+        match self {
+            ConnectionState::Connecting { attempt } => format!("connecting, attempt {attempt}"),
+            ConnectionState::Connected => "connected".to_owned(),
+            ConnectionState::Waiting {
+                retry_in,
+                error,
+                maintenance,
+            } => format!(
+                "waiting {:.1} s to reconnect{} after: {error}",
+                retry_in.as_secs_f64(),
+                if *maintenance {
+                    " (Connect is in maintenance)"
+                } else {
+                    ""
+                }
+            ),
+            ConnectionState::Stopping => "stopping".to_owned(),
+            ConnectionState::Stopped => "stopped".to_owned(),
+        }
+    }
+}
+
 /// A result ready to be written.
 pub(crate) struct Delivery {
     task_id: String,
@@ -59,6 +86,8 @@ pub(crate) struct Delivery {
     /// The output of a `success`, `skip` or `fail` result (the platform will not deliver the
     /// task again on purpose), kept to answer a repeated delivery.
     last: Option<TaskOutput>,
+    /// Counts the result as waiting for delivery while it lives.
+    _pending: PendingResult,
 }
 
 /// How long a final result is kept to answer a repeated delivery of its task.
@@ -118,6 +147,7 @@ impl Session {
         let (results_tx, results_rx) = mpsc::channel(shared.config.result_queue.max(1));
         let (state, state_rx) = watch::channel(ConnectionState::Connecting { attempt: 0 });
         let permits = Arc::new(Semaphore::new(shared.config.max_concurrent_tasks.max(1)));
+        metrics::session_created(kind);
         (
             Session {
                 kind,
@@ -170,14 +200,18 @@ impl Session {
                             a.at = now;
                         }
                         self.shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+                        metrics::connected(self.kind, true);
                         self.state.send_replace(if self.deadline.is_some() {
                             ConnectionState::Stopping
                         } else {
                             ConnectionState::Connected
                         });
-                        match self.serve(socket, first, &mut stop_rx).await {
+                        let end = self.serve(socket, first, &mut stop_rx).await;
+                        metrics::disconnected(self.kind);
+                        match end {
                             End::Finished => break,
                             End::Lost(reason) => {
+                                metrics::reconnect(self.kind, ReconnectReason::ConnectionLost);
                                 self.note_stop();
                                                                 // Even while stopping (the pause keeps to the deadline): a
                                 // platform that accepts and drops must not get a storm.
@@ -193,6 +227,10 @@ impl Session {
                         }
                     }
                     Err(failure) => {
+                        metrics::reconnect(self.kind, match &failure {
+                            ConnectFailure::Status { status } => ReconnectReason::for_status(*status),
+                            ConnectFailure::Other(_) => ReconnectReason::Failed,
+                        });
                         let wait = backoff.next_wait(failure.kind(), Instant::now(), rand::random::<f64>());
                         match &failure {
                             ConnectFailure::Status { status: 401 | 403 } => {
@@ -381,7 +419,7 @@ impl Session {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pong_deadline: Option<tokio::time::Instant> = None;
         loop {
-            while let Some(d) = self.unsent.pop_front() {
+            while let Some(mut d) = self.unsent.pop_front() {
                 let Some(frame) = &d.frame else {
                     self.in_flight.remove(&d.task_id);
                     continue;
@@ -401,8 +439,8 @@ impl Session {
                     .stats
                     .results_sent
                     .fetch_add(1, Ordering::Relaxed);
-                if let Some(output) = d.last {
-                    self.remember(d.task_id, output, d.about);
+                if let Some(output) = d.last.take() {
+                    self.remember(d.task_id.clone(), output, d.about.clone());
                 }
             }
             self.note_stop();
@@ -556,6 +594,10 @@ impl Session {
             .tasks_received
             .fetch_add(1, Ordering::Relaxed);
         let id = task.options.task_id.clone();
+        metrics::task_received(
+            task.category().map_or("unknown", TaskCategory::as_str),
+            &task.input.event_type,
+        );
         if self.shared.stopping().is_some() {
             info!(task_id = %id, "not taking a task while stopping; the platform will deliver it again");
             return;
@@ -584,6 +626,7 @@ impl Session {
                 .duplicates_ignored
                 .fetch_add(1, Ordering::Relaxed);
             info!(task_id = %id, "task delivered again after its result was sent; answered with that result");
+            metrics::reanswered(self.kind);
             // The same output, echoing this delivery's options and input.
             let output = output.clone();
             self.in_flight.insert(id.clone(), task.category());
@@ -592,6 +635,7 @@ impl Session {
                 frame: Some(task.result_frame(output.clone())),
                 about,
                 last: Some(output),
+                _pending: PendingResult::new(self.kind),
             });
             return;
         }
@@ -607,12 +651,14 @@ impl Session {
                     task.options.task_category
                 )),
             };
+            metrics::task_answered("unknown", &task.input.event_type, "fail", Duration::ZERO);
             self.in_flight.insert(id.clone(), None);
             self.unsent.push_back(Delivery {
                 task_id: id,
                 frame: Some(task.result_frame(output.clone())),
                 about,
                 last: Some(output),
+                _pending: PendingResult::new(self.kind),
             });
             return;
         };
@@ -620,6 +666,7 @@ impl Session {
         let shared = self.shared.clone();
         let results = self.results_tx.clone();
         let permits = self.permits.clone();
+        let kind = self.kind;
         tokio::spawn(async move {
             // The semaphore is never closed; without a permit the task simply runs.
             let _permit = permits.acquire_owned().await.ok();
@@ -633,12 +680,19 @@ impl Session {
                 Ok(output) => output,
                 Err(e) => {
                     error!(task_id = %task.options.task_id, error = %e, "the runner failed while running a task");
+                    let result = if category == TaskCategory::Interactive {
+                        ResultType::Fail
+                    } else {
+                        ResultType::Retry
+                    };
+                    metrics::task_answered(
+                        category.as_str(),
+                        &task.input.event_type,
+                        result.as_str(),
+                        Duration::ZERO,
+                    );
                     Some(TaskOutput {
-                        result: if category == TaskCategory::Interactive {
-                            ResultType::Fail
-                        } else {
-                            ResultType::Retry
-                        },
+                        result,
                         data: None,
                         countdown: 0,
                         runtime: 0.0,
@@ -656,6 +710,7 @@ impl Session {
                 frame,
                 about,
                 last,
+                _pending: PendingResult::new(kind),
             };
             match results.try_send(delivery) {
                 Ok(()) => {}

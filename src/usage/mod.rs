@@ -9,6 +9,7 @@ pub mod decide;
 pub mod identity;
 pub mod layout;
 pub mod locks;
+pub mod metrics;
 pub mod period;
 pub mod pipeline;
 pub mod record;

@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
+use super::metrics::{self, SourceKind};
 use super::period::Period;
 use super::record::{JsonRecord, Position, SourceItem};
 use super::source::{Batches, SourceError, UsageSource};
@@ -149,18 +150,23 @@ impl VendorApiSource {
         cursor: Option<&str>,
     ) -> Result<Fetched, SourceError> {
         let url = self.page_url(period, cursor);
+        let attempts = std::sync::atomic::AtomicU32::new(0);
         let attempt = || async {
+            if attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
+                metrics::source_retry(SourceKind::VendorApi);
+            }
             let req = self
                 .http
                 .get(url.clone())
                 .header(ACCEPT, "application/json");
             let req = with_bearer(req, &self.token)?;
             // Errors without the URL: its query may hold a key.
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| Failure::Transport(e.without_url().to_string()))?;
+            let resp = req.send().await.map_err(|e| {
+                metrics::source_request(SourceKind::VendorApi, None);
+                Failure::Transport(e.without_url().to_string())
+            })?;
             let status = resp.status();
+            metrics::source_request(SourceKind::VendorApi, Some(status.as_u16()));
             let headers = resp.headers().clone();
             let body = resp
                 .bytes()

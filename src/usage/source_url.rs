@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use super::metrics::{self, SourceKind};
 use super::period::Period;
 use super::record::SourceItem;
 use super::source::{Batches, SourceError, UsageSource, fill_in, is_template};
@@ -183,7 +184,11 @@ impl FileUrlSource {
         from: u64,
         validator: Option<&HeaderValue>,
     ) -> Result<Response, SourceError> {
+        let attempts = std::sync::atomic::AtomicU32::new(0);
         let attempt = || async {
+            if attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
+                metrics::source_retry(SourceKind::FileUrl);
+            }
             let mut req = self.http.get(url.clone());
             if from > 0 {
                 req = req.header(RANGE, format!("bytes={from}-"));
@@ -193,8 +198,12 @@ impl FileUrlSource {
             }
             let req = with_bearer(req, &self.token)?;
             // Errors without the URL: its query may hold a key.
-            let resp = req.send().await.map_err(transport)?;
+            let resp = req.send().await.map_err(|e| {
+                metrics::source_request(SourceKind::FileUrl, None);
+                transport(e)
+            })?;
             let status = resp.status();
+            metrics::source_request(SourceKind::FileUrl, Some(status.as_u16()));
             if status.is_success() {
                 return Ok(resp);
             }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+pub mod promtool;
 pub mod runner;
 
 use std::time::Duration;

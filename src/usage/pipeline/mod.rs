@@ -197,8 +197,28 @@ impl Run {
     }
 }
 
-/// Runs the report.
+/// Runs the report. A whole month's run (not one group's rerun) is shown in the metrics.
 pub async fn report(
+    client: &ConnectClient,
+    source: &dyn UsageSource,
+    options: &ReportOptions,
+) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let result = run_report(client, source, options).await;
+    if options.only.is_none() {
+        match &result {
+            Ok(summary) => super::metrics::record_run(summary),
+            Err(_) => super::metrics::record_failed_run(
+                &options.period.to_string(),
+                options.dry_run,
+                started.elapsed(),
+            ),
+        }
+    }
+    result
+}
+
+async fn run_report(
     client: &ConnectClient,
     source: &dyn UsageSource,
     options: &ReportOptions,
