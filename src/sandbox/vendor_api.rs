@@ -276,6 +276,11 @@ pub struct Month<'u> {
 }
 
 impl<'u> Month<'u> {
+    /// The subscriptions that get usage this month, in the order records go round them.
+    pub fn billable(&self) -> &[&'u Billable] {
+        &self.billable
+    }
+
     /// Record `i` (0-based), defective with probability `bad`.
     pub fn record(&self, i: u64, bad: f64) -> Value {
         let Some(g) = self.generate(i, bad) else {
