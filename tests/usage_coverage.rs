@@ -106,7 +106,11 @@ async fn coverage_names_exactly_the_subscriptions_left_without_usage() {
         .collect();
     assert_eq!(reported.len() + left.len(), coverage.expected);
     for u in &left {
-        assert!(!reported.contains(&u.subscription), "{} has usage", u.subscription);
+        assert!(
+            !reported.contains(&u.subscription),
+            "{} has usage",
+            u.subscription
+        );
     }
     // People read it: each subscription on a line, every coverage line fitting a terminal.
     let text = summary.to_string();
@@ -116,16 +120,26 @@ async fn coverage_names_exactly_the_subscriptions_left_without_usage() {
         .take(2 + left.len())
         .collect();
     assert_eq!(section.len(), 2 + left.len(), "{text}");
-    assert!(section.iter().all(|l| l.chars().count() <= 80), "{section:#?}");
     assert!(
-        text.contains(&format!("coverage: 6 of {} subscriptions have no usage", coverage.expected)),
+        section.iter().all(|l| l.chars().count() <= 80),
+        "{section:#?}"
+    );
+    assert!(
+        text.contains(&format!(
+            "coverage: 6 of {} subscriptions have no usage",
+            coverage.expected
+        )),
         "{text}"
     );
     for u in &left {
         let line = format!("    {} {} {}", u.subscription, u.product, u.contract);
         assert!(section.contains(&line.as_str()), "{line:?} in {text}");
     }
-    assert!(summary.one_line().contains("; 6 subscriptions without usage"));
+    assert!(
+        summary
+            .one_line()
+            .contains("; 6 subscriptions without usage")
+    );
 }
 
 #[tokio::test]
@@ -226,7 +240,12 @@ async fn the_binary_exits_3_when_full_coverage_is_required_and_0_when_not() {
         ..RuntimeConfig::default()
     })
     .await;
-    let out = report(&relaxed, &["--json", "--require-full-coverage", "false"], &[]).await;
+    let out = report(
+        &relaxed,
+        &["--json", "--require-full-coverage", "false"],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", json_of(&out));
     let summary = json_of(&out);
     assert_eq!(summary["result"], "complete");
@@ -310,7 +329,10 @@ async fn the_task_result_names_the_subscriptions_and_says_partial_when_required(
             "{output}"
         );
         assert!(
-            output.contains(&format!("that no record names: 4 of {}", billable(&sb, period))),
+            output.contains(&format!(
+                "that no record names: 4 of {}",
+                billable(&sb, period)
+            )),
             "{output}"
         );
         for u in &left {

@@ -7,7 +7,8 @@ use clap::Args;
 use connect_usage::connect::{ApiKey, ConnectClient, ConnectError, ErrorKind, api_base_url};
 use connect_usage::usage::config::{
     DEFAULT_CONCURRENCY, MAX_RECORDS_PER_FILE, PGPASSWORD, REPORT_CONCURRENCY,
-    REQUIRE_FULL_COVERAGE, ReportSettings, USAGE_AGGREGATION, USAGE_QUERY, USAGE_SOURCE, USAGE_SOURCE_TOKEN, WORK_DIR,
+    REQUIRE_FULL_COVERAGE, ReportSettings, USAGE_AGGREGATION, USAGE_QUERY, USAGE_SOURCE,
+    USAGE_SOURCE_TOKEN, WORK_DIR,
 };
 use connect_usage::usage::{Period, PollPolicy, ReportOptions, RunError, RunResult, report};
 

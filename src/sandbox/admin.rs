@@ -297,7 +297,9 @@ async fn uncovered(
         .into_iter()
         .map(|b| json!({"subscription": b.asset_id, "product": b.product, "contract": b.contract}))
         .collect();
-    Ok(Json(json!({"period": period.to_string(), "subscriptions": subscriptions})))
+    Ok(Json(
+        json!({"period": period.to_string(), "subscriptions": subscriptions}),
+    ))
 }
 
 /// Forgets every file, record, event and request; the dataset and settings stay.

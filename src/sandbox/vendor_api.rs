@@ -879,7 +879,12 @@ mod tests {
         assert_eq!(missing.len(), 4, "{missing:?}");
         let month = u.month_of(p, spread);
         let named: std::collections::HashSet<String> = (0..records)
-            .map(|i| month.record(i, 0.0)["subscription_id"].as_str().expect("s").to_owned())
+            .map(|i| {
+                month.record(i, 0.0)["subscription_id"]
+                    .as_str()
+                    .expect("s")
+                    .to_owned()
+            })
             .collect();
         for b in &u.month(p).billable {
             let has_usage = named.contains(&b.asset_id)

@@ -95,10 +95,7 @@ impl Export {
 
     /// The month as one Parquet file, kept for the chunks of this request.
     fn generate_parquet(&mut self) -> Result<(), parquet::errors::ParquetError> {
-        let month = self
-            .app
-            .usage_universe()
-            .month_of(self.period, self.spread);
+        let month = self.app.usage_universe().month_of(self.period, self.spread);
         let mut out = Vec::new();
         let records = (0..self.records).filter_map(|i| month.exported(i, self.bad));
         write_parquet_to(&mut out, records, ROW_GROUP_ROWS)?;
@@ -111,10 +108,7 @@ impl Export {
         let ServedFormat::Text(format) = self.format else {
             return self.parquet.as_deref().unwrap_or_default().to_vec();
         };
-        let month = self
-            .app
-            .usage_universe()
-            .month_of(self.period, self.spread);
+        let month = self.app.usage_universe().month_of(self.period, self.spread);
         let from = c.saturating_mul(RECORDS_PER_CHUNK).min(self.records);
         let to = from.saturating_add(RECORDS_PER_CHUNK).min(self.records);
         let mut out = Vec::with_capacity(256 * (to - from) as usize + 80);

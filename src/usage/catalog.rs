@@ -48,7 +48,10 @@ pub fn looks_like_asset_id(s: &str) -> bool {
 }
 
 /// Fetches `ids` in `in(...)` lists of [`CHUNK`], a few requests at once.
-pub(crate) async fn in_chunks<T, F>(ids: &BTreeSet<String>, fetch: F) -> Result<Vec<T>, ConnectError>
+pub(crate) async fn in_chunks<T, F>(
+    ids: &BTreeSet<String>,
+    fetch: F,
+) -> Result<Vec<T>, ConnectError>
 where
     F: Fn(Vec<String>) -> futures_util::future::BoxFuture<'static, Result<Vec<T>, ConnectError>>,
 {

@@ -314,9 +314,14 @@ mod tests {
 
     #[test]
     fn full_coverage_is_a_switch_carried_into_the_options() {
-        for (text, want) in [("true", true), (" TRUE ", true), ("false", false), ("", false)] {
-            let s = settings(&[(USAGE_SOURCE, "u.csv"), (REQUIRE_FULL_COVERAGE, text)])
-                .expect("valid");
+        for (text, want) in [
+            ("true", true),
+            (" TRUE ", true),
+            ("false", false),
+            ("", false),
+        ] {
+            let s =
+                settings(&[(USAGE_SOURCE, "u.csv"), (REQUIRE_FULL_COVERAGE, text)]).expect("valid");
             assert_eq!(s.require_full_coverage, want, "{text:?}");
             let o = s.options("2024-04".parse().expect("period"));
             assert_eq!(o.require_full_coverage, want, "{text:?}");

@@ -43,7 +43,11 @@ pub struct Uncovered {
 
 impl std::fmt::Display for Uncovered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}, {})", self.subscription, self.product, self.contract)
+        write!(
+            f,
+            "{} ({}, {})",
+            self.subscription, self.product, self.contract
+        )
     }
 }
 
@@ -274,15 +278,13 @@ mod tests {
     #[test]
     fn subscriptions_not_expected_to_have_usage_are_left_out() {
         let mut created_later = asset("AS-6", Some(ACTIVE), "PRD-QT", "active");
-        created_later.events = serde_json::from_value(
-            json!({"created": {"at": "2024-05-01T00:00:00+00:00"}}),
-        )
-        .expect("events");
+        created_later.events =
+            serde_json::from_value(json!({"created": {"at": "2024-05-01T00:00:00+00:00"}}))
+                .expect("events");
         let mut terminated_before = asset("AS-7", Some(ACTIVE), "PRD-QT", "terminated");
-        terminated_before.events = serde_json::from_value(
-            json!({"updated": {"at": "2024-03-31T23:59:59+00:00"}}),
-        )
-        .expect("events");
+        terminated_before.events =
+            serde_json::from_value(json!({"updated": {"at": "2024-03-31T23:59:59+00:00"}}))
+                .expect("events");
         let assets = vec![
             asset("AS-1", None, "PRD-QT", "active"),
             asset("AS-2", Some("CRD-TERMINATED"), "PRD-QT", "active"),

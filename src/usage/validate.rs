@@ -234,10 +234,7 @@ pub fn inactive_in(asset: &Asset, period: Period) -> Option<String> {
         _ => {}
     }
     if created.is_some_and(|c| c >= period.end_exclusive()) {
-        return Some(format!(
-            "asset {} was created after {period}",
-            asset.id
-        ));
+        return Some(format!("asset {} was created after {period}", asset.id));
     }
     None
 }
