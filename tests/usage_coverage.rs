@@ -64,17 +64,27 @@ async fn the_default_sandbox_has_full_coverage() {
     assert!(left_without_usage(&sb, april()).await.is_empty());
 }
 
+/// Reports April from the sandbox's vendor usage API.
 async fn run_april(sb: &Sandbox, required: bool) -> connect_usage::usage::RunSummary {
+    run_april_from(sb, &sb.usage_api_url(), required).await
+}
+
+/// Reports April from `source` (a `USAGE_SOURCE`), with the sandbox's usage token.
+async fn run_april_from(
+    sb: &Sandbox,
+    source: &str,
+    required: bool,
+) -> connect_usage::usage::RunSummary {
     let options = connect_usage::usage::ReportOptions {
         require_full_coverage: required,
         ..quick_options(april())
     };
-    let source = connect_usage::usage::SourceSpec::Http {
-        url: sb.usage_api_url(),
-        token: sb.usage_token(),
-    }
+    let source = connect_usage::usage::SourceSpec::parse(source, |name| {
+        (name == "USAGE_SOURCE_TOKEN").then(|| sb.usage_token().expose().to_owned())
+    })
+    .expect("source")
     .open()
-    .expect("source");
+    .expect("opens");
     connect_usage::usage::report(&vendor(sb), source.as_ref(), &options)
         .await
         .expect("the run")
@@ -140,6 +150,19 @@ async fn coverage_names_exactly_the_subscriptions_left_without_usage() {
             .one_line()
             .contains("; 6 subscriptions without usage")
     );
+}
+
+#[tokio::test]
+async fn the_export_files_leave_out_the_same_subscriptions() {
+    let sb = sandbox_leaving(5).await;
+    let left = left_without_usage(&sb, april()).await;
+    // The second run finds the files reported by the first; coverage is about the data.
+    for ext in ["csv", "parquet"] {
+        let summary = run_april_from(&sb, &sb.usage_export_url(ext), false).await;
+        let coverage = summary.coverage.as_ref().expect("checked");
+        assert!(summary.source.contains(ext), "{}", summary.source);
+        assert_eq!(coverage.samples, left, "{ext}: {summary}");
+    }
 }
 
 #[tokio::test]
