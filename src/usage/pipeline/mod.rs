@@ -275,15 +275,13 @@ pub async fn report(
             options.require_full_coverage,
         )))
     };
-    // An interruption stops the whole run at once, as a crash would.
-    let (outcomes, coverage) = tokio::join!(
+    // An interruption stops the whole run at once, as a crash would (coverage too).
+    let (outcomes, coverage) = tokio::try_join!(
         groups
             .buffer_unordered(options.concurrency.max(1))
             .try_collect::<Vec<group::GroupOutcome>>(),
-        coverage
-    );
-    let outcomes = outcomes?;
-    let coverage = coverage.map_err(RunError::Catalog)?;
+        async { coverage.await.map_err(RunError::Catalog) }
+    )?;
     drop(named);
     let files_ms = read_done.elapsed().as_millis() as u64;
     let place::PlaceDone {
