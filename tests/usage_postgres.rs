@@ -410,7 +410,7 @@ async fn a_month_reported_from_postgres_equals_the_month_from_the_usage_api() {
 
     // The export command's path: the sandbox's April into the default table.
     let universe = UsageUniverse::of(&Dataset::default_account());
-    let month = universe.month_of(april(), 0);
+    let month = universe.month_of(april(), Default::default());
     let target = ExportTarget::parse(&pg.url("vendor", "usage")).expect("target");
     let lookup = |name: &str| (name == "PGPASSWORD").then(|| PASSWORD.to_owned());
     let written = export::export(&target, &month, april(), 2_500, 0.0, &lookup)

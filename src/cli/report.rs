@@ -7,8 +7,9 @@ use clap::Args;
 use connect_usage::connect::{ApiKey, ConnectClient, ConnectError, ErrorKind, api_base_url};
 use connect_usage::metrics;
 use connect_usage::usage::config::{
-    DEFAULT_CONCURRENCY, MAX_RECORDS_PER_FILE, PGPASSWORD, REPORT_CONCURRENCY, ReportSettings,
-    USAGE_AGGREGATION, USAGE_QUERY, USAGE_SOURCE, USAGE_SOURCE_TOKEN, WORK_DIR,
+    DEFAULT_CONCURRENCY, MAX_RECORDS_PER_FILE, PGPASSWORD, REPORT_CONCURRENCY,
+    REQUIRE_FULL_COVERAGE, ReportSettings, USAGE_AGGREGATION, USAGE_QUERY, USAGE_SOURCE,
+    USAGE_SOURCE_TOKEN, WORK_DIR,
 };
 use connect_usage::usage::{Period, PollPolicy, ReportOptions, RunError, RunResult, report};
 
@@ -31,9 +32,12 @@ pub const LONG_ABOUT: &str = "Report a month of QT usage to Connect (or the sand
     With --dry-run it writes the workbooks and summary.json to --out and sends nothing.\n\n\
     With --metrics-file PATH the run's figures are written to PATH in the Prometheus text \
     format (node_exporter's textfile collector).\n\n\
+    The summary also lists the subscriptions of QT products under active distribution contracts, \
+    active in the month, that no record names (coverage); with --require-full-coverage true such \
+    a run is partial.\n\n\
     Exit codes: 0 everything reported, 3 part of it (records not sent, files not submitted yet, \
-    or records whose usage changed after it was reported: see the summary), 1 nothing, \
-    2 bad settings.";
+    records whose usage changed after it was reported, or subscriptions without usage when full \
+    coverage is required: see the summary), 1 nothing, 2 bad settings.";
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -64,6 +68,11 @@ pub struct ReportArgs {
     /// month before reporting.
     #[arg(long, env = USAGE_AGGREGATION)]
     aggregation: Option<String>,
+    /// true: a subscription of a QT product under an active distribution contract, active in
+    /// the month, that no record names makes the run partial (exit 3); false (the default):
+    /// such subscriptions are only listed in the summary.
+    #[arg(long, env = REQUIRE_FULL_COVERAGE, value_name = "true|false")]
+    require_full_coverage: Option<String>,
     /// Where the run keeps its work files (default: the system's temporary directory).
     #[arg(long, env = WORK_DIR)]
     work_dir: Option<PathBuf>,
@@ -113,6 +122,7 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
         REPORT_CONCURRENCY => Some(args.concurrency.to_string()),
         MAX_RECORDS_PER_FILE => args.max_records_per_file.clone(),
         USAGE_AGGREGATION => args.aggregation.clone(),
+        REQUIRE_FULL_COVERAGE => args.require_full_coverage.clone(),
         WORK_DIR => args.work_dir.as_ref().map(|p| p.display().to_string()),
         _ => None,
     })

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use connect_usage::sandbox::export::{self, ExportTarget};
-use connect_usage::sandbox::vendor_api::UsageUniverse;
+use connect_usage::sandbox::vendor_api::{Spread, UsageUniverse};
 use connect_usage::sandbox::{
     Dataset, FaultAction, FaultRule, ProviderPolicy, RuntimeConfig, Sandbox, SandboxConfig,
 };
@@ -78,6 +78,11 @@ pub struct SandboxArgs {
     /// and product hold the whole month.
     #[arg(long, default_value_t = 0)]
     usage_subscriptions: u64,
+    /// Leave this many billable subscriptions (spread over contracts and products) without any
+    /// usage record, to try the run's coverage check; GET /sandbox/vendor/uncovered?period=
+    /// names them.
+    #[arg(long, default_value_t = 0)]
+    usage_uncovered_subscriptions: u64,
     /// Bearer token of the vendor usage API.
     #[arg(long, env = "SANDBOX_USAGE_TOKEN", default_value = connect_usage::sandbox::vendor_api::DEFAULT_TOKEN, hide_default_value = true)]
     usage_token: String,
@@ -110,7 +115,13 @@ async fn export(args: &SandboxArgs, dest: &str, dataset: &Dataset) -> Result<u8,
         )));
     }
     let universe = UsageUniverse::of(dataset);
-    let month = universe.month_of(period, args.usage_subscriptions);
+    let month = universe.month_of(
+        period,
+        Spread {
+            subscriptions: args.usage_subscriptions,
+            uncovered: args.usage_uncovered_subscriptions,
+        },
+    );
     // As the usage API: a month that has not begun has no usage.
     let count = if period.start() > chrono::Utc::now() {
         0
@@ -172,6 +183,7 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
         usage_records: args.usage_records,
         usage_bad_records: args.usage_bad_records,
         usage_subscriptions: args.usage_subscriptions,
+        usage_uncovered_subscriptions: args.usage_uncovered_subscriptions,
         ..RuntimeConfig::default()
     };
     runtime

@@ -1,7 +1,8 @@
 //! The `report_monthly_usage` schedulable: the QT pipeline on a schedule.
 //!
 //! The usage source comes from the extension's variables (`USAGE_SOURCE`, the secure
-//! `USAGE_SOURCE_TOKEN`, `USAGE_QUERY`, `REPORT_CONCURRENCY`, `MAX_RECORDS_PER_FILE`, `USAGE_AGGREGATION`);
+//! `USAGE_SOURCE_TOKEN`, `USAGE_QUERY`, `REPORT_CONCURRENCY`, `MAX_RECORDS_PER_FILE`, `USAGE_AGGREGATION`,
+//! `REQUIRE_FULL_COVERAGE`);
 //! the month is the schedule's `parameter.period` (`YYYY-MM`) or else the previous month. A run that is interrupted, retried or run twice
 //! reports nothing twice: files are found again by their deterministic external id.
 
@@ -10,8 +11,8 @@ use tracing::warn;
 
 use crate::runner::{HandlerError, Outcome, TaskContext};
 use crate::usage::config::{
-    MAX_RECORDS_PER_FILE, REPORT_CONCURRENCY, ReportSettings, USAGE_AGGREGATION, USAGE_QUERY,
-    USAGE_SOURCE, USAGE_SOURCE_TOKEN,
+    MAX_RECORDS_PER_FILE, REPORT_CONCURRENCY, REQUIRE_FULL_COVERAGE, ReportSettings,
+    USAGE_AGGREGATION, USAGE_QUERY, USAGE_SOURCE, USAGE_SOURCE_TOKEN,
 };
 use crate::usage::{Period, RunResult, report};
 
@@ -28,6 +29,7 @@ crate::variable! { name: USAGE_QUERY, initial_value: "", secure: false }
 crate::variable! { name: REPORT_CONCURRENCY, initial_value: "4", secure: false }
 crate::variable! { name: MAX_RECORDS_PER_FILE, initial_value: "1000000", secure: false }
 crate::variable! { name: USAGE_AGGREGATION, initial_value: "none", secure: false }
+crate::variable! { name: REQUIRE_FULL_COVERAGE, initial_value: "false", secure: false }
 
 /// How long to wait before a run with failed groups tries them again.
 const AGAIN_AFTER: u64 = 600;
@@ -95,6 +97,26 @@ pub async fn report_monthly_usage(
         message.push_str(&format!(
             ". Records whose usage changed after it was reported are not sent again: settle them with the provider. The first: {}",
             first.join("; ")
+        ));
+    }
+    if let Some(c) = summary.coverage.as_ref().filter(|c| c.not_covered > 0) {
+        for u in &c.samples {
+            warn!(period = %period, subscription = %u, "subscription without usage");
+        }
+        let first: Vec<String> = c.samples.iter().take(5).map(|u| u.to_string()).collect();
+        let consequence = if c.required {
+            "REQUIRE_FULL_COVERAGE makes the run partial"
+        } else {
+            "reported only, REQUIRE_FULL_COVERAGE is false"
+        };
+        message.push_str(&format!(
+            ". Subscriptions of QT products active in {period} that no record names: {} of {} \
+             ({consequence}), the first: {} (the log's \"subscription without usage\" lines \
+             have up to {})",
+            c.not_covered,
+            c.expected,
+            first.join("; "),
+            crate::usage::coverage::COVERAGE_SAMPLES
         ));
     }
     if !summary.problems.is_empty() {

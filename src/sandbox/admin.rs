@@ -23,6 +23,7 @@ use super::platform::{ConnFilter, PlatformSettings, TaskSpec, WsFaultRule};
 use super::provider::ProviderPolicy;
 use super::server::{AppState, Origin, RuntimeConfig};
 use super::usage_api::{processed_workbook, template_workbook};
+use super::vendor_api::Spread;
 use crate::connect::XLSX_MIME;
 
 pub fn routes() -> Router<AppState> {
@@ -42,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sandbox/config", get(get_config).put(put_config))
         .route("/sandbox/provider", get(get_provider).put(put_provider))
         .route("/sandbox/vendor/acknowledgements", get(acknowledgements))
+        .route("/sandbox/vendor/uncovered", get(uncovered))
         .route("/sandbox/reset", post(reset))
         .route("/sandbox/files/{id}/usage_file.xlsx", get(usage_file))
         .route(
@@ -265,6 +267,39 @@ async fn put_provider(State(app): State<AppState>, raw: Bytes) -> Result<Json<Va
 /// What the vendor's acknowledgement endpoint received.
 async fn acknowledgements(State(app): State<AppState>) -> Json<Value> {
     Json(json!(app.store().acknowledgements))
+}
+
+#[derive(Debug, Deserialize)]
+struct PeriodQuery {
+    period: Option<String>,
+}
+
+/// The billable subscriptions the vendor usage API (and its exports) gives no record in the
+/// month, with the current settings: what a coverage check should find.
+async fn uncovered(
+    State(app): State<AppState>,
+    Query(q): Query<PeriodQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let text = q.period.ok_or_else(|| bad("period=YYYY-MM is required"))?;
+    let period: crate::usage::Period = text
+        .parse()
+        .map_err(|e| bad(format!("period {text:?}: {e}")))?;
+    let config = app.config();
+    // As the usage API: a month that has not begun has no usage.
+    let records = if period.start() > chrono::Utc::now() {
+        0
+    } else {
+        config.usage_records
+    };
+    let universe = app.usage_universe();
+    let subscriptions: Vec<Value> = universe
+        .without_usage(period, Spread::of(&config), records)
+        .into_iter()
+        .map(|b| json!({"subscription": b.asset_id, "product": b.product, "contract": b.contract}))
+        .collect();
+    Ok(Json(
+        json!({"period": period.to_string(), "subscriptions": subscriptions}),
+    ))
 }
 
 /// Forgets every file, record, event and request; the dataset and settings stay.

@@ -65,6 +65,11 @@ pub struct RuntimeConfig {
     /// them): 1 puts a whole month into one contract and product, to try groups larger
     /// than a usage file holds.
     pub usage_subscriptions: u64,
+    /// Leave this many of a month's billable subscriptions (evenly spread over them, so over
+    /// several contracts and products) without any usage record, as a vendor's system that
+    /// forgot some customers would: what the monthly run's coverage check is for.
+    /// `GET /sandbox/vendor/uncovered?period=YYYY-MM` names the subscriptions without usage.
+    pub usage_uncovered_subscriptions: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -80,6 +85,7 @@ impl Default for RuntimeConfig {
             usage_records: 1200,
             usage_bad_records: 0.0,
             usage_subscriptions: 0,
+            usage_uncovered_subscriptions: 0,
         }
     }
 }

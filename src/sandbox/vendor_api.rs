@@ -5,7 +5,9 @@
 //! answers `{"records": [...], "next_cursor": ...}`. Record `i` of a month is computed from
 //! `(month, i)` alone, so any page can be served at any time without storing anything, the
 //! same on every run, up to millions of records (`usage_records` in the settings). A share
-//! of them (`usage_bad_records`) is defective on purpose.
+//! of them (`usage_bad_records`) is defective on purpose, and `usage_uncovered_subscriptions`
+//! billable subscriptions get no record at all ([`UsageUniverse::without_usage`] names them),
+//! so that coverage checks have something to find.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -47,6 +49,8 @@ pub fn routes() -> Router<AppState> {
 pub struct Billable {
     pub asset_id: String,
     pub external_uid: Option<String>,
+    pub product: String,
+    pub contract: String,
     /// `(mpn, precision)`
     pub items: Vec<(String, Precision)>,
     /// When the asset was created: no usage before.
@@ -106,6 +110,8 @@ impl UsageUniverse {
                 u.billable.push(Billable {
                     asset_id: id,
                     external_uid: a["external_uid"].as_str().map(str::to_owned),
+                    product: product.to_owned(),
+                    contract: contract.to_owned(),
                     items,
                     created: a["events"]["created"]["at"]
                         .as_str()
@@ -118,13 +124,40 @@ impl UsageUniverse {
         u
     }
 
-    /// The assets that existed in `period`, all of them or the first `subscriptions`.
-    pub fn month_of(&self, period: Period, subscriptions: u64) -> Month<'_> {
+    /// The assets that get usage in `period`: those that existed then, less the ones `spread`
+    /// leaves without usage, and of the rest all or the first `spread.subscriptions`.
+    pub fn month_of(&self, period: Period, spread: Spread) -> Month<'_> {
         let mut m = self.month(period);
-        if subscriptions > 0 {
-            m.billable.truncate(subscriptions as usize);
+        let left_out = spread.left_out(m.billable.len());
+        if !left_out.is_empty() {
+            let mut position = 0;
+            m.billable.retain(|_| {
+                position += 1;
+                left_out.binary_search(&(position - 1)).is_err()
+            });
+        }
+        if spread.subscriptions > 0 {
+            m.billable.truncate(spread.subscriptions as usize);
         }
         m
+    }
+
+    /// The billable assets of `period` that no record names when the month has `records`
+    /// records spread as `spread` says, in dataset order: the ones left out, those past
+    /// `spread.subscriptions`, and those past the records (record `i` goes to the `i`-th
+    /// subscription that gets usage, round and round).
+    pub fn without_usage(&self, period: Period, spread: Spread, records: u64) -> Vec<&Billable> {
+        let month = self.month_of(period, spread);
+        let named = (records.min(month.billable.len() as u64)) as usize;
+        let with_usage: std::collections::HashSet<&str> = month.billable[..named]
+            .iter()
+            .map(|b| b.asset_id.as_str())
+            .collect();
+        self.month(period)
+            .billable
+            .into_iter()
+            .filter(|b| !with_usage.contains(b.asset_id.as_str()))
+            .collect()
     }
 
     /// The assets that existed in `period`.
@@ -164,6 +197,34 @@ impl UsageUniverse {
             6 => r.quantity = "lots".into(),
             _ => r.record_number = 1,
         }
+    }
+}
+
+/// How the generated usage is spread over a month's billable subscriptions (the
+/// `usage_subscriptions` and `usage_uncovered_subscriptions` settings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spread {
+    /// Only the first this many subscriptions get usage (0: all of them).
+    pub subscriptions: u64,
+    /// This many subscriptions, evenly spread over the month's billable ones (so over several
+    /// contracts and products), get none; at most all but one.
+    pub uncovered: u64,
+}
+
+impl Spread {
+    /// The spread the sandbox's settings ask for.
+    pub fn of(config: &super::server::RuntimeConfig) -> Spread {
+        Spread {
+            subscriptions: config.usage_subscriptions,
+            uncovered: config.usage_uncovered_subscriptions,
+        }
+    }
+
+    /// The positions, among `billable` subscriptions, of those left without usage, ascending:
+    /// `floor(k * billable / n)` for the `n` asked for, distinct since `n < billable`.
+    pub fn left_out(&self, billable: usize) -> Vec<usize> {
+        let n = (self.uncovered as usize).min(billable.saturating_sub(1));
+        (0..n).map(|k| k * billable / n).collect()
     }
 }
 
@@ -215,6 +276,11 @@ pub struct Month<'u> {
 }
 
 impl<'u> Month<'u> {
+    /// The subscriptions that get usage this month, in the order records go round them.
+    pub fn billable(&self) -> &[&'u Billable] {
+        &self.billable
+    }
+
     /// Record `i` (0-based), defective with probability `bad`.
     pub fn record(&self, i: u64, bad: f64) -> Value {
         let Some(g) = self.generate(i, bad) else {
@@ -515,9 +581,7 @@ async fn usage(
     } else {
         config.usage_records
     };
-    let month = app
-        .usage_universe()
-        .month_of(period, config.usage_subscriptions);
+    let month = app.usage_universe().month_of(period, Spread::of(&config));
     let end = (offset.saturating_add(limit)).min(total);
     let next = (end < total).then_some(end);
     // Written straight as JSON text: the same bytes as serializing the records' `Value`s,
@@ -611,7 +675,13 @@ mod tests {
             u.record("2024-03".parse().expect("p"), 1, 0.0)
         );
         // Concentrated on one subscription.
-        let one = u.month_of(p, 1);
+        let one = u.month_of(
+            p,
+            Spread {
+                subscriptions: 1,
+                uncovered: 0,
+            },
+        );
         let subs: std::collections::HashSet<String> = (0..50)
             .map(|i| {
                 one.record(i, 0.0)["subscription_id"]
@@ -775,5 +845,63 @@ mod tests {
             .filter(|i| u.record(p, *i, 0.1) != u.record(p, *i, 0.0))
             .count();
         assert!((250..550).contains(&spoiled), "{spoiled}");
+    }
+
+    #[test]
+    fn left_out_positions_are_spread_distinct_and_leave_one() {
+        let spread = |uncovered| Spread {
+            subscriptions: 0,
+            uncovered,
+        };
+        assert_eq!(spread(0).left_out(10), Vec::<usize>::new());
+        assert_eq!(spread(3).left_out(10), [0, 3, 6]);
+        assert_eq!(spread(9).left_out(10).len(), 9);
+        // Never every subscription: a month keeps one with usage.
+        assert_eq!(spread(50).left_out(10), (0..9).collect::<Vec<_>>());
+        assert_eq!(spread(5).left_out(0), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn subscriptions_left_out_get_no_record_and_are_named() {
+        let u = UsageUniverse::of(&Dataset::default_account());
+        let p: Period = "2024-04".parse().expect("period");
+        let all = u.month(p).billable.len() as u64;
+        let spread = Spread {
+            subscriptions: 0,
+            uncovered: 4,
+        };
+        let records = 3 * all;
+        let missing: Vec<&str> = u
+            .without_usage(p, spread, records)
+            .iter()
+            .map(|b| b.asset_id.as_str())
+            .collect();
+        assert_eq!(missing.len(), 4, "{missing:?}");
+        let month = u.month_of(p, spread);
+        let named: std::collections::HashSet<String> = (0..records)
+            .map(|i| {
+                month.record(i, 0.0)["subscription_id"]
+                    .as_str()
+                    .expect("s")
+                    .to_owned()
+            })
+            .collect();
+        for b in &u.month(p).billable {
+            let has_usage = named.contains(&b.asset_id)
+                || b.external_uid.as_ref().is_some_and(|x| named.contains(x));
+            assert_eq!(
+                has_usage,
+                !missing.contains(&b.asset_id.as_str()),
+                "{}",
+                b.asset_id
+            );
+        }
+        // Fewer records than subscriptions leave the rest without usage too.
+        assert_eq!(
+            u.without_usage(p, Spread::default(), all - 2).len(),
+            2,
+            "the last two"
+        );
+        assert!(u.without_usage(p, Spread::default(), all).is_empty());
     }
 }

@@ -33,7 +33,7 @@ use futures_util::stream;
 use super::export::TextFormat;
 use super::export_parquet::{ROW_GROUP_ROWS, write_parquet_to};
 use super::server::{AppState, LoggedActor};
-use super::vendor_api::{authorized, refuse};
+use super::vendor_api::{Spread, authorized, refuse};
 use crate::usage::Period;
 
 /// Where the exports are: `{EXPORTS_PATH}/usage-YYYY-MM.csv`, `.jsonl` and `.parquet`.
@@ -81,7 +81,7 @@ struct Export {
     parquet: Option<Bytes>,
     records: u64,
     bad: f64,
-    subscriptions: u64,
+    spread: Spread,
 }
 
 impl Export {
@@ -95,10 +95,7 @@ impl Export {
 
     /// The month as one Parquet file, kept for the chunks of this request.
     fn generate_parquet(&mut self) -> Result<(), parquet::errors::ParquetError> {
-        let month = self
-            .app
-            .usage_universe()
-            .month_of(self.period, self.subscriptions);
+        let month = self.app.usage_universe().month_of(self.period, self.spread);
         let mut out = Vec::new();
         let records = (0..self.records).filter_map(|i| month.exported(i, self.bad));
         write_parquet_to(&mut out, records, ROW_GROUP_ROWS)?;
@@ -111,10 +108,7 @@ impl Export {
         let ServedFormat::Text(format) = self.format else {
             return self.parquet.as_deref().unwrap_or_default().to_vec();
         };
-        let month = self
-            .app
-            .usage_universe()
-            .month_of(self.period, self.subscriptions);
+        let month = self.app.usage_universe().month_of(self.period, self.spread);
         let from = c.saturating_mul(RECORDS_PER_CHUNK).min(self.records);
         let to = from.saturating_add(RECORDS_PER_CHUNK).min(self.records);
         let mut out = Vec::with_capacity(256 * (to - from) as usize + 80);
@@ -127,9 +121,11 @@ impl Export {
     /// Names this content: the same month, format and settings give the same bytes.
     fn etag(&self) -> String {
         let ext = self.format.extension();
+        // Every setting that changes the bytes is in it, so a resumed download never mixes
+        // two versions of the file.
         format!(
-            "\"usage-{}-{}-{}-{}.{ext}\"",
-            self.period, self.records, self.bad, self.subscriptions
+            "\"usage-{}-{}-{}-{}-{}.{ext}\"",
+            self.period, self.records, self.bad, self.spread.subscriptions, self.spread.uncovered
         )
     }
 
@@ -227,7 +223,7 @@ async fn export(
         parquet: None,
         records: config.usage_records,
         bad: config.usage_bad_records,
-        subscriptions: config.usage_subscriptions,
+        spread: Spread::of(&config),
     };
     if format == ServedFormat::Parquet {
         let generated =
@@ -319,7 +315,7 @@ mod tests {
             parquet: None,
             records,
             bad: 0.1,
-            subscriptions: 0,
+            spread: Spread::default(),
         }
     }
 
@@ -370,7 +366,7 @@ mod tests {
             e.locate(served.len() as u64 - 1).1,
             Some((0, served.len() - 1))
         );
-        assert_eq!(e.etag(), "\"usage-2024-04-1000-0.1-0.parquet\"");
+        assert_eq!(e.etag(), "\"usage-2024-04-1000-0.1-0-0.parquet\"");
     }
 
     #[test]

@@ -47,7 +47,11 @@ pub fn looks_like_asset_id(s: &str) -> bool {
             .all(|(i, c)| matches!(i, 7 | 12) || c.is_ascii_digit())
 }
 
-async fn in_chunks<T, F>(ids: &BTreeSet<String>, fetch: F) -> Result<Vec<T>, ConnectError>
+/// Fetches `ids` in `in(...)` lists of [`CHUNK`], a few requests at once.
+pub(crate) async fn in_chunks<T, F>(
+    ids: &BTreeSet<String>,
+    fetch: F,
+) -> Result<Vec<T>, ConnectError>
 where
     F: Fn(Vec<String>) -> futures_util::future::BoxFuture<'static, Result<Vec<T>, ConnectError>>,
 {

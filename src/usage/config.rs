@@ -1,8 +1,9 @@
 //! The report's settings, by the names that serve both as extension variables (set in Connect)
 //! and as environment variables of the command line: `USAGE_SOURCE`, `USAGE_SOURCE_TOKEN`
-//! (secure), `USAGE_QUERY`, `REPORT_CONCURRENCY`, `MAX_RECORDS_PER_FILE`, `USAGE_AGGREGATION`, and the
-//! lifecycle handlers' `RERUN_LIMIT` and `USAGE_ACK_URL`. `WORK_DIR`, where runs keep their
-//! work files, is the machine's business: an environment variable only.
+//! (secure), `USAGE_QUERY`, `REPORT_CONCURRENCY`, `MAX_RECORDS_PER_FILE`, `USAGE_AGGREGATION`,
+//! `REQUIRE_FULL_COVERAGE`, and the lifecycle handlers' `RERUN_LIMIT` and `USAGE_ACK_URL`.
+//! `WORK_DIR`, where runs keep their work files, is the machine's business: an environment
+//! variable only.
 
 use std::path::PathBuf;
 
@@ -32,6 +33,9 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 pub const MAX_RECORDS_PER_FILE: &str = "MAX_RECORDS_PER_FILE";
 /// The name of the aggregation setting: `none`, `day` or `month`.
 pub const USAGE_AGGREGATION: &str = "USAGE_AGGREGATION";
+/// The name of the switch that makes a run with subscriptions without usage partial: `true` or
+/// `false` (the default).
+pub const REQUIRE_FULL_COVERAGE: &str = "REQUIRE_FULL_COVERAGE";
 /// The name of the directory runs keep their work files under (an environment variable).
 pub const WORK_DIR: &str = "WORK_DIR";
 
@@ -87,6 +91,8 @@ pub struct ReportSettings {
     pub concurrency: usize,
     pub max_records_per_file: usize,
     pub aggregation: Aggregation,
+    /// A subscription expected to have usage that has none makes the run partial.
+    pub require_full_coverage: bool,
     /// Where runs make their work directories.
     pub work_dir: PathBuf,
 }
@@ -104,6 +110,7 @@ impl ReportSettings {
             max_records_per_file: self.max_records_per_file,
             aggregation: self.aggregation,
             work_dir: self.work_dir.clone(),
+            require_full_coverage: self.require_full_coverage,
             ..ReportOptions::new(period)
         }
     }
@@ -155,6 +162,14 @@ impl ReportSettings {
             Some(text) => Aggregation::parse(&text)
                 .map_err(|e| SourceError::Config(format!("{USAGE_AGGREGATION}: {e}")))?,
         };
+        let require_full_coverage = match lookup(REQUIRE_FULL_COVERAGE) {
+            None => false,
+            Some(text) => parse_switch(&text).ok_or_else(|| {
+                SourceError::Config(format!(
+                    "{REQUIRE_FULL_COVERAGE}={text:?}: give true or false (empty: false)"
+                ))
+            })?,
+        };
         let work_dir = lookup(WORK_DIR)
             .filter(|w| !w.trim().is_empty())
             .map_or_else(work_dir_from_env, PathBuf::from);
@@ -163,8 +178,18 @@ impl ReportSettings {
             concurrency,
             max_records_per_file,
             aggregation,
+            require_full_coverage,
             work_dir,
         })
+    }
+}
+
+/// `true` or `false` in any case; empty is `false`, as an extension variable left blank.
+fn parse_switch(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" | "" => Some(false),
+        _ => None,
     }
 }
 
@@ -209,6 +234,7 @@ mod tests {
         assert_eq!(s.concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(s.max_records_per_file, DEFAULT_MAX_RECORDS_PER_FILE);
         assert_eq!(s.aggregation, Aggregation::None);
+        assert!(!s.require_full_coverage, "off unless set");
         let s = settings(&[
             (USAGE_SOURCE, "/data/usage.csv"),
             (MAX_RECORDS_PER_FILE, "1_048_575"),
@@ -277,5 +303,28 @@ mod tests {
         let e = settings(&[(USAGE_SOURCE, "u.csv"), (USAGE_AGGREGATION, "hourly")])
             .expect_err("bad aggregation");
         assert!(e.to_string().contains("USAGE_AGGREGATION"), "{e}");
+        for bad in ["yes please", "1", "on"] {
+            let e = settings(&[(USAGE_SOURCE, "u.csv"), (REQUIRE_FULL_COVERAGE, bad)])
+                .expect_err("bad switch");
+            let text = e.to_string();
+            assert!(text.contains("REQUIRE_FULL_COVERAGE"), "{text}");
+            assert!(text.contains("true or false"), "{text}");
+        }
+    }
+
+    #[test]
+    fn full_coverage_is_a_switch_carried_into_the_options() {
+        for (text, want) in [
+            ("true", true),
+            (" TRUE ", true),
+            ("false", false),
+            ("", false),
+        ] {
+            let s =
+                settings(&[(USAGE_SOURCE, "u.csv"), (REQUIRE_FULL_COVERAGE, text)]).expect("valid");
+            assert_eq!(s.require_full_coverage, want, "{text:?}");
+            let o = s.options("2024-04".parse().expect("period"));
+            assert_eq!(o.require_full_coverage, want, "{text:?}");
+        }
     }
 }

@@ -215,6 +215,7 @@ pub fn record_run(summary: &RunSummary) {
             .with_label_values(&[action_label(action)])
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
+    RUN_UNCOVERED.set(i64::try_from(summary.not_covered()).unwrap_or(i64::MAX));
     set_result(summary.result);
     set_period(&summary.period.to_string(), summary.dry_run);
     RUN_DURATION.set(summary.duration_ms as f64 / 1000.0);
@@ -231,6 +232,7 @@ pub fn record_run(summary: &RunSummary) {
 pub fn record_failed_run(period: &str, dry_run: bool, took: Duration) {
     RUN_RECORDS.reset();
     RUN_FILES.reset();
+    RUN_UNCOVERED.set(0);
     set_result(RunResult::Failed);
     set_period(period, dry_run);
     RUN_DURATION.set(took.as_secs_f64());

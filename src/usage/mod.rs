@@ -5,6 +5,7 @@ pub mod acknowledge;
 pub mod aggregate;
 pub mod catalog;
 pub mod config;
+pub mod coverage;
 pub mod decide;
 pub mod identity;
 pub mod layout;

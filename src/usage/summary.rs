@@ -1,5 +1,6 @@
 //! What a run did: usage files created, resumed, already reported, waiting or failed; records
-//! sent, invalid, unplaceable or in conflict with what was reported (with samples of why); API
+//! sent, invalid, unplaceable or in conflict with what was reported (with samples of why); the
+//! subscriptions expected to have usage that have none ([coverage](super::coverage)); API
 //! calls, time and work files. Printed for people, serialised for machines, and the message of
 //! the scheduled task's result.
 
@@ -7,6 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::coverage::Coverage;
 use super::period::Period;
 use super::record::Position;
 use super::validate::ProblemKind;
@@ -17,7 +19,8 @@ use super::validate::ProblemKind;
 pub enum RunResult {
     /// Every record was placed and every group reported (or already reported).
     Complete,
-    /// Some records were not sent or some groups are not reported yet.
+    /// Some records were not sent or some groups are not reported yet; or full coverage is
+    /// required and some subscription has no usage.
     Partial,
     /// Nothing could be reported.
     Failed,
@@ -222,6 +225,9 @@ pub struct RunSummary {
     /// Up to [`SAMPLES`] records in conflict with what was reported, by record id.
     pub conflicts: Vec<Conflict>,
     pub files: Vec<FileReport>,
+    /// The subscriptions expected to have usage in the month, and those without any. `None`
+    /// in a run of one contract and product (a lifecycle handler's), which cannot tell.
+    pub coverage: Option<Coverage>,
     /// Requests to Connect (retries included; the usage source's are not counted).
     pub api_calls: u64,
     pub duration_ms: u64,
@@ -244,6 +250,11 @@ pub struct Timings {
 }
 
 impl RunSummary {
+    /// Subscriptions expected to have usage in the month that have none (0 when not checked).
+    pub fn not_covered(&self) -> usize {
+        self.coverage.as_ref().map_or(0, |c| c.not_covered)
+    }
+
     /// One line: the scheduled task's result message.
     pub fn one_line(&self) -> String {
         let g = &self.groups;
@@ -253,9 +264,13 @@ impl RunSummary {
         } else {
             String::new()
         };
+        let coverage = match self.not_covered() {
+            0 => String::new(),
+            n => format!("; {n} subscriptions without usage"),
+        };
         format!(
             "{} {}: {} files created, {} resumed, {} already reported, {} waiting, {} failed; \
-             {} records sent, {} invalid, {} unplaceable{conflicts}; {} Connect API calls in {}",
+             {} records sent, {} invalid, {} unplaceable{conflicts}{coverage}; {} Connect API calls in {}",
             self.period,
             self.result,
             g.created,
@@ -364,6 +379,29 @@ impl fmt::Display for RunSummary {
             )?;
             for c in &self.conflicts {
                 writeln!(f, "    {c}")?;
+            }
+        }
+        if let Some(c) = &self.coverage {
+            writeln!(
+                f,
+                "  coverage: {} of {} subscriptions have no usage{}",
+                c.not_covered,
+                c.expected,
+                if c.required {
+                    " (full coverage is required)"
+                } else {
+                    ""
+                }
+            )?;
+            if !c.samples.is_empty() {
+                writeln!(
+                    f,
+                    "  subscriptions without usage (first {}, by id):",
+                    super::coverage::COVERAGE_SAMPLES
+                )?;
+                for u in &c.samples {
+                    writeln!(f, "    {} {} {}", u.subscription, u.product, u.contract)?;
+                }
             }
         }
         write!(

@@ -200,6 +200,45 @@ fn place_on<'c>(
     )
 }
 
+/// Why `asset` was not active in `period`, or `None` when it was: the one notion of "active in
+/// the month" that both placing records and the coverage check use, so a subscription is
+/// expected to have usage exactly when its records would be accepted.
+pub fn inactive_in(asset: &Asset, period: Period) -> Option<String> {
+    let created = asset
+        .events
+        .as_ref()
+        .and_then(|e| e.created.as_ref())
+        .map(|e| e.at.with_timezone(&Utc));
+    let updated = asset
+        .events
+        .as_ref()
+        .and_then(|e| e.updated.as_ref())
+        .map(|e| e.at.with_timezone(&Utc));
+    match &asset.status {
+        AssetStatus::Draft | AssetStatus::Processing => {
+            return Some(format!(
+                "asset {} is {}: it was not active in {period}",
+                asset.id, asset.status
+            ));
+        }
+        // Connect stamps the termination as the asset's last update.
+        AssetStatus::Terminated if updated.is_some_and(|u| u < period.start()) => {
+            return Some(format!(
+                "asset {} was terminated on {} before {period}",
+                asset.id,
+                updated
+                    .map(|u| u.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default()
+            ));
+        }
+        _ => {}
+    }
+    if created.is_some_and(|c| c >= period.end_exclusive()) {
+        return Some(format!("asset {} was created after {period}", asset.id));
+    }
+    None
+}
+
 /// How a record's item fits the asset's product.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ItemFit {
@@ -241,40 +280,8 @@ fn resolve_on<'c>(
             asset.id
         )));
     };
-    let created = asset
-        .events
-        .as_ref()
-        .and_then(|e| e.created.as_ref())
-        .map(|e| e.at.with_timezone(&Utc));
-    let updated = asset
-        .events
-        .as_ref()
-        .and_then(|e| e.updated.as_ref())
-        .map(|e| e.at.with_timezone(&Utc));
-    match &asset.status {
-        AssetStatus::Draft | AssetStatus::Processing => {
-            return Err(Problem::unplaceable(format!(
-                "asset {} is {}: it was not active in {period}",
-                asset.id, asset.status
-            )));
-        }
-        // Connect stamps the termination as the asset's last update.
-        AssetStatus::Terminated if updated.is_some_and(|u| u < period.start()) => {
-            return Err(Problem::unplaceable(format!(
-                "asset {} was terminated on {} before {period}",
-                asset.id,
-                updated
-                    .map(|u| u.format("%Y-%m-%d").to_string())
-                    .unwrap_or_default()
-            )));
-        }
-        _ => {}
-    }
-    if created.is_some_and(|c| c >= period.end_exclusive()) {
-        return Err(Problem::unplaceable(format!(
-            "asset {} was created after {period}",
-            asset.id
-        )));
+    if let Some(reason) = inactive_in(asset, period) {
+        return Err(Problem::unplaceable(reason));
     }
     let product_id = asset.product.id.as_str();
     let Some((product_key, product)) = catalog.products.get_key_value(product_id) else {

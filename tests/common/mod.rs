@@ -537,7 +537,7 @@ pub fn sandbox_csv(
     let config = sb.state().config();
     let month = sb.state().usage_universe().month_of(
         "2024-04".parse().expect("period"),
-        config.usage_subscriptions,
+        connect_usage::sandbox::vendor_api::Spread::of(&config),
     );
     for i in indices {
         let r = month.record(i, 0.0);

@@ -16,6 +16,9 @@
 //! 4. [deliver](deliver): take each of those files from wherever it is to `pending` (create,
 //!    upload its workbook, wait for processing, note, submit), as [`super::decide`] says.
 //!
+//! Alongside 3 and 4, the subscriptions that should have usage are listed from Connect and
+//! compared with the ones the month's records named ([`super::coverage`]).
+//!
 //! Nothing is kept between runs: Connect's state is the only memory, which is what makes a
 //! rerun after a crash at any point end in the same state as an uninterrupted run. The work
 //! directory lives as long as the run.
@@ -29,6 +32,7 @@ mod problems;
 mod read;
 mod store;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +43,7 @@ use tokio::sync::Semaphore;
 use tracing::info;
 
 use super::aggregate::Aggregation;
+use super::coverage::{self, Coverage};
 use super::period::Period;
 use super::source::{SourceError, UsageSource};
 use super::summary::{FileAction, GroupCounts, RecordCounts, RunResult, RunSummary, SAMPLES};
@@ -116,6 +121,9 @@ pub struct ReportOptions {
     pub sort_memory: usize,
     /// Workbooks written at once (the machine's cores by default).
     pub build_threads: usize,
+    /// A subscription expected to have usage that has none makes the run partial
+    /// (`REQUIRE_FULL_COVERAGE`); otherwise it is only reported.
+    pub require_full_coverage: bool,
 }
 
 impl ReportOptions {
@@ -136,6 +144,7 @@ impl ReportOptions {
             work_dir: std::env::temp_dir(),
             sort_memory: super::sort::DEFAULT_BUDGET,
             build_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            require_full_coverage: false,
         }
     }
 
@@ -252,6 +261,8 @@ async fn run_report(
     let read_done = Instant::now();
     let read_count = spool.records;
     let mut work_bytes = run.work.bytes_used();
+    // The names the records used, for coverage: as many as the vendor's subscriptions.
+    let named: HashSet<String> = spool.subscriptions.iter().cloned().collect();
 
     // 2. Place, sort, and bring each group's records together; 3 and 4, each group's files,
     // several groups at once, each as soon as its records are all there.
@@ -269,11 +280,29 @@ async fn run_report(
             std::future::ready(wanted)
         })
         .map(|g| group::report_group(run.clone(), catalog.clone(), g));
-    // An interruption stops the whole run at once, as a crash would.
-    let outcomes: Vec<group::GroupOutcome> = groups
-        .buffer_unordered(options.concurrency.max(1))
-        .try_collect()
-        .await?;
+    // Coverage is asked of Connect while the groups are reported. A run of one group (a
+    // lifecycle handler's) sees one group's records: it cannot tell.
+    let coverage = async {
+        if options.only.is_some() {
+            return Ok(None);
+        }
+        let expected = coverage::load(client, &catalog).await?;
+        let active: HashSet<&str> = catalog.contracts.keys().map(String::as_str).collect();
+        let (count, uncovered) = coverage::uncovered(&expected, &active, period, &named);
+        Ok::<_, ConnectError>(Some(Coverage::of(
+            count,
+            uncovered,
+            options.require_full_coverage,
+        )))
+    };
+    // An interruption stops the whole run at once, as a crash would (coverage too).
+    let (outcomes, coverage) = tokio::try_join!(
+        groups
+            .buffer_unordered(options.concurrency.max(1))
+            .try_collect::<Vec<group::GroupOutcome>>(),
+        async { coverage.await.map_err(RunError::Catalog) }
+    )?;
+    drop(named);
     let files_ms = read_done.elapsed().as_millis() as u64;
     let place::PlaceDone {
         problems,
@@ -333,6 +362,7 @@ async fn run_report(
     } else if files.failed + files.waiting + files.rejected + files.changed_after_report > 0
         || invalid + unplaceable + records.conflicts > 0
         || (records.not_reported > 0 && !options.dry_run)
+        || coverage.as_ref().is_some_and(Coverage::makes_partial)
     {
         RunResult::Partial
     } else {
@@ -348,6 +378,7 @@ async fn run_report(
         problems: problems.into_sorted(),
         conflicts,
         files: reports,
+        coverage,
         api_calls: client.requests_sent() - calls_before,
         duration_ms: started.elapsed().as_millis() as u64,
         work_bytes,
