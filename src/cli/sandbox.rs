@@ -93,6 +93,10 @@ pub struct SandboxArgs {
     /// note, accepts the rest). Change it at run time with PUT /sandbox/provider.
     #[arg(long, value_enum, default_value_t = ProviderMode::Manual)]
     provider: ProviderMode,
+    /// Hand out a logging key in the platform's setup, so that runners ship their log records
+    /// to the sandbox's log listener (GET /sandbox/logs shows them), as to Connect's.
+    #[arg(long)]
+    logging_key: bool,
 }
 
 /// `--export-usage DEST`: the month's usage written to DEST.
@@ -238,6 +242,16 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
         ))
     })?;
 
+    if args.logging_key {
+        let platform = sandbox.state().platform();
+        let settings = connect_usage::sandbox::platform::PlatformSettings {
+            send_logging_key: true,
+            ..platform.settings()
+        };
+        platform
+            .set_settings(settings)
+            .map_err(|e| config_error(anyhow::anyhow!(e)))?;
+    }
     let api = sandbox.api_url();
     // Clients trust the authority that signed the certificate (scripts/sandbox-tls-cert.sh
     // writes it as ca.pem next to cert.pem).
@@ -284,6 +298,15 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
             key.expose(),
             ext.environment.id,
             sandbox.ws_origin()
+        );
+        println!(
+            "    its log records, as Connect's log service gets them: LOGZIO_LISTENER_URL={}{}",
+            sandbox.log_listener_url(),
+            if args.logging_key {
+                format!(", then {curl} {}/sandbox/logs", sandbox.origin())
+            } else {
+                " (with --logging-key)".to_owned()
+            }
         );
         if sandbox.is_secure() {
             println!(
