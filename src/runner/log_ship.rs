@@ -322,7 +322,9 @@ struct ShipState {
     /// Wakes the sender early: a batch is full, or a flush is asked for.
     wake: Notify,
     destination: Mutex<Option<Destination>>,
-    sender_started: AtomicBool,
+    /// The sending task; started again if it ended (its runtime was shut down while the
+    /// shipper lives on, as when a runner is started again in another runtime).
+    sender: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Records dropped in all (the queue's count is reset when reported).
     dropped_total: AtomicU64,
     /// Batches the listener accepted.
@@ -409,7 +411,7 @@ impl LogShipper {
                 queue: Mutex::new(queue),
                 wake: Notify::new(),
                 destination: Mutex::new(None),
-                sender_started: AtomicBool::new(false),
+                sender: Mutex::new(None),
                 dropped_total: AtomicU64::new(0),
                 batches_sent: AtomicU64::new(0),
             }),
@@ -463,13 +465,11 @@ impl LogShipper {
             .is_some();
         if has_destination {
             state.active.store(true, Ordering::Relaxed);
-            if !state.sender_started.swap(true, Ordering::SeqCst) {
+            let mut sender = state.sender.lock().unwrap_or_else(|e| e.into_inner());
+            if sender.as_ref().is_none_or(|s| s.is_finished()) {
                 match tokio::runtime::Handle::try_current() {
-                    Ok(rt) => {
-                        rt.spawn(send_records(state.clone()));
-                    }
+                    Ok(rt) => *sender = Some(rt.spawn(send_records(state.clone()))),
                     Err(_) => {
-                        state.sender_started.store(false, Ordering::SeqCst);
                         warn!("log records cannot be sent to Connect outside the async runtime");
                     }
                 }
