@@ -23,7 +23,10 @@ pub const LONG_ABOUT: &str = "Run the local Connect API emulator until Ctrl-C.\n
     It also plays Connect's events platform: extension runners connect to \
     /public/v1/devops/ws/{environment}/{instance} with the dataset's extension key, and get tasks \
     for usage file status changes, fired schedules and submitted interactive events \
-    (GET /sandbox/platform shows connections, tasks and protocol errors).";
+    (GET /sandbox/platform shows connections, tasks and protocol errors).\n\n\
+    With --logging-key it also plays Connect's log service: its setup hands out a logging key, \
+    runners started with LOGZIO_LISTENER_URL=http://127.0.0.1:PORT/logzio ship their log \
+    records to it, and GET /sandbox/logs shows what arrived.";
 
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
