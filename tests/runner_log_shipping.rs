@@ -520,3 +520,82 @@ async fn tasks_run_at_full_speed_while_the_listener_hangs_then_the_drop_is_count
     );
     runner.stop_and_wait().await;
 }
+
+/// The program itself: RUST_LOG pins its local output at warn while the records it ships
+/// follow the platform's DEBUG, and what waits at the end goes before it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_program_ships_at_the_platforms_levels_while_rust_log_pins_the_local_output() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let sb = common::start().await;
+    platform_settings(
+        &sb,
+        json!({"send_logging_key": true, "log_level": "DEBUG", "runner_log_level": "DEBUG"}),
+    )
+    .await;
+    let ext = sb.state().dataset().extension();
+    let key = sb.key(&ext.api_key).expect("extension key");
+    let instance = "bin-ship";
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_connect-usage"))
+        .arg("run")
+        .env("API_KEY", format!("ApiKey {}", key.expose()))
+        .env("ENVIRONMENT_ID", &ext.environment.id)
+        .env("SERVER_ADDRESS", sb.ws_origin())
+        .env("INSTANCE_ID", instance)
+        .env("LOGZIO_LISTENER_URL", sb.log_listener_url())
+        .env("RUST_LOG", "warn")
+        .env("LOG_FORMAT", "text")
+        .env_remove("API_ADDRESS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let local = tokio::spawn(async move {
+        let mut all = String::new();
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rt::wait_for(&sb, "the program's two sessions", |p| {
+        p["connections"]
+            .as_array()
+            .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["setup_done"] == true))
+    })
+    .await;
+    let task = run_task(&sb, custom(json!({"action": "echo"}))).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let records = wait_shipped(&sb, instance, "the task", Duration::from_secs(10), |r| {
+        r["task_id"] == task.as_str() && r["log_level"] == "DEBUG"
+    })
+    .await;
+    assert!(records.iter().any(is_task_done(&task)), "info shipped too");
+
+    let pid = child.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+    let records = records_of(&shipped(&sb).await, instance);
+    assert!(
+        records.iter().any(|r| r["message"] == "runner stopped"),
+        "the last records are flushed before the program exits"
+    );
+    let local = local.await.expect("stderr");
+    assert!(
+        !local.contains(" INFO ") && !local.contains("DEBUG"),
+        "the local output stays at RUST_LOG's warn: {local}"
+    );
+    assert!(!local.contains(sb.logging_key().expose()));
+}

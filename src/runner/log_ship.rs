@@ -327,8 +327,6 @@ struct ShipState {
     sender: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Records dropped in all (the queue's count is reset when reported).
     dropped_total: AtomicU64,
-    /// Batches the listener accepted.
-    batches_sent: AtomicU64,
 }
 
 impl ShipState {
@@ -413,7 +411,6 @@ impl LogShipper {
                 destination: Mutex::new(None),
                 sender: Mutex::new(None),
                 dropped_total: AtomicU64::new(0),
-                batches_sent: AtomicU64::new(0),
             }),
         }
     }
@@ -484,14 +481,10 @@ impl LogShipper {
         self.state.active.load(Ordering::Relaxed)
     }
 
-    /// Records dropped since the start (queue full while the listener was unreachable).
+    /// Records dropped since the start: the oldest when too many waited, and batches the
+    /// listener refused (400, 401).
     pub fn dropped(&self) -> u64 {
         self.state.dropped_total.load(Ordering::Relaxed) + self.state.queue().dropped
-    }
-
-    /// Batches the listener accepted.
-    pub fn batches_sent(&self) -> u64 {
-        self.state.batches_sent.load(Ordering::Relaxed)
     }
 
     /// Sends what waits, for at most `limit` (at the end of the process). Returns whether the
@@ -770,7 +763,6 @@ async fn send_records(state: Arc<ShipState>) {
             let sent = batch.len();
             match post(&client, url, &batch).await {
                 Ok(()) => {
-                    state.batches_sent.fetch_add(1, Ordering::Relaxed);
                     delay = state.options.retry_initial;
                     let dropped = state.queue().take_dropped();
                     state.dropped_total.fetch_add(dropped, Ordering::Relaxed);
