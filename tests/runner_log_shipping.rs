@@ -114,6 +114,14 @@ fn is_task_done(task: &str) -> impl Fn(&Value) -> bool + '_ {
     move |r| r["task_id"] == task && r["message"] == "task done"
 }
 
+/// Runs a task to its end; returns its id.
+async fn finished_task(sb: &Sandbox, spec: Value) -> String {
+    run_task(sb, spec).await["id"]
+        .as_str()
+        .expect("task id")
+        .to_owned()
+}
+
 async fn put_setup(sb: &Sandbox, body: Value) {
     let r = common::admin_put(sb, "platform/setup", body).await;
     assert!(r.status().is_success(), "setup changed");
@@ -124,8 +132,7 @@ async fn records_arrive_with_the_metadata_the_portal_filters_on_and_task_ids() {
     let _turn = TURN.lock().await;
     let instance = "ship-metadata";
     let (sb, runner) = shipping_runner(instance).await;
-    let task = run_task(&sb, custom(json!({"action": "echo"}))).await;
-    let task_id = task["id"].as_str().expect("task id").to_owned();
+    let task_id = finished_task(&sb, custom(json!({"action": "echo"}))).await;
     let records = wait_shipped(
         &sb,
         instance,
@@ -224,10 +231,7 @@ async fn levels_follow_each_setup_response_live_and_a_setup_without_key_keeps_sh
     };
 
     // INFO (the sandbox's default): the task's end, not its debug records.
-    let t1 = run_task(&sb, call_api()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let t1 = finished_task(&sb, call_api()).await;
     let records = wait_shipped(
         &sb,
         instance,
@@ -240,10 +244,7 @@ async fn levels_follow_each_setup_response_live_and_a_setup_without_key_keeps_sh
 
     // DEBUG for the extension's records, live.
     put_setup(&sb, json!({"log_level": "DEBUG"})).await;
-    let t2 = run_task(&sb, call_api()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let t2 = finished_task(&sb, call_api()).await;
     let records = wait_shipped(
         &sb,
         instance,
@@ -270,14 +271,8 @@ async fn levels_follow_each_setup_response_live_and_a_setup_without_key_keeps_sh
         json!({"log_level": "WARNING", "runner_log_level": "WARNING"}),
     )
     .await;
-    let t3 = run_task(&sb, call_api()).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let t4 = run_task(&sb, custom(json!({"action": "error"}))).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let t3 = finished_task(&sb, call_api()).await;
+    let t4 = finished_task(&sb, custom(json!({"action": "error"}))).await;
     let records = wait_shipped(
         &sb,
         instance,
@@ -306,10 +301,7 @@ async fn levels_follow_each_setup_response_live_and_a_setup_without_key_keeps_sh
         json!({"send_logging_key": false, "runner_log_level": "INFO"}),
     )
     .await;
-    let t5 = run_task(&sb, custom(json!({"action": "echo"}))).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let t5 = finished_task(&sb, custom(json!({"action": "echo"}))).await;
     wait_shipped(
         &sb,
         instance,
@@ -356,10 +348,7 @@ async fn no_secret_reaches_the_listener() {
         "options": {"task_id": 7, "task_category": "interactive", "api_key": "ApiKey SU-1:frame-key-value"},
         "input": {"event_type": "x", "object_id": "y"}}});
     admin_post(&sb, "platform/send", json!({"text": bad_key.to_string()})).await;
-    let last = run_task(&sb, custom(json!({"action": "config"}))).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let last = finished_task(&sb, custom(json!({"action": "config"}))).await;
     let records = wait_shipped(
         &sb,
         instance,
@@ -432,9 +421,8 @@ async fn tasks_run_at_full_speed_while_the_listener_hangs_then_the_drop_is_count
         let mut slowest = Duration::ZERO;
         for _ in 0..TASKS {
             let t = Instant::now();
-            let task = run_task(&sb, custom(json!({"action": "echo"}))).await;
+            ids.push(finished_task(&sb, custom(json!({"action": "echo"}))).await);
             slowest = slowest.max(t.elapsed());
-            ids.push(task["id"].as_str().expect("id").to_owned());
         }
         (started.elapsed(), slowest, ids)
     };
@@ -566,10 +554,7 @@ async fn the_program_ships_at_the_platforms_levels_while_rust_log_pins_the_local
             .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["setup_done"] == true))
     })
     .await;
-    let task = run_task(&sb, custom(json!({"action": "echo"}))).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let task = finished_task(&sb, custom(json!({"action": "echo"}))).await;
     let records = wait_shipped(&sb, instance, "the task", Duration::from_secs(10), |r| {
         r["task_id"] == task.as_str() && r["log_level"] == "DEBUG"
     })
