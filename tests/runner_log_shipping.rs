@@ -216,6 +216,11 @@ async fn records_arrive_with_the_metadata_the_portal_filters_on_and_task_ids() {
     let by_task = by_task["records"].as_array().expect("records");
     assert!(!by_task.is_empty() && by_task.iter().all(|r| r["task_id"] == task_id.as_str()));
     runner.stop_and_wait().await;
+    // A reset forgets them with the rest.
+    admin_post(&sb, "reset", json!({})).await;
+    let logs = shipped(&sb).await;
+    assert_eq!(logs["received"], 0);
+    assert_eq!(logs["records"], json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -332,6 +332,7 @@ impl SandboxState {
         self.store().reset(self.initial.clone());
         self.platform.reset();
         self.provider().reset();
+        self.log_listener.clear();
     }
 
     /// The actor of a raw `Authorization` header value.
