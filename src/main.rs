@@ -73,9 +73,14 @@ enum Command {
     Describe(cli::describe::DescribeArgs),
 }
 
-/// Installs the log output; returns the handle that changes its filter (the runner applies
-/// the log levels the platform asks for through it).
+/// Installs the log output and the layer that ships records to Connect; returns what changes
+/// their levels (the runner applies the levels the platform asks for through it).
+///
+/// The local filter belongs to the local output alone, not to the whole subscriber: records
+/// shipped to Connect follow the platform's levels, which may ask for debug records while the
+/// terminal shows info, and RUST_LOG pins only what the terminal shows.
 fn init_logging(logging: &Logging, default_level: &str) -> cli::LogControl {
+    use connect_usage::runner::log_ship::{LogShipper, ShipOptions};
     use tracing_subscriber::prelude::*;
     let from_env = std::env::var("RUST_LOG")
         .ok()
@@ -87,9 +92,14 @@ fn init_logging(logging: &Logging, default_level: &str) -> cli::LogControl {
     let filter = EnvFilter::try_new(&base).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // The sandbox's records are the emulated platform's, not the extension's.
+    let shipper = LogShipper::new(ShipOptions {
+        excluded_targets: vec!["connect_usage::sandbox".into()],
+        ..ShipOptions::default()
+    });
     let registry = tracing_subscriber::registry()
-        .with(filter)
-        .with(connect_usage::logging::secret_safe_filter());
+        .with(connect_usage::logging::secret_safe_filter())
+        .with(shipper.layer());
     match logging.log_format {
         LogFormat::Text => registry
             .with(
@@ -97,21 +107,24 @@ fn init_logging(logging: &Logging, default_level: &str) -> cli::LogControl {
                     .event_format(connect_usage::log_text::ReadableFormat)
                     .fmt_fields(connect_usage::log_text::ReadableFields)
                     .with_ansi(ansi)
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             )
             .init(),
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             )
             .init(),
     }
     cli::LogControl {
-        handle,
+        reload_local: std::sync::Arc::new(move |f| handle.reload(f).is_ok()),
         base,
         pinned: from_env.is_some(),
+        shipper,
     }
 }
 

@@ -12,8 +12,8 @@ use std::path::Path;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, TextEncoder,
 };
 
 /// The content type of the text exposition format.
@@ -36,6 +36,10 @@ fn registered<C: Collector + Clone + 'static>(collector: C) -> C {
 
 pub(crate) fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     registered(IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric name"))
+}
+
+pub(crate) fn counter(name: &str, help: &str) -> IntCounter {
+    registered(IntCounter::with_opts(Opts::new(name, help)).expect("a valid metric name"))
 }
 
 pub(crate) fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {

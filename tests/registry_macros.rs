@@ -85,6 +85,7 @@ async fn macros_declare_and_collect() {
             "MACRO_SETTING",
             "MAX_RECORDS_PER_FILE",
             "REPORT_CONCURRENCY",
+            "REQUIRE_FULL_COVERAGE",
             "RERUN_LIMIT",
             "USAGE_ACK_URL",
             "USAGE_AGGREGATION",

@@ -8,6 +8,7 @@ pub mod sandbox;
 
 use std::sync::{Arc, Mutex};
 
+use connect_usage::runner::log_ship::LogShipper;
 use connect_usage::runner::{LogLevelHook, LogLevels};
 use tracing_subscriber::EnvFilter;
 
@@ -22,13 +23,17 @@ pub const EXIT_PARTIAL: u8 = 3;
 /// The runner stopped with results the platform did not get (it delivers those tasks again).
 pub const EXIT_UNDELIVERED: u8 = 4;
 
-/// The log filter, changeable while the process runs.
+/// The log levels, changeable while the process runs.
 pub struct LogControl {
-    pub handle: tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    /// Replaces the local output's filter; false when it could not.
+    pub reload_local: Arc<dyn Fn(EnvFilter) -> bool + Send + Sync>,
     /// The filter given on the command line or in RUST_LOG.
     pub base: String,
-    /// RUST_LOG was set: a person asked for these levels, the platform does not change them.
+    /// RUST_LOG was set: a person asked for these levels, the platform does not change them
+    /// (in the local output; records shipped to Connect follow the platform).
     pub pinned: bool,
+    /// Sends records to Connect's log service once the platform gives a key.
+    pub shipper: LogShipper,
 }
 
 impl LogControl {
@@ -38,7 +43,7 @@ impl LogControl {
         if self.pinned {
             return None;
         }
-        let handle = self.handle.clone();
+        let reload_local = self.reload_local.clone();
         let base = self.base.clone();
         let current = Arc::new(Mutex::new(LogLevels::default()));
         Some(Arc::new(move |levels: &LogLevels| {
@@ -58,7 +63,7 @@ impl LogControl {
             }
             match EnvFilter::try_new(&directives) {
                 Ok(filter) => {
-                    if handle.reload(filter).is_ok() {
+                    if reload_local(filter) {
                         tracing::info!(filter = %directives, "log levels set by the platform");
                     }
                 }

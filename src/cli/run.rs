@@ -25,8 +25,14 @@ pub const LONG_ABOUT: &str = "Run the extension: connect to Connect's events pla
     SCHEDULED_TASK_MAX_EXECUTION_TIME   seconds (300, 120, 43200)\n  \
     TASK_CONCURRENCY          tasks run at once per session (64)\n  \
     SHUTDOWN_GRACE_SECONDS    time running tasks get after SIGTERM (30)\n  \
-    METRICS_ADDRESS  host:port for /metrics (Prometheus), /healthz and /readyz, e.g. \
-    0.0.0.0:9102 (unset: no listener)\n\n\
+    METRICS_ADDRESS           host:port for /metrics (Prometheus), /healthz and /readyz, e.g. \
+    0.0.0.0:9102 (unset: no listener)\n  \
+    LOGZIO_LISTENER_URL       where log records go once the platform gives a logging key \
+    (default https://listener.logz.io:8071, Connect's log service; a proxy, or the sandbox's \
+    http://127.0.0.1:PORT/logzio)\n\n\
+    Logs go to stderr and, when the platform's setup gives a logging key, to Connect's log \
+    service too (what the portal shows), at the levels the platform asks for; RUST_LOG pins \
+    only the local output.\n\n\
     The extension's own settings (USAGE_SOURCE, USAGE_SOURCE_TOKEN, REPORT_CONCURRENCY) are \
     variables set in Connect; the platform sends them. On SIGTERM or Ctrl-C the runner tells the \
     platform, finishes running tasks within the grace period, delivers their results and exits 0 \
@@ -36,6 +42,8 @@ pub const LONG_ABOUT: &str = "Run the extension: connect to Connect's events pla
 
 /// Where the operator's endpoint listens (unset: nowhere).
 pub const METRICS_ADDRESS: &str = "METRICS_ADDRESS";
+/// Time the records still queued for Connect's log service get at the end.
+const LOG_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -71,6 +79,7 @@ pub async fn run(args: RunArgs, logs: LogControl) -> Result<u8, Failure> {
     };
     let runner = Runner::new(config, registry, &descriptor, logs.platform_hook())
         .map_err(config_error)?
+        .ship_logs(logs.shipper.clone())
         .start();
     if let Some(listener) = probe_listener {
         connect_usage::runner::metrics::register();
@@ -98,6 +107,8 @@ pub async fn run(args: RunArgs, logs: LogControl) -> Result<u8, Failure> {
             return Ok(EXIT_UNDELIVERED);
         }
     };
+    // The last records (the runner's stop) reach Connect too, if its listener answers soon.
+    logs.shipper.flush(LOG_FLUSH_LIMIT).await;
     match (report.reason, report.undelivered.is_empty()) {
         (_, false) => {
             warn!(tasks = ?report.undelivered, "stopped with undelivered results");

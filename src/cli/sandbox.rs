@@ -23,7 +23,10 @@ pub const LONG_ABOUT: &str = "Run the local Connect API emulator until Ctrl-C.\n
     It also plays Connect's events platform: extension runners connect to \
     /public/v1/devops/ws/{environment}/{instance} with the dataset's extension key, and get tasks \
     for usage file status changes, fired schedules and submitted interactive events \
-    (GET /sandbox/platform shows connections, tasks and protocol errors).";
+    (GET /sandbox/platform shows connections, tasks and protocol errors).\n\n\
+    With --logging-key it also plays Connect's log service: its setup hands out a logging key, \
+    runners started with LOGZIO_LISTENER_URL=http://127.0.0.1:PORT/logzio ship their log \
+    records to it, and GET /sandbox/logs shows what arrived.";
 
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
@@ -98,6 +101,10 @@ pub struct SandboxArgs {
     /// note, accepts the rest). Change it at run time with PUT /sandbox/provider.
     #[arg(long, value_enum, default_value_t = ProviderMode::Manual)]
     provider: ProviderMode,
+    /// Hand out a logging key in the platform's setup, so that runners ship their log records
+    /// to the sandbox's log listener (GET /sandbox/logs shows them), as to Connect's.
+    #[arg(long)]
+    logging_key: bool,
 }
 
 /// `--export-usage DEST`: the month's usage written to DEST.
@@ -250,6 +257,16 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
         ))
     })?;
 
+    if args.logging_key {
+        let platform = sandbox.state().platform();
+        let settings = connect_usage::sandbox::platform::PlatformSettings {
+            send_logging_key: true,
+            ..platform.settings()
+        };
+        platform
+            .set_settings(settings)
+            .map_err(|e| config_error(anyhow::anyhow!(e)))?;
+    }
     let api = sandbox.api_url();
     // Clients trust the authority that signed the certificate (scripts/sandbox-tls-cert.sh
     // writes it as ca.pem next to cert.pem).
@@ -296,6 +313,15 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
             key.expose(),
             ext.environment.id,
             sandbox.ws_origin()
+        );
+        println!(
+            "    its log records, as Connect's log service gets them: LOGZIO_LISTENER_URL={}{}",
+            sandbox.log_listener_url(),
+            if args.logging_key {
+                format!(", then {curl} {}/sandbox/logs", sandbox.origin())
+            } else {
+                " (with --logging-key)".to_owned()
+            }
         );
         if sandbox.is_secure() {
             println!(

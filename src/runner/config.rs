@@ -1,7 +1,8 @@
 //! The runner's configuration, read from the environment variables of Connect's official
 //! runner (`API_KEY`, `ENVIRONMENT_ID`, `INSTANCE_ID`, `SERVER_ADDRESS`, `API_ADDRESS`,
 //! `HTTP_PROXY`/`HTTPS_PROXY`, `*_TASK_MAX_EXECUTION_TIME`) plus this runner's own
-//! (`TASK_CONCURRENCY`, `SHUTDOWN_GRACE_SECONDS`), and the protocol's timings.
+//! (`TASK_CONCURRENCY`, `SHUTDOWN_GRACE_SECONDS`), Logz.io's `LOGZIO_LISTENER_URL` (where log
+//! records go once the platform gives a logging key), and the protocol's timings.
 
 use std::fmt;
 use std::time::Duration;
@@ -94,6 +95,8 @@ pub struct RunnerConfig {
     /// The sessions to open (both, normally).
     pub runner_types: Vec<RunnerType>,
     pub timings: Timings,
+    /// Where log records go once the platform gives a logging key (`LOGZIO_LISTENER_URL`).
+    pub log_listener_url: String,
 }
 
 impl fmt::Debug for RunnerConfig {
@@ -113,6 +116,7 @@ impl fmt::Debug for RunnerConfig {
             .field("max_concurrent_tasks", &self.max_concurrent_tasks)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("runner_types", &self.runner_types)
+            .field("log_listener_url", &redact_proxy(&self.log_listener_url))
             .finish()
     }
 }
@@ -237,6 +241,14 @@ impl RunnerConfig {
                 }
             },
         };
+        let log_listener_url = match get("LOGZIO_LISTENER_URL") {
+            Some(url) => {
+                super::log_ship::check_listener_url(&url)
+                    .map_err(|e| config_error("LOGZIO_LISTENER_URL", e.to_string()))?;
+                url.trim().to_owned()
+            }
+            None => super::log_ship::DEFAULT_LISTENER_URL.to_owned(),
+        };
         Ok(RunnerConfig {
             api_key_header: Secret::new(raw_key.trim()),
             api_key,
@@ -255,7 +267,21 @@ impl RunnerConfig {
             result_queue: 1024,
             runner_types: RunnerType::ALL.to_vec(),
             timings: Timings::default(),
+            log_listener_url,
         })
+    }
+
+    /// The REST API's `host[:port]`: what the official runner's `API_ADDRESS` holds, and what
+    /// log records carry as `api_address`.
+    pub fn api_address(&self) -> String {
+        match reqwest::Url::parse(&self.api_base_url) {
+            Ok(u) => match (u.host_str(), u.port()) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (Some(h), None) => h.to_owned(),
+                _ => self.api_base_url.clone(),
+            },
+            Err(_) => self.api_base_url.clone(),
+        }
     }
 
     /// A configuration for a local platform such as the sandbox (`http://127.0.0.1:PORT`).
@@ -452,6 +478,8 @@ mod tests {
         assert_eq!(c.interactive_timeout, Duration::from_secs(120));
         assert_eq!(c.scheduled_timeout, Duration::from_secs(43_200));
         assert!(!format!("{c:?}").contains("secret"));
+        assert_eq!(c.log_listener_url, "https://listener.logz.io:8071");
+        assert_eq!(c.api_address(), "api.cnct.info");
 
         let c = read(&[
             ("API_KEY", "SU-1:secret"),
@@ -470,6 +498,25 @@ mod tests {
         assert_eq!(c.instance_id.len(), 36, "random uuid");
         assert_eq!(c.proxy(), Some("http://user:pw@proxy:3128"));
         assert!(!format!("{c:?}").contains("pw@"), "{c:?}");
+        assert_eq!(c.api_address(), "127.0.0.1:9000");
+
+        let listener = |url: &str| {
+            read(&[
+                ("API_KEY", "SU-1:secret"),
+                ("ENVIRONMENT_ID", "ENV-1"),
+                ("LOGZIO_LISTENER_URL", url),
+            ])
+        };
+        assert_eq!(
+            listener(" http://127.0.0.1:8070/logzio ")
+                .expect("valid")
+                .log_listener_url,
+            "http://127.0.0.1:8070/logzio"
+        );
+        assert_eq!(
+            listener("listener.logz.io").err().map(|e| e.name),
+            Some("LOGZIO_LISTENER_URL")
+        );
     }
 
     #[test]

@@ -6,10 +6,10 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 use super::config::RunnerType;
-use crate::metrics::{counter_vec, gauge_vec, histogram_vec};
+use crate::metrics::{counter, counter_vec, gauge_vec, histogram_vec};
 
 static SESSION_CONNECTED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     gauge_vec(
@@ -82,6 +82,21 @@ static REANSWERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+static LOG_RECORDS_SENT: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "connect_eaas_log_records_sent_total",
+        "Log records the platform's log service (Logz.io listener) took.",
+    )
+});
+
+static LOG_RECORDS_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "connect_eaas_log_records_dropped_total",
+        "Log records never shipped: the oldest when too many waited for an unreachable \
+         listener, and those the listener refused.",
+    )
+});
+
 /// Registers every family, so a scrape shows them before anything happened.
 pub fn register() {
     LazyLock::force(&SESSION_CONNECTED);
@@ -92,6 +107,8 @@ pub fn register() {
     LazyLock::force(&TASK_DURATION);
     LazyLock::force(&RESULTS_PENDING);
     LazyLock::force(&REANSWERED);
+    LazyLock::force(&LOG_RECORDS_SENT);
+    LazyLock::force(&LOG_RECORDS_DROPPED);
 }
 
 /// Shows a new session's series at zero.
@@ -177,6 +194,14 @@ pub(crate) fn task_answered(category: &str, event_type: &str, result: &str, ran:
     TASK_DURATION
         .with_label_values(&[category, event_type])
         .observe(ran.as_secs_f64());
+}
+
+pub(crate) fn log_records_sent(n: usize) {
+    LOG_RECORDS_SENT.inc_by(n as u64);
+}
+
+pub(crate) fn log_records_dropped(n: u64) {
+    LOG_RECORDS_DROPPED.inc_by(n);
 }
 
 pub(crate) fn reanswered(kind: RunnerType) {

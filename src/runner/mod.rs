@@ -11,10 +11,12 @@
 //! - [`config`]: the official runner's environment variables. [`backoff`]: the reconnection
 //!   policy. [`setup`]: what the platform's setup responses say. [`task`]: what handlers see.
 //!   [`metrics`]: what an operator watches.
+//! - [`log_ship`]: log records sent to Connect's log service once the platform gives a key.
 
 pub mod backoff;
 pub mod config;
 mod dispatch;
+pub mod log_ship;
 pub mod metrics;
 pub mod protocol;
 pub mod session;
@@ -68,6 +70,14 @@ impl Runner {
         Ok(Runner {
             shared: Arc::new(shared),
         })
+    }
+
+    /// Sends log records to Connect's log service through `shipper` once a `setup_response`
+    /// carries a logging key (the shipper's layer must be in the process's subscriber).
+    pub fn ship_logs(self, shipper: log_ship::LogShipper) -> Runner {
+        // Set once, before the sessions start; a second call changes nothing.
+        let _ = self.shared.log_shipper.set(shipper);
+        self
     }
 
     /// Opens the sessions and runs until stopped.

@@ -86,6 +86,11 @@ impl SetupState {
         self.logging_api_key.is_some()
     }
 
+    /// The key of Connect's log service (the last one the platform gave).
+    pub fn logging_api_key(&self) -> Option<&Secret> {
+        self.logging_api_key.as_ref()
+    }
+
     pub fn definition(&self, event_type: &str) -> Option<&EventDefinition> {
         self.definitions.get(event_type)
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::watch;
@@ -72,6 +72,9 @@ pub(crate) struct Shared {
     /// Set when the shutdown grace period is over: running tasks are cancelled.
     pub grace_over: watch::Sender<bool>,
     log_hook: Option<LogLevelHook>,
+    /// Sends log records to Connect once the platform gives a key (set by
+    /// [`super::Runner::ship_logs`]).
+    pub log_shipper: OnceLock<super::log_ship::LogShipper>,
     pub stats: RunnerStats,
 }
 
@@ -94,6 +97,7 @@ impl Shared {
             stop: watch::Sender::new(None),
             grace_over: watch::Sender::new(false),
             log_hook,
+            log_shipper: OnceLock::new(),
             stats: RunnerStats::default(),
         })
     }
@@ -132,6 +136,9 @@ impl Shared {
         {
             hook(&applied.levels);
         }
+        if let Some(shipper) = self.log_shipper.get() {
+            shipper.apply(self.ship_update(applied.levels.clone()));
+        }
         if applied.variables_changed && !applied.first {
             info!("variables updated by the platform");
         }
@@ -150,6 +157,28 @@ impl Shared {
                     f(ctx).await;
                 });
             }
+        }
+    }
+
+    /// What the log shipper needs after a setup response: the key (if the platform gave one),
+    /// the levels it carried and the records' metadata.
+    fn ship_update(&self, levels: LogLevels) -> super::log_ship::ShipUpdate {
+        let setup = self.setup.read().unwrap_or_else(|e| e.into_inner());
+        let meta = setup.meta();
+        super::log_ship::ShipUpdate {
+            listener_url: self.config.log_listener_url.clone(),
+            key: setup.logging_api_key().cloned(),
+            levels,
+            metadata: super::log_ship::RecordMetadata {
+                api_address: self.config.api_address(),
+                service_id: meta.service_id.clone(),
+                environment_id: self.config.environment_id.clone(),
+                environment_type: setup.environment_type().map(str::to_owned),
+                instance_id: self.config.instance_id.clone(),
+                account_id: meta.account_id.clone(),
+                account_name: meta.account_name.clone(),
+                repository_tag: meta.repository_tag.clone(),
+            },
         }
     }
 

@@ -129,6 +129,9 @@ async fn info(State(app): State<AppState>, origin: Origin) -> Json<Value> {
         "api_url": format!("{}/public/v1", origin.0),
         "admin_url": format!("{}/sandbox", origin.0),
         "keys": keys,
+        // What runners set as LOGZIO_LISTENER_URL, and the key they then get.
+        "log_listener_url": format!("{}{}", origin.0, super::log_listener::LISTENER_PATH),
+        "logging_key": app.log_listener().key().expose(),
     }))
 }
 
@@ -466,6 +469,9 @@ struct SetupPatch {
     log_level: Option<String>,
     #[serde(default)]
     runner_log_level: Option<String>,
+    /// Hand out the logging key (true) or stop handing it out (false).
+    #[serde(default)]
+    send_logging_key: Option<bool>,
 }
 
 /// Changes variables or log levels and sends the new setup to connected runners.
@@ -473,7 +479,12 @@ async fn update_setup(State(app): State<AppState>, raw: Bytes) -> Result<Json<Va
     let patch: SetupPatch = parse(&raw)?;
     let sent = app
         .platform()
-        .update_setup(&patch.variables, patch.log_level, patch.runner_log_level)
+        .update_setup(
+            &patch.variables,
+            patch.log_level,
+            patch.runner_log_level,
+            patch.send_logging_key,
+        )
         .map_err(bad)?;
     Ok(Json(json!({"sessions_updated": sent})))
 }

@@ -11,6 +11,8 @@
 //! - [`platform`] and [`devops_api`]: Connect's EaaS platform side: the runner websocket,
 //!   tasks from usage file events and schedules, and the DevOps endpoints runners read.
 //! - [`provider`]: the provider's answers to submitted files (accept, or reject with a note).
+//! - [`log_listener`]: Connect's log service (a Logz.io bulk listener) that runners ship
+//!   their log records to.
 //! - [`faults`] and [`admin`]: injected failures and the `/sandbox/...` API that controls
 //!   and inspects it all.
 
@@ -23,6 +25,7 @@ pub mod export;
 pub mod export_parquet;
 pub mod faults;
 pub mod filters;
+pub mod log_listener;
 pub mod platform;
 pub mod processing;
 pub mod provider;

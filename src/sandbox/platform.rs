@@ -149,6 +149,9 @@ pub struct PlatformSettings {
     /// Python level names sent in `setup_response.logging`.
     pub log_level: String,
     pub runner_log_level: String,
+    /// Hand out the sandbox's logging key in `setup_response.logging.logging_api_key`, so
+    /// runners ship their records to its log listener (`/logzio`, see `GET /sandbox/logs`).
+    pub send_logging_key: bool,
 }
 
 impl Default for PlatformSettings {
@@ -160,6 +163,7 @@ impl Default for PlatformSettings {
             redelivery_delay_ms: 5000,
             log_level: "INFO".into(),
             runner_log_level: "INFO".into(),
+            send_logging_key: false,
         }
     }
 }
@@ -389,6 +393,8 @@ struct Inner {
     products: Vec<String>,
     origin: String,
     usage_token: Secret,
+    /// The log listener's key, handed out with `send_logging_key`.
+    logging_key: Secret,
     variables: Vec<VarState>,
     /// The last setup request's subscriptions, kept across reconnects.
     subscriptions: Option<BTreeMap<String, Vec<String>>>,
@@ -487,6 +493,7 @@ impl Platform {
         account: (String, String),
         products: Vec<String>,
         usage_token: Secret,
+        logging_key: Secret,
         seed: u64,
     ) -> Platform {
         let variables = extension
@@ -506,6 +513,7 @@ impl Platform {
                 products,
                 origin: String::new(),
                 usage_token,
+                logging_key,
                 variables,
                 subscriptions: None,
                 connections: BTreeMap::new(),
@@ -1355,13 +1363,15 @@ impl Platform {
         n
     }
 
-    /// Changes variables and log levels, and sends the new setup to every set-up session, as
-    /// Connect does when a variable is edited. Returns how many sessions got it.
+    /// Changes variables, log levels and whether the logging key is handed out, and sends the
+    /// new setup to every set-up session, as Connect does when a variable is edited. Returns
+    /// how many sessions got it.
     pub fn update_setup(
         &self,
         variables: &BTreeMap<String, Json>,
         log_level: Option<String>,
         runner_log_level: Option<String>,
+        send_logging_key: Option<bool>,
     ) -> Result<usize, String> {
         let mut inner = self.lock();
         for (name, v) in variables {
@@ -1399,6 +1409,9 @@ impl Platform {
         }
         if let Some(l) = runner_log_level {
             inner.settings.runner_log_level = l;
+        }
+        if let Some(send) = send_logging_key {
+            inner.settings.send_logging_key = send;
         }
         let frame = setup_response(&inner);
         let mut n = 0;
@@ -1669,11 +1682,12 @@ fn setup_response(inner: &Inner) -> String {
         "variables": variables,
         "environment_type": inner.extension.environment.kind,
         "logging": {
-            "logging_api_key": null,
+            "logging_api_key": inner.settings.send_logging_key.then(|| inner.logging_key.expose()),
             "log_level": inner.settings.log_level,
             "runner_log_level": inner.settings.runner_log_level,
             "meta": {
-                "repository_tag": null,
+                // What Connect deployed; the sandbox "deploys" this build.
+                "repository_tag": env!("CARGO_PKG_VERSION"),
                 "account_id": inner.account.0,
                 "account_name": inner.account.1,
                 "service_id": inner.extension.service_id,

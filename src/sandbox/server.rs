@@ -25,6 +25,7 @@ use tracing::{debug, info};
 use super::dataset::{Dataset, Role};
 use super::error::{ApiError, codes};
 use super::faults::{FaultRule, Faults, InvalidUploadFault};
+use super::log_listener::{self, LogListener};
 use super::platform::Platform;
 use super::provider::{Provider, ProviderPolicy};
 use super::query::PagingLimits;
@@ -165,6 +166,7 @@ pub struct SandboxState {
     /// The vendor account the extension belongs to.
     platform_account: String,
     provider: Mutex<Provider>,
+    log_listener: LogListener,
 }
 
 impl std::fmt::Debug for SandboxState {
@@ -237,7 +239,15 @@ impl SandboxState {
             .filter_map(|p| p["id"].as_str().map(str::to_owned))
             .collect();
         let platform_account = vendor.0.clone();
-        let platform = Platform::new(extension, vendor, products, usage_token.clone(), seed);
+        let log_listener = LogListener::new(LogListener::random_key());
+        let platform = Platform::new(
+            extension,
+            vendor,
+            products,
+            usage_token.clone(),
+            log_listener.key().clone(),
+            seed,
+        );
         SandboxState {
             store: Mutex::new(Store::new(dataset.clone())),
             config: Mutex::new(runtime),
@@ -250,7 +260,13 @@ impl SandboxState {
             platform,
             platform_account,
             provider: Mutex::new(Provider::default()),
+            log_listener,
         }
+    }
+
+    /// The stand-in for Connect's log service.
+    pub fn log_listener(&self) -> &LogListener {
+        &self.log_listener
     }
 
     /// The sandbox's provider: its policy and what it did.
@@ -322,6 +338,7 @@ impl SandboxState {
         self.store().reset(self.initial.clone());
         self.platform.reset();
         self.provider().reset();
+        self.log_listener.clear();
     }
 
     /// The actor of a raw `Authorization` header value.
@@ -576,6 +593,7 @@ pub fn router(app: AppState) -> Router {
         .nest(API_PREFIX, api)
         .merge(vendor)
         .merge(admin::routes())
+        .merge(log_listener::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app)
@@ -720,6 +738,17 @@ impl Sandbox {
             self.origin(),
             vendor_exports::EXPORTS_PATH
         )
+    }
+
+    /// Where runners send log records: `LOGZIO_LISTENER_URL` for them
+    /// (`http://127.0.0.1:PORT/logzio`).
+    pub fn log_listener_url(&self) -> String {
+        format!("{}{}", self.origin(), log_listener::LISTENER_PATH)
+    }
+
+    /// The logging key its `setup_response` hands out (with `send_logging_key` on).
+    pub fn logging_key(&self) -> Secret {
+        self.state.log_listener().key().clone()
     }
 
     /// Its bearer token.
