@@ -1263,7 +1263,9 @@ async fn stop_while_disconnected_keeps_its_deadline() {
         c.timings.reconnect.initial = Duration::from_secs(60);
     })
     .await;
-    let id = submit(&sb, custom(json!({"action": "sleep:100"}))).await;
+    // The handler outlasts the drop by far, even on a busy machine: its result is produced
+    // while disconnected.
+    let id = submit(&sb, custom(json!({"action": "sleep:1000"}))).await;
     rt::wait_called("cutoff", 1).await;
     rt::set_ws_faults(
         &sb,
@@ -1271,7 +1273,7 @@ async fn stop_while_disconnected_keeps_its_deadline() {
     )
     .await;
     admin_post(&sb, "platform/drop", json!({})).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
     let started = tokio::time::Instant::now();
     let report = runner.stop_and_wait().await;
     assert!(

@@ -10,18 +10,12 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::output::{failure, plain};
 use super::protocol::{ResultType, Task, TaskCategory, TaskOutput};
 use super::setup::{status_filter, status_mismatch_message};
 use super::shared::Shared;
-use super::task::{Outcome, TaskContext, TaskInfo, truncate_message};
+use super::task::{Outcome, TaskContext, TaskInfo};
 use crate::registry::HandlerFn;
-
-/// Event types whose interactive failures carry `data` with HTTP status 400 (validations
-/// answer with `data: null`).
-const HTTP_ANSWER_EVENTS: [&str; 2] = [
-    "product_action_execution",
-    "product_custom_event_processing",
-];
 
 /// Why a task did not produce a handler outcome.
 enum Failure {
@@ -50,46 +44,6 @@ impl Failure {
                 "the runner stopped before the task finished; it must be run again".into()
             }
         }
-    }
-}
-
-/// The output of a failed task: `retry` for background and scheduled tasks, `fail` for
-/// interactive ones (with `data` carrying HTTP 400 and the message for product actions and
-/// custom events).
-pub(crate) fn failure_output(
-    category: TaskCategory,
-    event_type: &str,
-    message: &str,
-    runtime: f64,
-) -> TaskOutput {
-    let message = truncate_message(message);
-    match category {
-        TaskCategory::Interactive => TaskOutput {
-            result: ResultType::Fail,
-            data: HTTP_ANSWER_EVENTS
-                .contains(&event_type)
-                .then(|| serde_json::json!({"http_status": 400, "headers": null, "body": message})),
-            countdown: 0,
-            runtime,
-            message: Some(message),
-        },
-        _ => TaskOutput {
-            result: ResultType::Retry,
-            data: None,
-            countdown: 0,
-            runtime,
-            message: Some(message),
-        },
-    }
-}
-
-fn plain_output(result: ResultType, message: String) -> TaskOutput {
-    TaskOutput {
-        result,
-        data: None,
-        countdown: 0,
-        runtime: 0.0,
-        message: Some(truncate_message(&message)),
     }
 }
 
@@ -158,9 +112,7 @@ async fn run(
     };
     match prepared {
         Err(Prepared::Answer(output)) => output,
-        Err(Prepared::Failed(f)) => {
-            failure_output(category, &event_type, &f.message(category), 0.0)
-        }
+        Err(Prepared::Failed(f)) => failure(category, &event_type, &f.message(category), 0.0),
         Ok((handler, ctx, arg)) => {
             let limit = shared.config.timeout(category);
             let started = Instant::now();
@@ -170,7 +122,7 @@ async fn run(
                 Ok(outcome) => outcome.into_output(category, runtime),
                 Err(f) => {
                     warn!(error = %f.message(category), "task failed");
-                    failure_output(category, &event_type, &f.message(category), runtime)
+                    failure(category, &event_type, &f.message(category), runtime)
                 }
             }
         }
@@ -204,7 +156,7 @@ async fn prepare(
     let (handler, arg) = match category {
         TaskCategory::Background => {
             let Some(handler) = shared.registry.event(&info.event_type) else {
-                return Err(Prepared::Answer(plain_output(
+                return Err(Prepared::Answer(plain(
                     ResultType::Skip,
                     format!("This extension does not handle {} events.", info.event_type),
                 )));
@@ -233,10 +185,10 @@ async fn prepare(
                 .map_err(preparing)?;
             if count == 0 {
                 debug!("object no longer in a handled status");
-                return Err(Prepared::Answer(TaskOutput {
-                    runtime: 0.0,
-                    ..plain_output(ResultType::Skip, status_mismatch_message(handler.statuses))
-                }));
+                return Err(Prepared::Answer(plain(
+                    ResultType::Skip,
+                    status_mismatch_message(handler.statuses),
+                )));
             }
             let resource = format!(
                 "/{}",
@@ -249,7 +201,7 @@ async fn prepare(
         }
         TaskCategory::Interactive => {
             let Some(handler) = shared.registry.event(&info.event_type) else {
-                return Err(Prepared::Answer(failure_output(
+                return Err(Prepared::Answer(failure(
                     category,
                     &info.event_type,
                     &format!("This extension does not handle {} events.", info.event_type),
@@ -276,7 +228,7 @@ async fn prepare(
                 .unwrap_or_default()
                 .to_owned();
             let Some(s) = shared.registry.schedulable(&method) else {
-                return Err(Prepared::Answer(plain_output(
+                return Err(Prepared::Answer(plain(
                     ResultType::Fail,
                     format!(
                         "Schedule {} runs method {method:?}, which this extension does not declare.",
@@ -365,40 +317,3 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failures_follow_the_category_rules() {
-        let bg = failure_output(
-            TaskCategory::Background,
-            "usage_file_request_processing",
-            "boom",
-            2.0,
-        );
-        assert_eq!(bg.result, ResultType::Retry);
-        assert_eq!(bg.data, None);
-        let i = failure_output(
-            TaskCategory::Interactive,
-            "product_custom_event_processing",
-            "boom",
-            0.0,
-        );
-        assert_eq!(i.result, ResultType::Fail);
-        assert_eq!(
-            i.data,
-            Some(serde_json::json!({"http_status": 400, "headers": null, "body": "boom"}))
-        );
-        let v = failure_output(
-            TaskCategory::Interactive,
-            "asset_purchase_request_validation",
-            "boom",
-            0.0,
-        );
-        assert_eq!(v.data, None);
-        let long = "x".repeat(5000);
-        let s = failure_output(TaskCategory::Scheduled, "scheduled_execution", &long, 0.0);
-        assert_eq!(s.message.map(|m| m.len()), Some(4000));
-    }
-}

@@ -10,7 +10,7 @@
 //!   life (handshake, keep-alive, reconnection, result delivery). [`dispatch`]: one task's.
 //! - [`config`]: the official runner's environment variables. [`backoff`]: the reconnection
 //!   policy. [`setup`]: what the platform's setup responses say. [`task`]: what handlers see.
-//!   [`metrics`]: what an operator watches.
+//!   [`output`]: a task's output, built in one place. [`metrics`]: what an operator watches.
 //! - [`log_ship`]: log records sent to Connect's log service once the platform gives a key.
 
 pub mod backoff;
@@ -18,6 +18,7 @@ pub mod config;
 mod dispatch;
 pub mod log_ship;
 pub mod metrics;
+pub mod output;
 pub mod protocol;
 pub mod session;
 pub mod setup;

@@ -24,6 +24,7 @@ use super::backoff::{Backoff, FailureKind};
 use super::config::RunnerType;
 use super::dispatch::execute;
 use super::metrics::{self, PendingResult, ReconnectReason};
+use super::output;
 use super::protocol::{Incoming, ResultType, Task, TaskCategory, TaskOutput, shutdown_frame};
 use super::shared::{Shared, StopReason};
 use super::transport::{self, ConnectFailure, MAX_MESSAGE, Socket};
@@ -641,16 +642,13 @@ impl Session {
         }
         let Some(category) = task.category() else {
             warn!(task_id = %id, category = %task.options.task_category, "task of an unknown category; answered fail");
-            let output = TaskOutput {
-                result: ResultType::Fail,
-                data: None,
-                countdown: 0,
-                runtime: 0.0,
-                message: Some(format!(
+            let output = output::plain(
+                ResultType::Fail,
+                format!(
                     "This runner does not run tasks of category {:?}.",
                     task.options.task_category
-                )),
-            };
+                ),
+            );
             metrics::task_answered("unknown", &task.input.event_type, "fail", Duration::ZERO);
             self.in_flight.insert(id.clone(), None);
             self.unsent.push_back(Delivery {
@@ -680,24 +678,19 @@ impl Session {
                 Ok(output) => output,
                 Err(e) => {
                     error!(task_id = %task.options.task_id, error = %e, "the runner failed while running a task");
-                    let result = if category == TaskCategory::Interactive {
-                        ResultType::Fail
-                    } else {
-                        ResultType::Retry
-                    };
+                    let output = output::failure(
+                        category,
+                        &task.input.event_type,
+                        "The runner failed while running the task.",
+                        0.0,
+                    );
                     metrics::task_answered(
                         category.as_str(),
                         &task.input.event_type,
-                        result.as_str(),
+                        output.result.as_str(),
                         Duration::ZERO,
                     );
-                    Some(TaskOutput {
-                        result,
-                        data: None,
-                        countdown: 0,
-                        runtime: 0.0,
-                        message: Some("The runner failed while running the task.".into()),
-                    })
+                    Some(output)
                 }
             };
             let about = (task.input.event_type.clone(), task.input.object_id.clone());
@@ -763,15 +756,9 @@ fn answer(
             frame.len(),
             MAX_MESSAGE
         );
-        // A failure in the category's shape; `fail` even where errors are retried, since
-        // running the handler again would give the same answer.
-        output = super::dispatch::failure_output(
-            category,
-            &task.input.event_type,
-            &message,
-            output.runtime,
-        );
-        output.result = ResultType::Fail;
+        // `fail` even where errors are retried: running the handler again would give the
+        // same answer.
+        output = output::final_failure(category, &task.input.event_type, &message, output.runtime);
         frame = task.result_frame(output.clone());
         if frame.len() > MAX_MESSAGE {
             error!(task_id = %task.options.task_id, bytes = frame.len(), "even a short answer to this task is over the limit; not answered");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::protocol::{ResultType, TaskCategory, TaskOutput};
+use super::protocol::{ResultType, TaskCategory};
 use crate::connect::ConnectClient;
 
 /// The extension's variables as the platform last sent them.
@@ -135,11 +135,11 @@ pub struct TaskContext {
 /// task's `output` by the rules of the task's category.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    kind: OutcomeKind,
+    pub(super) kind: OutcomeKind,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum OutcomeKind {
+pub(super) enum OutcomeKind {
     Done,
     /// Processed, with a message (scheduled tasks show it as the task's output).
     DoneWith(String),
@@ -249,72 +249,6 @@ impl Outcome {
             OutcomeKind::Respond { success: false, .. } => ResultType::Fail,
         }
     }
-
-    /// The `output` of a task of `category` that ran for `runtime` seconds.
-    ///
-    /// Background tasks send a message with `skip`/`fail` (and with a success only when the
-    /// handler gave one) and a countdown only with `reschedule`; interactive tasks always carry `data = {http_status, headers, body}`;
-    /// scheduled tasks send the result and message.
-    pub fn into_output(self, category: TaskCategory, runtime: f64) -> TaskOutput {
-        let result = self.result();
-        let mut out = TaskOutput {
-            result,
-            data: None,
-            countdown: 0,
-            runtime,
-            message: None,
-        };
-        match (self.kind, category) {
-            (OutcomeKind::Reschedule(countdown), _) => out.countdown = countdown,
-            (OutcomeKind::Skip(m) | OutcomeKind::Fail(m), TaskCategory::Interactive) => {
-                out.message = Some(m.clone());
-                out.data = Some(interactive_data(
-                    if result == ResultType::Success {
-                        200
-                    } else {
-                        400
-                    },
-                    None,
-                    None,
-                ));
-            }
-            (OutcomeKind::Skip(m) | OutcomeKind::Fail(m), _) => out.message = Some(m),
-            (OutcomeKind::Done | OutcomeKind::DoneWith(_), TaskCategory::Interactive) => {
-                out.data = Some(interactive_data(200, None, None));
-            }
-            (OutcomeKind::DoneWith(m), TaskCategory::Scheduled | TaskCategory::Background) => {
-                out.message = Some(truncate_message(&m));
-            }
-            (OutcomeKind::Done, _) => {}
-            (
-                OutcomeKind::Respond {
-                    http_status,
-                    headers,
-                    body,
-                    message,
-                    ..
-                },
-                TaskCategory::Interactive,
-            ) => {
-                out.data = Some(interactive_data(http_status, headers, body));
-                out.message = message;
-            }
-            // An interactive answer to a background or scheduled task: only its result and
-            // message mean something there.
-            (OutcomeKind::Respond { message, .. }, _) => {
-                if result != ResultType::Success {
-                    out.message = message;
-                }
-            }
-        }
-        // Connect keeps 4000 characters of a task's output.
-        out.message = out.message.map(|m| truncate_message(&m));
-        out
-    }
-}
-
-fn interactive_data(http_status: u16, headers: Option<Value>, body: Option<Value>) -> Value {
-    serde_json::json!({"http_status": http_status, "headers": headers, "body": body})
 }
 
 /// A handler's error: becomes `retry` for background and scheduled tasks and `fail` for
@@ -351,66 +285,15 @@ impl fmt::Debug for HandlerError {
     }
 }
 
-/// The longest message a result carries, in characters, as the official runner cuts them.
-pub const MAX_MESSAGE_CHARS: usize = 4000;
-
-/// Cuts a message to [`MAX_MESSAGE_CHARS`] characters.
-pub fn truncate_message(message: &str) -> String {
-    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
-        None => message.to_owned(),
-        Some((at, _)) => message[..at].to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn outputs_follow_the_category_rules() {
-        let bg = |o: Outcome| serde_json::to_value(o.into_output(TaskCategory::Background, 1.5));
-        assert_eq!(
-            bg(Outcome::done()).expect("json"),
-            json!({"result": "success", "data": null, "countdown": 0, "runtime": 1.5, "message": null})
-        );
-        assert_eq!(bg(Outcome::reschedule(5)).expect("json")["countdown"], 30);
-        assert_eq!(
-            bg(Outcome::slow_reschedule(301)).expect("json")["countdown"],
-            301
-        );
-        assert_eq!(
-            bg(Outcome::slow_reschedule(10)).expect("json")["countdown"],
-            300
-        );
-        assert_eq!(bg(Outcome::skip("why")).expect("json")["message"], "why");
-        assert_eq!(
-            bg(Outcome::done_with_message("rerun 1")).expect("json"),
-            json!({"result": "success", "data": null, "countdown": 0, "runtime": 1.5, "message": "rerun 1"})
-        );
-        let out = Outcome::respond(201, Some(json!({"X": "1"})), Some(json!({"ok": true})))
-            .into_output(TaskCategory::Interactive, 0.05);
-        assert_eq!(
-            serde_json::to_value(out).expect("json"),
-            json!({"result": "success", "data": {"http_status": 201, "headers": {"X": "1"}, "body": {"ok": true}},
-                   "countdown": 0, "runtime": 0.05, "message": null})
-        );
-        let out = Outcome::fail("bad").into_output(TaskCategory::Interactive, 0.0);
-        assert_eq!(
-            out.data,
-            Some(json!({"http_status": 400, "headers": null, "body": null}))
-        );
-        assert_eq!(out.message.as_deref(), Some("bad"));
-    }
-
-    #[test]
-    fn errors_chain_their_causes_and_messages_are_cut() {
+    fn errors_chain_their_causes() {
         let io = std::io::Error::other("disk full");
         let e = HandlerError::from(io);
         assert_eq!(e.message(), "disk full");
-        let long = "é".repeat(5000);
-        assert_eq!(truncate_message(&long).chars().count(), MAX_MESSAGE_CHARS);
-        assert_eq!(truncate_message("short"), "short");
     }
 
     #[test]
