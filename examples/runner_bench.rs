@@ -300,7 +300,9 @@ fn report(phase: &str, n: usize, elapsed: Duration, lat: &mut [Duration]) {
 async fn plain_runner() -> Result<(), Failure> {
     let config = RunnerConfig::from_env()?;
     let registry = Registry::collect()?;
-    let runner = Runner::new(config, registry, &ExtensionDescriptor::builtin()?, None)?.start();
+    let runner = Runner::new(config, registry, &ExtensionDescriptor::builtin()?, None)?
+        .with_state(connect_usage::usage::locks::GroupLocks::default())
+        .start();
     tokio::select! {
         _ = connect_usage::sandbox::wait_for_signal() => runner.stop(),
         _ = runner.stop_requested() => {}

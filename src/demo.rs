@@ -21,6 +21,7 @@ use crate::runner::{Runner, RunnerConfig, RunnerHandle};
 use crate::sandbox::{ProviderPolicy, RuntimeConfig, Sandbox, SandboxConfig};
 use crate::usage::Period;
 use crate::usage::identity::{EXTERNAL_ID_PREFIX, FileNote};
+use crate::usage::locks::GroupLocks;
 
 /// How to run the demo.
 #[derive(Debug, Clone)]
@@ -235,6 +236,7 @@ fn start_runner(sandbox: &Sandbox, instance: &str) -> Result<RunnerHandle, DemoE
         ExtensionDescriptor::builtin().map_err(|e| DemoError::Runner(e.to_string()))?;
     Ok(Runner::new(config, registry, &descriptor, None)
         .map_err(|e| DemoError::Runner(e.to_string()))?
+        .with_state(GroupLocks::default())
         .start())
 }
 

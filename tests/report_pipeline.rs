@@ -1125,17 +1125,22 @@ async fn of_two_tasks_reporting_a_group_the_later_read_stands() {
         } else {
             (&newer, &older)
         };
+        // One lock table for both runs, as a runner's handlers share one.
+        let locks = connect_usage::usage::locks::GroupLocks::default();
         let other = ReportOptions {
             // Reading later, it acts while the test holds the group for it, as a handler
             // holds it; reading earlier, it waits for the group first in line.
-            lock_groups: !other_reads_later,
+            locks: (!other_reads_later).then(|| locks.clone()),
             interrupt_after: (!other_submits).then_some(Step::Processed),
             ..options(april())
         };
-        let monthly = options(april());
+        let monthly = ReportOptions {
+            locks: Some(locks.clone()),
+            ..options(april())
+        };
         let external_id =
             connect_usage::usage::identity::external_id(&t.contract, &t.product, april());
-        let held = connect_usage::usage::locks::lock(&external_id).await;
+        let held = locks.lock(&external_id).await;
         let seq = last_request(&sb).await;
         let (summary, by_other) = if other_reads_later {
             let other_task = async {

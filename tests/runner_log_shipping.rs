@@ -62,6 +62,7 @@ async fn shipping_runner(instance: &str) -> (Sandbox, RunnerHandle) {
     let runner = Runner::new(c, rt::registry(), &descriptor, None)
         .expect("runner builds")
         .ship_logs(shipper)
+        .with_state(connect_usage::usage::locks::GroupLocks::default())
         .start();
     assert!(runner.wait_connected(Duration::from_secs(10)).await);
     (sb, runner)

@@ -8,6 +8,7 @@ use connect_usage::probe_server;
 use connect_usage::registry::Registry;
 use connect_usage::runner::config::InstanceIdSource;
 use connect_usage::runner::{Runner, RunnerConfig, StopReason};
+use connect_usage::usage::locks::GroupLocks;
 use tracing::{info, warn};
 
 use super::{EXIT_OK, EXIT_UNDELIVERED, Failure, LogControl, config_error, run_error};
@@ -80,6 +81,7 @@ pub async fn run(args: RunArgs, logs: LogControl) -> Result<u8, Failure> {
     let runner = Runner::new(config, registry, &descriptor, logs.platform_hook())
         .map_err(config_error)?
         .ship_logs(logs.shipper.clone())
+        .with_state(GroupLocks::default())
         .start();
     if let Some(listener) = probe_listener {
         connect_usage::runner::metrics::register();

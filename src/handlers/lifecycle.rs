@@ -33,8 +33,7 @@ use crate::usage::acknowledge::{AckError, Acknowledged, Acknowledgement};
 use crate::usage::config::{LifecycleSettings, RERUN_LIMIT, ReportSettings, USAGE_ACK_URL};
 use crate::usage::decide::{Seen, Vouch, vouched};
 use crate::usage::identity::{FileNote, FileSlot, parse_external_id};
-use crate::usage::pipeline::INVALID_UPLOAD;
-use crate::usage::{FileAction, FileReport, Period, locks, report};
+use crate::usage::{FileAction, FileFailure, FileReport, Period, report};
 
 crate::event_handler! {
     event: "usage_file_request_processing",
@@ -112,7 +111,8 @@ pub async fn usage_file_lifecycle(
         period: parsed.period,
         slot: parsed.slot,
     };
-    let Ok(_held) = tokio::time::timeout(LOCK_WAIT, locks::lock(&group.group_id)).await else {
+    let locks = super::group_locks(&ctx)?;
+    let Ok(_held) = tokio::time::timeout(LOCK_WAIT, locks.lock(&group.group_id)).await else {
         info!(file = %group.file_id, "another task is still working on this usage file; later");
         return Ok(Outcome::reschedule(LATER));
     };
@@ -240,10 +240,7 @@ async fn invalid(
     let found = explain_invalid(ctx, group, file).await;
     let report = regenerate(ctx, group, None).await?;
     let invalid_again = |r: &FileReport| {
-        r.action == FileAction::Failed
-            && r.message
-                .as_deref()
-                .is_some_and(|m| m.starts_with(INVALID_UPLOAD))
+        r.action == FileAction::Failed && r.failure == Some(FileFailure::InvalidUpload)
     };
     match report.as_ref() {
         Some(r) if matches!(r.action, FileAction::Created | FileAction::Resumed) => {
@@ -527,7 +524,8 @@ async fn regenerate(
     options.concurrency = 1;
     options.only = Some((group.contract.clone(), group.product.clone()));
     options.rerun = rerun.map(str::to_owned);
-    options.lock_groups = false;
+    // This handler holds the group's lock already.
+    options.locks = None;
     let summary = report(&ctx.client, source.as_ref(), &options).await?;
     // The file's own report; or, when the group failed as a whole (its files could not be
     // listed, say), the group's, so that the failure is not taken for "no records".

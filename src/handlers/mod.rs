@@ -6,3 +6,19 @@
 
 pub mod lifecycle;
 pub mod report;
+
+use crate::runner::{HandlerError, TaskContext};
+use crate::usage::locks::GroupLocks;
+
+/// The runner's lock table, shared by the monthly run and the lifecycle handlers so that one
+/// task at a time acts on a usage file. The program gives it to the runner
+/// (`Runner::with_state(GroupLocks::default())`); a runner without it is a mistake in the
+/// program, said as such rather than run without locks.
+pub(crate) fn group_locks(ctx: &TaskContext) -> Result<GroupLocks, HandlerError> {
+    ctx.state::<GroupLocks>().cloned().ok_or_else(|| {
+        HandlerError::msg(
+            "the runner was started without the usage file locks: give it \
+             Runner::with_state(GroupLocks::default())",
+        )
+    })
+}

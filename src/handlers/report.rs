@@ -14,7 +14,7 @@ use crate::usage::config::{
     MAX_RECORDS_PER_FILE, REPORT_CONCURRENCY, REQUIRE_FULL_COVERAGE, ReportSettings,
     USAGE_AGGREGATION, USAGE_QUERY, USAGE_SOURCE, USAGE_SOURCE_TOKEN,
 };
-use crate::usage::{Period, RunResult, report};
+use crate::usage::{Period, ReportOptions, RunResult, report};
 
 crate::schedulable! {
     method: "report_monthly_usage",
@@ -68,7 +68,10 @@ pub async fn report_monthly_usage(
             )));
         }
     };
-    let options = settings.options(period);
+    let options = ReportOptions {
+        locks: Some(super::group_locks(&ctx)?),
+        ..settings.options(period)
+    };
     // Source and catalog failures are errors: the platform runs the task again, and the run
     // resumes from Connect's state.
     let summary = report(&ctx.client, source.as_ref(), &options).await?;

@@ -267,6 +267,11 @@ async fn prepare(
         installation_client,
         config: setup.variables().clone(),
         environment: setup.environment(&shared.config.environment_id, &shared.config.instance_id),
+        state: shared
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
     };
     shared
         .stats
@@ -316,4 +321,3 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
         "a non-text panic payload".into()
     }
 }
-

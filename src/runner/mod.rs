@@ -37,7 +37,9 @@ pub use config::{ConfigError, RunnerConfig, RunnerType, Timings};
 pub use session::ConnectionState;
 pub use setup::LogLevels;
 pub use shared::{LogLevelHook, RunnerStats, StopReason, traceparent};
-pub use task::{Environment, HandlerError, Outcome, TaskContext, TaskInfo, Variables};
+pub use task::{
+    Environment, HandlerError, HandlerState, Outcome, TaskContext, TaskInfo, Variables,
+};
 
 use crate::connect::ConnectError;
 use crate::registry::{ExtensionDescriptor, Registry};
@@ -78,6 +80,15 @@ impl Runner {
     pub fn ship_logs(self, shipper: log_ship::LogShipper) -> Runner {
         // Set once, before the sessions start; a second call changes nothing.
         let _ = self.shared.log_shipper.set(shipper);
+        self
+    }
+
+    /// Gives the handlers a value to share across tasks (one per type), found with
+    /// [`TaskContext::state`].
+    pub fn with_state<T: std::any::Any + Send + Sync>(self, value: T) -> Runner {
+        let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+        *state = state.with(value);
+        drop(state);
         self
     }
 

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use super::config::RunnerConfig;
 use super::protocol::SetupResponse;
 use super::setup::{LogLevels, SetupState};
-use super::task::TaskInfo;
+use super::task::{HandlerState, TaskInfo};
 use crate::connect::{ApiKey, ConnectClient, ConnectError};
 use crate::registry::{HookContext, Registry};
 
@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     /// Sends log records to Connect once the platform gives a key (set by
     /// [`super::Runner::ship_logs`]).
     pub log_shipper: OnceLock<super::log_ship::LogShipper>,
+    /// What the handlers share, given before the runner starts.
+    pub state: RwLock<HandlerState>,
     pub stats: RunnerStats,
 }
 
@@ -98,6 +100,7 @@ impl Shared {
             grace_over: watch::Sender::new(false),
             log_hook,
             log_shipper: OnceLock::new(),
+            state: RwLock::new(HandlerState::default()),
             stats: RunnerStats::default(),
         })
     }

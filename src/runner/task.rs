@@ -2,6 +2,7 @@
 //! and the [`HandlerError`] that turns into `retry` (background, scheduled) or `fail`
 //! (interactive).
 
+use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -113,6 +114,33 @@ pub struct Environment {
     pub account_id: Option<String>,
 }
 
+/// Values the extension's handlers share across tasks (a cache, a lock table), given to the
+/// runner once with [`crate::runner::Runner::with_state`], one per type; handlers find them
+/// with [`TaskContext::state`]. What would otherwise be a process-wide global is a value the
+/// runner holds, so two runners in one process (tests) share nothing.
+#[derive(Clone, Default)]
+pub struct HandlerState(Arc<BTreeMap<TypeId, Arc<dyn Any + Send + Sync>>>);
+
+impl HandlerState {
+    /// This state with `value` added (replacing a value of the same type).
+    pub fn with<T: Any + Send + Sync>(&self, value: T) -> HandlerState {
+        let mut map = (*self.0).clone();
+        map.insert(TypeId::of::<T>(), Arc::new(value));
+        HandlerState(Arc::new(map))
+    }
+
+    /// The value of type `T`, if the runner was given one.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.0.get(&TypeId::of::<T>())?.downcast_ref::<T>()
+    }
+}
+
+impl fmt::Debug for HandlerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HandlerState({} values)", self.0.len())
+    }
+}
+
 /// Everything a handler gets besides its argument.
 #[derive(Debug, Clone)]
 pub struct TaskContext {
@@ -129,6 +157,15 @@ pub struct TaskContext {
     /// The variables as the platform last sent them.
     pub config: Variables,
     pub environment: Environment,
+    /// What the runner was given for its handlers to share.
+    pub state: HandlerState,
+}
+
+impl TaskContext {
+    /// The shared value of type `T` ([`HandlerState::get`]).
+    pub fn state<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.state.get::<T>()
+    }
 }
 
 /// What a handler answers. Build one with the constructors; the runner turns it into the
@@ -252,36 +289,53 @@ impl Outcome {
 }
 
 /// A handler's error: becomes `retry` for background and scheduled tasks and `fail` for
-/// interactive ones, with this text as the message.
+/// interactive ones, with its text as the message.
 ///
-/// Any error converts into it with `?`, its causes joined with `: `.
-pub struct HandlerError(String);
+/// Any error converts into it with `?`: the message joins its causes with `: `, and the error
+/// itself is kept, so a caller (a wrapper, a test) can tell kinds apart with
+/// [`HandlerError::downcast_ref`] rather than by reading the text.
+pub struct HandlerError {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
 
 impl HandlerError {
+    /// An error that is only a message.
     pub fn msg(message: impl fmt::Display) -> HandlerError {
-        HandlerError(message.to_string())
+        HandlerError {
+            message: message.to_string(),
+            source: None,
+        }
     }
 
     pub fn message(&self) -> &str {
-        &self.0
+        &self.message
+    }
+
+    /// The error this one was converted from, if it is an `E`.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.source.as_ref()?.downcast_ref::<E>()
     }
 }
 
-impl<E: std::error::Error + 'static> From<E> for HandlerError {
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
     fn from(e: E) -> HandlerError {
-        HandlerError(crate::error_text::error_text(&e))
+        HandlerError {
+            message: crate::error_text::error_text(&e),
+            source: Some(Box::new(e)),
+        }
     }
 }
 
 impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl fmt::Debug for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HandlerError({:?})", self.0)
+        write!(f, "HandlerError({:?})", self.message)
     }
 }
 
@@ -294,6 +348,16 @@ mod tests {
         let io = std::io::Error::other("disk full");
         let e = HandlerError::from(io);
         assert_eq!(e.message(), "disk full");
+        assert_eq!(
+            e.downcast_ref::<std::io::Error>().map(|io| io.kind()),
+            Some(std::io::ErrorKind::Other),
+            "the error is kept, not only its text"
+        );
+        assert!(
+            HandlerError::msg("plain")
+                .downcast_ref::<std::io::Error>()
+                .is_none()
+        );
     }
 
     #[test]

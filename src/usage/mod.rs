@@ -34,4 +34,4 @@ pub use period::Period;
 pub use pipeline::{PollPolicy, ReportOptions, RunError, Step, report};
 pub use record::{Position, Quantity, Rejection, SourceItem, UsageRecord};
 pub use source::{SourceError, SourceSpec, UsageSource};
-pub use summary::{Conflict, FileAction, FileReport, RunResult, RunSummary};
+pub use summary::{Conflict, FileAction, FileFailure, FileReport, RunResult, RunSummary};

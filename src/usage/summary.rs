@@ -80,6 +80,17 @@ impl fmt::Display for FileAction {
     }
 }
 
+/// Why a file was not reported, where a caller acts on the kind (the `invalid` handler
+/// regenerates a file Connect found invalid; other failures are told, not acted on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFailure {
+    /// Connect processed the upload and found it invalid.
+    InvalidUpload,
+    /// Anything else: Connect refused a step, a work file could not be written...
+    Other,
+}
+
 /// One usage file of the run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FileReport {
@@ -100,6 +111,9 @@ pub struct FileReport {
     pub workbook: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Why a failed file failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FileFailure>,
     /// This run uploaded the workbook and Connect processed it (or still processes it).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub uploaded: bool,

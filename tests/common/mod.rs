@@ -619,6 +619,8 @@ pub fn task_context(
         installation_client: None,
         config: Variables::from_entries(entries),
         environment: Environment::default(),
+        state: connect_usage::runner::HandlerState::default()
+            .with(connect_usage::usage::locks::GroupLocks::default()),
     }
 }
 

@@ -257,6 +257,7 @@ pub fn start_runner(config: RunnerConfig, registry: Registry) -> RunnerHandle {
     let descriptor = ExtensionDescriptor::builtin().expect("built-in descriptor");
     Runner::new(config, registry, &descriptor, None)
         .expect("runner builds")
+        .with_state(connect_usage::usage::locks::GroupLocks::default())
         .start()
 }
 

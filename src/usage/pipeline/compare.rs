@@ -47,7 +47,7 @@ const NO_TIME: i64 = i64::MIN;
 const HELD: u8 = 1;
 
 fn failed(e: impl std::fmt::Display) -> GroupError {
-    GroupError::Failed(e.to_string())
+    GroupError::failed(e.to_string())
 }
 
 impl From<RowsError> for GroupError {
@@ -73,7 +73,7 @@ pub(super) async fn compare(
         // The list leaves the links out: the file itself has them.
         let detail = run.client.usage_file(&f.id).await.map_err(failed)?;
         let Some(link) = detail.usage_file_uri.as_deref().filter(|l| !l.is_empty()) else {
-            return Err(GroupError::Failed(format!(
+            return Err(GroupError::failed(format!(
                 "Connect gives no link to the workbook of usage file {} ({}), so what it holds cannot be compared with the vendor's records",
                 f.id, f.status
             )));

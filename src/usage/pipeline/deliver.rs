@@ -25,7 +25,7 @@ use crate::connect::ConnectError;
 use crate::connect::models::{IdRef, NewUsageFile, UsageFile, UsageFileStatus, UsageFileUpdate};
 use crate::usage::decide::{self, Done, NextStep, Reported, Seen, Wanted};
 use crate::usage::identity::{self, FileNote, FileSlot};
-use crate::usage::summary::{FileAction, FileReport};
+use crate::usage::summary::{FileAction, FileFailure, FileReport};
 use crate::usage::workbook::{WorkbookError, WorkbookWriter};
 
 /// How many times a file is read again and acted on before giving up.
@@ -243,7 +243,7 @@ pub(super) async fn drive(ctx: &GroupCtx, slot: &Slot) -> Result<FileReport, Gro
         .files
         .acquire()
         .await
-        .map_err(|e| GroupError::Failed(format!("the run's file workers are gone: {e}")))?;
+        .map_err(|e| GroupError::failed(format!("the run's file workers are gone: {e}")))?;
     let mut report = ctx.report(slot.external_id.clone(), slot.chunk.count);
     report.slot = slot.described();
     if ctx.run.options.dry_run {
@@ -259,10 +259,11 @@ pub(super) async fn drive(ctx: &GroupCtx, slot: &Slot) -> Result<FileReport, Gro
     };
     match d.run(&mut report).await {
         Ok(()) => {}
-        Err(GroupError::Failed(message)) => {
+        Err(GroupError::Failed { kind, message }) => {
             warn!(external_id = %slot.external_id, %message, "usage file not reported");
             report.action = FileAction::Failed;
             report.message = Some(message);
+            report.failure = Some(kind);
         }
         Err(e @ GroupError::Interrupted { .. }) => return Err(e),
     }
@@ -292,7 +293,7 @@ impl Driver<'_> {
         if definite {
             self.refusals += 1;
             if self.refusals >= MAX_REFUSALS {
-                return Err(GroupError::Failed(e.to_string()));
+                return Err(GroupError::failed(e.to_string()));
             }
         }
         Ok(())
@@ -392,7 +393,12 @@ impl Driver<'_> {
                     report.message = Some(rejected_message(&file));
                     return Ok(());
                 }
-                NextStep::Invalid => return Err(GroupError::Failed(invalid_message(&file))),
+                NextStep::Invalid => {
+                    return Err(GroupError::Failed {
+                        kind: FileFailure::InvalidUpload,
+                        message: invalid_message(&file),
+                    });
+                }
                 NextStep::Foreign => {
                     report.action = FileAction::ChangedAfterReport;
                     report.message = Some(foreign_message(&file, self.slot.chunk.count));
@@ -439,14 +445,14 @@ impl Driver<'_> {
                     }
                 }
                 NextStep::Stuck => {
-                    return Err(GroupError::Failed(format!(
+                    return Err(GroupError::failed(format!(
                         "usage file {} is {}: a person must look at it",
                         file.id, file.status
                     )));
                 }
             }
         }
-        Err(GroupError::Failed(format!(
+        Err(GroupError::failed(format!(
             "no progress after {MAX_ROUNDS} rounds{}",
             self.last_error
                 .as_ref()
@@ -547,10 +553,10 @@ impl Driver<'_> {
                 build(self.ctx, self.slot, path)
             })
             .await
-            .map_err(GroupError::Failed)?;
+            .map_err(GroupError::failed)?;
         let bytes = tokio::fs::read(path)
             .await
-            .map_err(|e| GroupError::Failed(format!("cannot read the workbook back: {e}")))?;
+            .map_err(|e| GroupError::failed(format!("cannot read the workbook back: {e}")))?;
         Ok(Bytes::from(bytes))
     }
 

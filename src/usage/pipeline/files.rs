@@ -14,11 +14,10 @@ use super::{Run, Step};
 use crate::connect::models::{UsageFile, UsageFileStatus};
 use crate::rql::Expr;
 use crate::usage::identity::{self, FileSlot};
-use crate::usage::summary::{FileAction, FileReport};
+use crate::usage::summary::{FileAction, FileFailure, FileReport};
 
-/// How a group's message starts when Connect found its upload invalid (the `invalid`
-/// handler tells this failure from the others by it).
-pub const INVALID_UPLOAD: &str = "Connect found the upload invalid";
+/// How a group's message starts when Connect found its upload invalid.
+pub(super) const INVALID_UPLOAD: &str = "Connect found the upload invalid";
 
 /// A rejected file's message: it is the rejection handler's.
 pub(super) fn rejected_message(f: &UsageFile) -> String {
@@ -47,8 +46,20 @@ pub(super) fn newer_waiting_message(f: &UsageFile) -> String {
 /// Why a group (or one of its files) stopped.
 #[derive(Debug)]
 pub(super) enum GroupError {
+    /// The run was told to stop here (tests of crash recovery): the whole run stops.
     Interrupted { step: Step, external_id: String },
-    Failed(String),
+    /// The file or group is not reported; the run goes on with the others.
+    Failed { kind: FileFailure, message: String },
+}
+
+impl GroupError {
+    /// A failure of no particular kind.
+    pub(super) fn failed(message: impl Into<String>) -> GroupError {
+        GroupError::Failed {
+            kind: FileFailure::Other,
+            message: message.into(),
+        }
+    }
 }
 
 /// What the group's files need to know of it.
@@ -75,6 +86,7 @@ impl GroupCtx {
             records,
             workbook: None,
             message: None,
+            failure: None,
             uploaded: false,
         }
     }
@@ -99,7 +111,7 @@ pub(super) async fn list_files(
         .filter(filter & Expr::ne("status", "deleted"))
         .all()
         .await
-        .map_err(|e| GroupError::Failed(e.to_string()))?;
+        .map_err(|e| GroupError::failed(e.to_string()))?;
     files.sort_by(|a, b| created_at(a).cmp(&created_at(b)).then(a.id.cmp(&b.id)));
     let mut by_slot: Vec<(FileSlot, UsageFile)> = Vec::new();
     let mut extras: Vec<(FileSlot, UsageFile)> = Vec::new();
@@ -144,7 +156,7 @@ pub(super) async fn list_files(
         ));
     }
     if !stuck.is_empty() {
-        return Err(GroupError::Failed(stuck.join("; ")));
+        return Err(GroupError::failed(stuck.join("; ")));
     }
     by_slot.sort_by_key(|(s, _)| *s);
     Ok(by_slot)

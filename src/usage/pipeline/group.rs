@@ -77,9 +77,9 @@ pub(super) async fn report_group(
             conflicts: Vec::new(),
         });
     }
-    let _held = match ctx.run.options.lock_groups {
-        true => Some(crate::usage::locks::lock(&ctx.base_id).await),
-        false => None,
+    let _held = match &ctx.run.options.locks {
+        Some(locks) => Some(locks.lock(&ctx.base_id).await),
+        None => None,
     };
     let vendor_records = g.rows.vendor_records as usize;
     let outcome = plan_and_deliver(&ctx, g.rows).await;
@@ -99,10 +99,11 @@ pub(super) async fn report_group(
         Err(GroupError::Interrupted { step, external_id }) => {
             Err(RunError::Interrupted { step, external_id })
         }
-        Err(GroupError::Failed(message)) => {
+        Err(GroupError::Failed { kind, message }) => {
             warn!(external_id = %ctx.base_id, %message, "usage files of the group not reported");
             let mut r = ctx.report(ctx.base_id.clone(), vendor_records);
             r.message = Some(message);
+            r.failure = Some(kind);
             Ok(GroupOutcome {
                 files: vec![r],
                 records: RecordCounts {
@@ -177,13 +178,13 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
     } else {
         tokio::task::spawn_blocking(move || rows.digested())
             .await
-            .map_err(|e| GroupError::Failed(format!("the digesting thread failed: {e}")))??
+            .map_err(|e| GroupError::failed(format!("the digesting thread failed: {e}")))??
     };
     let files: Vec<GroupFile> = listed.iter().map(|(s, f)| group_file(*s, f)).collect();
     let scope = match &options.rerun {
         Some(id) => {
             if !files.iter().any(|f| f.id == *id) {
-                return Err(GroupError::Failed(format!(
+                return Err(GroupError::failed(format!(
                     "usage file {id} is not one of the files of {} (or was deleted)",
                     ctx.base_id
                 )));
@@ -198,7 +199,7 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
         .iter()
         .find(|f| layout::role(f, &scope) == Role::Stuck)
     {
-        return Err(GroupError::Failed(format!(
+        return Err(GroupError::failed(format!(
             "usage file {} is {}: a person must look at it",
             f.id, f.status
         )));
@@ -208,7 +209,7 @@ async fn plan_and_deliver(ctx: &GroupCtx, rows: Chunked) -> Result<GroupOutcome,
         (f.note.digest.is_some() || f.note.uploading.is_some())
             && f.note.aggregation != options.aggregation
     }) {
-        return Err(GroupError::Failed(format!(
+        return Err(GroupError::failed(format!(
             "usage file {} of this month was reported with USAGE_AGGREGATION={}, and this run sums with {}: a month is reported one way; set USAGE_AGGREGATION={} to report {} (its rows' record ids depend on it)",
             f.id, f.note.aggregation, options.aggregation, f.note.aggregation, options.period
         )));

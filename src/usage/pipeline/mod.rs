@@ -44,14 +44,13 @@ use tracing::info;
 
 use super::aggregate::Aggregation;
 use super::coverage::{self, Coverage};
+use super::locks::GroupLocks;
 use super::period::Period;
 use super::source::{SourceError, UsageSource};
 use super::summary::{FileAction, GroupCounts, RecordCounts, RunResult, RunSummary, SAMPLES};
 use super::workbook::MAX_ROWS;
 use super::workdir::{WorkDir, WorkDirError};
 use crate::connect::{ConnectClient, ConnectError};
-
-pub use files::INVALID_UPLOAD;
 
 /// How long to wait for Connect to process an upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,9 +106,9 @@ pub struct ReportOptions {
     /// the provider's rejection), instead of leaving it to the rejection handler. Only that
     /// file of its group gets records; the others keep theirs.
     pub rerun: Option<String>,
-    /// Hold each group's [lock](super::locks) while acting on its files. A caller that holds
-    /// the lock of its `only` group already says `false`.
-    pub lock_groups: bool,
+    /// The [lock table](super::locks) whose group lock the run holds while it acts on a
+    /// group's files; `None` for a caller that holds the lock of its `only` group already.
+    pub locks: Option<GroupLocks>,
     /// Records a usage file holds at most; larger groups are cut into parts.
     pub max_records_per_file: usize,
     /// Records summed per window before they are reported.
@@ -138,7 +137,7 @@ impl ReportOptions {
             interrupt_nth: 1,
             only: None,
             rerun: None,
-            lock_groups: true,
+            locks: Some(GroupLocks::default()),
             max_records_per_file: DEFAULT_MAX_RECORDS_PER_FILE,
             aggregation: Aggregation::None,
             work_dir: std::env::temp_dir(),
