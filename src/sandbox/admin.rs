@@ -18,8 +18,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, codes};
-use super::faults::FaultRule;
-use super::platform::{ConnFilter, PlatformSettings, TaskSpec, WsFaultRule};
+use super::faults::{FaultRule, WsFaultRule};
+use super::platform::{ConnFilter, PlatformSettings, TaskSpec};
 use super::provider::ProviderPolicy;
 use super::server::{AppState, Origin, RuntimeConfig};
 use super::usage_api::{processed_workbook, template_workbook};
