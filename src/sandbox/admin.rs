@@ -22,8 +22,8 @@ use super::faults::{FaultRule, WsFaultRule};
 use super::platform::{ConnFilter, PlatformSettings, TaskSpec};
 use super::provider::ProviderPolicy;
 use super::server::{AppState, Origin, RuntimeConfig};
-use super::usage_api::{processed_workbook, template_workbook};
 use super::vendor_api::Spread;
+use super::workbooks::{processed_workbook, template_workbook};
 use crate::connect::XLSX_MIME;
 
 pub fn routes() -> Router<AppState> {

@@ -35,8 +35,10 @@ pub mod store;
 pub mod summary;
 pub mod tls;
 pub mod usage_api;
+pub mod usage_files;
 pub mod vendor_api;
 pub mod vendor_exports;
+pub mod workbooks;
 
 pub use dataset::{Dataset, DatasetError, Role};
 pub use faults::{FaultAction, FaultRule};
