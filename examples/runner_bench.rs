@@ -302,7 +302,7 @@ async fn plain_runner() -> Result<(), Failure> {
     let registry = Registry::collect()?;
     let runner = Runner::new(config, registry, &ExtensionDescriptor::builtin()?, None)?.start();
     tokio::select! {
-        _ = connect_usage::sandbox::wait_for_signal() => runner.stop(),
+        _ = connect_usage::signal::wait_for_signal() => runner.stop(),
         _ = runner.stop_requested() => {}
     }
     let report = runner.wait().await;

@@ -346,6 +346,8 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
         );
     }
     println!("\nPress Ctrl-C to stop.");
-    sandbox.run_until_signal().await;
+    sandbox
+        .run_until(connect_usage::signal::wait_for_signal())
+        .await;
     Ok(EXIT_OK)
 }

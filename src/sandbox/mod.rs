@@ -44,25 +44,3 @@ pub use dataset::{Dataset, DatasetError, Role};
 pub use faults::{FaultAction, FaultRule};
 pub use provider::{ProviderPolicy, RejectRule};
 pub use server::{API_PREFIX, RuntimeConfig, Sandbox, SandboxConfig, SandboxState};
-
-/// Waits for Ctrl-C or SIGTERM.
-pub async fn wait_for_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-}
