@@ -4,13 +4,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use connect_usage::sandbox::export::{self, ExportTarget};
 use connect_usage::sandbox::vendor_api::{Spread, UsageUniverse};
 use connect_usage::sandbox::{
     Dataset, FaultAction, FaultRule, ProviderPolicy, RuntimeConfig, Sandbox, SandboxConfig,
 };
 use connect_usage::secret::Secret;
 use connect_usage::usage::Period;
+use connect_usage::usage::export::{self, ExportTarget};
 
 use super::{EXIT_OK, Failure, config_error, run_error};
 
