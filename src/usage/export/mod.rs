@@ -10,7 +10,7 @@
 //!
 //! This is where the product meets the sandbox: the records and their file formats are the
 //! sandbox's ([`crate::sandbox::export_formats`]); the targets, the files and the PostgreSQL
-//! table ([`postgres`]) are the usage sources' of this crate, which read them back.
+//! table (`postgres`) are the usage sources' of this crate, which read them back.
 
 mod postgres;
 
