@@ -36,6 +36,8 @@ pub struct TaskSpec {
     pub connect_correlation_id: Option<String>,
 }
 
+/// Where a task is: waiting for delivery (first time, after a reschedule, after a retry), out
+/// with a runner on a connection, or finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TaskState {
     Scheduled,
@@ -75,6 +77,7 @@ impl TaskState {
     }
 }
 
+/// One delivery of a task to a runner, and its answer if one came.
 pub(super) struct Attempt {
     pub(super) conn: u64,
     pub(super) instance: String,
@@ -85,6 +88,7 @@ pub(super) struct Attempt {
     pub(super) lost: Option<String>,
 }
 
+/// A task as the platform keeps it: what was sent, its state, and every delivery.
 pub(super) struct TaskRecord {
     pub(super) id: String,
     pub(super) category: String,
