@@ -38,9 +38,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use connect_usage::connect::{ApiKey, ConnectClient};
-use connect_usage::sandbox::export;
-use connect_usage::sandbox::export_parquet::write_parquet;
 use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
+use connect_usage::usage::export;
+use connect_usage::usage::export::write_parquet;
 use connect_usage::usage::row::Row;
 use connect_usage::usage::source_http::VendorApiSource;
 use connect_usage::usage::workbook::WorkbookWriter;
@@ -219,9 +219,9 @@ async fn parent() -> Result<(), Failure> {
         let universe = sb.state().usage_universe();
         let month = universe.month(period());
         let url = pg.url("vendor", "usage");
-        let target = connect_usage::sandbox::export::ExportTarget::parse(&url)?;
+        let target = export::ExportTarget::parse(&url)?;
         let lookup = |name: &str| (name == "PGPASSWORD").then(|| "bench-pw".to_owned());
-        connect_usage::sandbox::export::export(&target, &month, period(), n, 0.0, &lookup).await?;
+        export::export(&target, &month, period(), n, 0.0, &lookup).await?;
         pg.sql("usage", "VACUUM ANALYZE connect_usage_records");
         println!(
             "exported {n} records to PostgreSQL in {:.1} s",

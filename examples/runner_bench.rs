@@ -304,7 +304,7 @@ async fn plain_runner() -> Result<(), Failure> {
         .with_state(connect_usage::usage::locks::GroupLocks::default())
         .start();
     tokio::select! {
-        _ = connect_usage::sandbox::wait_for_signal() => runner.stop(),
+        _ = connect_usage::signal::wait_for_signal() => runner.stop(),
         _ = runner.stop_requested() => {}
     }
     let report = runner.wait().await;

@@ -12,6 +12,7 @@
 //! - [`runner`]: the events runner speaking Connect's EaaS websocket protocol.
 //! - [`error_text`]: an error and its causes in one line, each said once.
 //! - [`log_text`]: the readable log line.
+//! - [`signal`]: waiting for the process's stop signal (Ctrl-C, SIGTERM).
 //! - [`memory`]: how the process takes memory from the kernel.
 //! - [`metrics`]: the Prometheus families and their exposition; [`probe_server`]: `/metrics`,
 //!   `/healthz` and `/readyz` for an operator's monitoring.
@@ -30,6 +31,7 @@ pub mod rql;
 pub mod runner;
 pub mod sandbox;
 pub mod secret;
+pub mod signal;
 pub mod usage;
 
 /// This crate's version, reported to the platform as the runner's.

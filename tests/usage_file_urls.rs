@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use common::*;
 use connect_usage::connect::RetryPolicy;
-use connect_usage::sandbox::export::{self, TextFormat};
 use connect_usage::sandbox::{RuntimeConfig, Sandbox};
 use connect_usage::secret::Secret;
+use connect_usage::usage::export::{self, TextFormat};
 use connect_usage::usage::source_http::VendorApiSource;
 use connect_usage::usage::source_url::FileUrlSource;
 use connect_usage::usage::{

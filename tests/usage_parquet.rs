@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use connect_usage::sandbox::Dataset;
-use connect_usage::sandbox::export::{self, write_jsonl};
-use connect_usage::sandbox::export_parquet::{write_parquet, write_parquet_grouped};
 use connect_usage::sandbox::vendor_api::UsageUniverse;
+use connect_usage::usage::export::{self, write_jsonl};
+use connect_usage::usage::export::{write_parquet, write_parquet_grouped};
 use connect_usage::usage::{Period, Rejection, SourceError, SourceItem, SourceSpec, UsageRecord};
 use futures_util::TryStreamExt;
 

@@ -8,9 +8,9 @@ mod common;
 
 use common::postgres::{PgCluster, PgSetup};
 use common::*;
-use connect_usage::sandbox::export::{self, ExportTarget};
 use connect_usage::sandbox::vendor_api::UsageUniverse;
 use connect_usage::sandbox::{Dataset, RuntimeConfig};
+use connect_usage::usage::export::{self, ExportTarget};
 use connect_usage::usage::{Period, Rejection, SourceItem, SourceSpec, UsageRecord, report};
 use futures_util::TryStreamExt;
 

@@ -93,7 +93,7 @@ pub async fn run(args: RunArgs, logs: LogControl) -> Result<u8, Failure> {
         probe_server::serve(listener, Arc::new(runner.readiness()));
     }
     tokio::select! {
-        _ = connect_usage::sandbox::wait_for_signal() => {
+        _ = connect_usage::signal::wait_for_signal() => {
             info!("stop requested: finishing running tasks");
             runner.stop();
         }
@@ -104,7 +104,7 @@ pub async fn run(args: RunArgs, logs: LogControl) -> Result<u8, Failure> {
     // delivers those tasks again).
     let report = tokio::select! {
         report = runner.wait() => report,
-        _ = connect_usage::sandbox::wait_for_signal() => {
+        _ = connect_usage::signal::wait_for_signal() => {
             warn!("second stop signal: exiting without waiting for running tasks");
             return Ok(EXIT_UNDELIVERED);
         }

@@ -4,13 +4,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use connect_usage::sandbox::export::{self, ExportTarget};
 use connect_usage::sandbox::vendor_api::{Spread, UsageUniverse};
 use connect_usage::sandbox::{
     Dataset, FaultAction, FaultRule, ProviderPolicy, RuntimeConfig, Sandbox, SandboxConfig,
 };
 use connect_usage::secret::Secret;
 use connect_usage::usage::Period;
+use connect_usage::usage::export::{self, ExportTarget};
 
 use super::{EXIT_OK, Failure, config_error, run_error};
 
@@ -346,6 +346,8 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
         );
     }
     println!("\nPress Ctrl-C to stop.");
-    sandbox.run_until_signal().await;
+    sandbox
+        .run_until(connect_usage::signal::wait_for_signal())
+        .await;
     Ok(EXIT_OK)
 }

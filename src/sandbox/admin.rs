@@ -17,13 +17,14 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::calendar::CalendarMonth;
 use super::error::{ApiError, codes};
-use super::faults::FaultRule;
-use super::platform::{ConnFilter, PlatformSettings, TaskSpec, WsFaultRule};
+use super::faults::{FaultRule, WsFaultRule};
+use super::platform::{ConnFilter, PlatformSettings, TaskSpec};
 use super::provider::ProviderPolicy;
 use super::server::{AppState, Origin, RuntimeConfig};
-use super::usage_api::{processed_workbook, template_workbook};
 use super::vendor_api::Spread;
+use super::workbooks::{processed_workbook, template_workbook};
 use crate::connect::XLSX_MIME;
 
 pub fn routes() -> Router<AppState> {
@@ -284,7 +285,7 @@ async fn uncovered(
     Query(q): Query<PeriodQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let text = q.period.ok_or_else(|| bad("period=YYYY-MM is required"))?;
-    let period: crate::usage::Period = text
+    let period: CalendarMonth = text
         .parse()
         .map_err(|e| bad(format!("period {text:?}: {e}")))?;
     let config = app.config();

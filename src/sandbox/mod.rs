@@ -1,28 +1,33 @@
 //! The sandbox: a local emulator of the Connect REST API subset connect-usage uses, faithful
-//! enough that Connect's own clients work against it unchanged.
+//! enough that Connect's own clients work against it unchanged. It stands on its own: it uses
+//! the Connect client's models, RQL and secrets, never the reporting pipeline or the runner.
 //!
 //! - [`server`]: the axum application, its shared state and the [`Sandbox`] handle that tests
 //!   start on `127.0.0.1:0`.
-//! - [`dataset`]: the vendor account it serves (a built-in default, or JSON from `--data`).
-//! - [`api`] and [`usage_api`]: the endpoints; [`query`] and [`filters`] run RQL queries the
-//!   way Connect's server does; [`processing`] reads and checks uploaded workbooks.
+//! - [`dataset`]: the vendor account it serves (the built-in [`dataset::default_account`], or
+//!   JSON from `--data`).
+//! - [`api`] and [`usage_api`]: the endpoints; [`usage_files`]: the usage file state machine
+//!   they act through; [`query`] and [`filters`] run RQL queries the way Connect's server
+//!   does; [`processing`] reads and checks uploaded workbooks; [`workbooks`] builds the ones
+//!   served for download.
 //! - [`vendor_api`]: the vendor's usage API, serving generated usage for the dataset;
-//!   [`vendor_exports`]: the same usage as monthly export files (CSV, JSON Lines).
+//!   [`vendor_exports`]: the same usage as monthly export files (CSV, JSON Lines, Parquet) in
+//!   the formats of [`export_formats`]; [`calendar`]: the months and timestamps they use.
 //! - [`platform`] and [`devops_api`]: Connect's EaaS platform side: the runner websocket,
 //!   tasks from usage file events and schedules, and the DevOps endpoints runners read.
 //! - [`provider`]: the provider's answers to submitted files (accept, or reject with a note).
 //! - [`log_listener`]: Connect's log service (a Logz.io bulk listener) that runners ship
 //!   their log records to.
-//! - [`faults`] and [`admin`]: injected failures and the `/sandbox/...` API that controls
-//!   and inspects it all.
+//! - [`faults`] and [`admin`]: injected failures (HTTP and websocket) and the `/sandbox/...`
+//!   API that controls and inspects it all.
 
 pub mod admin;
 pub mod api;
+pub mod calendar;
 pub mod dataset;
 pub mod devops_api;
 pub mod error;
-pub mod export;
-pub mod export_parquet;
+pub mod export_formats;
 pub mod faults;
 pub mod filters;
 pub mod log_listener;
@@ -35,32 +40,12 @@ pub mod store;
 pub mod summary;
 pub mod tls;
 pub mod usage_api;
+pub mod usage_files;
 pub mod vendor_api;
 pub mod vendor_exports;
+pub mod workbooks;
 
 pub use dataset::{Dataset, DatasetError, Role};
 pub use faults::{FaultAction, FaultRule};
 pub use provider::{ProviderPolicy, RejectRule};
 pub use server::{API_PREFIX, RuntimeConfig, Sandbox, SandboxConfig, SandboxState};
-
-/// Waits for Ctrl-C or SIGTERM.
-pub async fn wait_for_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-}

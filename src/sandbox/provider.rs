@@ -223,7 +223,7 @@ pub fn review(app: &AppState, file_id: &str) {
         Decision::Accept(n) => ("accepted", n.clone()),
         Decision::Reject(n) => ("rejected", n.clone()),
     };
-    match super::usage_api::provider_review(app, &actor, file_id, &decision) {
+    match super::usage_files::provider_review(app, &actor, file_id, &decision) {
         Ok(()) => {
             info!(file = file_id, decision = verb, note = %note, "the sandbox provider answered");
             app.provider().log.push(json!({

@@ -786,9 +786,10 @@ impl Sandbox {
         let _ = (&mut self.task).await;
     }
 
-    /// Serves until the process is asked to stop (Ctrl-C or SIGTERM).
-    pub async fn run_until_signal(self) {
-        crate::sandbox::wait_for_signal().await;
+    /// Serves until `stop` completes (the command passes the process's stop signal: the
+    /// sandbox leaves signals to whoever runs it), then shuts down.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
+        stop.await;
         self.shutdown().await;
     }
 }

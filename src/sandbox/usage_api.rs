@@ -1,15 +1,9 @@
-//! Usage files and records: creation, upload and processing, the state machine of the
-//! reference (section 5.4) with its actor rules, record closing, categories and the template.
+//! The usage files and records API over HTTP: routes, request bodies and their validation
+//! (Connect's field errors), multipart uploads, and the answers; what the actions do to a
+//! file is the state machine's ([`super::usage_files`]).
 //!
-//! Legal transitions:
-//! - vendor: create → `draft`; upload from `draft|invalid|ready|rejected` → `uploading` →
-//!   `processing` → `ready|invalid`; submit `ready` → `pending`; delete
-//!   `draft|invalid|ready` → `deleted`;
-//! - provider: accept `pending` → `accepted`; reject `pending` → `rejected`; close
-//!   `accepted` → `closed` (also when the last record is closed); approve-all `pending` →
-//!   `accepted`; reprocess in `accepted|closed`.
-//!
-//! Every other action answers 400 with the action's stable error code, a wrong actor 403.
+//! Every action the state machine does not allow answers 400 with the action's stable error
+//! code, a wrong actor 403, a file the actor cannot see 404.
 
 use axum::Json;
 use axum::Router;
@@ -23,16 +17,21 @@ use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value as JsonValue, json};
-use tracing::warn;
 
-use super::dataset::{Dataset, Role};
+use super::dataset::Role;
 use super::error::{ApiError, codes};
 use super::faults::InvalidUploadFault;
 use super::filters::{CATEGORIES_DEF, USAGE_FILES_DEF, USAGE_RECORDS_DEF};
-use super::processing::{self, FileContext, Outcome};
+use super::processing;
 use super::query::CollectionQuery;
 use super::server::{AppState, Origin};
-use super::store::{Actor, RecordState, Store, Upload, UsageFileState, timestamp};
+use super::store::{Actor, Upload, UsageFileState};
+use super::usage_files::{
+    ACCEPT, APPROVE_ALL, Billing, CLOSE, DELETE, REJECT, REPROCESS, SUBMIT, UPLOAD, accepted,
+    close_approved_records, close_one, detail, file_context, finish_processing, not_allowed,
+    rejected, require_role, run_processing, set_records, set_status, stamp, start_processing,
+    transition, validation, visible_file, visible_record, visible_records,
+};
 use crate::connect::models::{UsageFileStatus as S, UsageRecordStatus as R};
 
 /// Largest upload accepted (a million-record workbook is about 40 MB).
@@ -61,10 +60,6 @@ pub fn routes() -> Router<AppState> {
         .route("/usage/records/{id}/close", post(close_record))
 }
 
-fn validation(errors: Vec<String>) -> ApiError {
-    ApiError::bad_request(codes::VALIDATION, "").with_errors(errors)
-}
-
 /// Parses a JSON body; an absent body, `{}` and `null` give the default (real clients send
 /// all three for actions without parameters).
 fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
@@ -83,170 +78,6 @@ fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
             format!("{at}: {}.", e.inner())
         }])
     })
-}
-
-fn require_role(actor: &Actor, role: Role, action: &str) -> Result<(), ApiError> {
-    if actor.role == role {
-        Ok(())
-    } else {
-        let who = match role {
-            Role::Vendor => "vendor",
-            Role::Provider => "provider",
-        };
-        Err(ApiError::forbidden(format!(
-            "Only the {who} of a usage file can {action} it."
-        )))
-    }
-}
-
-/// The file, when it exists and the actor may see it.
-fn visible_file<'s>(
-    store: &'s mut Store,
-    id: &str,
-    actor: &Actor,
-) -> Result<&'s mut UsageFileState, ApiError> {
-    match store.file_mut(id) {
-        Some(f) if f.visible_to(actor) => Ok(f),
-        _ => Err(ApiError::not_found("Usage file", id)),
-    }
-}
-
-fn not_allowed(code: &'static str, action: &str, status: &S, allowed: &[S]) -> ApiError {
-    let allowed: Vec<&str> = allowed.iter().map(S::as_str).collect();
-    ApiError::bad_request(
-        code,
-        format!(
-            "Usage file in status {status} cannot be {action}; allowed in: {}.",
-            allowed.join(", ")
-        ),
-    )
-}
-
-/// One action of the state machine: who may do it, from which statuses, and where it leads.
-struct Action {
-    role: Role,
-    /// As in "only the vendor can submit it".
-    verb: &'static str,
-    /// The file's event name, and the error's wording ("cannot be submitted").
-    done: &'static str,
-    code: &'static str,
-    from: &'static [S],
-    /// `None` leaves the status as it is.
-    to: Option<S>,
-}
-
-const UPLOAD: Action = Action {
-    role: Role::Vendor,
-    verb: "upload",
-    done: "uploaded",
-    code: codes::UPLOAD_NOT_ALLOWED,
-    from: &[S::Draft, S::Invalid, S::Ready, S::Rejected],
-    to: Some(S::Uploading),
-};
-const SUBMIT: Action = Action {
-    role: Role::Vendor,
-    verb: "submit",
-    done: "submitted",
-    code: codes::SUBMIT_NOT_ALLOWED,
-    from: &[S::Ready],
-    to: Some(S::Pending),
-};
-const DELETE: Action = Action {
-    role: Role::Vendor,
-    verb: "delete",
-    done: "deleted",
-    code: codes::DELETE_NOT_ALLOWED,
-    from: &[S::Draft, S::Invalid, S::Ready],
-    to: Some(S::Deleted),
-};
-const ACCEPT: Action = Action {
-    role: Role::Provider,
-    verb: "accept",
-    done: "accepted",
-    code: codes::ACCEPT_NOT_ALLOWED,
-    from: &[S::Pending],
-    to: Some(S::Accepted),
-};
-const APPROVE_ALL: Action = Action {
-    role: Role::Provider,
-    verb: "approve",
-    done: "accepted",
-    code: codes::APPROVE_NOT_ALLOWED,
-    from: &[S::Pending],
-    to: Some(S::Accepted),
-};
-const REJECT: Action = Action {
-    role: Role::Provider,
-    verb: "reject",
-    done: "rejected",
-    code: codes::REJECT_NOT_ALLOWED,
-    from: &[S::Pending],
-    to: Some(S::Rejected),
-};
-const CLOSE: Action = Action {
-    role: Role::Provider,
-    verb: "close",
-    done: "closed",
-    code: codes::CLOSE_NOT_ALLOWED,
-    from: &[S::Accepted],
-    to: Some(S::Closed),
-};
-const REPROCESS: Action = Action {
-    role: Role::Provider,
-    verb: "reprocess",
-    done: "reprocessed",
-    code: codes::REPROCESS_NOT_ALLOWED,
-    from: &[S::Accepted, S::Closed],
-    to: None,
-};
-
-impl Action {
-    /// The file, when `actor` may see it (404 otherwise), may act on it (403) and it is in a
-    /// status the action starts from (400 with the action's code).
-    fn permitted<'s>(
-        &self,
-        store: &'s mut Store,
-        id: &str,
-        actor: &Actor,
-    ) -> Result<&'s mut UsageFileState, ApiError> {
-        let file = visible_file(store, id, actor)?;
-        require_role(actor, self.role, self.verb)?;
-        if !self.from.contains(&file.status) {
-            return Err(not_allowed(self.code, self.done, &file.status, self.from));
-        }
-        Ok(file)
-    }
-}
-
-/// Moves a file to `to`, records the event and publishes it.
-fn set_status(app: &AppState, store: &mut Store, id: &str, to: S, actor: &str) {
-    let Some(file) = store.file_mut(id) else {
-        return;
-    };
-    let from = file.status.clone();
-    if from == to {
-        return;
-    }
-    file.status = to.clone();
-    let event = store.log_event(
-        "usage_file.status",
-        id,
-        Some(from.as_str()),
-        Some(to.as_str()),
-        actor,
-    );
-    app.publish(event);
-}
-
-fn stamp(file: &mut UsageFileState, event: &str, actor: &Actor) {
-    file.events.insert(
-        event.to_owned(),
-        json!({"at": timestamp(Utc::now()), "by": actor.reference()}),
-    );
-}
-
-fn detail(file: &UsageFileState, origin: &Origin) -> Json<JsonValue> {
-    Json(file.to_json(Some(&origin.0)))
 }
 
 async fn list_files(
@@ -549,35 +380,6 @@ async fn update_file(
     Ok(body)
 }
 
-/// What processing needs from the dataset.
-fn file_context(dataset: &Dataset, file: &UsageFileState) -> FileContext {
-    let product_id = file.product["id"].as_str().unwrap_or_default().to_owned();
-    let product = dataset
-        .products
-        .iter()
-        .find(|p| p["id"] == product_id.as_str());
-    let caps = product.map(|p| &p["capabilities"]);
-    FileContext {
-        schema: file.schema.clone(),
-        period: file.period,
-        contract_id: file.contract["id"].as_str().unwrap_or_default().to_owned(),
-        items: dataset.items.get(&product_id).cloned().unwrap_or_default(),
-        reservation_consumption: caps
-            .and_then(|c| c["reservation"]["consumption"].as_bool())
-            .unwrap_or(false),
-        dynamic_items: caps
-            .and_then(|c| c["ppu"]["dynamic"].as_bool())
-            .unwrap_or(false),
-        assets: dataset
-            .assets
-            .iter()
-            .filter(|a| a["product"]["id"] == product_id.as_str())
-            .cloned()
-            .collect(),
-        product_id,
-    }
-}
-
 async fn upload(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -670,106 +472,6 @@ async fn upload(
     Ok((status, detail(file, &origin)).into_response())
 }
 
-/// Processes an upload; an `invalid_upload` fault's detail makes it invalid whatever it holds.
-async fn run_processing(bytes: Bytes, ctx: FileContext, fault: Option<String>) -> Outcome {
-    match tokio::task::spawn_blocking(move || processing::process(&bytes, &ctx)).await {
-        Ok(mut outcome) => {
-            if let Some(detail) = fault {
-                outcome.error_detail = Some(detail);
-            }
-            outcome
-        }
-        Err(e) => {
-            warn!(error = %e, "processing task failed");
-            Outcome {
-                rows: Vec::new(),
-                categories: Vec::new(),
-                error_detail: Some("The file could not be processed.".into()),
-            }
-        }
-    }
-}
-
-fn start_processing(app: &AppState, id: &str, generation: u64) {
-    let mut store = app.store();
-    let current = store.file(id).map(|f| (f.generation, f.status.clone()));
-    if current == Some((generation, S::Uploading)) {
-        if let Some(f) = store.file_mut(id) {
-            f.sub_status = Some("processing".into());
-        }
-        set_status(app, &mut store, id, S::Processing, "system");
-    }
-}
-
-fn finish_processing(app: &AppState, id: &str, generation: u64, outcome: Outcome) {
-    let mut store = app.store();
-    if store.file(id).map(|f| (f.generation, f.status.clone())) != Some((generation, S::Processing))
-    {
-        // A newer upload or a reset replaced this one.
-        return;
-    }
-    let now = Utc::now();
-    let valid = outcome.is_valid();
-    let mut records = Vec::with_capacity(outcome.rows.len());
-    for row in outcome.rows {
-        records.push(RecordState {
-            id: store.new_record_id(now),
-            status: row.status(),
-            error_details: row.error_details(),
-            error_codes: row.error_codes(),
-            data: row.data,
-            external_billing_id: None,
-            external_billing_note: None,
-            closed_at: None,
-            closed_by: None,
-            created: now,
-        });
-    }
-    if let Some(f) = store.file_mut(id) {
-        f.records = records;
-        f.categories = outcome.categories;
-        f.error_detail = outcome.error_detail;
-        f.processed = true;
-        f.sub_status = Some("processed".into());
-    }
-    set_status(
-        app,
-        &mut store,
-        id,
-        if valid { S::Ready } else { S::Invalid },
-        "system",
-    );
-}
-
-/// Runs an action: checks it is permitted, applies `update`, stamps the event, moves the
-/// status.
-fn transition(
-    app: &AppState,
-    actor: &Actor,
-    origin: &Origin,
-    id: &str,
-    action: &Action,
-    update: impl FnOnce(&mut UsageFileState) -> Result<(), ApiError>,
-) -> Result<Json<JsonValue>, ApiError> {
-    let mut store = app.store();
-    let file = action.permitted(&mut store, id, actor)?;
-    update(file)?;
-    if action.to.is_some() {
-        stamp(file, action.done, actor);
-    }
-    if let Some(to) = action.to.clone() {
-        set_status(app, &mut store, id, to, &actor.key_name);
-    }
-    let file = visible_file(&mut store, id, actor)?;
-    Ok(detail(file, origin))
-}
-
-fn set_records(file: &mut UsageFileState, from: &[R], to: R) {
-    for r in file.records.iter_mut().filter(|r| from.contains(&r.status)) {
-        r.status = to.clone();
-    }
-}
-
 async fn submit(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -805,18 +507,6 @@ async fn accept(
     })
 }
 
-/// What an acceptance does to a file (besides its status).
-fn accepted(f: &mut UsageFileState, note: Option<String>) {
-    f.acceptance_note = note;
-    set_records(f, &[R::Valid], R::Approved);
-}
-
-/// What a rejection does to a file (besides its status).
-fn rejected(f: &mut UsageFileState, note: Option<String>) {
-    f.rejection_note = note;
-    set_records(f, &[R::Valid, R::Approved], R::Rejected);
-}
-
 #[derive(Debug, Default, Deserialize)]
 struct RejectBody {
     rejection_note: Option<String>,
@@ -848,31 +538,6 @@ async fn reject(
     })
 }
 
-/// The sandbox's own provider answers a pending file (see [`super::provider`]).
-pub(crate) fn provider_review(
-    app: &AppState,
-    actor: &Actor,
-    id: &str,
-    decision: &super::provider::Decision,
-) -> Result<(), ApiError> {
-    let origin = Origin(String::new());
-    match decision {
-        super::provider::Decision::Accept(note) => {
-            let _ = transition(app, actor, &origin, id, &ACCEPT, |f| {
-                accepted(f, Some(note.clone()));
-                Ok(())
-            })?;
-        }
-        super::provider::Decision::Reject(note) => {
-            let _ = transition(app, actor, &origin, id, &REJECT, |f| {
-                rejected(f, Some(note.clone()));
-                Ok(())
-            })?;
-        }
-    }
-    Ok(())
-}
-
 async fn close(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -883,26 +548,7 @@ async fn close(
     let _: JsonValue = body(&raw)?;
     let require_billing = app.config().require_billing_id_to_close;
     transition(&app, &actor, &origin, &id, &CLOSE, |f| {
-        let unbilled = f
-            .records
-            .iter()
-            .filter(|r| r.status == R::Approved && r.external_billing_id.is_none())
-            .count();
-        if require_billing && unbilled > 0 {
-            return Err(ApiError::bad_request(
-                codes::CLOSE_NOT_ALLOWED,
-                format!(
-                    "{unbilled} records have no external billing id; close them with one first."
-                ),
-            ));
-        }
-        let now = Utc::now();
-        for r in f.records.iter_mut().filter(|r| r.status == R::Approved) {
-            r.status = R::Closed;
-            r.closed_at = Some(now);
-            r.closed_by = Some(actor.account_id.clone());
-        }
-        Ok(())
+        close_approved_records(f, &actor, require_billing)
     })
 }
 
@@ -979,16 +625,6 @@ async fn template(
     })))
 }
 
-/// Records visible to the actor, as JSON.
-fn visible_records(store: &Store, actor: &Actor) -> Vec<JsonValue> {
-    store
-        .files
-        .iter()
-        .filter(|f| f.visible_to(actor))
-        .flat_map(|f| f.records.iter().map(move |r| r.to_json(f)))
-        .collect()
-}
-
 async fn list_records(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -997,13 +633,6 @@ async fn list_records(
     let query = CollectionQuery::parse(&USAGE_RECORDS_DEF, q.as_deref(), app.config().limits())?;
     let records = visible_records(&app.store(), &actor);
     Ok(query.run(records).into_response())
-}
-
-fn visible_record(store: &Store, id: &str, actor: &Actor) -> Result<(usize, usize), ApiError> {
-    match store.find_record(id) {
-        Some((fi, ri)) if store.files[fi].visible_to(actor) => Ok((fi, ri)),
-        _ => Err(ApiError::not_found("Usage record", id)),
-    }
 }
 
 async fn get_record(
@@ -1065,48 +694,13 @@ struct CloseRecordBody {
     external_billing_note: Option<String>,
 }
 
-/// Closes one record; closing the last open record of an accepted file closes the file.
-fn close_one(
-    app: &AppState,
-    store: &mut Store,
-    actor: &Actor,
-    id: &str,
-    req: &CloseRecordBody,
-) -> Result<JsonValue, ApiError> {
-    let (fi, ri) = visible_record(store, id, actor)?;
-    require_role(actor, Role::Provider, "close records of")?;
-    if req.external_billing_id.is_none() && req.external_billing_note.is_none() {
-        return Err(validation(vec![
-            "external_billing_id: An external billing id or note is required.".into(),
-        ]));
+impl CloseRecordBody {
+    fn billing(&self) -> Billing {
+        Billing {
+            external_billing_id: self.external_billing_id.clone(),
+            external_billing_note: self.external_billing_note.clone(),
+        }
     }
-    let file = &mut store.files[fi];
-    let record = &mut file.records[ri];
-    if record.status != R::Approved {
-        return Err(ApiError::bad_request(
-            codes::RECORD_CLOSE_NOT_ALLOWED,
-            format!(
-                "Record {id} is {}; only approved records can be closed.",
-                record.status
-            ),
-        ));
-    }
-    record.status = R::Closed;
-    record.external_billing_id = req.external_billing_id.clone();
-    record.external_billing_note = req.external_billing_note.clone();
-    record.closed_at = Some(Utc::now());
-    record.closed_by = Some(actor.account_id.clone());
-    let json = file.records[ri].to_json(file);
-    let all_closed = file
-        .records
-        .iter()
-        .all(|r| matches!(r.status, R::Closed | R::Rejected | R::Invalid));
-    if all_closed && file.status == S::Accepted {
-        stamp(file, "closed", actor);
-        let file_id = file.id.clone();
-        set_status(app, store, &file_id, S::Closed, &actor.key_name);
-    }
-    Ok(json)
 }
 
 async fn close_record(
@@ -1117,7 +711,7 @@ async fn close_record(
 ) -> Result<Json<JsonValue>, ApiError> {
     let req: CloseRecordBody = body(&raw)?;
     let mut store = app.store();
-    close_one(&app, &mut store, &actor, &id, &req).map(Json)
+    close_one(&app, &mut store, &actor, &id, &req.billing()).map(Json)
 }
 
 async fn close_records(
@@ -1134,87 +728,10 @@ async fn close_records(
                 "error_details": [format!("[{i}].id: This field is required.")], "error_codes": [codes::VALIDATION]}));
             continue;
         };
-        match close_one(&app, &mut store, &actor, id, req) {
+        match close_one(&app, &mut store, &actor, id, &req.billing()) {
             Ok(record) => results.push(json!({"id": id, "status": record["status"], "error_details": [], "error_codes": []})),
             Err(e) => results.push(json!({"id": id, "status": "error", "error_details": e.errors, "error_codes": [e.code]})),
         }
     }
     Ok((StatusCode::PARTIAL_CONTENT, Json(JsonValue::Array(results))).into_response())
-}
-
-/// The processed workbook of a file, rebuilt from its upload.
-pub fn processed_workbook(app: &AppState, id: &str) -> Option<Result<Vec<u8>, String>> {
-    let (bytes, ctx) = {
-        let store = app.store();
-        let file = store.file(id)?;
-        if !file.processed {
-            return None;
-        }
-        (
-            file.upload.as_ref()?.bytes.clone(),
-            file_context(app.dataset(), file),
-        )
-    };
-    Some(processing::processed_workbook(&bytes, &ctx))
-}
-
-/// The template workbook of a product: the `records` columns of its schema and a
-/// `categories` sheet.
-pub fn template_workbook(app: &AppState, product_id: &str) -> Option<Result<Vec<u8>, String>> {
-    let product = app
-        .dataset()
-        .products
-        .iter()
-        .find(|p| p["id"] == product_id)?;
-    let schema = product["capabilities"]["ppu"]["schema"]
-        .as_str()
-        .unwrap_or("QT")
-        .to_ascii_lowercase();
-    let mut columns = vec![
-        "record_id",
-        "record_note",
-        "item_search_criteria",
-        "item_search_value",
-    ];
-    match schema.as_str() {
-        "qt" => columns.push("quantity"),
-        "tr" => columns.extend(["amount", "quantity"]),
-        _ => columns.extend(["amount", "quantity"]),
-    }
-    columns.extend([
-        "start_time_utc",
-        "end_time_utc",
-        "asset_search_criteria",
-        "asset_search_value",
-        "item_name",
-        "item_mpn",
-        "item_precision",
-        "item_unit",
-        "category_id",
-        "asset_recon_id",
-    ]);
-    if schema == "tr" {
-        columns.push("tier");
-    }
-    let build = || -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
-        let mut book = rust_xlsxwriter::Workbook::new();
-        let ws = book.add_worksheet();
-        ws.set_name("records")?;
-        for (c, name) in columns.iter().enumerate() {
-            ws.write_string(0, c as u16, *name)?;
-        }
-        let cats = book.add_worksheet();
-        cats.set_name("categories")?;
-        for (c, name) in ["category_id", "category_name", "category_description"]
-            .iter()
-            .enumerate()
-        {
-            cats.write_string(0, c as u16, *name)?;
-        }
-        cats.write_string(1, 0, "generic_category")?;
-        cats.write_string(1, 1, "Generic Category")?;
-        cats.write_string(1, 2, "Generic autogenerated category")?;
-        book.save_to_buffer()
-    };
-    Some(build().map_err(|e| e.to_string()))
 }

@@ -24,10 +24,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::calendar::{CalendarMonth, parse_utc};
 use super::dataset::{Dataset, PREVIEW_CONTRACT_ID};
 use super::server::{AppState, LoggedActor};
 use crate::connect::models::Precision;
-use crate::usage::Period;
 
 /// The route of the usage API.
 pub const USAGE_PATH: &str = "/vendor/v1/usage";
@@ -113,9 +113,7 @@ impl UsageUniverse {
                     product: product.to_owned(),
                     contract: contract.to_owned(),
                     items,
-                    created: a["events"]["created"]["at"]
-                        .as_str()
-                        .and_then(crate::usage::record::parse_utc),
+                    created: a["events"]["created"]["at"].as_str().and_then(parse_utc),
                 });
             } else if status_ok {
                 u.unbillable.push(id);
@@ -126,7 +124,7 @@ impl UsageUniverse {
 
     /// The assets that get usage in `period`: those that existed then, less the ones `spread`
     /// leaves without usage, and of the rest all or the first `spread.subscriptions`.
-    pub fn month_of(&self, period: Period, spread: Spread) -> Month<'_> {
+    pub fn month_of(&self, period: impl Into<CalendarMonth>, spread: Spread) -> Month<'_> {
         let mut m = self.month(period);
         let left_out = spread.left_out(m.billable.len());
         if !left_out.is_empty() {
@@ -146,7 +144,13 @@ impl UsageUniverse {
     /// records spread as `spread` says, in dataset order: the ones left out, those past
     /// `spread.subscriptions`, and those past the records (record `i` goes to the `i`-th
     /// subscription that gets usage, round and round).
-    pub fn without_usage(&self, period: Period, spread: Spread, records: u64) -> Vec<&Billable> {
+    pub fn without_usage(
+        &self,
+        period: impl Into<CalendarMonth>,
+        spread: Spread,
+        records: u64,
+    ) -> Vec<&Billable> {
+        let period = period.into();
         let month = self.month_of(period, spread);
         let named = (records.min(month.billable.len() as u64)) as usize;
         let with_usage: std::collections::HashSet<&str> = month.billable[..named]
@@ -161,7 +165,8 @@ impl UsageUniverse {
     }
 
     /// The assets that existed in `period`.
-    pub fn month(&self, period: Period) -> Month<'_> {
+    pub fn month(&self, period: impl Into<CalendarMonth>) -> Month<'_> {
+        let period = period.into();
         Month {
             universe: self,
             period,
@@ -177,7 +182,7 @@ impl UsageUniverse {
     }
 
     /// Record `i` (0-based) of `period`, defective with probability `bad`.
-    pub fn record(&self, period: Period, i: u64, bad: f64) -> Value {
+    pub fn record(&self, period: impl Into<CalendarMonth>, i: u64, bad: f64) -> Value {
         self.month(period).record(i, bad)
     }
 
@@ -267,7 +272,7 @@ impl fmt::Display for Note {
 #[derive(Debug)]
 pub struct Month<'u> {
     universe: &'u UsageUniverse,
-    period: Period,
+    period: CalendarMonth,
     billable: Vec<&'u Billable>,
     seed: u64,
     start: DateTime<Utc>,
@@ -502,7 +507,7 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn period_seed(p: Period) -> u64 {
+fn period_seed(p: CalendarMonth) -> u64 {
     mix((p.year() as u64) << 8 | u64::from(p.month()))
 }
 
@@ -558,7 +563,7 @@ async fn usage(
     let Some(period) = q.period.as_deref() else {
         return refuse(StatusCode::BAD_REQUEST, "period=YYYY-MM is required");
     };
-    let Ok(period) = period.parse::<Period>() else {
+    let Ok(period) = period.parse::<CalendarMonth>() else {
         return refuse(
             StatusCode::BAD_REQUEST,
             format!("period {period:?} is not YYYY-MM"),
@@ -652,27 +657,33 @@ async fn acknowledge(State(app): State<AppState>, headers: HeaderMap, body: Byte
 mod tests {
     use super::*;
 
+    /// The digits after the point of a plain non-negative decimal number (`12`, `0.125`),
+    /// none for any other text: the quantities a usage source reads.
+    fn decimals_of(text: &str) -> Option<usize> {
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        (digits(whole) && digits(fraction))
+            .then(|| text.split_once('.').map_or(0, |(_, f)| f.len()))
+    }
+
     #[test]
     fn records_are_deterministic_and_within_their_month() {
         let u = UsageUniverse::of(&Dataset::default_account());
         assert!(u.billable.len() > 50, "{}", u.billable.len());
         assert!(!u.unbillable.is_empty());
-        let p: Period = "2024-02".parse().expect("period");
+        let p: CalendarMonth = "2024-02".parse().expect("period");
         for i in 0..2000 {
             let r = u.record(p, i, 0.0);
             assert_eq!(r, u.record(p, i, 0.0));
-            let start = crate::usage::record::parse_utc(r["start_time"].as_str().expect("start"))
-                .expect("time");
-            let end = crate::usage::record::parse_utc(r["end_time"].as_str().expect("end"))
-                .expect("time");
+            let start = parse_utc(r["start_time"].as_str().expect("start")).expect("time");
+            let end = parse_utc(r["end_time"].as_str().expect("end")).expect("time");
             assert!(p.contains(start) && p.contains(end) && start <= end, "{r}");
-            let q =
-                crate::usage::Quantity::parse(r["quantity"].as_str().expect("q")).expect("number");
-            assert!(!q.is_negative() && q.decimals() <= 8);
+            let decimals = decimals_of(r["quantity"].as_str().expect("q"));
+            assert!(decimals.is_some_and(|d| d <= 8), "{r}");
         }
         assert_ne!(
             u.record(p, 1, 0.0),
-            u.record("2024-03".parse().expect("p"), 1, 0.0)
+            u.record("2024-03".parse::<CalendarMonth>().expect("p"), 1, 0.0)
         );
         // Concentrated on one subscription.
         let one = u.month_of(
@@ -706,16 +717,19 @@ mod tests {
             (Precision::Decimal(8), 8),
         ] {
             for h in 0..500 {
-                let q = crate::usage::Quantity::parse(&quantity_for(p, mix(h))).expect("number");
-                assert!(q.decimals() <= max_decimals, "{p} {q}");
+                let q = quantity_for(p, mix(h));
+                assert!(
+                    decimals_of(&q).is_some_and(|d| d <= max_decimals),
+                    "{p} {q}"
+                );
             }
         }
     }
 
     /// Record `i` as the generator made it before records were written as text: every
     /// record must stay the same, byte for byte.
-    fn reference_record(u: &UsageUniverse, period: Period, i: u64, bad: f64) -> Value {
-        fn spoil(u: &UsageUniverse, r: &mut Value, h: u64, period: Period) {
+    fn reference_record(u: &UsageUniverse, period: CalendarMonth, i: u64, bad: f64) -> Value {
+        fn spoil(u: &UsageUniverse, r: &mut Value, h: u64, period: CalendarMonth) {
             match h % 8 {
                 0 => r["subscription_id"] = json!(format!("AS-0000-{:04}-0000", h % 10_000)),
                 1 => r["quantity"] = json!(format!("-{}", 1 + h % 50)),
@@ -795,7 +809,7 @@ mod tests {
         odd.billable[1].external_uid = Some("uid\n\t2".into());
         for u in [&full, &no_unbillable, &odd, &UsageUniverse::default()] {
             for period in ["2024-04", "2024-02", "2023-12", "0001-01", "9999-12"] {
-                let period: Period = period.parse().expect("period");
+                let period: CalendarMonth = period.parse().expect("period");
                 let month = u.month(period);
                 for bad in [0.0, 0.3, 1.0] {
                     for i in (0..1200).chain([u64::MAX / 3, 99_999_999, 100_000_000]) {
@@ -817,7 +831,7 @@ mod tests {
     #[test]
     fn pages_are_written_as_serde_json_writes_them() {
         let u = UsageUniverse::of(&Dataset::default_account());
-        let p: Period = "2024-04".parse().expect("period");
+        let p: CalendarMonth = "2024-04".parse().expect("period");
         let month = u.month(p);
         for (range, next) in [
             (0..0, None),
@@ -840,7 +854,7 @@ mod tests {
     #[test]
     fn a_share_of_records_is_spoiled() {
         let u = UsageUniverse::of(&Dataset::default_account());
-        let p: Period = "2024-04".parse().expect("period");
+        let p: CalendarMonth = "2024-04".parse().expect("period");
         let spoiled = (0..4000)
             .filter(|i| u.record(p, *i, 0.1) != u.record(p, *i, 0.0))
             .count();
@@ -864,7 +878,7 @@ mod tests {
     #[test]
     fn subscriptions_left_out_get_no_record_and_are_named() {
         let u = UsageUniverse::of(&Dataset::default_account());
-        let p: Period = "2024-04".parse().expect("period");
+        let p: CalendarMonth = "2024-04".parse().expect("period");
         let all = u.month(p).billable.len() as u64;
         let spread = Spread {
             subscriptions: 0,

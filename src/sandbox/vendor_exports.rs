@@ -10,8 +10,7 @@
 //! ```
 //!
 //! The records are the ones the usage API serves for the month, in the same order, written
-//! as the export command writes files ([`super::export::TextFormat`],
-//! [`super::export_parquet`]). Nothing is stored: a text body is generated and streamed a chunk
+//! in the formats of [`super::export_formats`], as an export command writes files. Nothing is stored: a text body is generated and streamed a chunk
 //! of records at a time; a Parquet file, whose footer describes all of it, is generated whole
 //! in memory for each request. Downloads can be resumed:
 //! `Range: bytes=N-` (or `N-M`) answers 206 with `Content-Range`; every answer says
@@ -30,11 +29,10 @@ use axum::routing::get;
 use chrono::Utc;
 use futures_util::stream;
 
-use super::export::TextFormat;
-use super::export_parquet::{ROW_GROUP_ROWS, write_parquet_to};
+use super::calendar::CalendarMonth;
+use super::export_formats::{ROW_GROUP_ROWS, TextFormat, write_parquet_to};
 use super::server::{AppState, LoggedActor};
 use super::vendor_api::{Spread, authorized, refuse};
-use crate::usage::Period;
 
 /// Where the exports are: `{EXPORTS_PATH}/usage-YYYY-MM.csv`, `.jsonl` and `.parquet`.
 pub const EXPORTS_PATH: &str = "/vendor/v1/exports";
@@ -75,7 +73,7 @@ impl ServedFormat {
 #[derive(Clone)]
 struct Export {
     app: AppState,
-    period: Period,
+    period: CalendarMonth,
     format: ServedFormat,
     /// The whole Parquet file, once generated ([`Export::generate_parquet`]).
     parquet: Option<Bytes>,
@@ -169,7 +167,7 @@ impl Export {
 }
 
 /// `usage-YYYY-MM.csv`, `.jsonl` or `.parquet`.
-fn parse_name(file: &str) -> Option<(Period, ServedFormat)> {
+fn parse_name(file: &str) -> Option<(CalendarMonth, ServedFormat)> {
     let (period, ext) = file.strip_prefix("usage-")?.rsplit_once('.')?;
     let format = match ext {
         "csv" => ServedFormat::Text(TextFormat::Csv),
@@ -297,7 +295,7 @@ async fn export(
 mod tests {
     use super::*;
     use crate::sandbox::server::{RuntimeConfig, SandboxState};
-    use crate::sandbox::{Dataset, export};
+    use crate::sandbox::{Dataset, export_formats as export};
     use crate::secret::Secret;
     use std::sync::Arc;
 
@@ -352,7 +350,7 @@ mod tests {
         let month = e
             .app
             .usage_universe()
-            .month("2024-04".parse().expect("period"));
+            .month("2024-04".parse::<CalendarMonth>().expect("period"));
         let mut file = Vec::new();
         write_parquet_to(
             &mut file,
@@ -378,7 +376,7 @@ mod tests {
                 let month = e
                     .app
                     .usage_universe()
-                    .month("2024-04".parse().expect("period"));
+                    .month("2024-04".parse::<CalendarMonth>().expect("period"));
                 let mut file = Vec::new();
                 format
                     .write(export::records(&month, records, 0.1), true, &mut file)

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod config;
 pub mod coverage;
 pub mod decide;
+pub mod export;
 pub mod identity;
 pub mod layout;
 pub mod locks;

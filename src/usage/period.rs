@@ -137,6 +137,14 @@ impl<'de> serde::Deserialize<'de> for Period {
     }
 }
 
+/// The sandbox serves usage by its own calendar month; a run's period names the same month,
+/// so the sandbox's usage of a period can be asked for with the period itself.
+impl From<Period> for crate::sandbox::calendar::CalendarMonth {
+    fn from(period: Period) -> Self {
+        crate::sandbox::calendar::CalendarMonth::of_day(period.first_day())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

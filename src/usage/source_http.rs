@@ -532,7 +532,7 @@ mod tests {
         let u = crate::sandbox::vendor_api::UsageUniverse::of(
             &crate::sandbox::dataset::Dataset::default_account(),
         );
-        let month = u.month("2024-04".parse().expect("period"));
+        let month = u.month("2024-04".parse::<crate::usage::Period>().expect("period"));
         let mut body = String::from("{\"records\":[");
         for i in 0..50 {
             if i > 0 {

@@ -536,7 +536,9 @@ pub fn sandbox_csv(
     .expect("write");
     let config = sb.state().config();
     let month = sb.state().usage_universe().month_of(
-        "2024-04".parse().expect("period"),
+        "2024-04"
+            .parse::<connect_usage::sandbox::calendar::CalendarMonth>()
+            .expect("period"),
         connect_usage::sandbox::vendor_api::Spread::of(&config),
     );
     for i in indices {

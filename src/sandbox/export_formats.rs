@@ -1,37 +1,133 @@
-//! The sandbox's usage exported as a Parquet file, for trying the Parquet usage source
-//! ([`crate::usage::source_parquet`]) against the sandbox, and for benchmarks.
+//! The sandbox's usage of a month as export files: the records the vendor usage API serves,
+//! one at a time, written as CSV, JSON Lines or Parquet. The sandbox's export route
+//! ([`super::vendor_exports`]) serves these bytes; a client that writes files of the same
+//! month (`connect-usage sandbox --export-usage`) writes the same bytes.
 //!
-//! Columns: `record_id`, `subscription_id`, `item_mpn`, `quantity` (text), `start_time` and
-//! `end_time` (UTC timestamps in microseconds), `note` (text or NULL). Records are gathered in
-//! Arrow batches of [`BATCH_ROWS`] and written in row groups of [`ROW_GROUP_ROWS`], Snappy
-//! compressed: memory holds one row group, whatever the month's size.
+//! Parquet columns: `record_id`, `subscription_id`, `item_mpn`, `quantity` (text),
+//! `start_time` and `end_time` (UTC timestamps in microseconds), `note` (text or NULL).
+//! Records are gathered in Arrow batches of [`BATCH_ROWS`] and written in row groups of
+//! [`ROW_GROUP_ROWS`], Snappy compressed: memory holds one row group, whatever the month's size.
 
-use std::fs::File;
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::SecondsFormat;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use super::export::ExportError;
-use super::vendor_api::ExportedRecord;
+use super::vendor_api::{ExportedRecord, Month};
+
+/// The month's records, one at a time.
+pub fn records<'a>(
+    month: &'a Month<'_>,
+    count: u64,
+    bad: f64,
+) -> impl Iterator<Item = ExportedRecord> + 'a {
+    (0..count).filter_map(move |i| month.exported(i, bad))
+}
+
+/// The time as the usage API writes it.
+pub fn time_text(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// The text formats of an export, written to any writer: the sandbox's export route streams
+/// them, an export command writes them to files, the same bytes either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFormat {
+    /// A header row, then one row per record.
+    Csv,
+    /// One record object per line, as the usage API's records.
+    JsonLines,
+}
+
+/// The CSV columns: the usage contract's.
+const CSV_HEADER: [&str; 7] = [
+    "record_id",
+    "subscription_id",
+    "item_mpn",
+    "quantity",
+    "start_time",
+    "end_time",
+    "note",
+];
+
+impl TextFormat {
+    /// Writes `records` to `out` (after the CSV header row when `header`) and flushes it;
+    /// returns how many were written.
+    pub fn write(
+        self,
+        records: impl Iterator<Item = ExportedRecord>,
+        header: bool,
+        out: impl Write,
+    ) -> std::io::Result<u64> {
+        match self {
+            TextFormat::Csv => write_csv_rows(records, header, out),
+            TextFormat::JsonLines => write_json_lines(records, out),
+        }
+    }
+}
+
+fn write_csv_rows(
+    records: impl Iterator<Item = ExportedRecord>,
+    header: bool,
+    out: impl Write,
+) -> std::io::Result<u64> {
+    let mut w = csv::Writer::from_writer(out);
+    if header {
+        w.write_record(CSV_HEADER).map_err(std::io::Error::other)?;
+    }
+    let mut n = 0;
+    for r in records {
+        w.write_record([
+            r.record_id.as_str(),
+            &r.subscription_id,
+            &r.item_mpn,
+            &r.quantity,
+            &time_text(r.start_time),
+            &time_text(r.end_time),
+            r.note.as_deref().unwrap_or_default(),
+        ])
+        .map_err(std::io::Error::other)?;
+        n += 1;
+    }
+    w.flush()?;
+    Ok(n)
+}
+
+fn write_json_lines(
+    records: impl Iterator<Item = ExportedRecord>,
+    mut out: impl Write,
+) -> std::io::Result<u64> {
+    let mut n = 0;
+    for r in records {
+        let mut object = serde_json::json!({
+            "record_id": r.record_id,
+            "subscription_id": r.subscription_id,
+            "item_mpn": r.item_mpn,
+            "quantity": r.quantity,
+            "start_time": time_text(r.start_time),
+            "end_time": time_text(r.end_time),
+        });
+        if let Some(note) = r.note {
+            object["note"] = note.into();
+        }
+        serde_json::to_writer(&mut out, &object)?;
+        out.write_all(b"\n")?;
+        n += 1;
+    }
+    out.flush()?;
+    Ok(n)
+}
 
 /// Rows gathered before they are handed to the writer.
 pub const BATCH_ROWS: usize = 8192;
 /// Rows in a row group.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
-
-fn write_error(path: &Path, e: impl std::fmt::Display) -> ExportError {
-    ExportError::Write {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
-}
 
 /// The file's columns. The quantity is text, not a decimal: a record defective on purpose
 /// holds a quantity that is no number (`lots`), and the export keeps it as the usage API
@@ -47,24 +143,6 @@ fn schema() -> SchemaRef {
         Field::new("end_time", time(), false),
         Field::new("note", DataType::Utf8, true),
     ]))
-}
-
-/// Writes a Parquet file of `records`; returns how many were written.
-pub fn write_parquet(
-    path: &Path,
-    records: impl Iterator<Item = ExportedRecord>,
-) -> Result<u64, ExportError> {
-    write_parquet_grouped(path, records, ROW_GROUP_ROWS)
-}
-
-/// [`write_parquet`] with row groups of `row_group_rows` (tests use small ones).
-pub fn write_parquet_grouped(
-    path: &Path,
-    records: impl Iterator<Item = ExportedRecord>,
-    row_group_rows: usize,
-) -> Result<u64, ExportError> {
-    let file = File::create(path).map_err(|e| write_error(path, e))?;
-    write_parquet_to(file, records, row_group_rows).map_err(|e| write_error(path, e))
 }
 
 /// Writes the Parquet bytes of `records` to `out` (the sandbox's export route writes them into

@@ -1,4 +1,4 @@
-//! Fault injection: rules that make the sandbox answer like a struggling Connect.
+//! HTTP fault rules: rules that make the sandbox's REST API answer like a struggling Connect.
 //!
 //! A rule matches requests by method and path prefix, fires with a probability (`rate`), can
 //! let the first matches through (`skip`) and expire after `count` firings. Its action is an
@@ -13,6 +13,8 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
+
+use super::{check_each, check_rate};
 
 /// What a firing rule does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,9 +115,7 @@ impl FaultRule {
 
     /// Why the rule cannot be used, if it cannot.
     pub fn check(&self) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&self.rate) {
-            return Err(format!("rate {} is not between 0 and 1", self.rate));
-        }
+        check_rate(self.rate)?;
         if let FaultAction::InvalidUpload { detail } = &self.action
             && detail.trim().is_empty()
         {
@@ -183,9 +183,7 @@ impl Faults {
 
     /// Replaces every rule.
     pub fn set(&mut self, rules: Vec<FaultRule>) -> Result<(), String> {
-        for (i, r) in rules.iter().enumerate() {
-            r.check().map_err(|e| format!("rule {i}: {e}"))?;
-        }
+        check_each(&rules, FaultRule::check)?;
         self.rules = rules
             .into_iter()
             .map(|rule| ActiveRule {
