@@ -5,13 +5,23 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, in their own layer: a change to the code does not rebuild them.
+# The image's binary has no sandbox (`--no-default-features`): `run`, `report` and `describe`,
+# less code in production.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked \
-    && rm -rf src target/release/.fingerprint/connect-usage-* target/release/deps/*connect_usage*
+COPY crates/connect-client/Cargo.toml crates/connect-client/
+COPY crates/connect-eaas/Cargo.toml crates/connect-eaas/
+COPY crates/connect-sandbox/Cargo.toml crates/connect-sandbox/
+RUN for c in connect-client connect-eaas connect-sandbox; do \
+        mkdir -p crates/$c/src && touch crates/$c/src/lib.rs; done \
+    && mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && cargo build --release --locked --no-default-features \
+    && rm -rf src crates/*/src target/release/.fingerprint/connect-* \
+       target/release/deps/*connect_usage* target/release/deps/*connect_client* \
+       target/release/deps/*connect_eaas* target/release/deps/*connect_sandbox*
 COPY extension.json ./
+COPY crates ./crates
 COPY src ./src
-RUN cargo build --release --locked && strip target/release/connect-usage
+RUN cargo build --release --locked --no-default-features && strip target/release/connect-usage
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -33,4 +43,5 @@ EXPOSE 9102
 # tini forwards SIGTERM to the runner (clean shutdown: running tasks finish, results are
 # delivered) and reaps zombies.
 ENTRYPOINT ["tini", "--", "connect-usage", "run"]
-# Other commands: docker run --entrypoint connect-usage IMAGE demo
+# Other commands: docker run --entrypoint connect-usage IMAGE report --help (the demo and the
+# sandbox are in a default build: cargo run -- demo)

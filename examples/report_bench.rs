@@ -37,15 +37,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use connect_usage::connect::{ApiKey, ConnectClient};
-use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
+use connect_client::{ApiKey, ConnectClient};
+use connect_sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
 use connect_usage::usage::export;
 use connect_usage::usage::export::write_parquet;
 use connect_usage::usage::row::Row;
 use connect_usage::usage::source_http::VendorApiSource;
 use connect_usage::usage::workbook::WorkbookWriter;
 use connect_usage::usage::{
-    Period, PollPolicy, Position, ReportOptions, RunSummary, SourceSpec, report,
+    Month, PollPolicy, Position, ReportOptions, RunSummary, SourceSpec, report,
 };
 use futures_util::TryStreamExt;
 
@@ -81,7 +81,7 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn period() -> Period {
+fn period() -> Month {
     "2024-04".parse().unwrap_or_else(|_| unreachable!())
 }
 
@@ -458,7 +458,7 @@ fn client() -> Result<ConnectClient, Failure> {
 fn vendor_source() -> Result<VendorApiSource, Failure> {
     Ok(VendorApiSource::new(
         &env("BENCH_USAGE"),
-        connect_usage::secret::Secret::new(env("BENCH_TOKEN")),
+        connect_client::secret::Secret::new(env("BENCH_TOKEN")),
     )?)
 }
 

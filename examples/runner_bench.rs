@@ -26,14 +26,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connect_usage::registry::{ExtensionDescriptor, Registry};
-use connect_usage::runner::{HandlerError, Outcome, Runner, RunnerConfig, TaskContext};
-use connect_usage::sandbox::platform::TaskSpec;
-use connect_usage::sandbox::{Sandbox, SandboxConfig};
+use connect_eaas::registry::Registry;
+use connect_eaas::runner::{HandlerError, Outcome, Runner, RunnerConfig, TaskContext};
+use connect_sandbox::platform::TaskSpec;
+use connect_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-connect_usage::event_handler! {
+connect_eaas::event_handler! {
     event: "product_custom_event_processing",
     handler: echo,
 }
@@ -99,7 +99,7 @@ async fn main() -> Result<(), Failure> {
         }
     });
     let tls = match (arg("--tls-cert"), arg("--tls-key")) {
-        (Some(cert), Some(key)) => Some(connect_usage::sandbox::tls::TlsFiles {
+        (Some(cert), Some(key)) => Some(connect_sandbox::tls::TlsFiles {
             cert: cert.into(),
             key: key.into(),
         }),
@@ -300,9 +300,14 @@ fn report(phase: &str, n: usize, elapsed: Duration, lat: &mut [Duration]) {
 async fn plain_runner() -> Result<(), Failure> {
     let config = RunnerConfig::from_env()?;
     let registry = Registry::collect()?;
-    let runner = Runner::new(config, registry, &ExtensionDescriptor::builtin()?, None)?
-        .with_state(connect_usage::usage::locks::GroupLocks::default())
-        .start();
+    let runner = Runner::new(
+        config,
+        registry,
+        &connect_usage::builtin_descriptor()?,
+        None,
+    )?
+    .with_state(connect_usage::usage::locks::GroupLocks::default())
+    .start();
     tokio::select! {
         _ = connect_usage::signal::wait_for_signal() => runner.stop(),
         _ = runner.stop_requested() => {}

@@ -23,10 +23,10 @@
 use std::process::Command;
 use std::time::Instant;
 
-use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
-use connect_usage::secret::Secret;
+use connect_client::secret::Secret;
+use connect_sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
 use connect_usage::usage::source_http::{AHEAD, PAGE_SIZE, VendorApiSource};
-use connect_usage::usage::{Period, SourceItem, UsageSource};
+use connect_usage::usage::{Month, SourceItem, UsageSource};
 use futures_util::TryStreamExt;
 
 const DEFAULT_SCRIPT: &str = "/work/shared/bench/vendor_api_read.py";
@@ -38,7 +38,7 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-fn period() -> Period {
+fn period() -> Month {
     "2024-04".parse().unwrap_or_else(|_| unreachable!())
 }
 
@@ -264,7 +264,7 @@ async fn phase_download() -> Result<(), Failure> {
     let url = std::env::var("BENCH_USAGE")?;
     let token = std::env::var("BENCH_TOKEN")?;
     let page = std::env::var("BENCH_PAGE")?;
-    connect_usage::connect::install_crypto_provider();
+    connect_client::install_crypto_provider();
     let http = reqwest::Client::new();
     let started = Instant::now();
     let (mut read, mut cursor) = (0u64, None::<String>);

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::connect::ApiKey;
-use crate::registry::{ExtensionDescriptor, Registry};
-use crate::runner::{Runner, RunnerConfig, RunnerHandle};
-use crate::sandbox::{ProviderPolicy, RuntimeConfig, Sandbox, SandboxConfig};
-use crate::usage::Period;
+use crate::usage::Month;
 use crate::usage::identity::{EXTERNAL_ID_PREFIX, FileNote};
 use crate::usage::locks::GroupLocks;
+use connect_client::ApiKey;
+use connect_eaas::registry::Registry;
+use connect_eaas::runner::{Runner, RunnerConfig, RunnerHandle};
+use connect_sandbox::{ProviderPolicy, RuntimeConfig, Sandbox, SandboxConfig};
 
 /// How to run the demo.
 #[derive(Debug, Clone)]
@@ -148,7 +148,7 @@ pub async fn run_on(
         progress(&step);
         steps.push(step);
     };
-    let period = Period::previous_month(chrono::Utc::now());
+    let period = Month::previous_month(chrono::Utc::now());
     say(
         format!(
             "sandbox started at {} (default dataset; the vendor API serves {} usage records for {})",
@@ -232,8 +232,7 @@ fn start_runner(sandbox: &Sandbox, instance: &str) -> Result<RunnerHandle, DemoE
     let config = RunnerConfig::local(&sandbox.origin(), &key, &ext.environment.id, instance)
         .map_err(|e| DemoError::Runner(e.to_string()))?;
     let registry = Registry::collect().map_err(|e| DemoError::Runner(e.to_string()))?;
-    let descriptor =
-        ExtensionDescriptor::builtin().map_err(|e| DemoError::Runner(e.to_string()))?;
+    let descriptor = crate::builtin_descriptor().map_err(|e| DemoError::Runner(e.to_string()))?;
     Ok(Runner::new(config, registry, &descriptor, None)
         .map_err(|e| DemoError::Runner(e.to_string()))?
         .with_state(GroupLocks::default())

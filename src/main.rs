@@ -57,12 +57,14 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// See the whole story on an embedded sandbox: schedule, files, a rejection, the rerun.
+    #[cfg(feature = "sandbox")]
     #[command(long_about = cli::demo::LONG_ABOUT)]
     Demo(cli::demo::DemoArgs),
     /// Report a month of QT usage to Connect (or the sandbox) once.
     #[command(long_about = cli::report::LONG_ABOUT)]
     Report(Box<cli::report::ReportArgs>),
     /// Run the local Connect API emulator until Ctrl-C.
+    #[cfg(feature = "sandbox")]
     #[command(long_about = cli::sandbox::LONG_ABOUT)]
     Sandbox(Box<cli::sandbox::SandboxArgs>),
     /// Run the extension: connect to Connect's events platform and handle its tasks.
@@ -80,7 +82,7 @@ enum Command {
 /// shipped to Connect follow the platform's levels, which may ask for debug records while the
 /// terminal shows info, and RUST_LOG pins only what the terminal shows.
 fn init_logging(logging: &Logging, default_level: &str) -> cli::LogControl {
-    use connect_usage::runner::log_ship::{LogShipper, ShipOptions};
+    use connect_eaas::runner::log_ship::{LogShipper, ShipOptions};
     use tracing_subscriber::prelude::*;
     let from_env = std::env::var("RUST_LOG")
         .ok()
@@ -92,20 +94,21 @@ fn init_logging(logging: &Logging, default_level: &str) -> cli::LogControl {
     let filter = EnvFilter::try_new(&base).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // The sandbox's records are the emulated platform's, not the extension's.
+    // The extension's records are this crate's and its REST client's; the sandbox's (another
+    // crate) are the emulated platform's and never shipped.
     let shipper = LogShipper::new(ShipOptions {
-        excluded_targets: vec!["connect_usage::sandbox".into()],
+        extension_targets: vec!["connect_usage".into(), "connect_client".into()],
         ..ShipOptions::default()
     });
     let registry = tracing_subscriber::registry()
-        .with(connect_usage::logging::secret_safe_filter())
+        .with(connect_eaas::logging::secret_safe_filter())
         .with(shipper.layer());
     match logging.log_format {
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .event_format(connect_usage::log_text::ReadableFormat)
-                    .fmt_fields(connect_usage::log_text::ReadableFields)
+                    .event_format(connect_eaas::log_text::ReadableFormat)
+                    .fmt_fields(connect_eaas::log_text::ReadableFields)
                     .with_ansi(ansi)
                     .with_writer(std::io::stderr)
                     .with_filter(filter),
@@ -135,13 +138,16 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo tells its own story; the runner's logs would drown it.
     let default_level = match cli.command {
+        #[cfg(feature = "sandbox")]
         Command::Demo(_) => "error",
         _ => "info",
     };
     let logs = init_logging(&cli.logging, default_level);
     let result = match cli.command {
+        #[cfg(feature = "sandbox")]
         Command::Demo(args) => cli::demo::run(args).await,
         Command::Report(args) => cli::report::run(*args).await,
+        #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => cli::sandbox::run(*args).await,
         Command::Run(args) => cli::run::run(*args, logs).await,
         Command::Describe(args) => cli::describe::run(&args),
@@ -151,7 +157,7 @@ async fn main() -> ExitCode {
         Err(f) => {
             eprintln!(
                 "error: {}",
-                connect_usage::error_text::error_text(f.error.as_ref())
+                connect_client::error_text::error_text(f.error.as_ref())
             );
             ExitCode::from(f.code)
         }

@@ -125,7 +125,7 @@ async fn sandbox_prints_its_address_and_keys_and_serves() {
         "{api}"
     );
 
-    connect_usage::connect::install_crypto_provider();
+    connect_client::install_crypto_provider();
     let resp = reqwest::Client::new()
         .get(format!("{api}/contracts?limit=1"))
         .header("Authorization", format!("ApiKey {key}"))
@@ -139,7 +139,7 @@ async fn sandbox_prints_its_address_and_keys_and_serves() {
 
 #[tokio::test]
 async fn report_runs_against_the_sandbox_with_meaningful_exit_codes() {
-    use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
+    use connect_sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
     let sb = Sandbox::start(SandboxConfig {
         runtime: RuntimeConfig {
             usage_records: 150,
@@ -273,7 +273,7 @@ fn run_without_its_settings_exits_2_naming_them() {
 /// schedule fired twice (the second run reports nothing again), then SIGTERM.
 #[tokio::test]
 async fn run_reports_on_schedule_and_stops_cleanly_on_sigterm() {
-    use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
+    use connect_sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
     let sb = Sandbox::start(SandboxConfig {
         runtime: RuntimeConfig {
             usage_records: 300,

@@ -7,13 +7,13 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use connect_usage::connect::models::Asset;
-use connect_usage::rql::Expr;
+use connect_client::models::Asset;
+use connect_client::rql::Expr;
 use futures_util::TryStreamExt;
 use serde_json::json;
 
 async fn raw_get(
-    sb: &connect_usage::sandbox::Sandbox,
+    sb: &connect_sandbox::Sandbox,
     path_and_query: &str,
 ) -> (u16, Option<String>, serde_json::Value) {
     let resp = as_vendor(sb, reqwest::Method::GET, path_and_query)
@@ -199,9 +199,9 @@ async fn a_server_ignoring_offset_is_an_error_not_a_loop() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let c = connect_usage::connect::ConnectClient::new(
+    let c = connect_client::ConnectClient::new(
         format!("http://{addr}/public/v1"),
-        connect_usage::connect::ApiKey::new("SU-1:x").expect("key"),
+        connect_client::ApiKey::new("SU-1:x").expect("key"),
     )
     .expect("client");
     let e = c
@@ -280,7 +280,7 @@ async fn select_ordering_and_search_reach_the_server() {
         .marketplaces()
         .filter(Expr::ilike(
             "name",
-            connect_usage::rql::escape_like(&name.to_uppercase()),
+            connect_client::rql::escape_like(&name.to_uppercase()),
         ))
         .count()
         .await

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
+use connect_sandbox::Sandbox;
 use connect_usage::demo::{self, DemoOptions};
-use connect_usage::sandbox::Sandbox;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_story_logs_no_secret() {

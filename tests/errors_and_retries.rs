@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use common::*;
-use connect_usage::connect::models::UsageFileStatus;
-use connect_usage::connect::{ApiKey, ConnectClient, ErrorKind, RetryPolicy};
-use connect_usage::rql::Expr;
+use connect_client::models::UsageFileStatus;
+use connect_client::rql::Expr;
+use connect_client::{ApiKey, ConnectClient, ErrorKind, RetryPolicy};
 use serde_json::{Value, json};
 
-async fn requests(sb: &connect_usage::sandbox::Sandbox) -> Vec<Value> {
+async fn requests(sb: &connect_sandbox::Sandbox) -> Vec<Value> {
     admin_get(sb, "requests")
         .await
         .as_array()

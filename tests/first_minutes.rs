@@ -8,7 +8,7 @@ mod common;
 use std::process::Output;
 
 use common::*;
-use connect_usage::sandbox::Sandbox;
+use connect_sandbox::Sandbox;
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-usage");
 

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use common::runner::{config, finished, platform, platform_settings, start_runner, submit};
 use common::{admin_get, admin_put, provider};
+use connect_eaas::registry::Registry;
+use connect_eaas::runner::RunnerHandle;
+use connect_sandbox::dataset::VariableSetup;
+use connect_sandbox::{Dataset, ProviderPolicy, RejectRule, Sandbox, SandboxConfig};
 use connect_usage::demo::{self, DemoOptions};
-use connect_usage::registry::Registry;
-use connect_usage::runner::RunnerHandle;
-use connect_usage::sandbox::dataset::VariableSetup;
-use connect_usage::sandbox::{Dataset, ProviderPolicy, RejectRule, Sandbox, SandboxConfig};
 use connect_usage::usage::identity::FileNote;
 use connect_usage::usage::pipeline::Step;
 use serde_json::{Value, json};
@@ -104,7 +104,7 @@ async fn tasks_of(sb: &Sandbox, object: &str) -> Vec<Value> {
 /// A sandbox with a small month of usage (200 records) whose platform retries and
 /// redelivers quickly.
 async fn small_sandbox() -> Sandbox {
-    let sb = common::start_with(connect_usage::sandbox::RuntimeConfig {
+    let sb = common::start_with(connect_sandbox::RuntimeConfig {
         usage_records: 200,
         ..Default::default()
     })
@@ -308,7 +308,7 @@ async fn stubborn_provider(times: u32, rerun_limit: &str, review_ms: u64) -> San
     dataset.extension = Some(ext);
     let sb = Sandbox::start(SandboxConfig {
         dataset,
-        runtime: connect_usage::sandbox::RuntimeConfig {
+        runtime: connect_sandbox::RuntimeConfig {
             usage_records: 200,
             ..Default::default()
         },
@@ -502,7 +502,7 @@ async fn invalid_file_of_the_month(sb: &Sandbox) -> (String, String) {
         .expect("uploaded");
     assert_eq!(
         after.status,
-        connect_usage::connect::models::UsageFileStatus::Invalid
+        connect_client::models::UsageFileStatus::Invalid
     );
     (id, noted)
 }
@@ -523,7 +523,7 @@ async fn invalid_files_are_explained_and_regenerated_only_when_the_data_changed(
     vendor
         .update_usage_file(
             &id,
-            &connect_usage::connect::models::UsageFileUpdate {
+            &connect_client::models::UsageFileUpdate {
                 note: Some(ours.to_string()),
                 ..Default::default()
             },
@@ -568,7 +568,7 @@ async fn invalid_files_are_explained_and_regenerated_only_when_the_data_changed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_monthly_task_names_the_records_it_did_not_send() {
-    let sb = common::start_with(connect_usage::sandbox::RuntimeConfig {
+    let sb = common::start_with(connect_sandbox::RuntimeConfig {
         usage_records: 300,
         usage_bad_records: 0.05,
         ..Default::default()
@@ -741,16 +741,16 @@ async fn accepted_and_closed_files_without_or_with_a_refusing_acknowledgement_en
     // The provider bills every record: the file is closed, and that is the end of it.
     let records = p
         .usage_records()
-        .filter(connect_usage::rql::Expr::eq(
+        .filter(connect_client::rql::Expr::eq(
             "usagefile.id",
             pending[0].as_str(),
         ))
         .all()
         .await
         .expect("records");
-    let close: Vec<connect_usage::connect::models::CloseRecord> = records
+    let close: Vec<connect_client::models::CloseRecord> = records
         .iter()
-        .map(|r| connect_usage::connect::models::CloseRecord {
+        .map(|r| connect_client::models::CloseRecord {
             id: r.id.clone(),
             external_billing_id: Some("INV-2026-001".into()),
             external_billing_note: None,
@@ -801,7 +801,7 @@ async fn accepted_and_closed_files_without_or_with_a_refusing_acknowledgement_en
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_processed_after_the_run_gave_up_waiting_are_submitted_not_uploaded_again() {
-    let sb = common::start_with(connect_usage::sandbox::RuntimeConfig {
+    let sb = common::start_with(connect_sandbox::RuntimeConfig {
         usage_records: 100,
         processing_delay_ms: 1000,
         ..Default::default()

@@ -4,9 +4,9 @@
 
 mod common;
 
+use connect_eaas::protocol::{ResultType, TaskCategory, TaskOutput};
+use connect_sandbox::{RuntimeConfig, Sandbox};
 use connect_usage::handlers::lifecycle::usage_file_lifecycle;
-use connect_usage::runner::protocol::{ResultType, TaskCategory, TaskOutput};
-use connect_usage::sandbox::{RuntimeConfig, Sandbox};
 use connect_usage::usage::identity::FileNote;
 use connect_usage::usage::pipeline::Step;
 use serde_json::Value;

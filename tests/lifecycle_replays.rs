@@ -4,10 +4,10 @@
 
 mod common;
 
+use connect_eaas::protocol::{ResultType, TaskCategory, TaskOutput};
+use connect_eaas::runner::TaskContext;
+use connect_sandbox::Sandbox;
 use connect_usage::handlers::lifecycle::usage_file_lifecycle;
-use connect_usage::runner::TaskContext;
-use connect_usage::runner::protocol::{ResultType, TaskCategory, TaskOutput};
-use connect_usage::sandbox::Sandbox;
 use connect_usage::usage::identity::FileNote;
 use connect_usage::usage::pipeline::Step;
 use connect_usage::usage::{ReportOptions, SourceSpec, report};
@@ -72,7 +72,7 @@ async fn fingerprint(sb: &Sandbox, id: &str) -> (Value, Value, Value, Value) {
 }
 
 async fn sandbox() -> Sandbox {
-    common::start_with(connect_usage::sandbox::RuntimeConfig {
+    common::start_with(connect_sandbox::RuntimeConfig {
         usage_records: 200,
         ..Default::default()
     })

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::promtool::{Scrape, check_metrics, check_rules};
-use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
+use connect_sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -198,11 +198,16 @@ async fn a_runner_is_watched_through_metrics_and_probes() {
     assert_eq!(status, 503);
     assert!(why.starts_with("not ready: background session"), "{why}");
     assert!(!why.contains("interactive"), "{why}");
-    // The run ends while disconnected: its result waits.
+    // The run ends while disconnected: its result waits, while the platform refuses the
+    // session back at least once.
     eventually(Duration::from_secs(60), "a result waiting", async || {
         let (_, s) = scrape(&address).await;
         let pending = s.sum("connect_eaas_results_pending", &[("session", "background")]);
-        (pending == 1.0, pending)
+        let refused = s.sum(
+            "connect_eaas_reconnects_total",
+            &[("session", "background"), ("reason", "http_error")],
+        );
+        (pending == 1.0 && refused >= 1.0, (pending, refused))
     })
     .await;
     let (_, s) = scrape(&address).await;

@@ -1,14 +1,14 @@
 //! Two handlers declared for one event type in one program: the registry refuses to start,
 //! naming both (and so does `connect-usage describe`/`run` for the binary's own handlers).
 
-use connect_usage::registry::{Registry, RegistryError};
-use connect_usage::runner::{HandlerError, Outcome, TaskContext};
+use connect_eaas::registry::{Registry, RegistryError};
+use connect_eaas::runner::{HandlerError, Outcome, TaskContext};
 use serde_json::Value;
 
 mod first {
     use super::*;
 
-    connect_usage::event_handler! {
+    connect_eaas::event_handler! {
         event: "part_usage_file_request_processing",
         statuses: ["ready"],
         handler: on_ready,
@@ -22,7 +22,7 @@ mod first {
 mod second {
     use super::*;
 
-    connect_usage::event_handler! {
+    connect_eaas::event_handler! {
         event: "part_usage_file_request_processing",
         statuses: ["rejected"],
         handler: on_rejected,

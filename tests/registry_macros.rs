@@ -3,32 +3,32 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use connect_usage::registry::{ExtensionDescriptor, HookContext, Registry};
-use connect_usage::runner::{HandlerError, Outcome, TaskContext, Variables};
+use connect_eaas::registry::{HookContext, Registry};
+use connect_eaas::runner::{HandlerError, Outcome, TaskContext, Variables};
 use serde_json::Value;
 
-connect_usage::event_handler! {
+connect_eaas::event_handler! {
     event: "part_usage_file_request_processing",
     statuses: ["ready", "closed"],
     handler: on_usage_file,
 }
 
-connect_usage::event_handler! {
+connect_eaas::event_handler! {
     event: "product_custom_event_processing",
     handler: on_custom_event,
 }
 
-connect_usage::schedulable! {
+connect_eaas::schedulable! {
     method: "tidy_up",
     name: "Tidy up",
     description: "A second schedulable, next to the library's.",
     handler: tidy_up,
 }
 
-connect_usage::variable! { name: "MACRO_SETTING", initial_value: "on", secure: false }
+connect_eaas::variable! { name: "MACRO_SETTING", initial_value: "on", secure: false }
 
-connect_usage::on_startup!(started);
-connect_usage::on_shutdown!(stopped);
+connect_eaas::on_startup!(started);
+connect_eaas::on_shutdown!(stopped);
 
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 static STOPPED: AtomicUsize = AtomicUsize::new(0);
@@ -113,7 +113,7 @@ async fn macros_declare_and_collect() {
         (1, 1)
     );
 
-    let d = ExtensionDescriptor::builtin().expect("descriptor");
+    let d = connect_usage::builtin_descriptor().expect("descriptor");
     let req = serde_json::to_value(r.setup_request(&d)).expect("json");
     assert_eq!(
         req["event_subscriptions"]["part_usage_file_request_processing"],

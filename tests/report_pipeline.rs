@@ -11,17 +11,17 @@ use std::time::Duration;
 
 use chrono::TimeZone;
 use common::*;
-use connect_usage::connect::ConnectClient;
-use connect_usage::sandbox::{RuntimeConfig, Sandbox};
+use connect_client::ConnectClient;
+use connect_sandbox::{RuntimeConfig, Sandbox};
 use connect_usage::usage::pipeline::Step;
 use connect_usage::usage::source_http::VendorApiSource;
 use connect_usage::usage::{
-    FileAction, Period, PollPolicy, ReportOptions, RunError, RunResult, RunSummary, SourceSpec,
+    FileAction, Month, PollPolicy, ReportOptions, RunError, RunResult, RunSummary, SourceSpec,
     UsageSource, report,
 };
 use serde_json::{Value, json};
 
-fn options(period: Period) -> ReportOptions {
+fn options(period: Month) -> ReportOptions {
     quick_options(period)
 }
 
@@ -52,7 +52,7 @@ async fn sandbox(records: u64) -> Sandbox {
 }
 
 /// The source's records, by vendor record id: (asset id or uid, mpn).
-async fn source_records(sb: &Sandbox, period: Period) -> HashMap<String, (String, String)> {
+async fn source_records(sb: &Sandbox, period: Month) -> HashMap<String, (String, String)> {
     use futures_util::TryStreamExt;
     let batches: Vec<Vec<connect_usage::usage::SourceItem>> = usage_source(sb)
         .records(period)
@@ -157,7 +157,7 @@ async fn january_reports_december_of_the_year_before() {
         .with_ymd_and_hms(2025, 1, 6, 3, 0, 0)
         .single()
         .expect("time");
-    let period = Period::previous_month(now);
+    let period = Month::previous_month(now);
     let summary = run(&sb, &options(period)).await.expect("report");
     assert_eq!(summary.period.to_string(), "2024-12");
     assert_eq!(summary.result, RunResult::Complete, "{summary}");
@@ -277,11 +277,11 @@ async fn injected_faults_do_not_change_the_outcome() {
     )
     .await;
     let client = ConnectClient::builder(sb.api_url(), sb.vendor_key())
-        .retry_policy(connect_usage::connect::RetryPolicy {
+        .retry_policy(connect_client::RetryPolicy {
             max_retries: 10,
             initial_delay: Duration::from_millis(2),
             max_delay: Duration::from_millis(10),
-            ..connect_usage::connect::RetryPolicy::default()
+            ..connect_client::RetryPolicy::default()
         })
         .build()
         .expect("client");
@@ -587,8 +587,8 @@ async fn a_second_draft_of_a_group_is_deleted_and_the_oldest_file_kept() {
     let live = v
         .usage_files()
         .filter(
-            connect_usage::rql::Expr::eq("external_id", ext.as_str())
-                & connect_usage::rql::Expr::ne("status", "deleted"),
+            connect_client::rql::Expr::eq("external_id", ext.as_str())
+                & connect_client::rql::Expr::ne("status", "deleted"),
         )
         .count()
         .await
@@ -636,7 +636,7 @@ async fn two_live_files_with_one_external_id_stop_that_group_only() {
     );
     let files = v
         .usage_files()
-        .filter(connect_usage::rql::Expr::eq("external_id", ext.as_str()))
+        .filter(connect_client::rql::Expr::eq("external_id", ext.as_str()))
         .count()
         .await
         .expect("count");
@@ -1309,7 +1309,7 @@ async fn rows_uploaded_by_hand_are_left_for_a_person() {
     vendor(&sb)
         .update_usage_file(
             &id,
-            &connect_usage::connect::models::UsageFileUpdate {
+            &connect_client::models::UsageFileUpdate {
                 note: Some(String::new()),
                 ..Default::default()
             },

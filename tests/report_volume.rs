@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use connect_usage::sandbox::{RuntimeConfig, Sandbox};
+use connect_sandbox::{RuntimeConfig, Sandbox};
 use connect_usage::usage::aggregate::aggregate_id;
 use connect_usage::usage::identity::{FileNote, external_id};
 use connect_usage::usage::source_http::VendorApiSource;
@@ -599,8 +599,8 @@ async fn a_group_of_1_100_000_records_is_reported_as_two_parts() {
 /// part's old rows must not be submitted, some of them now being in a part already submitted.
 #[tokio::test]
 async fn a_ready_part_of_an_older_cut_is_not_submitted_after_a_recut() {
+    use connect_eaas::protocol::{ResultType, TaskCategory};
     use connect_usage::handlers::lifecycle::usage_file_lifecycle;
-    use connect_usage::runner::protocol::{ResultType, TaskCategory};
     let sb = start().await;
     let t = qt_target(&sb);
     let base = external_id(&t.contract, &t.product, april());
@@ -614,7 +614,7 @@ async fn a_ready_part_of_an_older_cut_is_not_submitted_after_a_recut() {
         vendor(&sb)
             .update_usage_file(
                 &f.id,
-                &connect_usage::connect::models::UsageFileUpdate {
+                &connect_client::models::UsageFileUpdate {
                     note: Some(done.to_string()),
                     ..Default::default()
                 },
@@ -717,7 +717,7 @@ async fn a_month_is_reported_one_way_and_a_persons_part_is_never_deleted() {
     vendor(&sb)
         .update_usage_file(
             &id,
-            &connect_usage::connect::models::UsageFileUpdate {
+            &connect_client::models::UsageFileUpdate {
                 note: Some(done.to_string()),
                 ..Default::default()
             },

@@ -2,7 +2,7 @@
 //! as the server decodes it, parses back into the very same query; and a query the grammar
 //! cannot carry is refused when rendered, never sent ambiguous.
 
-use connect_usage::rql::{
+use connect_client::rql::{
     CmpOp, Expr, Field, ListOp, Query, RESERVED_PROPS, RenderError, Value, encode_query_component,
     parse_expr, parse_query,
 };

@@ -14,8 +14,8 @@ use common::runner::{
     platform_settings, protocol_errors, requests, run_task, set_behaviour, start_runner, submit,
     task, wait_for,
 };
-use connect_usage::registry::{ExtensionDescriptor, HookContext, StartupHook};
-use connect_usage::runner::{ConnectionState, LogLevels, Runner, RunnerType, StopReason};
+use connect_eaas::registry::{HookContext, StartupHook};
+use connect_eaas::runner::{ConnectionState, LogLevels, Runner, RunnerType, StopReason};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -27,7 +27,7 @@ fn no_errors(errors: Vec<Value>) {
 }
 
 /// A usage file of the default dataset in `draft` (created, nothing uploaded).
-async fn draft_file(sb: &connect_usage::sandbox::Sandbox, external_id: &str) -> String {
+async fn draft_file(sb: &connect_sandbox::Sandbox, external_id: &str) -> String {
     let t = common::qt_target(sb);
     common::vendor(sb)
         .create_usage_file(&common::new_file(&t, external_id))
@@ -157,8 +157,8 @@ fn raw_config(
     addr: std::net::SocketAddr,
     key: &str,
     instance: &str,
-) -> connect_usage::runner::RunnerConfig {
-    let mut c = connect_usage::runner::RunnerConfig::from_lookup(
+) -> connect_eaas::runner::RunnerConfig {
+    let mut c = connect_eaas::runner::RunnerConfig::from_lookup(
         |name| match name {
             "API_KEY" => Some(key.to_owned()),
             "ENVIRONMENT_ID" => Some("ENV-1111-2222-03".into()),
@@ -166,12 +166,12 @@ fn raw_config(
             "SERVER_ADDRESS" => Some(format!("ws://{addr}")),
             _ => None,
         },
-        connect_usage::runner::config::InstanceIdSource::Random,
+        connect_eaas::runner::config::InstanceIdSource::Random,
     )
     .expect("config");
     c.runner_types = vec![RunnerType::Background];
     c.timings.handshake_timeout = Duration::from_millis(300);
-    c.timings.reconnect = connect_usage::runner::backoff::ReconnectPolicy {
+    c.timings.reconnect = connect_eaas::runner::backoff::ReconnectPolicy {
         initial: Duration::from_millis(10),
         max_delay: Duration::from_millis(50),
         generic_budget: Duration::from_secs(30),
@@ -245,7 +245,7 @@ async fn c02_c03_upgrade_headers_ping_then_setup_request() {
         v["data"]["variables"][1],
         json!({"name": "TEST_SECRET", "initial_value": "initial-secret-value", "secure": true})
     );
-    let d = ExtensionDescriptor::builtin().expect("descriptor");
+    let d = connect_usage::builtin_descriptor().expect("descriptor");
     assert_eq!(
         v["data"]["repository"],
         json!({"readme_url": d.readme_url, "changelog_url": d.changelog_url})
@@ -370,7 +370,7 @@ async fn c05_c06_refused_upgrades_are_retried() {
 
     // A key the platform refuses (401): retried, reported, never a stop.
     let mut c = config(&sb, "c05-badkey");
-    c.api_key_header = connect_usage::secret::Secret::new("ApiKey SU-000-000:wrong");
+    c.api_key_header = connect_client::secret::Secret::new("ApiKey SU-000-000:wrong");
     let runner = start_runner(c, rt::registry());
     let mut states = runner.watch_state(RunnerType::Background).expect("session");
     let mut failures = 0;
@@ -906,7 +906,7 @@ async fn c20_later_setup_updates_config_live() {
     let sb = common::start().await;
     let levels: Arc<Mutex<Vec<LogLevels>>> = Arc::default();
     let seen = levels.clone();
-    let descriptor = ExtensionDescriptor::builtin().expect("descriptor");
+    let descriptor = connect_usage::builtin_descriptor().expect("descriptor");
     let runner = Runner::new(
         config(&sb, "c20"),
         rt::registry(),
@@ -1291,13 +1291,13 @@ async fn stop_while_disconnected_keeps_its_deadline() {
 // A dataset schedule with `sandbox_fire_after_seconds` fires by itself once a runner is set up.
 #[tokio::test]
 async fn dataset_schedules_can_fire_by_themselves() {
-    let mut dataset = connect_usage::sandbox::Dataset::default_account();
+    let mut dataset = connect_sandbox::Dataset::default_account();
     if let Some(ext) = dataset.extension.as_mut() {
         ext.schedules[0]["sandbox_fire_after_seconds"] = json!(0.2);
     }
-    let sb = connect_usage::sandbox::Sandbox::start(connect_usage::sandbox::SandboxConfig {
+    let sb = connect_sandbox::Sandbox::start(connect_sandbox::SandboxConfig {
         dataset,
-        ..connect_usage::sandbox::SandboxConfig::default()
+        ..connect_sandbox::SandboxConfig::default()
     })
     .await
     .expect("sandbox");

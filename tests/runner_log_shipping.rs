@@ -15,17 +15,16 @@ use std::time::{Duration, Instant};
 
 use common::Capture;
 use common::runner::{self as rt, admin_post, custom, platform_settings, run_task};
-use connect_usage::registry::ExtensionDescriptor;
-use connect_usage::runner::log_ship::{LogShipper, ShipOptions};
-use connect_usage::runner::{Runner, RunnerHandle};
-use connect_usage::sandbox::Sandbox;
+use connect_eaas::runner::log_ship::{LogShipper, ShipOptions};
+use connect_eaas::runner::{Runner, RunnerHandle};
+use connect_sandbox::Sandbox;
 use serde_json::{Value, json};
 
 /// The binary's shipper and its local output.
 static LOGS: LazyLock<(LogShipper, Capture)> = LazyLock::new(|| {
     use tracing_subscriber::prelude::*;
     let shipper = LogShipper::new(ShipOptions {
-        excluded_targets: vec!["connect_usage::sandbox".into()],
+        extension_targets: vec!["connect_usage".into(), "connect_client".into()],
         capacity: 100,
         interval: Duration::from_millis(50),
         retry_initial: Duration::from_millis(100),
@@ -35,7 +34,7 @@ static LOGS: LazyLock<(LogShipper, Capture)> = LazyLock::new(|| {
     });
     let capture = Capture::default();
     tracing_subscriber::registry()
-        .with(connect_usage::logging::secret_safe_filter())
+        .with(connect_eaas::logging::secret_safe_filter())
         .with(shipper.layer())
         .with(
             tracing_subscriber::fmt::layer()
@@ -58,7 +57,7 @@ async fn shipping_runner(instance: &str) -> (Sandbox, RunnerHandle) {
     platform_settings(&sb, json!({"send_logging_key": true})).await;
     let mut c = rt::config(&sb, instance);
     c.log_listener_url = sb.log_listener_url();
-    let descriptor = ExtensionDescriptor::builtin().expect("built-in descriptor");
+    let descriptor = connect_usage::builtin_descriptor().expect("built-in descriptor");
     let runner = Runner::new(c, rt::registry(), &descriptor, None)
         .expect("runner builds")
         .ship_logs(shipper)
@@ -167,7 +166,7 @@ async fn records_arrive_with_the_metadata_the_portal_filters_on_and_task_ids() {
         "repository_tag": env!("CARGO_PKG_VERSION"),
         "task_id": task_id,
         "log_level": "INFO",
-        "logger": "connect_usage::runner::dispatch",
+        "logger": "connect_eaas::runner::dispatch",
         "type": "python",
         "result": "success",
     });
@@ -191,8 +190,9 @@ async fn records_arrive_with_the_metadata_the_portal_filters_on_and_task_ids() {
     for r in &records {
         let logger = r["logger"].as_str().unwrap_or_default();
         assert!(
-            logger.starts_with("connect_usage::")
-                && !logger.starts_with("connect_usage::sandbox")
+            ["connect_usage::", "connect_client::", "connect_eaas::"]
+                .iter()
+                .any(|p| logger.starts_with(p))
                 && !logger.contains("log_ship"),
             "{r:#}"
         );
@@ -266,7 +266,7 @@ async fn levels_follow_each_setup_response_live_and_a_setup_without_key_keeps_sh
         .find(|r| is_answered(&t2)(r))
         .expect("debug records of the extension once the platform asks for DEBUG");
     assert_eq!(answered["log_level"], "DEBUG");
-    assert_eq!(answered["logger"], "connect_usage::connect::client");
+    assert_eq!(answered["logger"], "connect_client::client");
     // The local output keeps its own level.
     assert!(
         !LOGS.1.text().contains(" DEBUG "),
@@ -598,7 +598,7 @@ async fn the_program_ships_at_the_platforms_levels_while_rust_log_pins_the_local
 
 /// `connect_eaas_log_records_dropped_total` as this process exposes it.
 fn dropped_metric() -> f64 {
-    connect_usage::runner::metrics::register();
-    common::promtool::Scrape::parse(&connect_usage::metrics::exposition())
+    connect_eaas::runner::metrics::register();
+    common::promtool::Scrape::parse(&connect_client::exposition::exposition())
         .sum("connect_eaas_log_records_dropped_total", &[])
 }

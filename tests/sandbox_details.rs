@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
-use connect_usage::connect::models::{UsageFileStatus as S, UsageFileUpdate};
-use connect_usage::rql::Expr;
-use connect_usage::sandbox::RuntimeConfig;
+use connect_client::models::{UsageFileStatus as S, UsageFileUpdate};
+use connect_client::rql::Expr;
+use connect_sandbox::RuntimeConfig;
 use reqwest::Method;
 use serde_json::{Value, json};
 

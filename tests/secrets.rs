@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use connect_usage::connect::{ApiKey, ConnectClient};
-use connect_usage::rql::Expr;
+use connect_client::rql::Expr;
+use connect_client::{ApiKey, ConnectClient};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +52,7 @@ async fn keys_never_appear_in_logs_or_debug_output() {
     .expect("report");
     let refused = connect_usage::usage::source_http::VendorApiSource::new(
         &sb.usage_api_url(),
-        connect_usage::secret::Secret::new("wrong-usage-token-value"),
+        connect_client::secret::Secret::new("wrong-usage-token-value"),
     )
     .expect("source");
     let refusal = connect_usage::usage::report(

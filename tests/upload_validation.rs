@@ -5,15 +5,15 @@ mod common;
 
 use calamine::Reader;
 use common::*;
-use connect_usage::connect::models::{UsageFileStatus as S, UsageRecord, UsageRecordStatus as R};
-use connect_usage::rql::Expr;
+use connect_client::models::{UsageFileStatus as S, UsageRecord, UsageRecordStatus as R};
+use connect_client::rql::Expr;
 
 /// Uploads `bytes` into a new file and returns the file and its records by vendor row.
 async fn upload(
-    sb: &connect_usage::sandbox::Sandbox,
+    sb: &connect_sandbox::Sandbox,
     t: &Target,
     bytes: Vec<u8>,
-) -> (connect_usage::connect::models::UsageFile, Vec<UsageRecord>) {
+) -> (connect_client::models::UsageFile, Vec<UsageRecord>) {
     let v = vendor(sb);
     let f = v
         .create_usage_file(&new_file(t, "validation"))

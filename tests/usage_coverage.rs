@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use common::runner::{config, finished, start_runner};
 use common::*;
-use connect_usage::registry::Registry;
-use connect_usage::sandbox::{RuntimeConfig, Sandbox};
+use connect_eaas::registry::Registry;
+use connect_sandbox::{RuntimeConfig, Sandbox};
 use connect_usage::usage::coverage::{COVERAGE_SAMPLES, Uncovered};
-use connect_usage::usage::{Period, RunResult};
+use connect_usage::usage::{Month, RunResult};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-usage");
@@ -30,7 +30,7 @@ async fn sandbox_leaving(uncovered: u64) -> Sandbox {
 }
 
 /// What the sandbox says it left without usage in `period`, by subscription id.
-async fn left_without_usage(sb: &Sandbox, period: Period) -> Vec<Uncovered> {
+async fn left_without_usage(sb: &Sandbox, period: Month) -> Vec<Uncovered> {
     let answer = admin_get(sb, &format!("vendor/uncovered?period={period}")).await;
     let mut out: Vec<Uncovered> = answer["subscriptions"]
         .as_array()
@@ -47,7 +47,7 @@ async fn left_without_usage(sb: &Sandbox, period: Period) -> Vec<Uncovered> {
 }
 
 /// The subscriptions the sandbox's vendor data can bill in `period`.
-fn billable(sb: &Sandbox, period: Period) -> usize {
+fn billable(sb: &Sandbox, period: Month) -> usize {
     sb.state().usage_universe().month(period).billable().len()
 }
 
@@ -344,7 +344,7 @@ async fn monthly_task(sb: &Sandbox, instance: &str, variables: Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_task_result_names_the_subscriptions_and_says_partial_when_required() {
     // The schedule reports the previous month.
-    let period = Period::previous_month(chrono::Utc::now());
+    let period = Month::previous_month(chrono::Utc::now());
     for (required, result) in [("true", "partial"), ("false", "complete")] {
         let sb = start_with(RuntimeConfig {
             usage_uncovered_subscriptions: 4,

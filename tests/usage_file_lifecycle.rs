@@ -6,10 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use connect_usage::connect::models::{CloseRecord, UsageFileStatus as S, UsageRecordStatus as R};
-use connect_usage::connect::{ApiKey, ConnectClient, ConnectError};
-use connect_usage::rql::Expr;
-use connect_usage::sandbox::RuntimeConfig;
+use connect_client::models::{CloseRecord, UsageFileStatus as S, UsageRecordStatus as R};
+use connect_client::rql::Expr;
+use connect_client::{ApiKey, ConnectClient, ConnectError};
+use connect_sandbox::RuntimeConfig;
 
 fn code(e: &ConnectError) -> (Option<u16>, Option<&str>) {
     (e.status(), e.error_code())

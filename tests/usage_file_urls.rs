@@ -12,14 +12,14 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use connect_usage::connect::RetryPolicy;
-use connect_usage::sandbox::{RuntimeConfig, Sandbox};
-use connect_usage::secret::Secret;
+use connect_client::RetryPolicy;
+use connect_client::secret::Secret;
+use connect_sandbox::{RuntimeConfig, Sandbox};
 use connect_usage::usage::export::{self, TextFormat};
 use connect_usage::usage::source_http::VendorApiSource;
 use connect_usage::usage::source_url::FileUrlSource;
 use connect_usage::usage::{
-    Period, RunResult, SourceError, SourceItem, SourceSpec, UsageSource, report,
+    Month, RunResult, SourceError, SourceItem, SourceSpec, UsageSource, report,
 };
 use futures_util::TryStreamExt;
 use serde_json::json;
@@ -39,7 +39,7 @@ fn url_source(url: &str, token: Secret) -> FileUrlSource {
         .with_retry(quick_retry())
 }
 
-async fn read_all(src: &dyn UsageSource, period: Period) -> Result<Vec<SourceItem>, SourceError> {
+async fn read_all(src: &dyn UsageSource, period: Month) -> Result<Vec<SourceItem>, SourceError> {
     let batches: Vec<Vec<SourceItem>> = src.records(period).try_collect().await?;
     Ok(batches.into_iter().flatten().collect())
 }
@@ -53,7 +53,7 @@ fn unlined(mut item: SourceItem) -> SourceItem {
     item
 }
 
-async fn from_api(sb: &Sandbox, period: Period) -> Vec<SourceItem> {
+async fn from_api(sb: &Sandbox, period: Month) -> Vec<SourceItem> {
     let api = VendorApiSource::new(&sb.usage_api_url(), sb.usage_token())
         .expect("source")
         .with_retry(quick_retry());
@@ -123,7 +123,7 @@ async fn a_month_from_each_export_format_is_the_month_of_the_api() {
         assert_same(&want, got, ext);
     }
     // Another month is another file.
-    let march: Period = "2024-03".parse().expect("period");
+    let march: Month = "2024-03".parse().expect("period");
     let got = read_all(
         &url_source(&sb.usage_export_url("csv"), sb.usage_token()),
         march,
@@ -281,7 +281,7 @@ async fn refusals_and_missing_months_say_what_to_check_and_show_no_secret() {
         "{refused}"
     );
     let right = url_source(&template, token.clone());
-    let future: Period = "2099-01".parse().expect("period");
+    let future: Month = "2099-01".parse().expect("period");
     let missing = read_all(&right, future)
         .await
         .expect_err("no export")

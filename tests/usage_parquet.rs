@@ -4,18 +4,18 @@
 
 use std::path::{Path, PathBuf};
 
-use connect_usage::sandbox::Dataset;
-use connect_usage::sandbox::vendor_api::UsageUniverse;
+use connect_sandbox::Dataset;
+use connect_sandbox::vendor_api::UsageUniverse;
 use connect_usage::usage::export::{self, write_jsonl};
 use connect_usage::usage::export::{write_parquet, write_parquet_grouped};
-use connect_usage::usage::{Period, Rejection, SourceError, SourceItem, SourceSpec, UsageRecord};
+use connect_usage::usage::{Month, Rejection, SourceError, SourceItem, SourceSpec, VendorRecord};
 use futures_util::TryStreamExt;
 
 const AS1: &str = "AS-6703-9708-8191";
 const AS2: &str = "AS-0329-0150-2680";
 const AS3: &str = "AS-0277-9233-1500";
 
-fn april() -> Period {
+fn april() -> Month {
     "2024-04".parse().expect("period")
 }
 
@@ -41,7 +41,7 @@ async fn read_fixture(name: &str) -> Vec<SourceItem> {
     read(&fixture(name)).await.expect(name)
 }
 
-fn record(item: &SourceItem) -> &UsageRecord {
+fn record(item: &SourceItem) -> &VendorRecord {
     match item {
         SourceItem::Record(r) => r,
         SourceItem::Rejected(r) => panic!("record expected, got {r}"),
@@ -60,7 +60,7 @@ fn utc(text: &str) -> chrono::DateTime<chrono::Utc> {
 }
 
 /// `(subscription, mpn, quantity, start, end, record_id)` of a record.
-fn summary(r: &UsageRecord) -> (&str, &str, &str, String, String, Option<&str>) {
+fn summary(r: &VendorRecord) -> (&str, &str, &str, String, String, Option<&str>) {
     (
         r.subscription.as_str(),
         r.item_mpn.as_str(),
@@ -75,7 +75,7 @@ fn summary(r: &UsageRecord) -> (&str, &str, &str, String, String, Option<&str>) 
 async fn dictionary_encoded_strings_and_decimals() {
     let items = read_fixture("dictionary.parquet").await;
     assert_eq!(items.len(), 4);
-    let r: Vec<&UsageRecord> = items.iter().map(record).collect();
+    let r: Vec<&VendorRecord> = items.iter().map(record).collect();
     assert_eq!(
         summary(r[0]),
         (
@@ -257,7 +257,7 @@ async fn timestamps_of_every_unit_and_zone_are_the_same_instant() {
 #[tokio::test]
 async fn large_strings_views_and_integer_ids() {
     let items = read_fixture("string_kinds.parquet").await;
-    let r: Vec<&UsageRecord> = items.iter().map(record).collect();
+    let r: Vec<&VendorRecord> = items.iter().map(record).collect();
     assert_eq!(
         (r[0].subscription.as_str(), r[0].item_mpn.as_str()),
         (AS1, "EGRESS-GB")
@@ -276,7 +276,7 @@ async fn large_strings_views_and_integer_ids() {
 async fn a_duckdb_file_with_its_own_column_case() {
     let items = read_fixture("duckdb.parquet").await;
     assert_eq!(items.len(), 2);
-    let r: Vec<&UsageRecord> = items.iter().map(record).collect();
+    let r: Vec<&VendorRecord> = items.iter().map(record).collect();
     assert_eq!(
         summary(r[0]),
         (

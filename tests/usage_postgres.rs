@@ -8,15 +8,15 @@ mod common;
 
 use common::postgres::{PgCluster, PgSetup};
 use common::*;
-use connect_usage::sandbox::vendor_api::UsageUniverse;
-use connect_usage::sandbox::{Dataset, RuntimeConfig};
+use connect_sandbox::vendor_api::UsageUniverse;
+use connect_sandbox::{Dataset, RuntimeConfig};
 use connect_usage::usage::export::{self, ExportTarget};
-use connect_usage::usage::{Period, Rejection, SourceItem, SourceSpec, UsageRecord, report};
+use connect_usage::usage::{Month, Rejection, SourceItem, SourceSpec, VendorRecord, report};
 use futures_util::TryStreamExt;
 
 const PASSWORD: &str = "vendor-pw-7c1e";
 
-fn april() -> Period {
+fn april() -> Month {
     "2024-04".parse().expect("period")
 }
 
@@ -32,7 +32,7 @@ fn spec(url: &str, vars: &[(&str, &str)]) -> SourceSpec {
     .expect("spec")
 }
 
-async fn read(spec: &SourceSpec, period: Period) -> Result<Vec<SourceItem>, String> {
+async fn read(spec: &SourceSpec, period: Month) -> Result<Vec<SourceItem>, String> {
     let source = spec.open().map_err(|e| e.to_string())?;
     let batches: Vec<Vec<SourceItem>> = source
         .records(period)
@@ -42,7 +42,7 @@ async fn read(spec: &SourceSpec, period: Period) -> Result<Vec<SourceItem>, Stri
     Ok(batches.into_iter().flatten().collect())
 }
 
-fn record(items: &[SourceItem], id: &str) -> UsageRecord {
+fn record(items: &[SourceItem], id: &str) -> VendorRecord {
     items
         .iter()
         .find_map(|i| match i {
@@ -437,7 +437,7 @@ async fn a_month_reported_from_postgres_equals_the_month_from_the_usage_api() {
 }
 
 async fn report_last_month_of(
-    sb: &connect_usage::sandbox::Sandbox,
+    sb: &connect_sandbox::Sandbox,
     options: &connect_usage::usage::ReportOptions,
 ) -> connect_usage::usage::RunSummary {
     let source = SourceSpec::Http {

@@ -7,19 +7,19 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use connect_usage::connect::RetryPolicy;
-use connect_usage::sandbox::RuntimeConfig;
-use connect_usage::secret::Secret;
+use connect_client::RetryPolicy;
+use connect_client::secret::Secret;
+use connect_sandbox::RuntimeConfig;
 use connect_usage::usage::source_http::VendorApiSource;
-use connect_usage::usage::{Period, SourceItem, SourceSpec, UsageSource};
+use connect_usage::usage::{Month, SourceItem, SourceSpec, UsageSource};
 use futures_util::TryStreamExt;
 use serde_json::json;
 
-fn april() -> Period {
+fn april() -> Month {
     "2024-04".parse().expect("period")
 }
 
-async fn read_all(src: &dyn UsageSource, period: Period) -> Result<Vec<SourceItem>, String> {
+async fn read_all(src: &dyn UsageSource, period: Month) -> Result<Vec<SourceItem>, String> {
     let batches: Vec<Vec<SourceItem>> = src
         .records(period)
         .try_collect()
@@ -28,7 +28,7 @@ async fn read_all(src: &dyn UsageSource, period: Period) -> Result<Vec<SourceIte
     Ok(batches.into_iter().flatten().collect())
 }
 
-fn source(sb: &connect_usage::sandbox::Sandbox, page: u32) -> VendorApiSource {
+fn source(sb: &connect_sandbox::Sandbox, page: u32) -> VendorApiSource {
     VendorApiSource::new(&sb.usage_api_url(), sb.usage_token())
         .expect("source")
         .with_page_size(page)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use connect_usage::demo::{self, DemoOptions};
 
-use super::{EXIT_FAILURE, EXIT_OK, Failure, run_error};
+use super::{EXIT_FAILURE, EXIT_OK, ExitFailure, run_error};
 
 pub const LONG_ABOUT: &str = "Show everything the extension does, on a sandbox started in this \
     process: nothing to configure, nothing leaves the machine.\n\n\
@@ -32,11 +32,11 @@ pub struct DemoArgs {
     timeout_secs: u64,
 }
 
-pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
+pub async fn run(args: DemoArgs) -> Result<u8, ExitFailure> {
     let show = std::io::stderr().is_terminal() && !args.json;
     // Lines fit the terminal they are shown on.
-    let progress_width = super::terminal_width(&std::io::stderr());
-    let width = super::terminal_width(&std::io::stdout());
+    let progress_width = terminal_width(&std::io::stderr());
+    let width = terminal_width(&std::io::stdout());
     let fit = |prefix: &str, text: &str| match width {
         Some(w) => demo::wrap(prefix, text, w),
         None => format!("{prefix}{text}"),
@@ -92,4 +92,24 @@ pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
     } else {
         EXIT_FAILURE
     })
+}
+
+/// How many columns the terminal on `stream` has; `None` when it is not a terminal (output
+/// to a file or a pipe keeps its full lines).
+#[cfg(unix)]
+fn terminal_width(stream: &impl std::os::fd::AsRawFd) -> Option<usize> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we pass and reads nothing else.
+    let asked = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+    (asked == 0 && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
+#[cfg(not(unix))]
+fn terminal_width<T>(_stream: &T) -> Option<usize> {
+    None
 }

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use connect_usage::registry::{ExtensionDescriptor, Registry};
+use connect_eaas::registry::{ExtensionDescriptor, Registry};
 
-use super::{EXIT_OK, Failure, config_error, run_error};
+use super::{EXIT_OK, ExitFailure, config_error, run_error};
 
 pub const LONG_ABOUT: &str = "Print what the extension declares to Connect's events platform: \
     the events it handles (with their statuses), the methods schedules can run, and the \
@@ -22,7 +22,7 @@ pub struct DescribeArgs {
     extension_json: Option<PathBuf>,
 }
 
-pub fn run(args: &DescribeArgs) -> Result<u8, Failure> {
+pub fn run(args: &DescribeArgs) -> Result<u8, ExitFailure> {
     let descriptor = load_descriptor(args.extension_json.as_deref())?;
     let registry = Registry::collect().map_err(config_error)?;
     if args.json {
@@ -36,9 +36,9 @@ pub fn run(args: &DescribeArgs) -> Result<u8, Failure> {
 }
 
 /// The descriptor at `path`, or the built-in one.
-pub fn load_descriptor(path: Option<&std::path::Path>) -> Result<ExtensionDescriptor, Failure> {
+pub fn load_descriptor(path: Option<&std::path::Path>) -> Result<ExtensionDescriptor, ExitFailure> {
     match path {
         Some(p) => ExtensionDescriptor::load(p).map_err(config_error),
-        None => ExtensionDescriptor::builtin().map_err(config_error),
+        None => connect_usage::builtin_descriptor().map_err(config_error),
     }
 }

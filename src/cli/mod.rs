@@ -1,20 +1,22 @@
 //! The commands, one file each, and what they share: exit codes and errors.
 
+#[cfg(feature = "sandbox")]
 pub mod demo;
 pub mod describe;
 pub mod report;
 pub mod run;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 
 use std::sync::{Arc, Mutex};
 
-use connect_usage::runner::log_ship::LogShipper;
-use connect_usage::runner::{LogLevelHook, LogLevels};
+use connect_eaas::runner::log_ship::LogShipper;
+use connect_eaas::runner::{LogLevelHook, LogLevels};
 use tracing_subscriber::EnvFilter;
 
 /// Everything went as asked.
 pub const EXIT_OK: u8 = 0;
-/// Failure while running.
+/// ExitFailure while running.
 pub const EXIT_FAILURE: u8 = 1;
 /// Bad arguments or configuration.
 pub const EXIT_CONFIG: u8 = 2;
@@ -38,7 +40,7 @@ pub struct LogControl {
 
 impl LogControl {
     /// The hook that applies the platform's log levels: the runner's own for
-    /// `connect_usage::runner`, the extension's for the rest of `connect_usage`.
+    /// `connect_eaas`, the extension's for `connect_usage` and its REST client (`connect_client`).
     pub fn platform_hook(&self) -> Option<LogLevelHook> {
         if self.pinned {
             return None;
@@ -56,10 +58,10 @@ impl LogControl {
             }
             let mut directives = base.clone();
             if let Some(l) = &cur.extension {
-                directives.push_str(&format!(",connect_usage={l}"));
+                directives.push_str(&format!(",connect_usage={l},connect_client={l}"));
             }
             if let Some(l) = &cur.runner {
-                directives.push_str(&format!(",connect_usage::runner={l}"));
+                directives.push_str(&format!(",connect_eaas={l}"));
             }
             match EnvFilter::try_new(&directives) {
                 Ok(filter) => {
@@ -74,41 +76,21 @@ impl LogControl {
 }
 
 /// An error with the exit code it deserves.
-pub struct Failure {
+pub struct ExitFailure {
     pub code: u8,
     pub error: anyhow::Error,
 }
 
-pub fn config_error(error: impl Into<anyhow::Error>) -> Failure {
-    Failure {
+pub fn config_error(error: impl Into<anyhow::Error>) -> ExitFailure {
+    ExitFailure {
         code: EXIT_CONFIG,
         error: error.into(),
     }
 }
 
-pub fn run_error(error: impl Into<anyhow::Error>) -> Failure {
-    Failure {
+pub fn run_error(error: impl Into<anyhow::Error>) -> ExitFailure {
+    ExitFailure {
         code: EXIT_FAILURE,
         error: error.into(),
     }
-}
-
-/// How many columns the terminal on `stream` has; `None` when it is not a terminal (output
-/// to a file or a pipe keeps its full lines).
-#[cfg(unix)]
-pub fn terminal_width(stream: &impl std::os::fd::AsRawFd) -> Option<usize> {
-    let mut size = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we pass and reads nothing else.
-    let asked = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
-    (asked == 0 && size.ws_col > 0).then_some(usize::from(size.ws_col))
-}
-
-#[cfg(not(unix))]
-pub fn terminal_width<T>(_stream: &T) -> Option<usize> {
-    None
 }

@@ -4,20 +4,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use connect_usage::connect::{ApiKey, ConnectClient, ConnectError, ErrorKind, api_base_url};
-use connect_usage::metrics;
+use connect_client::exposition;
+use connect_client::{ApiKey, ConnectClient, ConnectError, ErrorKind, api_base_url};
+use connect_usage::metrics_file;
 use connect_usage::usage::config::{
     DEFAULT_CONCURRENCY, MAX_RECORDS_PER_FILE, PGPASSWORD, REPORT_CONCURRENCY,
     REQUIRE_FULL_COVERAGE, ReportSettings, USAGE_AGGREGATION, USAGE_QUERY, USAGE_SOURCE,
     USAGE_SOURCE_TOKEN, WORK_DIR,
 };
-use connect_usage::usage::{Period, PollPolicy, ReportOptions, RunError, RunResult, report};
+use connect_usage::usage::{Month, PollPolicy, ReportOptions, RunError, RunResult, report};
 
-use super::{EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, Failure, config_error, run_error};
+use super::{EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, ExitFailure, config_error, run_error};
 
 /// Where requests go when `API_ADDRESS` is not set: Connect's production API, the official
 /// runner's default.
-const DEFAULT_API_ADDRESS: &str = connect_usage::runner::config::DEFAULT_SERVER_ADDRESS;
+const DEFAULT_API_ADDRESS: &str = connect_eaas::runner::config::DEFAULT_SERVER_ADDRESS;
 
 pub const LONG_ABOUT: &str = "Report a month of QT usage to Connect (or the sandbox) once.\n\n\
     Reads the month's usage from USAGE_SOURCE (the vendor usage API; a CSV, JSON Lines or Parquet \
@@ -104,9 +105,9 @@ pub struct ReportArgs {
     metrics_file: Option<PathBuf>,
 }
 
-pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
+pub async fn run(args: ReportArgs) -> Result<u8, ExitFailure> {
     let period = match &args.period {
-        None => Period::previous_month(chrono::Utc::now()),
+        None => Month::previous_month(chrono::Utc::now()),
         Some(p) => p.parse().map_err(config_error)?,
     };
     if args.dry_run && args.out.is_none() {
@@ -175,15 +176,15 @@ pub async fn run(args: ReportArgs) -> Result<u8, Failure> {
 /// complete run: each run is a new process, and the alert on "no complete run in 35 days"
 /// must not fire because one run was partial.
 fn write_metrics_file(path: &std::path::Path) -> anyhow::Result<()> {
-    connect_usage::connect::metrics::register();
+    connect_client::metrics::register();
     connect_usage::usage::metrics::register();
-    let mut text = metrics::encode(|name| {
+    let mut text = exposition::encode(|name| {
         name.starts_with("connect_usage_") || name.starts_with("connect_api_")
     });
     if let Ok(previous) = std::fs::read_to_string(path) {
         text.push_str(&carried_over(&text, &previous));
     }
-    metrics::write_atomically(path, &text).map_err(|e| {
+    metrics_file::write_atomically(path, &text).map_err(|e| {
         anyhow::anyhow!(
             "cannot write the metrics file {}: {e} (check that its directory exists and is \
              writable)",
@@ -221,7 +222,7 @@ fn carried_over(text: &str, previous: &str) -> String {
 /// Connect's answer to the first request, as what to check. `address` is `API_ADDRESS` (or
 /// its default), `base` the URL it became. Bad configuration (exit 2) when the key or the
 /// address is wrong; a failure while running (exit 1) otherwise.
-fn access_error(e: &ConnectError, address: &str, base: &str) -> Failure {
+fn access_error(e: &ConnectError, address: &str, base: &str) -> ExitFailure {
     let given = std::env::var_os("API_ADDRESS").is_some() || address != DEFAULT_API_ADDRESS;
     let address_hint = if given {
         format!("check API_ADDRESS ({address})")

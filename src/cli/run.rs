@@ -4,14 +4,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use connect_usage::probe_server;
-use connect_usage::registry::Registry;
-use connect_usage::runner::config::InstanceIdSource;
-use connect_usage::runner::{Runner, RunnerConfig, StopReason};
+use connect_eaas::probe_server;
+use connect_eaas::registry::Registry;
+use connect_eaas::runner::config::InstanceIdSource;
+use connect_eaas::runner::{Runner, RunnerConfig, StopReason};
 use connect_usage::usage::locks::GroupLocks;
 use tracing::{info, warn};
 
-use super::{EXIT_OK, EXIT_UNDELIVERED, Failure, LogControl, config_error, run_error};
+use super::{EXIT_OK, EXIT_UNDELIVERED, ExitFailure, LogControl, config_error, run_error};
 
 pub const LONG_ABOUT: &str = "Run the extension: connect to Connect's events platform and \
     handle its tasks until stopped.\n\n\
@@ -56,7 +56,7 @@ pub struct RunArgs {
     extension_json: Option<PathBuf>,
 }
 
-pub async fn run(args: RunArgs, logs: LogControl) -> Result<u8, Failure> {
+pub async fn run(args: RunArgs, logs: LogControl) -> Result<u8, ExitFailure> {
     let config = RunnerConfig::from_lookup(
         |name| {
             if name == "UNSECURE" && args.unsecure {
@@ -84,8 +84,8 @@ pub async fn run(args: RunArgs, logs: LogControl) -> Result<u8, Failure> {
         .with_state(GroupLocks::default())
         .start();
     if let Some(listener) = probe_listener {
-        connect_usage::runner::metrics::register();
-        connect_usage::connect::metrics::register();
+        connect_eaas::runner::metrics::register();
+        connect_client::metrics::register();
         connect_usage::usage::metrics::register();
         if let Ok(address) = listener.local_addr() {
             info!(%address, "serving /metrics, /healthz and /readyz");

@@ -4,15 +4,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use connect_usage::sandbox::vendor_api::{Spread, UsageUniverse};
-use connect_usage::sandbox::{
+use connect_client::secret::Secret;
+use connect_sandbox::vendor_api::{Spread, UsageUniverse};
+use connect_sandbox::{
     Dataset, FaultAction, FaultRule, ProviderPolicy, RuntimeConfig, Sandbox, SandboxConfig,
 };
-use connect_usage::secret::Secret;
-use connect_usage::usage::Period;
+use connect_usage::usage::Month;
 use connect_usage::usage::export::{self, ExportTarget};
 
-use super::{EXIT_OK, Failure, config_error, run_error};
+use super::{EXIT_OK, ExitFailure, config_error, run_error};
 
 pub const LONG_ABOUT: &str = "Run the local Connect API emulator until Ctrl-C.\n\n\
     It serves Connect's REST API under /public/v1 (contracts, assets, marketplaces, products and \
@@ -87,7 +87,7 @@ pub struct SandboxArgs {
     #[arg(long, default_value_t = 0)]
     usage_uncovered_subscriptions: u64,
     /// Bearer token of the vendor usage API.
-    #[arg(long, env = "SANDBOX_USAGE_TOKEN", default_value = connect_usage::sandbox::vendor_api::DEFAULT_TOKEN, hide_default_value = true)]
+    #[arg(long, env = "SANDBOX_USAGE_TOKEN", default_value = connect_sandbox::vendor_api::DEFAULT_TOKEN, hide_default_value = true)]
     usage_token: String,
     /// A PEM certificate (chain) to serve https and wss with, as Connect does; needs --tls-key.
     /// Connect's official Python runner only speaks https to the REST API.
@@ -108,13 +108,13 @@ pub struct SandboxArgs {
 }
 
 /// `--export-usage DEST`: the month's usage written to DEST.
-async fn export(args: &SandboxArgs, dest: &str, dataset: &Dataset) -> Result<u8, Failure> {
+async fn export(args: &SandboxArgs, dest: &str, dataset: &Dataset) -> Result<u8, ExitFailure> {
     let target = ExportTarget::parse(dest).map_err(config_error)?;
     let period = match &args.period {
         Some(text) => text
-            .parse::<Period>()
+            .parse::<Month>()
             .map_err(|e| config_error(anyhow::anyhow!("--period {text:?}: {e}")))?,
-        None => Period::previous_month(chrono::Utc::now()),
+        None => Month::previous_month(chrono::Utc::now()),
     };
     if !(0.0..=1.0).contains(&args.usage_bad_records) {
         return Err(config_error(anyhow::anyhow!(
@@ -170,7 +170,7 @@ impl ProviderMode {
     }
 }
 
-pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
+pub async fn run(args: SandboxArgs) -> Result<u8, ExitFailure> {
     if args.dump_data {
         let json = serde_json::to_string_pretty(&Dataset::default_account()).map_err(run_error)?;
         println!("{json}");
@@ -233,7 +233,7 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
         seed: args.seed,
         usage_token: Secret::new(args.usage_token.clone()),
         tls: match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => Some(connect_usage::sandbox::tls::TlsFiles {
+            (Some(cert), Some(key)) => Some(connect_sandbox::tls::TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
             }),
@@ -259,7 +259,7 @@ pub async fn run(args: SandboxArgs) -> Result<u8, Failure> {
 
     if args.logging_key {
         let platform = sandbox.state().platform();
-        let settings = connect_usage::sandbox::platform::PlatformSettings {
+        let settings = connect_sandbox::platform::PlatformSettings {
             send_logging_key: true,
             ..platform.settings()
         };

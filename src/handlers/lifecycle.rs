@@ -26,23 +26,23 @@ use std::time::Duration;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::connect::models::{UsageFile, UsageFileStatus, UsageFileUpdate, UsageRecord};
-use crate::rql::Expr;
-use crate::runner::{HandlerError, Outcome, TaskContext};
 use crate::usage::acknowledge::{AckError, Acknowledged, Acknowledgement};
 use crate::usage::config::{LifecycleSettings, RERUN_LIMIT, ReportSettings, USAGE_ACK_URL};
 use crate::usage::decide::{Seen, Vouch, vouched};
 use crate::usage::identity::{FileNote, FileSlot, parse_external_id};
-use crate::usage::{FileAction, FileFailure, FileReport, Period, report};
+use crate::usage::{FileAction, FileFailure, FileReport, Month, report};
+use connect_client::models::{UsageFile, UsageFileStatus, UsageFileUpdate, UsageRecord};
+use connect_client::rql::Expr;
+use connect_eaas::runner::{HandlerError, Outcome, TaskContext};
 
-crate::event_handler! {
+connect_eaas::event_handler! {
     event: "usage_file_request_processing",
     statuses: ["ready", "invalid", "rejected", "accepted", "closed"],
     handler: usage_file_lifecycle,
 }
 
-crate::variable! { name: RERUN_LIMIT, initial_value: "3", secure: false }
-crate::variable! { name: USAGE_ACK_URL, initial_value: "", secure: false }
+connect_eaas::variable! { name: RERUN_LIMIT, initial_value: "3", secure: false }
+connect_eaas::variable! { name: USAGE_ACK_URL, initial_value: "", secure: false }
 
 /// How long an event waits for another actor (the monthly run, say) to finish with the file
 /// before it is handed back to the platform for later.
@@ -61,7 +61,7 @@ struct Group {
     group_id: String,
     contract: String,
     product: String,
-    period: Period,
+    period: Month,
     slot: FileSlot,
 }
 

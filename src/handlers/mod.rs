@@ -1,14 +1,14 @@
 //! The extension's handlers, each declared next to its function through the
-//! [registry](crate::registry) macros.
+//! [registry](connect_eaas::registry) macros.
 //!
-//! - [`report`]: the monthly schedule that runs the QT pipeline.
+//! - [`monthly`]: the monthly schedule that runs the QT pipeline.
 //! - [`lifecycle`]: what happens when one of the extension's usage files changes status.
 
 pub mod lifecycle;
-pub mod report;
+pub mod monthly;
 
-use crate::runner::{HandlerError, TaskContext};
 use crate::usage::locks::GroupLocks;
+use connect_eaas::runner::{HandlerError, TaskContext};
 
 /// The runner's lock table, shared by the monthly run and the lifecycle handlers so that one
 /// task at a time acts on a usage file. The program gives it to the runner

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::vendor_http::{Failure, with_bearer};
-use crate::connect::retry::RetryPolicy;
-use crate::secret::Secret;
+use super::vendor_http::{AttemptFailure, with_bearer};
+use connect_client::retry::RetryPolicy;
+use connect_client::secret::Secret;
 
 /// What the vendor is told.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -93,7 +93,7 @@ impl AckEndpoint {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!("{url:?} is not an http(s) URL"));
         }
-        crate::connect::install_crypto_provider();
+        connect_client::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             .timeout(Duration::from_secs(60))
@@ -129,7 +129,7 @@ impl AckEndpoint {
             let resp = req
                 .send()
                 .await
-                .map_err(|e| Failure::Transport(e.without_url().to_string()))?;
+                .map_err(|e| AttemptFailure::Transport(e.without_url().to_string()))?;
             let status = resp.status();
             if status.is_success() {
                 return Ok(Acknowledged::Received);
@@ -139,21 +139,21 @@ impl AckEndpoint {
             }
             let headers = resp.headers().clone();
             let body = resp.bytes().await.unwrap_or_default();
-            Err(Failure::of_answer(
+            Err(AttemptFailure::of_answer(
                 status,
                 &headers,
                 &body,
                 "the token was refused (check USAGE_SOURCE_TOKEN)",
             ))
         };
-        let judge = Failure::judge;
+        let judge = AttemptFailure::judge;
         self.retry
             .run(attempt, judge)
             .await
             .map_err(|(f, attempts)| {
                 let reason = f.after(attempts);
                 match f {
-                    Failure::Fatal(_) | Failure::Refused(_) => AckError::Refused {
+                    AttemptFailure::Fatal(_) | AttemptFailure::Refused(_) => AckError::Refused {
                         url: self.shown_url(),
                         reason,
                     },

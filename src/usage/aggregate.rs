@@ -14,10 +14,10 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use super::period::Period;
 use super::record::Position;
 use super::row::Row;
 use super::row::content_id;
+use connect_client::month::Month;
 
 /// How records are summed before they are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,7 +44,7 @@ impl Aggregation {
     }
 
     /// The window (first and last second, UTC) a record starting at `start` falls in.
-    pub fn window(&self, start: i64, period: Period) -> (i64, i64) {
+    pub fn window(&self, start: i64, period: Month) -> (i64, i64) {
         match self {
             Aggregation::None => (start, start),
             Aggregation::Month => (period.start().timestamp(), period.last_second().timestamp()),
@@ -218,12 +218,12 @@ impl Aggregated {
 #[derive(Debug)]
 pub struct Aggregator {
     how: Aggregation,
-    period: Period,
+    period: Month,
     windows: HashMap<(String, String, i64), Window>,
 }
 
 impl Aggregator {
-    pub fn new(how: Aggregation, period: Period) -> Aggregator {
+    pub fn new(how: Aggregation, period: Month) -> Aggregator {
         Aggregator {
             how,
             period,
@@ -331,7 +331,7 @@ impl Aggregator {
 mod tests {
     use super::*;
 
-    fn april() -> Period {
+    fn april() -> Month {
         "2024-04".parse().expect("period")
     }
 

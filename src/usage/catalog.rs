@@ -7,9 +7,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 
-use crate::connect::models::{Asset, Contract, Item, Marketplace, Product};
-use crate::connect::{ConnectClient, ConnectError};
-use crate::rql::Expr;
+use connect_client::models::{Asset, Contract, Item, Marketplace, Product};
+use connect_client::rql::Expr;
+use connect_client::{ConnectClient, ConnectError};
 
 /// Ids per `in(...)` list: about 2 KB of URL.
 pub const CHUNK: usize = 100;

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 
 use super::acknowledge::AckEndpoint;
 use super::aggregate::Aggregation;
-use super::period::Period;
 use super::pipeline::{DEFAULT_MAX_RECORDS_PER_FILE, ReportOptions};
 use super::source::{SourceError, SourceSpec};
 use super::workbook::MAX_ROWS;
-use crate::secret::Secret;
+use connect_client::month::Month;
+use connect_client::secret::Secret;
 
 /// The name of the usage source setting: a Vendor API URL, a file path or URL, or a
 /// `postgres://` URL.
@@ -104,7 +104,7 @@ impl ReportSettings {
     }
 
     /// A run's options for `period` with these settings.
-    pub fn options(&self, period: Period) -> ReportOptions {
+    pub fn options(&self, period: Month) -> ReportOptions {
         ReportOptions {
             concurrency: self.concurrency,
             max_records_per_file: self.max_records_per_file,

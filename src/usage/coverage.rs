@@ -19,11 +19,11 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 
 use super::catalog::{Catalog, in_chunks};
-use super::period::Period;
 use super::validate::inactive_in;
-use crate::connect::models::{Asset, Product};
-use crate::connect::{ConnectClient, ConnectError};
-use crate::rql::Expr;
+use connect_client::models::{Asset, Product};
+use connect_client::month::Month;
+use connect_client::rql::Expr;
+use connect_client::{ConnectClient, ConnectError};
 
 /// How many subscriptions without usage the summary names.
 pub const COVERAGE_SAMPLES: usize = 20;
@@ -148,7 +148,7 @@ pub async fn load(client: &ConnectClient, catalog: &Catalog) -> Result<Expected,
 pub fn uncovered(
     expected: &Expected,
     active_contracts: &HashSet<&str>,
-    period: Period,
+    period: Month,
     named: &HashSet<String>,
 ) -> (usize, Vec<Uncovered>) {
     let mut count = 0;
@@ -196,7 +196,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn period() -> Period {
+    fn period() -> Month {
         "2024-04".parse().expect("period")
     }
 

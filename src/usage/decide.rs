@@ -7,7 +7,7 @@
 //! holds once their upload was processed and nothing was uploaded after it.
 
 use super::identity::{FileNote, digests_match};
-use crate::connect::models::UsageFileStatus;
+use connect_client::models::UsageFileStatus;
 
 /// A usage file as this round reads it.
 #[derive(Debug, Clone, Copy)]

@@ -19,7 +19,7 @@
 use sha2::{Digest, Sha256};
 
 use super::aggregate::Aggregation;
-use super::period::Period;
+use connect_client::month::Month;
 
 /// The prefix of this extension's external ids.
 pub const EXTERNAL_ID_PREFIX: &str = "cu:";
@@ -71,12 +71,12 @@ impl FileSlot {
 
 /// The external id of a group's first file: `cu:{contract}:{product}:{YYYY-MM}`. It is also
 /// the group's name for its lock.
-pub fn external_id(contract: &str, product: &str, period: Period) -> String {
+pub fn external_id(contract: &str, product: &str, period: Month) -> String {
     format!("{EXTERNAL_ID_PREFIX}{contract}:{product}:{period}")
 }
 
 /// The external id of a file of the group.
-pub fn slot_external_id(contract: &str, product: &str, period: Period, slot: FileSlot) -> String {
+pub fn slot_external_id(contract: &str, product: &str, period: Month, slot: FileSlot) -> String {
     format!(
         "{}{}",
         external_id(contract, product, period),
@@ -89,7 +89,7 @@ pub fn slot_external_id(contract: &str, product: &str, period: Period, slot: Fil
 pub struct ParsedExternalId {
     pub contract: String,
     pub product: String,
-    pub period: Period,
+    pub period: Month,
     pub slot: FileSlot,
 }
 
@@ -143,7 +143,7 @@ pub fn parse_external_id(external_id: &str) -> Option<ParsedExternalId> {
 }
 
 /// A workbook's file name: `{contract}_{product}_{YYYY-MM}[_s{n}][_p{k}].xlsx`.
-pub fn workbook_name(contract: &str, product: &str, period: Period, slot: FileSlot) -> String {
+pub fn workbook_name(contract: &str, product: &str, period: Month, slot: FileSlot) -> String {
     let safe = |s: &str| -> String {
         s.chars()
             .map(|c| {
@@ -552,7 +552,7 @@ mod tests {
 
     #[test]
     fn external_ids_round_trip() {
-        let p: Period = "2024-12".parse().expect("period");
+        let p: Month = "2024-12".parse().expect("period");
         let id = external_id("CRD-11111-22222-33333", "PRD-276-377-545", p);
         assert_eq!(id, "cu:CRD-11111-22222-33333:PRD-276-377-545:2024-12");
         let parsed = parse_external_id(&id).expect("ours");

@@ -15,7 +15,7 @@
 
 use super::decide::{Seen, Vouch, vouched};
 use super::identity::{FileNote, FileSlot, digests_match};
-use crate::connect::models::UsageFileStatus;
+use connect_client::models::UsageFileStatus;
 
 /// What the run does about a group's files.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGaugeVec};
 
 use super::summary::{FileAction, RunResult, RunSummary};
-use crate::metrics::{counter_vec, float_gauge, float_gauge_vec, gauge_vec};
+use connect_client::exposition::{counter_vec, float_gauge, float_gauge_vec, gauge, gauge_vec};
 
 static SOURCE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
@@ -43,7 +43,7 @@ static RUN_RECORDS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 static RUN_UNCOVERED: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
-    crate::metrics::gauge(
+    gauge(
         "connect_usage_last_run_uncovered_subscriptions",
         "Active subscriptions of reported products for which the last run's usage data had no \
          record.",
@@ -246,7 +246,7 @@ mod tests {
     #[test]
     fn the_families_show_before_the_first_run() {
         register();
-        let text = crate::metrics::exposition();
+        let text = connect_client::exposition::exposition();
         for line in [
             "connect_usage_source_retries_total{source=\"vendor_api\"} 0",
             "connect_usage_last_run_duration_seconds 0",

@@ -7,12 +7,12 @@ pub mod catalog;
 pub mod config;
 pub mod coverage;
 pub mod decide;
+#[cfg(feature = "sandbox")]
 pub mod export;
 pub mod identity;
 pub mod layout;
 pub mod locks;
 pub mod metrics;
-pub mod period;
 pub mod pipeline;
 pub mod record;
 pub mod reported;
@@ -31,8 +31,8 @@ pub mod workbook;
 pub mod workdir;
 
 pub use aggregate::Aggregation;
-pub use period::Period;
+pub use connect_client::month::{Month, MonthError};
 pub use pipeline::{PollPolicy, ReportOptions, RunError, Step, report};
-pub use record::{Position, Quantity, Rejection, SourceItem, UsageRecord};
+pub use record::{Position, Quantity, Rejection, SourceItem, VendorRecord};
 pub use source::{SourceError, SourceSpec, UsageSource};
 pub use summary::{Conflict, FileAction, FileFailure, FileReport, RunResult, RunSummary};

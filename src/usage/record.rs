@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Utc};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -135,7 +135,7 @@ impl fmt::Display for Quantity {
 
 /// A usage record read from a source.
 #[derive(Debug, Clone, PartialEq)]
-pub struct UsageRecord {
+pub struct VendorRecord {
     pub position: Position,
     /// Asset id (`AS-...`) or the asset's `external_uid`.
     pub subscription: String,
@@ -171,7 +171,7 @@ impl fmt::Display for Rejection {
 /// What a source yields: a record, or a record it could not read.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceItem {
-    Record(UsageRecord),
+    Record(VendorRecord),
     Rejected(Rejection),
 }
 
@@ -490,7 +490,7 @@ impl<'a> Texts<'a> {
             (Some(subscription), Some(item_mpn), Some(quantity), Some(start), Some(end))
                 if problems.is_empty() =>
             {
-                SourceItem::Record(UsageRecord {
+                SourceItem::Record(VendorRecord {
                     position,
                     subscription: subscription.into_owned(),
                     item_mpn: item_mpn.into_owned(),
@@ -747,26 +747,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for JsonRecord<'a> {
 /// `T` or a space, or a date alone (midnight).
 pub fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
     let t = text.trim();
-    parse_utc_exact(t).or_else(|| parse_utc_general(t))
-}
-
-/// [`parse_utc`] without its quick path.
-fn parse_utc_general(t: &str) -> Option<DateTime<Utc>> {
-    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
-        return Some(dt.with_timezone(&Utc));
-    }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(t, fmt) {
-            return Some(dt.and_utc());
-        }
-    }
-    if let Ok(dt) = DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%:z") {
-        return Some(dt.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(t, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|dt| dt.and_utc())
+    // The quick path reads the common exact form without chrono's parsers (millions of
+    // records a month); the client's reader takes every other form.
+    parse_utc_exact(t).or_else(|| connect_client::utc::parse_utc(t))
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`, the form nearly every record has, read without chrono's general
@@ -888,7 +871,7 @@ mod tests {
         ] {
             let quick = parse_utc_exact(s);
             assert!(quick.is_none() || quick == chrono(s), "{s}");
-            assert_eq!(parse_utc(s), parse_utc_general(s), "{s}");
+            assert_eq!(parse_utc(s), connect_client::utc::parse_utc(s), "{s}");
         }
         assert!(parse_utc_exact("2024-04-01T10:00:00Z").is_some());
         // A leap second is left to chrono.

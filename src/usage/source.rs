@@ -15,13 +15,13 @@ use std::path::PathBuf;
 
 use futures_util::stream::BoxStream;
 
-use super::period::Period;
 use super::record::SourceItem;
 use super::source_file::FileSource;
 use super::source_http::VendorApiSource;
 use super::source_postgres::{PostgresSource, PostgresSpec};
 use super::source_url::{FileUrlSource, shown_template};
-use crate::secret::Secret;
+use connect_client::month::Month;
+use connect_client::secret::Secret;
 
 /// A failure of the source as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,7 @@ pub trait UsageSource: Send + Sync + fmt::Debug {
     fn describe(&self) -> String;
 
     /// The records of `period`, in batches.
-    fn records(&self, period: Period) -> Batches;
+    fn records(&self, period: Month) -> Batches;
 }
 
 pub use super::config::{PGPASSWORD, USAGE_QUERY, USAGE_SOURCE_TOKEN};
@@ -204,7 +204,7 @@ fn check_template(text: &str) -> Result<(), SourceError> {
 }
 
 /// `text` with `{period}` (`2024-04`), `{year}` (`2024`) and `{month}` (`04`) filled in.
-pub fn fill_in(text: &str, period: Period) -> String {
+pub fn fill_in(text: &str, period: Month) -> String {
     text.replace("{period}", &period.to_string())
         .replace("{year}", &format!("{:04}", period.year()))
         .replace("{month}", &format!("{:02}", period.month()))
@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn templates_name_the_month_and_typos_are_refused() {
-        let april: Period = "2024-04".parse().expect("period");
+        let april: Month = "2024-04".parse().expect("period");
         assert_eq!(
             fill_in("/data/{year}/{month}/usage-{period}.csv", april),
             "/data/2024/04/usage-2024-04.csv"

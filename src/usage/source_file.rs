@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use futures_util::stream;
 use tokio::sync::mpsc;
 
-use super::period::Period;
 use super::record::{
     FIELDS, Position, REQUIRED_FIELDS, RawRecord, Rejection, SourceItem, TextFieldsRef,
 };
 use super::source::{Batches, SourceError, UsageSource, fill_in, is_template};
+use connect_client::month::Month;
 
 /// Items sent at a time.
 pub(crate) const BATCH: usize = 4096;
@@ -85,7 +85,7 @@ impl FileSource {
     }
 
     /// The month's file.
-    pub fn path_for(&self, period: Period) -> PathBuf {
+    pub fn path_for(&self, period: Month) -> PathBuf {
         if self.is_template() {
             PathBuf::from(fill_in(&self.path.to_string_lossy(), period))
         } else {
@@ -145,7 +145,7 @@ impl UsageSource for FileSource {
         format!("file {}", self.path.display())
     }
 
-    fn records(&self, period: Period) -> Batches {
+    fn records(&self, period: Month) -> Batches {
         let (tx, rx) = mpsc::channel::<Result<Vec<SourceItem>, SourceError>>(8);
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -412,7 +412,7 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, content).expect("write");
         let src = FileSource::new(path)?;
-        let period: Period = "2024-04".parse().expect("period");
+        let period: Month = "2024-04".parse().expect("period");
         let batches: Vec<Vec<SourceItem>> = src.records(period).try_collect().await?;
         Ok(batches.into_iter().flatten().collect())
     }

@@ -32,12 +32,12 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::metrics::{self, SourceKind};
-use super::period::Period;
 use super::record::{JsonRecord, Position, SourceItem};
 use super::source::{Batches, SourceError, UsageSource};
-use super::vendor_http::{Failure, shown_url, with_bearer};
-use crate::connect::retry::RetryPolicy;
-use crate::secret::Secret;
+use super::vendor_http::{AttemptFailure, shown_url, with_bearer};
+use connect_client::month::Month;
+use connect_client::retry::RetryPolicy;
+use connect_client::secret::Secret;
 
 /// Records asked for per page.
 pub const PAGE_SIZE: u32 = 5000;
@@ -85,7 +85,7 @@ impl VendorApiSource {
             let shown = super::source_url::shown_template(url);
             SourceError::Config(format!("{shown:?} is not a URL: {e}"))
         })?;
-        crate::connect::install_crypto_provider();
+        connect_client::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             .timeout(Duration::from_secs(120))
@@ -117,7 +117,7 @@ impl VendorApiSource {
         self
     }
 
-    fn page_url(&self, period: Period, cursor: Option<&str>) -> reqwest::Url {
+    fn page_url(&self, period: Month, cursor: Option<&str>) -> reqwest::Url {
         let mut url = self.url.clone();
         {
             let mut q = url.query_pairs_mut();
@@ -146,7 +146,7 @@ impl VendorApiSource {
     /// not retried: the quick pass says so here, else reading its records does.
     async fn fetch_page(
         &self,
-        period: Period,
+        period: Month,
         cursor: Option<&str>,
     ) -> Result<Fetched, SourceError> {
         let url = self.page_url(period, cursor);
@@ -163,7 +163,7 @@ impl VendorApiSource {
             // Errors without the URL: its query may hold a key.
             let resp = req.send().await.map_err(|e| {
                 metrics::source_request(SourceKind::VendorApi, None);
-                Failure::Transport(e.without_url().to_string())
+                AttemptFailure::Transport(e.without_url().to_string())
             })?;
             let status = resp.status();
             metrics::source_request(SourceKind::VendorApi, Some(status.as_u16()));
@@ -171,7 +171,7 @@ impl VendorApiSource {
             let body = resp
                 .bytes()
                 .await
-                .map_err(|e| Failure::Transport(e.without_url().to_string()))?;
+                .map_err(|e| AttemptFailure::Transport(e.without_url().to_string()))?;
             if status.is_success() {
                 if let Some(next_cursor) = cursor_at_end(&body) {
                     let next_cursor = next_cursor.map(str::to_owned);
@@ -185,17 +185,17 @@ impl VendorApiSource {
                     })
                 })
                 .await
-                .map_err(|e| Failure::Fatal(format!("reading the page failed: {e}")))?
-                .map_err(|e: serde_json::Error| Failure::Fatal(not_a_page(&e)));
+                .map_err(|e| AttemptFailure::Fatal(format!("reading the page failed: {e}")))?
+                .map_err(|e: serde_json::Error| AttemptFailure::Fatal(not_a_page(&e)));
             }
-            Err(Failure::of_answer(
+            Err(AttemptFailure::of_answer(
                 status,
                 &headers,
                 &body,
                 "the usage source refused the token (check USAGE_SOURCE_TOKEN)",
             ))
         };
-        let judge = Failure::judge;
+        let judge = AttemptFailure::judge;
         self.retry
             .run(attempt, judge)
             .await
@@ -210,13 +210,13 @@ impl VendorApiSource {
 
     /// Reads the month into `tx`: each page's reading (already under way), in order, then
     /// the source's failure, if any.
-    async fn read_month(self, period: Period, tx: Sender) {
+    async fn read_month(self, period: Month, tx: Sender) {
         if let Err(e) = self.pages(period, &tx).await {
             let _ = tx.send(Err(e)).await;
         }
     }
 
-    async fn pages(&self, period: Period, tx: &Sender) -> Result<(), SourceError> {
+    async fn pages(&self, period: Month, tx: &Sender) -> Result<(), SourceError> {
         let mut cursor: Option<String> = None;
         let mut used = HashSet::<String>::new();
         loop {
@@ -430,7 +430,7 @@ impl UsageSource for VendorApiSource {
         format!("vendor API {}", self.shown_url())
     }
 
-    fn records(&self, period: Period) -> Batches {
+    fn records(&self, period: Month) -> Batches {
         let source = self.clone();
         // The fetching task starts with the first poll (in the consumer's runtime).
         let start = async move {
@@ -529,10 +529,10 @@ mod tests {
 
     #[test]
     fn the_sandbox_pages_end_with_their_cursor() {
-        let u = crate::sandbox::vendor_api::UsageUniverse::of(
-            &crate::sandbox::dataset::Dataset::default_account(),
+        let u = connect_sandbox::vendor_api::UsageUniverse::of(
+            &connect_sandbox::dataset::Dataset::default_account(),
         );
-        let month = u.month("2024-04".parse::<crate::usage::Period>().expect("period"));
+        let month = u.month("2024-04".parse::<crate::usage::Month>().expect("period"));
         let mut body = String::from("{\"records\":[");
         for i in 0..50 {
             if i > 0 {

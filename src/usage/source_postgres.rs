@@ -30,12 +30,12 @@ use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{Client, IsolationLevel, Statement};
 use tracing::debug;
 
-use super::period::Period;
 use super::record::{Cell, Cells, FIELDS, Position, REQUIRED_FIELDS, SourceItem};
 use super::source::{
     Batches, PGPASSWORD, SourceError, USAGE_QUERY, USAGE_SOURCE_TOKEN, UsageSource,
 };
-use crate::secret::Secret;
+use connect_client::month::Month;
+use connect_client::secret::Secret;
 
 /// The table the default query reads (and `sandbox --export-usage` fills).
 pub const DEFAULT_TABLE: &str = "connect_usage_records";
@@ -111,7 +111,7 @@ fn config_error(reason: impl fmt::Display) -> SourceError {
 
 /// A tokio-postgres error with its causes, which its own `Display` leaves out.
 fn chain(e: &tokio_postgres::Error) -> String {
-    crate::error_text::error_text(e)
+    connect_client::error_text::error_text(e)
 }
 
 impl PostgresSpec {
@@ -398,7 +398,7 @@ fn tls_config(
     mode: SslMode,
     root_cert: Option<&std::path::Path>,
 ) -> Result<rustls::ClientConfig, String> {
-    crate::connect::install_crypto_provider();
+    connect_client::install_crypto_provider();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -904,7 +904,7 @@ impl UsageSource for PostgresSource {
         }
     }
 
-    fn records(&self, period: Period) -> Batches {
+    fn records(&self, period: Month) -> Batches {
         let (tx, rx) = mpsc::channel(8);
         let spec = self.spec.clone();
         tokio::spawn(async move {
@@ -919,7 +919,7 @@ impl UsageSource for PostgresSource {
 }
 
 /// Reads the month: prepare and check, then stream the rows through a portal.
-async fn read_month(spec: &PostgresSpec, period: Period, tx: &Sender) -> Result<(), SourceError> {
+async fn read_month(spec: &PostgresSpec, period: Month, tx: &Sender) -> Result<(), SourceError> {
     let mut client = spec.connect().await?;
     let query_error = |e: tokio_postgres::Error| spec.error(query_reason(&e, spec));
     let statement = client.prepare(&spec.query).await.map_err(query_error)?;

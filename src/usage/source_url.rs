@@ -36,13 +36,13 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use super::metrics::{self, SourceKind};
-use super::period::Period;
 use super::record::SourceItem;
 use super::source::{Batches, SourceError, UsageSource, fill_in, is_template};
 use super::source_file::{FileFormat, Sender, read_text};
-use super::vendor_http::{Failure, shown_url, with_bearer};
-use crate::connect::retry::RetryPolicy;
-use crate::secret::Secret;
+use super::vendor_http::{AttemptFailure, shown_url, with_bearer};
+use connect_client::month::Month;
+use connect_client::retry::RetryPolicy;
+use connect_client::secret::Secret;
 
 /// Bytes looked at to tell a format by its first bytes.
 const SNIFF: usize = 512;
@@ -81,7 +81,7 @@ impl FileUrlSource {
     pub fn new(url: &str, token: Secret) -> Result<FileUrlSource, SourceError> {
         let url = url.trim();
         // Any month will do to check that the template makes URLs.
-        let sample: Period = "2000-01"
+        let sample: Month = "2000-01"
             .parse()
             .map_err(|e| SourceError::Config(format!("{e}")))?;
         let parsed = Url::parse(&fill_in(url, sample)).map_err(|e| {
@@ -93,7 +93,7 @@ impl FileUrlSource {
                 shown_template(url)
             )));
         }
-        crate::connect::install_crypto_provider();
+        connect_client::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             // No limit on the whole download, which may be large; a stalled one ends.
@@ -121,7 +121,7 @@ impl FileUrlSource {
     }
 
     /// The month's URL.
-    fn url_for(&self, period: Period) -> Result<Url, SourceError> {
+    fn url_for(&self, period: Month) -> Result<Url, SourceError> {
         Url::parse(&fill_in(&self.template, period)).map_err(|e| {
             SourceError::Config(format!(
                 "{} for {period} is not a URL: {e}",
@@ -138,7 +138,7 @@ impl FileUrlSource {
     }
 
     /// What a 404 says: which month was looked for, and where the months are looked for.
-    fn not_found(&self, period: Period) -> String {
+    fn not_found(&self, period: Month) -> String {
         if is_template(&self.template) {
             format!(
                 "HTTP 404: no export for {period} at this URL (USAGE_SOURCE is {})",
@@ -180,7 +180,7 @@ impl FileUrlSource {
     async fn open(
         &self,
         url: &Url,
-        period: Period,
+        period: Month,
         from: u64,
         validator: Option<&HeaderValue>,
     ) -> Result<Response, SourceError> {
@@ -210,15 +210,15 @@ impl FileUrlSource {
             let headers = resp.headers().clone();
             let body = self.redact(url, &error_body(resp).await);
             Err(match status {
-                StatusCode::NOT_FOUND => Failure::Fatal(self.not_found(period)),
-                StatusCode::RANGE_NOT_SATISFIABLE => Failure::Fatal(format!(
+                StatusCode::NOT_FOUND => AttemptFailure::Fatal(self.not_found(period)),
+                StatusCode::RANGE_NOT_SATISFIABLE => AttemptFailure::Fatal(format!(
                     "HTTP {status}: the server cannot resume the download at byte {from}"
                 )),
-                _ => Failure::of_answer(status, &headers, body.as_bytes(), REFUSED),
+                _ => AttemptFailure::of_answer(status, &headers, body.as_bytes(), REFUSED),
             })
         };
         self.retry
-            .run(attempt, Failure::judge)
+            .run(attempt, AttemptFailure::judge)
             .await
             .map_err(|(f, attempts)| {
                 f.into_source_error(
@@ -230,13 +230,13 @@ impl FileUrlSource {
     }
 
     /// Reads the month into `tx`, then sends the source's failure, if any.
-    async fn read_month(self, period: Period, tx: Sender) {
+    async fn read_month(self, period: Month, tx: Sender) {
         if let Err(e) = self.read(period, &tx).await {
             let _ = tx.send(Err(e)).await;
         }
     }
 
-    async fn read(&self, period: Period, tx: &Sender) -> Result<(), SourceError> {
+    async fn read(&self, period: Month, tx: &Sender) -> Result<(), SourceError> {
         let url = self.url_for(period)?;
         let resp = self.open(&url, period, 0, None).await?;
         let mut body = Download::new(self, url, period, resp);
@@ -336,12 +336,12 @@ impl FileUrlSource {
 }
 
 /// A reqwest failure without the URL (its query may hold a key), with its causes.
-fn transport(e: reqwest::Error) -> Failure {
-    Failure::Transport(describe(e))
+fn transport(e: reqwest::Error) -> AttemptFailure {
+    AttemptFailure::Transport(describe(e))
 }
 
 fn describe(e: reqwest::Error) -> String {
-    crate::error_text::error_text(&e.without_url())
+    connect_client::error_text::error_text(&e.without_url())
 }
 
 /// The start of an error answer's body, as text.
@@ -413,7 +413,7 @@ async fn pump(
 struct Download<'a> {
     source: &'a FileUrlSource,
     url: Url,
-    period: Period,
+    period: Month,
     resp: Response,
     content_type: Option<String>,
     /// Bytes handed on so far.
@@ -429,7 +429,7 @@ struct Download<'a> {
 }
 
 impl<'a> Download<'a> {
-    fn new(source: &'a FileUrlSource, url: Url, period: Period, resp: Response) -> Download<'a> {
+    fn new(source: &'a FileUrlSource, url: Url, period: Month, resp: Response) -> Download<'a> {
         let headers = resp.headers();
         let resumable = headers
             .get_all(ACCEPT_RANGES)
@@ -691,7 +691,7 @@ impl UsageSource for FileUrlSource {
         format!("file {}", shown_template(&self.template))
     }
 
-    fn records(&self, period: Period) -> Batches {
+    fn records(&self, period: Month) -> Batches {
         let source = self.clone();
         // The download starts with the first poll (in the consumer's runtime).
         let start = async move {

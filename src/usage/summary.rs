@@ -9,9 +9,9 @@ use std::fmt;
 use serde::Serialize;
 
 use super::coverage::Coverage;
-use super::period::Period;
 use super::record::Position;
 use super::validate::ProblemKind;
+use connect_client::month::Month;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -228,7 +228,7 @@ pub const SAMPLES: usize = 20;
 /// The summary of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunSummary {
-    pub period: Period,
+    pub period: Month,
     pub source: String,
     pub dry_run: bool,
     pub result: RunResult,

@@ -15,8 +15,8 @@ use serde::Serialize;
 use super::aggregate::SUM_DECIMALS;
 
 use super::catalog::{Catalog, PREVIEW_CONTRACT};
-use super::period::Period;
-use crate::connect::models::{Asset, AssetStatus, Precision};
+use connect_client::models::{Asset, AssetStatus, Precision};
+use connect_client::month::Month;
 
 /// Why a record is not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -98,7 +98,7 @@ fn time_text(secs: i64) -> String {
 #[derive(Debug)]
 pub struct Placer<'c> {
     catalog: &'c Catalog,
-    period: Period,
+    period: Month,
     rules: Rules,
     /// By subscription, then item: the pair's resolution when the subscription names one
     /// asset; `None` when it names several (each record decides, see [`place`]).
@@ -106,7 +106,7 @@ pub struct Placer<'c> {
 }
 
 impl<'c> Placer<'c> {
-    pub fn new(catalog: &'c Catalog, period: Period, rules: Rules) -> Placer<'c> {
+    pub fn new(catalog: &'c Catalog, period: Month, rules: Rules) -> Placer<'c> {
         Placer {
             catalog,
             period,
@@ -154,7 +154,7 @@ fn unknown(subscription: &str) -> Problem {
 pub fn place<'c>(
     r: Checked<'_>,
     catalog: &'c Catalog,
-    period: Period,
+    period: Month,
     rules: Rules,
 ) -> Result<Placement<'c>, Problem> {
     let candidates = catalog.assets_for(r.subscription);
@@ -189,7 +189,7 @@ fn place_on<'c>(
     r: Checked<'_>,
     asset: &'c Asset,
     catalog: &'c Catalog,
-    period: Period,
+    period: Month,
     rules: Rules,
 ) -> Result<Placement<'c>, Problem> {
     check(
@@ -203,7 +203,7 @@ fn place_on<'c>(
 /// Why `asset` was not active in `period`, or `None` when it was: the one notion of "active in
 /// the month" that both placing records and the coverage check use, so a subscription is
 /// expected to have usage exactly when its records would be accepted.
-pub fn inactive_in(asset: &Asset, period: Period) -> Option<String> {
+pub fn inactive_in(asset: &Asset, period: Month) -> Option<String> {
     let created = asset
         .events
         .as_ref()
@@ -261,7 +261,7 @@ fn resolve_on<'c>(
     asset: &'c Asset,
     item_mpn: &str,
     catalog: &'c Catalog,
-    period: Period,
+    period: Month,
 ) -> Result<Resolved<'c>, Problem> {
     let contract = asset
         .contract
@@ -340,7 +340,7 @@ fn resolve_on<'c>(
 fn check<'c>(
     r: Checked<'_>,
     resolved: &Resolved<'c>,
-    period: Period,
+    period: Month,
     rules: Rules,
 ) -> Result<Placement<'c>, Problem> {
     let mut placement = resolved.placement.clone();
@@ -411,8 +411,8 @@ fn check<'c>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connect::models::{Asset, Contract, Item, Product};
     use crate::usage::record::Quantity;
+    use connect_client::models::{Asset, Contract, Item, Product};
     use serde_json::json;
 
     fn catalog() -> Catalog {
@@ -510,7 +510,7 @@ mod tests {
                 .expect("time")
                 .timestamp()
         };
-        let period: Period = "2024-04".parse().expect("period");
+        let period: Month = "2024-04".parse().expect("period");
         place(
             Checked {
                 subscription: sub,
@@ -532,7 +532,7 @@ mod tests {
     const S: &str = "2024-04-01T00:00:00Z";
     const E: &str = "2024-04-30T23:59:59Z";
 
-    fn april() -> Period {
+    fn april() -> Month {
         "2024-04".parse().expect("period")
     }
 
@@ -634,7 +634,7 @@ mod tests {
         let mut c = catalog();
         if let Some(p) = c.products.get_mut("PRD-QT") {
             p.capabilities.reservation =
-                Some(crate::connect::models::ReservationCapability { consumption: true });
+                Some(connect_client::models::ReservationCapability { consumption: true });
         }
         let q = Quantity::parse("1.5").expect("q");
         let period = april();

@@ -6,12 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 
-use crate::connect::retry::{Next, parse_retry_after};
-use crate::secret::Secret;
+use connect_client::retry::{Next, parse_retry_after};
+use connect_client::secret::Secret;
 
 /// Why a call to the vendor failed.
 #[derive(Debug)]
-pub(crate) enum Failure {
+pub(crate) enum AttemptFailure {
     /// No answer (connection, timeout): worth retrying.
     Transport(String),
     /// 429 or 5xx: worth retrying, after `retry_after` if given.
@@ -26,25 +26,25 @@ pub(crate) enum Failure {
     Refused(String),
 }
 
-impl fmt::Display for Failure {
+impl fmt::Display for AttemptFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Transport(e) => write!(f, "connection failed: {e}"),
-            Failure::Transient { status, text, .. } => write!(f, "HTTP {status}: {text}"),
-            Failure::Fatal(e) | Failure::Refused(e) => f.write_str(e),
+            AttemptFailure::Transport(e) => write!(f, "connection failed: {e}"),
+            AttemptFailure::Transient { status, text, .. } => write!(f, "HTTP {status}: {text}"),
+            AttemptFailure::Fatal(e) | AttemptFailure::Refused(e) => f.write_str(e),
         }
     }
 }
 
-impl Failure {
+impl AttemptFailure {
     /// The retry policy's view of it.
     pub(crate) fn judge(&self) -> Next {
         match self {
-            Failure::Transport(_) => Next::Retry { retry_after: None },
-            Failure::Transient { retry_after, .. } => Next::Retry {
+            AttemptFailure::Transport(_) => Next::Retry { retry_after: None },
+            AttemptFailure::Transient { retry_after, .. } => Next::Retry {
                 retry_after: *retry_after,
             },
-            Failure::Fatal(_) | Failure::Refused(_) => Next::GiveUp,
+            AttemptFailure::Fatal(_) | AttemptFailure::Refused(_) => Next::GiveUp,
         }
     }
 
@@ -58,7 +58,7 @@ impl Failure {
     ) -> crate::usage::SourceError {
         let reason = self.after(attempts);
         match self {
-            Failure::Refused(_) => crate::usage::SourceError::Refused {
+            AttemptFailure::Refused(_) => crate::usage::SourceError::Refused {
                 source_name: source_name(),
                 reason,
             },
@@ -81,11 +81,11 @@ impl Failure {
         headers: &HeaderMap,
         body: &[u8],
         refused: &str,
-    ) -> Failure {
+    ) -> AttemptFailure {
         let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
         match status.as_u16() {
-            401 | 403 => Failure::Refused(format!("HTTP {status}: {refused}")),
-            429 | 500..=599 => Failure::Transient {
+            401 | 403 => AttemptFailure::Refused(format!("HTTP {status}: {refused}")),
+            429 | 500..=599 => AttemptFailure::Transient {
                 status: status.as_u16(),
                 retry_after: headers
                     .get(RETRY_AFTER)
@@ -93,7 +93,7 @@ impl Failure {
                     .and_then(|v| parse_retry_after(v, SystemTime::now())),
                 text,
             },
-            _ => Failure::Fatal(format!("HTTP {status}: {text}")),
+            _ => AttemptFailure::Fatal(format!("HTTP {status}: {text}")),
         }
     }
 }
@@ -112,12 +112,12 @@ pub(crate) fn shown_url(url: &reqwest::Url) -> String {
 pub(crate) fn with_bearer(
     req: reqwest::RequestBuilder,
     token: &Secret,
-) -> Result<reqwest::RequestBuilder, Failure> {
+) -> Result<reqwest::RequestBuilder, AttemptFailure> {
     if token.is_empty() {
         return Ok(req);
     }
     let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-        .map_err(|_| Failure::Fatal("the token is not a valid header value".into()))?;
+        .map_err(|_| AttemptFailure::Fatal("the token is not a valid header value".into()))?;
     value.set_sensitive(true);
     Ok(req.header(AUTHORIZATION, value))
 }

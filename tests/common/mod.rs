@@ -9,9 +9,9 @@ pub mod runner;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use connect_usage::connect::models::{IdRef, NewUsageFile, Period, UsageFile, UsageFileStatus};
-use connect_usage::connect::{ApiKey, ConnectClient, RetryPolicy};
-use connect_usage::sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
+use connect_client::models::{IdRef, NewUsageFile, UsageFile, UsageFileStatus, UsagePeriod};
+use connect_client::{ApiKey, ConnectClient, RetryPolicy};
+use connect_sandbox::{RuntimeConfig, Sandbox, SandboxConfig};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -57,7 +57,7 @@ pub fn provider(sb: &Sandbox) -> ConnectClient {
 
 /// A plain HTTP client, for raw requests.
 pub fn http() -> reqwest::Client {
-    connect_usage::connect::install_crypto_provider();
+    connect_client::install_crypto_provider();
     reqwest::Client::new()
 }
 
@@ -214,8 +214,8 @@ impl Target {
     }
 }
 
-pub fn april_2024() -> Period {
-    Period {
+pub fn april_2024() -> UsagePeriod {
+    UsagePeriod {
         from: NaiveDate::from_ymd_opt(2024, 4, 1).expect("date"),
         to: NaiveDate::from_ymd_opt(2024, 4, 30).expect("date"),
     }
@@ -356,7 +356,7 @@ pub fn capture_all_logs() -> Capture {
     use tracing_subscriber::prelude::*;
     let capture = Capture::default();
     tracing_subscriber::registry()
-        .with(connect_usage::logging::secret_safe_filter())
+        .with(connect_eaas::logging::secret_safe_filter())
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(capture.clone())
@@ -410,7 +410,7 @@ pub async fn report_last_month(
     }
     .open()
     .expect("source");
-    let mut options = ReportOptions::new(connect_usage::usage::Period::previous_month(
+    let mut options = ReportOptions::new(connect_usage::usage::Month::previous_month(
         chrono::Utc::now(),
     ));
     tweak(&mut options);
@@ -441,7 +441,7 @@ pub async fn note_other_data(sb: &Sandbox, id: &str) {
     vendor(sb)
         .update_usage_file(
             id,
-            &connect_usage::connect::models::UsageFileUpdate {
+            &connect_client::models::UsageFileUpdate {
                 note: Some(format!("connect-usage digest={} records=1", "0".repeat(64))),
                 ..Default::default()
             },
@@ -537,9 +537,9 @@ pub fn sandbox_csv(
     let config = sb.state().config();
     let month = sb.state().usage_universe().month_of(
         "2024-04"
-            .parse::<connect_usage::sandbox::calendar::CalendarMonth>()
+            .parse::<connect_client::month::Month>()
             .expect("period"),
-        connect_usage::sandbox::vendor_api::Spread::of(&config),
+        connect_sandbox::vendor_api::Spread::of(&config),
     );
     for i in indices {
         let r = month.record(i, 0.0);
@@ -590,9 +590,9 @@ pub fn task_context(
     object: &str,
     source: &str,
     variables: &[(&str, &str)],
-) -> connect_usage::runner::TaskContext {
-    use connect_usage::runner::protocol::TaskCategory;
-    use connect_usage::runner::{Environment, TaskContext, TaskInfo, Variables};
+) -> connect_eaas::runner::TaskContext {
+    use connect_eaas::protocol::TaskCategory;
+    use connect_eaas::runner::{Environment, TaskContext, TaskInfo, Variables};
     let client = vendor(sb);
     let mut entries = vec![
         ("USAGE_SOURCE".to_owned(), source.to_owned(), false),
@@ -621,18 +621,18 @@ pub fn task_context(
         installation_client: None,
         config: Variables::from_entries(entries),
         environment: Environment::default(),
-        state: connect_usage::runner::HandlerState::default()
+        state: connect_eaas::runner::HandlerState::default()
             .with(connect_usage::usage::locks::GroupLocks::default()),
     }
 }
 
 /// April 2024: the month the tests report.
-pub fn april() -> connect_usage::usage::Period {
+pub fn april() -> connect_usage::usage::Month {
     "2024-04".parse().expect("period")
 }
 
 /// A run's options with polls fast enough for tests.
-pub fn quick_options(period: connect_usage::usage::Period) -> connect_usage::usage::ReportOptions {
+pub fn quick_options(period: connect_usage::usage::Month) -> connect_usage::usage::ReportOptions {
     connect_usage::usage::ReportOptions {
         poll: connect_usage::usage::PollPolicy {
             interval: Duration::from_millis(20),

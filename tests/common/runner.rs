@@ -5,14 +5,12 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use connect_usage::registry::{
-    EventHandler, ExtensionDescriptor, HandlerFuture, Registry, Schedulable, Variable,
-};
-use connect_usage::runner::backoff::ReconnectPolicy;
-use connect_usage::runner::{
+use connect_eaas::registry::{EventHandler, HandlerFuture, Registry, Schedulable, Variable};
+use connect_eaas::runner::backoff::ReconnectPolicy;
+use connect_eaas::runner::{
     HandlerError, Outcome, Runner, RunnerConfig, RunnerHandle, TaskContext,
 };
-use connect_usage::sandbox::Sandbox;
+use connect_sandbox::Sandbox;
 use serde_json::{Value, json};
 
 /// What handlers did, by runner instance (each test uses its own instance id).
@@ -254,7 +252,7 @@ pub fn config(sb: &Sandbox, instance: &str) -> RunnerConfig {
 }
 
 pub fn start_runner(config: RunnerConfig, registry: Registry) -> RunnerHandle {
-    let descriptor = ExtensionDescriptor::builtin().expect("built-in descriptor");
+    let descriptor = connect_usage::builtin_descriptor().expect("built-in descriptor");
     Runner::new(config, registry, &descriptor, None)
         .expect("runner builds")
         .with_state(connect_usage::usage::locks::GroupLocks::default())

@@ -9,7 +9,7 @@
 //! ([`TextFormat::write`]), so the sandbox's export route streams the same bytes as these files.
 //!
 //! This is where the product meets the sandbox: the records and their file formats are the
-//! sandbox's ([`crate::sandbox::export_formats`]); the targets, the files and the PostgreSQL
+//! sandbox's ([`connect_sandbox::export_formats`]); the targets, the files and the PostgreSQL
 //! table (`postgres`) are the usage sources' of this crate, which read them back.
 
 mod postgres;
@@ -20,13 +20,13 @@ use std::path::{Path, PathBuf};
 
 pub use postgres::{create_table_sql, write_postgres};
 
-use crate::sandbox::export_formats::{ROW_GROUP_ROWS, write_parquet_to};
-use crate::sandbox::vendor_api::{ExportedRecord, Month};
-use crate::usage::Period;
+use crate::usage::Month;
+use connect_sandbox::export_formats::{ROW_GROUP_ROWS, write_parquet_to};
+use connect_sandbox::vendor_api::{ExportedRecord, MonthUsage};
 
 /// The month's records and the text formats, as the sandbox serves them: what an export
 /// writes.
-pub use crate::sandbox::export_formats::{TextFormat, records};
+pub use connect_sandbox::export_formats::{TextFormat, records};
 
 /// Where an export goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,8 +90,8 @@ impl ExportTarget {
 /// defective on purpose) to `target`; returns how many were written.
 pub async fn export(
     target: &ExportTarget,
-    month: &Month<'_>,
-    period: Period,
+    month: &MonthUsage<'_>,
+    period: Month,
     count: u64,
     bad: f64,
     lookup: &dyn Fn(&str) -> Option<String>,

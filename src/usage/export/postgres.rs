@@ -5,10 +5,10 @@
 use futures_util::SinkExt;
 
 use super::ExportError;
-use crate::sandbox::export_formats::time_text;
-use crate::sandbox::vendor_api::ExportedRecord;
 use crate::usage::source_postgres::PostgresSpec;
-use crate::usage::{Period, Quantity};
+use crate::usage::{Month, Quantity};
+use connect_sandbox::export_formats::time_text;
+use connect_sandbox::vendor_api::ExportedRecord;
 
 /// The table the export creates when it is missing: the columns of the usage contract, typed
 /// as a vendor would keep them. No column is `NOT NULL`: a record defective on purpose (a
@@ -58,7 +58,7 @@ fn table_sql(table: &str) -> Result<String, ExportError> {
 pub async fn write_postgres(
     url: &str,
     table: &str,
-    period: Period,
+    period: Month,
     records: impl Iterator<Item = ExportedRecord>,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<u64, ExportError> {

@@ -15,13 +15,13 @@ use std::sync::Arc;
 
 use super::files::{GroupCtx, GroupError};
 use super::store::{Chunked, Chunker, RowsError, Store};
-use crate::connect::models::UsageFile;
 use crate::usage::record::Position;
 use crate::usage::reported::{self, ReportedRow};
 use crate::usage::row::{self, Row};
 use crate::usage::sort::{FrameWriter, Sorter};
 use crate::usage::summary::{Conflict, SAMPLES, UsageValues};
 use crate::usage::workbook::format_time;
+use connect_client::models::UsageFile;
 
 /// The comparison's result.
 #[derive(Debug)]

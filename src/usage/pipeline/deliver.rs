@@ -21,12 +21,12 @@ use super::files::{
     newer_waiting_message, rejected_message,
 };
 use super::store::{Chunk, RowsError};
-use crate::connect::ConnectError;
-use crate::connect::models::{IdRef, NewUsageFile, UsageFile, UsageFileStatus, UsageFileUpdate};
 use crate::usage::decide::{self, Done, NextStep, Reported, Seen, Wanted};
 use crate::usage::identity::{self, FileNote, FileSlot};
 use crate::usage::summary::{FileAction, FileFailure, FileReport};
 use crate::usage::workbook::{WorkbookError, WorkbookWriter};
+use connect_client::ConnectError;
+use connect_client::models::{IdRef, NewUsageFile, UsageFile, UsageFileStatus, UsageFileUpdate};
 
 /// How many times a file is read again and acted on before giving up.
 const MAX_ROUNDS: usize = 12;
@@ -529,7 +529,7 @@ impl Driver<'_> {
                 200,
             )),
             note: Some(upload_note(ctx, self.slot, None, None).to_string()),
-            period: crate::connect::models::Period {
+            period: connect_client::models::UsagePeriod {
                 from: period.first_day(),
                 to: period.last_day(),
             },

@@ -11,10 +11,10 @@ use tracing::warn;
 
 use super::place::GroupInfo;
 use super::{Run, Step};
-use crate::connect::models::{UsageFile, UsageFileStatus};
-use crate::rql::Expr;
 use crate::usage::identity::{self, FileSlot};
 use crate::usage::summary::{FileAction, FileFailure, FileReport};
+use connect_client::models::{UsageFile, UsageFileStatus};
+use connect_client::rql::Expr;
 
 /// How a group's message starts when Connect found its upload invalid.
 pub(super) const INVALID_UPLOAD: &str = "Connect found the upload invalid";

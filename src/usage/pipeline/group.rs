@@ -21,11 +21,11 @@ use super::files::{
 use super::place::GroupData;
 use super::store::{Chunk, Chunked};
 use super::{Run, RunError};
-use crate::connect::models::UsageFile;
 use crate::usage::catalog::Catalog;
 use crate::usage::identity::{self, FileNote, FileSlot};
 use crate::usage::layout::{self, Coverage, GroupFile, GroupRecords, Role, Scope};
 use crate::usage::summary::{Conflict, FileAction, FileReport, RecordCounts};
+use connect_client::models::UsageFile;
 
 /// What a group's report came to.
 #[derive(Debug, Default)]

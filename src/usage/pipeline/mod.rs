@@ -45,12 +45,12 @@ use tracing::info;
 use super::aggregate::Aggregation;
 use super::coverage::{self, Coverage};
 use super::locks::GroupLocks;
-use super::period::Period;
 use super::source::{SourceError, UsageSource};
 use super::summary::{FileAction, GroupCounts, RecordCounts, RunResult, RunSummary, SAMPLES};
 use super::workbook::MAX_ROWS;
 use super::workdir::{WorkDir, WorkDirError};
-use crate::connect::{ConnectClient, ConnectError};
+use connect_client::month::Month;
+use connect_client::{ConnectClient, ConnectError};
 
 /// How long to wait for Connect to process an upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +85,7 @@ pub const DEFAULT_MAX_RECORDS_PER_FILE: usize = 1_000_000;
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
-    pub period: Period,
+    pub period: Month,
     /// Usage files worked on at once (and groups planned at once).
     pub concurrency: usize,
     /// Write the workbooks and the summary, send nothing.
@@ -126,7 +126,7 @@ pub struct ReportOptions {
 }
 
 impl ReportOptions {
-    pub fn new(period: Period) -> ReportOptions {
+    pub fn new(period: Month) -> ReportOptions {
         ReportOptions {
             period,
             concurrency: 4,

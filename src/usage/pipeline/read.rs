@@ -16,7 +16,7 @@ use tracing::info;
 
 use super::problems::Problems;
 use super::{Run, RunError};
-use crate::usage::record::{Position, SourceItem, UsageRecord};
+use crate::usage::record::{Position, SourceItem, VendorRecord};
 use crate::usage::row::{Cursor, FrameError, put_opt_str, put_str, put_varint, unzigzag, zigzag};
 use crate::usage::sort::{FrameReader, FrameWriter};
 use crate::usage::source::UsageSource;
@@ -53,7 +53,7 @@ pub(super) struct Spooled<'a> {
     pub category: Option<&'a str>,
 }
 
-fn encode(r: &UsageRecord, subscription: u32, out: &mut Vec<u8>) {
+fn encode(r: &VendorRecord, subscription: u32, out: &mut Vec<u8>) {
     put_varint(out, r.position.ordinal);
     put_varint(out, r.position.line.map_or(0, |l| l + 1));
     put_varint(out, u64::from(subscription));
@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn spooled_records_read_back() {
-        let r = UsageRecord {
+        let r = VendorRecord {
             position: Position {
                 ordinal: 12,
                 line: Some(13),
