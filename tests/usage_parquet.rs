@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use connect_sandbox::Dataset;
-use connect_sandbox::vendor_api::UsageUniverse;
+use connect_sandbox::usage_universe::UsageUniverse;
 use connect_usage::usage::export::{self, write_jsonl};
 use connect_usage::usage::export::{write_parquet, write_parquet_grouped};
 use connect_usage::usage::{Month, Rejection, SourceError, SourceItem, SourceSpec, VendorRecord};

@@ -8,7 +8,7 @@ mod common;
 
 use common::postgres::{PgCluster, PgSetup};
 use common::*;
-use connect_sandbox::vendor_api::UsageUniverse;
+use connect_sandbox::usage_universe::UsageUniverse;
 use connect_sandbox::{Dataset, RuntimeConfig};
 use connect_usage::usage::export::{self, ExportTarget};
 use connect_usage::usage::{Month, Rejection, SourceItem, SourceSpec, VendorRecord, report};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use connect_client::secret::Secret;
-use connect_sandbox::vendor_api::{Spread, UsageUniverse};
+use connect_sandbox::usage_universe::{Spread, UsageUniverse};
 use connect_sandbox::{
     Dataset, FaultAction, FaultRule, ProviderPolicy, RuntimeConfig, Sandbox, SandboxConfig,
 };

@@ -529,7 +529,7 @@ mod tests {
 
     #[test]
     fn the_sandbox_pages_end_with_their_cursor() {
-        let u = connect_sandbox::vendor_api::UsageUniverse::of(
+        let u = connect_sandbox::usage_universe::UsageUniverse::of(
             &connect_sandbox::dataset::Dataset::default_account(),
         );
         let month = u.month("2024-04".parse::<crate::usage::Month>().expect("period"));

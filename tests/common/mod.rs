@@ -539,7 +539,7 @@ pub fn sandbox_csv(
         "2024-04"
             .parse::<connect_client::month::Month>()
             .expect("period"),
-        connect_sandbox::vendor_api::Spread::of(&config),
+        connect_sandbox::usage_universe::Spread::of(&config),
     );
     for i in indices {
         let r = month.record(i, 0.0);

@@ -22,7 +22,7 @@ use super::faults::{FaultRule, WsFaultRule};
 use super::platform::{ConnFilter, PlatformSettings, TaskSpec};
 use super::provider::ProviderPolicy;
 use super::server::{AppState, Origin, RuntimeConfig};
-use super::vendor_api::Spread;
+use super::usage_universe::Spread;
 use super::workbooks::{processed_workbook, template_workbook};
 use connect_client::XLSX_MIME;
 use connect_client::month::Month;

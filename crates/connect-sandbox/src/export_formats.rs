@@ -19,7 +19,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use super::vendor_api::{ExportedRecord, MonthUsage};
+use super::usage_universe::{ExportedRecord, MonthUsage};
 
 /// The month's records, one at a time.
 pub fn records<'a>(

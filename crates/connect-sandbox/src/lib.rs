@@ -10,7 +10,8 @@
 //!   they act through; [`query`] and [`filters`] run RQL queries the way Connect's server
 //!   does; [`processing`] reads and checks uploaded workbooks; [`workbooks`] builds the ones
 //!   served for download.
-//! - [`vendor_api`]: the vendor's usage API, serving generated usage for the dataset;
+//! - [`usage_universe`]: the vendor's usage, generated for the dataset; [`vendor_api`]: the
+//!   vendor's usage API serving it;
 //!   [`vendor_exports`]: the same usage as monthly export files (CSV, JSON Lines, Parquet) in
 //!   the formats of [`export_formats`]; the months and timestamps of `connect_client`.
 //! - [`platform`] and [`devops_api`]: Connect's EaaS platform side: the runner websocket,
@@ -40,6 +41,7 @@ pub mod summary;
 pub mod tls;
 pub mod usage_api;
 pub mod usage_files;
+pub mod usage_universe;
 pub mod vendor_api;
 pub mod vendor_exports;
 pub mod workbooks;

@@ -31,7 +31,7 @@ use super::provider::{Provider, ProviderPolicy};
 use super::query::PagingLimits;
 use super::store::{Actor, RequestEntry, SandboxEvent, Store, timestamp};
 use super::tls::TlsFiles;
-use super::vendor_api::UsageUniverse;
+use super::usage_universe::UsageUniverse;
 use super::{admin, api, devops_api, usage_api, vendor_api, vendor_exports};
 use connect_client::ApiKey;
 use connect_client::secret::Secret;

@@ -31,7 +31,8 @@ use futures_util::stream;
 
 use super::export_formats::{ROW_GROUP_ROWS, TextFormat, write_parquet_to};
 use super::server::{AppState, LoggedActor};
-use super::vendor_api::{Spread, authorized, refuse};
+use super::usage_universe::Spread;
+use super::vendor_api::{authorized, refuse};
 use connect_client::month::Month;
 
 /// Where the exports are: `{EXPORTS_PATH}/usage-YYYY-MM.csv`, `.jsonl` and `.parquet`.

@@ -22,7 +22,7 @@ pub use postgres::{create_table_sql, write_postgres};
 
 use crate::usage::Month;
 use connect_sandbox::export_formats::{ROW_GROUP_ROWS, write_parquet_to};
-use connect_sandbox::vendor_api::{ExportedRecord, MonthUsage};
+use connect_sandbox::usage_universe::{ExportedRecord, MonthUsage};
 
 /// The month's records and the text formats, as the sandbox serves them: what an export
 /// writes.

@@ -8,7 +8,7 @@ use super::ExportError;
 use crate::usage::source_postgres::PostgresSpec;
 use crate::usage::{Month, Quantity};
 use connect_sandbox::export_formats::time_text;
-use connect_sandbox::vendor_api::ExportedRecord;
+use connect_sandbox::usage_universe::ExportedRecord;
 
 /// The table the export creates when it is missing: the columns of the usage contract, typed
 /// as a vendor would keep them. No column is `NOT NULL`: a record defective on purpose (a
