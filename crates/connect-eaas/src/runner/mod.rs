@@ -7,7 +7,7 @@
 //! session's [`ConnectionState`] and stops the runner.
 //!
 //! - [`transport`]: opening the socket. [`session`]: one connection's life (handshake,
-//!   keep-alive, reconnection, result delivery). [`dispatch`]: one task's.
+//!   keep-alive, reconnection, result delivery). `dispatch`: one task's.
 //! - [`config`]: the official runner's environment variables. [`backoff`]: the reconnection
 //!   policy. [`setup`]: what the platform's setup responses say.
 //!   [`output`]: a task's output, built in one place. [`metrics`]: what an operator watches.
