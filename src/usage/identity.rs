@@ -167,7 +167,7 @@ pub fn workbook_name(contract: &str, product: &str, period: Month, slot: FileSlo
 pub struct RecordContent<'a> {
     pub asset_id: &'a str,
     pub item_mpn: &'a str,
-    /// Normalised decimal text ([`Quantity`]).
+    /// Normalised decimal text ([`Quantity`](crate::usage::record::Quantity)).
     pub quantity: &'a str,
     pub start: i64,
     pub end: i64,

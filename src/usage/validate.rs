@@ -61,7 +61,7 @@ pub struct Placement<'c> {
 pub struct Checked<'r> {
     pub subscription: &'r str,
     pub item_mpn: &'r str,
-    /// Normalised decimal text ([`Quantity`]).
+    /// Normalised decimal text ([`Quantity`](crate::usage::record::Quantity)).
     pub quantity: &'r str,
     /// Unix seconds, UTC.
     pub start: i64,

@@ -2,18 +2,18 @@
 //! distribution contract and product to Connect exactly once, in bounded memory.
 //!
 //! The run goes through four phases, each in a file of its own:
-//! 1. [read](read): every record from the source into a spool on the work directory's disk
+//! 1. `read`: every record from the source into a spool on the work directory's disk
 //!    (malformed ones become rejections, never dropped), noting the subscriptions named;
-//! 2. [place](place): load the catalog in batched queries, check each record and place it in
+//! 2. `place`: load the catalog in batched queries, check each record and place it in
 //!    its (contract, product) group with its record id; an external sort then brings each
 //!    group's records together in id order, where duplicate ids meet and are refused (and rows
 //!    are summed per window when aggregating);
-//! 3. [group](group): for each group, as soon as its records are all placed, find its usage
-//!    files by their deterministic external ids ([files](files)), learn what the submitted
+//! 3. `group`: for each group, as soon as its records are all placed, find its usage
+//!    files by their deterministic external ids (`files`), learn what the submitted
 //!    ones hold ([`super::layout`], reading them back when their notes cannot tell:
-//!    [compare](compare)), and give the records they do not hold to the files not yet
+//!    `compare`), and give the records they do not hold to the files not yet
 //!    submitted, cut into parts of at most `MAX_RECORDS_PER_FILE`, or to a new supplement;
-//! 4. [deliver](deliver): take each of those files from wherever it is to `pending` (create,
+//! 4. `deliver`: take each of those files from wherever it is to `pending` (create,
 //!    upload its workbook, wait for processing, note, submit), as [`super::decide`] says.
 //!
 //! Alongside 3 and 4, the subscriptions that should have usage are listed from Connect and
