@@ -13,14 +13,18 @@ COPY crates/connect-eaas/Cargo.toml crates/connect-eaas/
 COPY crates/connect-sandbox/Cargo.toml crates/connect-sandbox/
 RUN for c in connect-client connect-eaas connect-sandbox; do \
         mkdir -p crates/$c/src && touch crates/$c/src/lib.rs; done \
-    && mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && mkdir src examples && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && for e in report_bench runner_bench source_bench; do \
+        echo 'fn main() {}' > examples/$e.rs; done \
     && cargo build --release --locked --no-default-features \
-    && rm -rf src crates/*/src target/release/.fingerprint/connect-* \
+    && rm -rf src examples crates/*/src target/release/.fingerprint/connect-* \
        target/release/deps/*connect_usage* target/release/deps/*connect_client* \
        target/release/deps/*connect_eaas* target/release/deps/*connect_sandbox*
 COPY extension.json ./
 COPY crates ./crates
 COPY src ./src
+# Declared in Cargo.toml (the benchmarks, built only with the sandbox), so they must be there.
+COPY examples ./examples
 RUN cargo build --release --locked --no-default-features && strip target/release/connect-usage
 
 FROM debian:bookworm-slim
