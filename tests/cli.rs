@@ -7,6 +7,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_connect-usage");
 
 fn run(args: &[&str]) -> std::process::Output {
@@ -311,37 +313,12 @@ async fn run_reports_on_schedule_and_stops_cleanly_on_sigterm() {
         all
     });
     let platform = sb.state().platform();
-    let connected = async {
-        loop {
-            let p = platform.dump();
-            let ready = p["connections"]
-                .as_array()
-                .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["setup_done"] == true));
-            if ready {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), connected)
-        .await
-        .expect("the runner connects");
+    common::runner::both_sessions_set_up(&sb).await;
     let schedule = ext.schedules[0]["id"].as_str().expect("id").to_owned();
     let mut outputs = Vec::new();
     for _ in 0..2 {
         let (_, task) = platform.trigger_schedule(&schedule).expect("fired");
-        let done = async {
-            loop {
-                let t = platform.task(&task).expect("task");
-                if t["status"] != "scheduled" && t["status"] != "processing" {
-                    return t;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        let t = tokio::time::timeout(Duration::from_secs(30), done)
-            .await
-            .expect("the report ran");
+        let t = common::runner::task_settled(&sb, &task, Duration::from_secs(30)).await;
         assert_eq!(t["status"], "succeeded", "{t:#}");
         outputs.push(t["output"].as_str().unwrap_or_default().to_owned());
     }

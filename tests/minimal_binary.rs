@@ -6,6 +6,8 @@
 //! In a default build the file is empty: the binary there has the sandbox's commands.
 #![cfg(not(feature = "sandbox"))]
 
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -102,35 +104,10 @@ async fn it_runs_the_monthly_schedule_through_the_platform() {
         .spawn()
         .expect("starts");
     let platform = sb.state().platform();
-    let connected = async {
-        loop {
-            let p = platform.dump();
-            if p["connections"]
-                .as_array()
-                .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["setup_done"] == true))
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), connected)
-        .await
-        .expect("the runner connects");
+    common::runner::both_sessions_set_up(&sb).await;
     let schedule = ext.schedules[0]["id"].as_str().expect("id").to_owned();
     let (_, task) = platform.trigger_schedule(&schedule).expect("fired");
-    let done = async {
-        loop {
-            let t = platform.task(&task).expect("task");
-            if t["status"] != "scheduled" && t["status"] != "processing" {
-                return t;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let t = tokio::time::timeout(Duration::from_secs(60), done)
-        .await
-        .expect("the monthly run ends");
+    let t = common::runner::task_settled(&sb, &task, Duration::from_secs(60)).await;
     assert_eq!(t["status"], "succeeded", "{t:#}");
     let _ = child.start_kill();
     let _ = child.wait().await;

@@ -317,6 +317,34 @@ pub async fn wait_for(sb: &Sandbox, what: &str, check: impl Fn(&Value) -> bool) 
     }
 }
 
+/// Waits until a runner has both sessions connected and set up: how a test sees that the
+/// binary's runner, which it cannot ask, is ready.
+pub async fn both_sessions_set_up(sb: &Sandbox) -> Value {
+    wait_for(sb, "both sessions set up", |p| {
+        p["connections"]
+            .as_array()
+            .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["setup_done"] == true))
+    })
+    .await
+}
+
+/// Waits until task `id` is answered (no longer scheduled or processing), up to `limit`.
+pub async fn task_settled(sb: &Sandbox, id: &str, limit: Duration) -> Value {
+    let platform = sb.state().platform();
+    let settled = async {
+        loop {
+            let t = platform.task(id).expect("task");
+            if t["status"] != "scheduled" && t["status"] != "processing" {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(limit, settled)
+        .await
+        .unwrap_or_else(|_| panic!("task {id} not answered within {limit:?}"))
+}
+
 /// The protocol errors the sandbox saw (none, in a conforming run).
 pub async fn protocol_errors(sb: &Sandbox) -> Vec<Value> {
     platform(sb).await["protocol_errors"]
