@@ -287,31 +287,13 @@ async fn run_reports_on_schedule_and_stops_cleanly_on_sigterm() {
     .expect("sandbox");
     let ext = sb.state().dataset().extension();
     let key = sb.key(&ext.api_key).expect("extension key");
-    let mut child = Command::new(BIN)
-        .arg("run")
-        .env("API_KEY", format!("ApiKey {}", key.expose()))
-        .env("ENVIRONMENT_ID", &ext.environment.id)
-        .env("SERVER_ADDRESS", format!("ws://{}", sb.addr()))
-        .env("INSTANCE_ID", "cli-run")
+    let mut child = common::runner::run_command(BIN, &sb, "cli-run")
         .env("SHUTDOWN_GRACE_SECONDS", "5")
-        .env_remove("API_ADDRESS")
         // Everything, down to the websocket library's frames: no secret may show.
         .env("RUST_LOG", "trace")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let logs = tokio::spawn(async move {
-        let mut all = String::new();
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+    let logs = common::runner::collect_lines(child.stderr.take().expect("stderr"));
     let platform = sb.state().platform();
     common::runner::both_sessions_set_up(&sb).await;
     let schedule = ext.schedules[0]["id"].as_str().expect("id").to_owned();

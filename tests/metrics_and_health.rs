@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::promtool::{Scrape, check_metrics, check_rules};
@@ -21,22 +20,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_connect-usage");
 /// `connect-usage run` against the sandbox, its endpoint on a port of the system's choosing;
 /// returns the child, the endpoint's address (from its log line) and the log collector.
 async fn start_run(sb: &Sandbox) -> (Child, String, tokio::task::JoinHandle<String>) {
-    let ext = sb.state().dataset().extension();
-    let key = sb.key(&ext.api_key).expect("extension key");
-    let mut child = Command::new(BIN)
-        .arg("run")
-        .env("API_KEY", format!("ApiKey {}", key.expose()))
-        .env("ENVIRONMENT_ID", &ext.environment.id)
-        .env("SERVER_ADDRESS", format!("ws://{}", sb.addr()))
-        .env("INSTANCE_ID", "metrics-run")
+    let mut child = common::runner::run_command(BIN, sb, "metrics-run")
         .env("SHUTDOWN_GRACE_SECONDS", "5")
         .env("METRICS_ADDRESS", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
-        .env_remove("API_ADDRESS")
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("starts");
     let stderr = child.stderr.take().expect("stderr");
@@ -59,6 +47,7 @@ async fn start_run(sb: &Sandbox) -> (Child, String, tokio::task::JoinHandle<Stri
     })
     .await
     .expect("the endpoint's address is logged");
+    // The rest, through the same reader (what it has read ahead is not lost).
     let logs = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             all.push_str(&line);

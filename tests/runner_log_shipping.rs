@@ -524,41 +524,20 @@ async fn tasks_run_at_full_speed_while_the_listener_hangs_then_the_drop_is_count
 /// follow the platform's DEBUG, and what waits at the end goes before it exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_program_ships_at_the_platforms_levels_while_rust_log_pins_the_local_output() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let sb = common::start().await;
     platform_settings(
         &sb,
         json!({"send_logging_key": true, "log_level": "DEBUG", "runner_log_level": "DEBUG"}),
     )
     .await;
-    let ext = sb.state().dataset().extension();
-    let key = sb.key(&ext.api_key).expect("extension key");
     let instance = "bin-ship";
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_connect-usage"))
-        .arg("run")
-        .env("API_KEY", format!("ApiKey {}", key.expose()))
-        .env("ENVIRONMENT_ID", &ext.environment.id)
-        .env("SERVER_ADDRESS", sb.ws_origin())
-        .env("INSTANCE_ID", instance)
+    let mut child = rt::run_command(env!("CARGO_BIN_EXE_connect-usage"), &sb, instance)
         .env("LOGZIO_LISTENER_URL", sb.log_listener_url())
         .env("RUST_LOG", "warn")
         .env("LOG_FORMAT", "text")
-        .env_remove("API_ADDRESS")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let local = tokio::spawn(async move {
-        let mut all = String::new();
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+    let local = rt::collect_lines(child.stderr.take().expect("stderr"));
     rt::wait_for(&sb, "the program's two sessions", |p| {
         p["connections"]
             .as_array()

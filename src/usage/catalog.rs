@@ -47,6 +47,25 @@ pub fn looks_like_asset_id(s: &str) -> bool {
             .all(|(i, c)| matches!(i, 7 | 12) || c.is_ascii_digit())
 }
 
+/// The products with these ids, in batched queries.
+pub(crate) async fn products_by_id(
+    client: &ConnectClient,
+    ids: &BTreeSet<String>,
+) -> Result<Vec<Product>, ConnectError> {
+    let client = client.clone();
+    in_chunks(ids, move |chunk| {
+        let c = client.clone();
+        Box::pin(async move {
+            c.products()
+                .filter(Expr::in_("id", chunk))
+                .page_size(1000)
+                .all()
+                .await
+        })
+    })
+    .await
+}
+
 /// Fetches `ids` in `in(...)` lists of [`CHUNK`], a few requests at once.
 pub(crate) async fn in_chunks<T, F>(
     ids: &BTreeSet<String>,
@@ -140,20 +159,7 @@ impl Catalog {
             .values()
             .map(|a| a.product.id.clone())
             .collect();
-        let products = {
-            let client = client.clone();
-            in_chunks(&product_ids, move |chunk| {
-                let c = client.clone();
-                Box::pin(async move {
-                    c.products()
-                        .filter(Expr::in_("id", chunk))
-                        .page_size(1000)
-                        .all()
-                        .await
-                })
-            })
-            .await?
-        };
+        let products = products_by_id(client, &product_ids).await?;
         for p in products {
             catalog.products.insert(p.id.clone(), p);
         }

@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::catalog::{Catalog, in_chunks};
+use super::catalog::{Catalog, in_chunks, products_by_id};
 use super::validate::inactive_in;
 use connect_client::models::{Asset, Product};
 use connect_client::month::Month;
@@ -119,20 +119,7 @@ pub async fn load(client: &ConnectClient, catalog: &Catalog) -> Result<Expected,
         .map(|a| a.product.id.clone())
         .filter(|p| !catalog.products.contains_key(p))
         .collect();
-    let fetched = {
-        let client = client.clone();
-        in_chunks(&missing, move |chunk| {
-            let c = client.clone();
-            Box::pin(async move {
-                c.products()
-                    .filter(Expr::in_("id", chunk))
-                    .page_size(1000)
-                    .all()
-                    .await
-            })
-        })
-        .await?
-    };
+    let fetched = products_by_id(client, &missing).await?;
     let mut products: HashMap<String, Product> = catalog
         .products
         .iter()

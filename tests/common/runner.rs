@@ -460,3 +460,38 @@ pub async fn connected_with(
     );
     runner
 }
+
+/// `connect-usage run` (the test's binary, `bin`) as the sandbox extension's environment,
+/// named `instance`: stdout discarded, stderr piped, killed when dropped. The caller adds its
+/// own settings and spawns it.
+pub fn run_command(bin: &str, sb: &Sandbox, instance: &str) -> tokio::process::Command {
+    let ext = sb.state().dataset().extension();
+    let key = sb.key(&ext.api_key).expect("extension key");
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.arg("run")
+        .env("API_KEY", format!("ApiKey {}", key.expose()))
+        .env("ENVIRONMENT_ID", &ext.environment.id)
+        .env("SERVER_ADDRESS", format!("ws://{}", sb.addr()))
+        .env("INSTANCE_ID", instance)
+        .env_remove("API_ADDRESS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Every line `from` gives until it ends, collected by a task of its own.
+pub fn collect_lines(
+    from: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> tokio::task::JoinHandle<String> {
+    use tokio::io::AsyncBufReadExt;
+    tokio::spawn(async move {
+        let mut all = String::new();
+        let mut lines = tokio::io::BufReader::new(from).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    })
+}
