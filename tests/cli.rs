@@ -320,17 +320,7 @@ async fn run_reports_on_schedule_and_stops_cleanly_on_sigterm() {
             .all(|f| f.status.as_str() == "pending")
     );
 
-    let pid = child.id().expect("pid").to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .expect("status");
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(common::runner::terminate(&mut child).await, Some(0));
     let logs = logs.await.expect("logs");
     let log = platform.dump()["connection_log"].clone();
     let shutdowns = log

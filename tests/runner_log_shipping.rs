@@ -551,17 +551,7 @@ async fn the_program_ships_at_the_platforms_levels_while_rust_log_pins_the_local
     .await;
     assert!(records.iter().any(is_task_done(&task)), "info shipped too");
 
-    let pid = child.id().expect("pid").to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .expect("status");
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(rt::terminate(&mut child).await, Some(0));
     let records = records_of(&shipped(&sb).await, instance);
     assert!(
         records.iter().any(|r| r["message"] == "runner stopped"),

@@ -495,3 +495,18 @@ pub fn collect_lines(
         all
     })
 }
+
+/// Sends SIGTERM to `child` and waits (up to 20 s) for it to exit; its exit code.
+pub async fn terminate(child: &mut tokio::process::Child) -> Option<i32> {
+    let pid = child.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("status")
+        .code()
+}
