@@ -6,9 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::runner::{config, finished, platform, platform_settings, start_runner, submit};
+use common::runner::{config, finished, platform, platform_settings, submit};
 use common::{admin_get, admin_put, provider};
-use connect_eaas::registry::Registry;
 use connect_eaas::runner::RunnerHandle;
 use connect_sandbox::dataset::VariableSetup;
 use connect_sandbox::{Dataset, ProviderPolicy, RejectRule, Sandbox, SandboxConfig};
@@ -19,8 +18,7 @@ use serde_json::{Value, json};
 
 /// A runner with every handler the extension registers, connected.
 async fn extension_runner(sb: &Sandbox, instance: &str) -> RunnerHandle {
-    let registry = Registry::collect().expect("the extension's registry");
-    let runner = start_runner(config(sb, instance), registry);
+    let runner = common::extension_runner(config(sb, instance));
     assert!(
         runner.wait_connected(Duration::from_secs(10)).await,
         "the runner connects"

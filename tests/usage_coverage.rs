@@ -8,9 +8,8 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
-use common::runner::{config, finished, start_runner};
+use common::runner::{config, finished};
 use common::*;
-use connect_eaas::registry::Registry;
 use connect_sandbox::{RuntimeConfig, Sandbox};
 use connect_usage::usage::coverage::{COVERAGE_SAMPLES, Uncovered};
 use connect_usage::usage::{Month, RunResult};
@@ -321,8 +320,7 @@ async fn a_bad_switch_is_a_setting_to_fix() {
 async fn monthly_task(sb: &Sandbox, instance: &str, variables: Value) -> Value {
     let r = admin_put(sb, "platform/setup", json!({ "variables": variables })).await;
     assert!(r.status().is_success(), "setup changed");
-    let registry = Registry::collect().expect("the extension's registry");
-    let runner = start_runner(config(sb, instance), registry);
+    let runner = common::extension_runner(config(sb, instance));
     assert!(
         runner.wait_connected(Duration::from_secs(10)).await,
         "the runner connects"

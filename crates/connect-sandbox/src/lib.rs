@@ -38,6 +38,8 @@ pub mod query;
 pub mod server;
 pub mod store;
 pub mod summary;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tls;
 pub mod usage_api;
 pub mod usage_files;

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use connect_eaas::registry::{EventHandler, HandlerFuture, Registry, Schedulable, Variable};
+use connect_eaas::registry::{
+    EventHandler, ExtensionDescriptor, HandlerFuture, Registry, Schedulable, Variable,
+};
 use connect_eaas::runner::backoff::ReconnectPolicy;
 use connect_eaas::runner::{
     HandlerError, Outcome, Runner, RunnerConfig, RunnerHandle, TaskContext,
@@ -251,11 +253,21 @@ pub fn config(sb: &Sandbox, instance: &str) -> RunnerConfig {
     c
 }
 
+/// What the test extension tells Connect about itself.
+pub fn test_descriptor() -> ExtensionDescriptor {
+    ExtensionDescriptor::parse(
+        r#"{"name": "test-extension", "description": "The runner's test extension.",
+            "version": "1.0.0", "audience": ["vendor"],
+            "readme_url": "https://example.com/test-extension/README.md",
+            "changelog_url": "https://example.com/test-extension/CHANGELOG.md"}"#,
+        "the test extension",
+    )
+    .expect("a valid descriptor")
+}
+
 pub fn start_runner(config: RunnerConfig, registry: Registry) -> RunnerHandle {
-    let descriptor = connect_usage::builtin_descriptor().expect("built-in descriptor");
-    Runner::new(config, registry, &descriptor, None)
+    Runner::new(config, registry, &test_descriptor(), None)
         .expect("runner builds")
-        .with_state(connect_usage::usage::locks::GroupLocks::default())
         .start()
 }
 

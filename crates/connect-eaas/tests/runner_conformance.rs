@@ -245,7 +245,7 @@ async fn c02_c03_upgrade_headers_ping_then_setup_request() {
         v["data"]["variables"][1],
         json!({"name": "TEST_SECRET", "initial_value": "initial-secret-value", "secure": true})
     );
-    let d = connect_usage::builtin_descriptor().expect("descriptor");
+    let d = rt::test_descriptor();
     assert_eq!(
         v["data"]["repository"],
         json!({"readme_url": d.readme_url, "changelog_url": d.changelog_url})
@@ -906,7 +906,7 @@ async fn c20_later_setup_updates_config_live() {
     let sb = common::start().await;
     let levels: Arc<Mutex<Vec<LogLevels>>> = Arc::default();
     let seen = levels.clone();
-    let descriptor = connect_usage::builtin_descriptor().expect("descriptor");
+    let descriptor = rt::test_descriptor();
     let runner = Runner::new(
         config(&sb, "c20"),
         rt::registry(),
@@ -1043,7 +1043,10 @@ async fn c22_task_headers_on_rest_calls() {
     assert!(
         h["user-agent"]
             .as_str()
-            .is_some_and(|u| u.starts_with("connect-usage/") && u.contains("/c22")),
+            // The extension named from its descriptor, then the runner.
+            .is_some_and(
+                |u| u.starts_with("test-extension/1.0.0 connect-eaas/") && u.contains("/c22")
+            ),
         "{h}"
     );
     let tp = h["ext-traceparent"].as_str().expect("traceparent");
