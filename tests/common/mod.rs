@@ -8,7 +8,7 @@ pub mod postgres;
 #[path = "../../crates/connect-eaas/tests/common/mod.rs"]
 mod runner_common;
 #[allow(unused_imports)]
-pub use runner_common::{Capture, capture_all_logs, promtool, runner};
+pub use runner_common::{Capture, capture_all_logs, promtool, runner, shipping};
 
 pub use connect_sandbox::testing::*;
 

@@ -5,6 +5,7 @@
 
 pub mod promtool;
 pub mod runner;
+pub mod shipping;
 
 pub use connect_sandbox::testing::*;
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::Capture;
 use common::runner::{self as rt, admin_post, custom, platform_settings, run_task};
+use common::shipping::{is_task_done, of_task, shipped, wait_shipped};
 use connect_eaas::runner::log_ship::{LogShipper, ShipOptions};
 use connect_eaas::runner::{Runner, RunnerHandle};
 use connect_sandbox::Sandbox;
@@ -24,7 +25,7 @@ use serde_json::{Value, json};
 static LOGS: LazyLock<(LogShipper, Capture)> = LazyLock::new(|| {
     use tracing_subscriber::prelude::*;
     let shipper = LogShipper::new(ShipOptions {
-        extension_targets: vec!["connect_usage".into(), "connect_client".into()],
+        extension_targets: vec!["connect_client".into()],
         capacity: 100,
         interval: Duration::from_millis(50),
         retry_initial: Duration::from_millis(100),
@@ -57,61 +58,12 @@ async fn shipping_runner(instance: &str) -> (Sandbox, RunnerHandle) {
     platform_settings(&sb, json!({"send_logging_key": true})).await;
     let mut c = rt::config(&sb, instance);
     c.log_listener_url = sb.log_listener_url();
-    let descriptor = connect_usage::builtin_descriptor().expect("built-in descriptor");
-    let runner = Runner::new(c, rt::registry(), &descriptor, None)
+    let runner = Runner::new(c, rt::registry(), &rt::test_descriptor(), None)
         .expect("runner builds")
         .ship_logs(shipper)
-        .with_state(connect_usage::usage::locks::GroupLocks::default())
         .start();
     assert!(runner.wait_connected(Duration::from_secs(10)).await);
     (sb, runner)
-}
-
-/// What the listener received, as JSON.
-async fn shipped(sb: &Sandbox) -> Value {
-    common::admin_get(sb, "logs").await
-}
-
-/// Records from this runner instance (others may still ship from an earlier test).
-fn records_of(logs: &Value, instance: &str) -> Vec<Value> {
-    logs["records"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["instance_id"] == instance)
-        .cloned()
-        .collect()
-}
-
-fn of_task<'a>(records: &'a [Value], task: &str) -> Vec<&'a Value> {
-    records.iter().filter(|r| r["task_id"] == task).collect()
-}
-
-/// Waits until a record of `instance` matches `check`; returns all of them then.
-async fn wait_shipped(
-    sb: &Sandbox,
-    instance: &str,
-    what: &str,
-    limit: Duration,
-    check: impl Fn(&Value) -> bool,
-) -> Vec<Value> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let records = records_of(&shipped(sb).await, instance);
-        if records.iter().any(&check) {
-            return records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no shipped record for {what}; got {:#}",
-            Value::from(records)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn is_task_done(task: &str) -> impl Fn(&Value) -> bool + '_ {
-    move |r| r["task_id"] == task && r["message"] == "task done"
 }
 
 /// Runs a task to its end; returns its id.
@@ -522,49 +474,6 @@ async fn tasks_run_at_full_speed_while_the_listener_hangs_then_the_drop_is_count
 
 /// The program itself: RUST_LOG pins its local output at warn while the records it ships
 /// follow the platform's DEBUG, and what waits at the end goes before it exits.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_program_ships_at_the_platforms_levels_while_rust_log_pins_the_local_output() {
-    let sb = common::start().await;
-    platform_settings(
-        &sb,
-        json!({"send_logging_key": true, "log_level": "DEBUG", "runner_log_level": "DEBUG"}),
-    )
-    .await;
-    let instance = "bin-ship";
-    let mut child = rt::run_command(env!("CARGO_BIN_EXE_connect-usage"), &sb, instance)
-        .env("LOGZIO_LISTENER_URL", sb.log_listener_url())
-        .env("RUST_LOG", "warn")
-        .env("LOG_FORMAT", "text")
-        .spawn()
-        .expect("starts");
-    let local = rt::collect_lines(child.stderr.take().expect("stderr"));
-    rt::wait_for(&sb, "the program's two sessions", |p| {
-        p["connections"]
-            .as_array()
-            .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["setup_done"] == true))
-    })
-    .await;
-    let task = finished_task(&sb, custom(json!({"action": "echo"}))).await;
-    let records = wait_shipped(&sb, instance, "the task", Duration::from_secs(10), |r| {
-        r["task_id"] == task.as_str() && r["log_level"] == "DEBUG"
-    })
-    .await;
-    assert!(records.iter().any(is_task_done(&task)), "info shipped too");
-
-    assert_eq!(rt::terminate(&mut child).await, Some(0));
-    let records = records_of(&shipped(&sb).await, instance);
-    assert!(
-        records.iter().any(|r| r["message"] == "runner stopped"),
-        "the last records are flushed before the program exits"
-    );
-    let local = local.await.expect("stderr");
-    assert!(
-        !local.contains(" INFO ") && !local.contains("DEBUG"),
-        "the local output stays at RUST_LOG's warn: {local}"
-    );
-    assert!(!local.contains(sb.logging_key().expose()));
-}
-
 /// `connect_eaas_log_records_dropped_total` as this process exposes it.
 fn dropped_metric() -> f64 {
     connect_eaas::runner::metrics::register();
