@@ -9,18 +9,18 @@
 //! - [`handlers`]: the extension's handlers (the monthly report schedule, the usage file
 //!   lifecycle), declared with the runner's macros.
 //! - [`descriptor`]: the built-in `extension.json`.
-//! - [`demo`]: the whole story on an embedded sandbox (`connect-usage demo`).
+//! - [`story`]: the demo's story on an embedded sandbox (what `connect-usage demo` tells).
 //! - [`metrics_file`]: a run's figures written for node_exporter's textfile collector.
 //! - [`signal`]: waiting for the process's stop signal (Ctrl-C, SIGTERM).
 //! - [`memory`]: how the process takes memory from the kernel.
 
-#[cfg(feature = "sandbox")]
-pub mod demo;
 pub mod descriptor;
 pub mod handlers;
 pub mod memory;
 pub mod metrics_file;
 pub mod signal;
+#[cfg(feature = "sandbox")]
+pub mod story;
 pub mod usage;
 
 pub use descriptor::builtin_descriptor;

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use connect_sandbox::Sandbox;
-use connect_usage::demo::{self, DemoOptions};
+use connect_usage::story::{self, DemoOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_story_logs_no_secret() {
@@ -18,10 +18,10 @@ async fn the_story_logs_no_secret() {
         timeout: Duration::from_secs(60),
         ..DemoOptions::default()
     };
-    let sb = Sandbox::start(demo::sandbox_config(&options))
+    let sb = Sandbox::start(story::sandbox_config(&options))
         .await
         .expect("sandbox");
-    let outcome = demo::run_on(&sb, &options, |_| {}).await.expect("demo");
+    let outcome = story::run_on(&sb, &options, |_| {}).await.expect("demo");
     assert!(outcome.completed, "{:#?}", outcome.problems);
     let logs = capture.text();
     for expected in [

@@ -257,7 +257,7 @@ async fn the_sandbox_says_what_happened_in_a_few_lines() {
         .post(format!(
             "{}/sandbox/platform/schedules/{}/fire",
             sb.origin(),
-            connect_usage::demo::SCHEDULE_ID
+            connect_usage::story::SCHEDULE_ID
         ))
         .send()
         .await

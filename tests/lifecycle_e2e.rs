@@ -11,7 +11,7 @@ use common::{admin_get, admin_put, provider};
 use connect_eaas::runner::RunnerHandle;
 use connect_sandbox::dataset::VariableSetup;
 use connect_sandbox::{Dataset, ProviderPolicy, RejectRule, Sandbox, SandboxConfig};
-use connect_usage::demo::{self, DemoOptions};
+use connect_usage::story::{self, DemoOptions};
 use connect_usage::usage::identity::FileNote;
 use connect_usage::usage::pipeline::Step;
 use serde_json::{Value, json};
@@ -143,7 +143,7 @@ fn assert_says(message: &str, parts: &[&str]) {
 async fn fire_schedule(sb: &Sandbox) -> Value {
     let fired = common::runner::admin_post(
         sb,
-        &format!("platform/schedules/{}/fire", demo::SCHEDULE_ID),
+        &format!("platform/schedules/{}/fire", story::SCHEDULE_ID),
         json!({}),
     )
     .await;
@@ -162,11 +162,11 @@ async fn the_demo_story_runs_through_the_websocket() {
         timeout: Duration::from_secs(60),
         ..DemoOptions::default()
     };
-    let sb = Sandbox::start(demo::sandbox_config(&options))
+    let sb = Sandbox::start(story::sandbox_config(&options))
         .await
         .expect("sandbox");
     let mut steps = Vec::new();
-    let outcome = demo::run_on(&sb, &options, |s| steps.push(s.text.clone()))
+    let outcome = story::run_on(&sb, &options, |s| steps.push(s.text.clone()))
         .await
         .expect("the demo runs");
     assert!(outcome.completed, "problems: {:#?}", outcome.problems);

@@ -329,7 +329,7 @@ async fn monthly_task(sb: &Sandbox, instance: &str, variables: Value) -> Value {
         sb,
         &format!(
             "platform/schedules/{}/fire",
-            connect_usage::demo::SCHEDULE_ID
+            connect_usage::story::SCHEDULE_ID
         ),
         json!({}),
     )

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::Args;
-use connect_usage::demo::{self, DemoOptions};
+use connect_usage::story::{self, DemoOptions};
 
 use super::{EXIT_FAILURE, EXIT_OK, ExitFailure, run_error};
 
@@ -38,7 +38,7 @@ pub async fn run(args: DemoArgs) -> Result<u8, ExitFailure> {
     let progress_width = terminal_width(&std::io::stderr());
     let width = terminal_width(&std::io::stdout());
     let fit = |prefix: &str, text: &str| match width {
-        Some(w) => demo::wrap(prefix, text, w),
+        Some(w) => story::wrap(prefix, text, w),
         None => format!("{prefix}{text}"),
     };
     let options = DemoOptions {
@@ -46,11 +46,11 @@ pub async fn run(args: DemoArgs) -> Result<u8, ExitFailure> {
         timeout: Duration::from_secs(args.timeout_secs.max(1)),
         ..DemoOptions::default()
     };
-    let outcome = demo::run(options, |step| {
+    let outcome = story::run(options, |step| {
         if show {
             let prefix = format!("[{:>5.1}s] ", step.at);
             match progress_width {
-                Some(w) => eprintln!("{}", demo::wrap(&prefix, &step.text, w)),
+                Some(w) => eprintln!("{}", story::wrap(&prefix, &step.text, w)),
                 None => eprintln!("{prefix}{}", step.text),
             }
         }
@@ -58,11 +58,11 @@ pub async fn run(args: DemoArgs) -> Result<u8, ExitFailure> {
     .await
     .map_err(run_error)?;
     if args.json {
-        let text = serde_json::to_string_pretty(&demo::to_json(&outcome)).map_err(run_error)?;
+        let text = serde_json::to_string_pretty(&story::to_json(&outcome)).map_err(run_error)?;
         println!("{text}");
     } else {
         println!();
-        print!("{}", demo::table(&outcome, width));
+        print!("{}", story::table(&outcome, width));
         println!();
         // The summary names the month itself.
         println!("{}", fit("Monthly run: ", &outcome.summary));
