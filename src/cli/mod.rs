@@ -16,7 +16,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Everything went as asked.
 pub const EXIT_OK: u8 = 0;
-/// ExitFailure while running.
+/// Failure while running.
 pub const EXIT_FAILURE: u8 = 1;
 /// Bad arguments or configuration.
 pub const EXIT_CONFIG: u8 = 2;
