@@ -150,11 +150,7 @@ impl VendorApiSource {
         cursor: Option<&str>,
     ) -> Result<Fetched, SourceError> {
         let url = self.page_url(period, cursor);
-        let attempts = std::sync::atomic::AtomicU32::new(0);
         let attempt = || async {
-            if attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
-                metrics::source_retry(SourceKind::VendorApi);
-            }
             let req = self
                 .http
                 .get(url.clone())
@@ -197,7 +193,9 @@ impl VendorApiSource {
         };
         let judge = AttemptFailure::judge;
         self.retry
-            .run(attempt, judge)
+            .run_counted(attempt, judge, || {
+                metrics::source_retry(SourceKind::VendorApi)
+            })
             .await
             .map_err(|(f, attempts)| {
                 f.into_source_error(

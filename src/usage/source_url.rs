@@ -184,11 +184,7 @@ impl FileUrlSource {
         from: u64,
         validator: Option<&HeaderValue>,
     ) -> Result<Response, SourceError> {
-        let attempts = std::sync::atomic::AtomicU32::new(0);
         let attempt = || async {
-            if attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
-                metrics::source_retry(SourceKind::FileUrl);
-            }
             let mut req = self.http.get(url.clone());
             if from > 0 {
                 req = req.header(RANGE, format!("bytes={from}-"));
@@ -218,7 +214,9 @@ impl FileUrlSource {
             })
         };
         self.retry
-            .run(attempt, AttemptFailure::judge)
+            .run_counted(attempt, AttemptFailure::judge, || {
+                metrics::source_retry(SourceKind::FileUrl)
+            })
             .await
             .map_err(|(f, attempts)| {
                 f.into_source_error(

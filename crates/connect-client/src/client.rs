@@ -478,11 +478,7 @@ impl ConnectClient {
         // A 429 is the server declining the request (RFC 6585), so it is sent again whatever
         // `replay` says; any other failure of an unsafe request may have been applied.
         let idempotent = replay == Replay::Safe;
-        let attempts = std::sync::atomic::AtomicU32::new(0);
         let attempt = || async {
-            if attempts.fetch_add(1, Ordering::Relaxed) > 0 {
-                super::metrics::retry(line.method.as_str());
-            }
             let started = Instant::now();
             let resp = self.attempt(&line, &body).await?;
             if resp.status.is_success() {
@@ -513,7 +509,8 @@ impl ConnectClient {
             }
             _ => Next::GiveUp,
         };
-        match self.inner.retry.run(attempt, judge).await {
+        let on_retry = || super::metrics::retry(line.method.as_str());
+        match self.inner.retry.run_counted(attempt, judge, on_retry).await {
             Ok(resp) => Ok((line, resp)),
             Err((err, attempts)) => {
                 let maybe_applied = match err.kind() {

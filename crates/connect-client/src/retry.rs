@@ -103,8 +103,23 @@ impl RetryPolicy {
     /// logged with the error and the delay.
     pub async fn run<T, E, Fut>(
         &self,
+        attempt: impl FnMut() -> Fut,
+        judge: impl Fn(&E) -> Next,
+    ) -> Result<T, (E, u32)>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        E: Display,
+    {
+        self.run_counted(attempt, judge, || {}).await
+    }
+
+    /// [`run`](Self::run), calling `on_retry` before every attempt after the first (a metric
+    /// counts them).
+    pub async fn run_counted<T, E, Fut>(
+        &self,
         mut attempt: impl FnMut() -> Fut,
         judge: impl Fn(&E) -> Next,
+        on_retry: impl Fn(),
     ) -> Result<T, (E, u32)>
     where
         Fut: Future<Output = Result<T, E>>,
@@ -130,6 +145,7 @@ impl RetryPolicy {
                 "request failed, retrying"
             );
             tokio::time::sleep(delay).await;
+            on_retry();
             retry += 1;
         }
     }
@@ -149,6 +165,44 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_attempt_after_the_first_is_counted_as_a_retry() {
+        let p = RetryPolicy {
+            initial_delay: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        };
+        let attempts = std::cell::Cell::new(0u32);
+        let retries = std::cell::Cell::new(0u32);
+        let result: Result<u32, (String, u32)> = p
+            .run_counted(
+                || {
+                    attempts.set(attempts.get() + 1);
+                    let n = attempts.get();
+                    async move {
+                        if n < 3 {
+                            Err(format!("failure {n}"))
+                        } else {
+                            Ok(n)
+                        }
+                    }
+                },
+                |_| Next::Retry { retry_after: None },
+                || retries.set(retries.get() + 1),
+            )
+            .await;
+        assert_eq!(result, Ok(3));
+        assert_eq!(retries.get(), 2);
+        let given_up: Result<u32, (String, u32)> = p
+            .run_counted(
+                || async { Err("final".to_owned()) },
+                |_| Next::GiveUp,
+                || retries.set(retries.get() + 1),
+            )
+            .await;
+        assert_eq!(given_up, Err(("final".to_owned(), 1)));
+        assert_eq!(retries.get(), 2, "a failure given up on is no retry");
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
