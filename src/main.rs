@@ -94,10 +94,9 @@ fn init_logging(logging: &Logging, default_level: &str) -> cli::LogControl {
     let filter = EnvFilter::try_new(&base).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // The extension's records are this crate's and its REST client's; the sandbox's (another
-    // crate) are the emulated platform's and never shipped.
+    // The sandbox's records (another crate) are the emulated platform's and never shipped.
     let shipper = LogShipper::new(ShipOptions {
-        extension_targets: vec!["connect_usage".into(), "connect_client".into()],
+        extension_targets: cli::EXTENSION_TARGETS.map(String::from).to_vec(),
         ..ShipOptions::default()
     });
     let registry = tracing_subscriber::registry()

@@ -25,6 +25,11 @@ pub const EXIT_PARTIAL: u8 = 3;
 /// The runner stopped with results the platform did not get (it delivers those tasks again).
 pub const EXIT_UNDELIVERED: u8 = 4;
 
+/// The extension's log targets: this crate's and its REST client's. The platform's
+/// `log_level` applies to them (the runner's own, `connect_eaas`, follow `runner_log_level`),
+/// locally and in what is shipped to Connect.
+pub const EXTENSION_TARGETS: [&str; 2] = ["connect_usage", "connect_client"];
+
 /// The log levels, changeable while the process runs.
 pub struct LogControl {
     /// Replaces the local output's filter; false when it could not.
@@ -58,7 +63,9 @@ impl LogControl {
             }
             let mut directives = base.clone();
             if let Some(l) = &cur.extension {
-                directives.push_str(&format!(",connect_usage={l},connect_client={l}"));
+                for target in EXTENSION_TARGETS {
+                    directives.push_str(&format!(",{target}={l}"));
+                }
             }
             if let Some(l) = &cur.runner {
                 directives.push_str(&format!(",connect_eaas={l}"));

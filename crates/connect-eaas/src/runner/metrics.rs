@@ -160,13 +160,9 @@ impl ReconnectReason {
     }
 }
 
-pub(crate) fn connected(session: &str, up: bool) {
-    SESSION_CONNECTED
-        .with_label_values(&[session])
-        .set(i64::from(up));
-    if up {
-        CONNECTIONS.with_label_values(&[session]).inc();
-    }
+pub(crate) fn connected(session: &str) {
+    SESSION_CONNECTED.with_label_values(&[session]).set(1);
+    CONNECTIONS.with_label_values(&[session]).inc();
 }
 
 pub(crate) fn disconnected(session: &str) {

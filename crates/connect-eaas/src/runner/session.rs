@@ -209,7 +209,7 @@ impl Session {
                         .stats
                         .connections
                         .fetch_add(1, Ordering::Relaxed);
-                    metrics::connected(self.kind.as_str(), true);
+                    metrics::connected(self.kind.as_str());
                     self.state.send_replace(if self.deadline.is_some() {
                         ConnectionState::Stopping
                     } else {
