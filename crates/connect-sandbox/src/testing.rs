@@ -2,7 +2,6 @@
 //! port, clients for its keys, its admin API, a QT contract/product/assets triple from its
 //! dataset, workbooks built cell by cell, usage files in a given status, and a log capture.
 //! The tests of every crate of the workspace use them, and so can an extension's own.
-#![allow(clippy::expect_used)]
 
 use std::time::Duration;
 
