@@ -381,9 +381,18 @@ fn bench_rows(n: u64) -> Vec<BenchRow> {
         .collect()
 }
 
-fn write_one(rows: &[BenchRow], path: &Path, tempdir: &Path) -> Result<(), Failure> {
+fn write_one(rows: &[BenchRow], path: &Path) -> Result<(), Failure> {
     let start = period().start().timestamp();
-    let mut w = WorkbookWriter::new(period().end_exclusive(), Some(tempdir))?;
+    WorkbookWriter::write_file(path, period().end_exclusive(), rows.len(), |w| {
+        write_rows(w, rows, start)
+    })
+}
+
+fn write_rows(
+    w: &mut WorkbookWriter<std::fs::File>,
+    rows: &[BenchRow],
+    start: i64,
+) -> Result<(), Failure> {
     for (i, r) in rows.iter().enumerate() {
         w.push(&Row {
             group: 0,
@@ -405,7 +414,6 @@ fn write_one(rows: &[BenchRow], path: &Path, tempdir: &Path) -> Result<(), Failu
             tag: 0,
         })?;
     }
-    w.save(path)?;
     Ok(())
 }
 
@@ -415,7 +423,7 @@ fn phase_workbook() -> Result<(), Failure> {
     let dir = env_path("BENCH_OUT");
     std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
-    write_one(&rows, &dir.join("one.xlsx"), &dir)?;
+    write_one(&rows, &dir.join("one.xlsx"))?;
     print("workbook, one writer", rows.len(), started.elapsed());
     let size = std::fs::metadata(dir.join("one.xlsx"))?.len() as f64 / 1e6;
     println!("{:<34} {size:.0} MB workbook", "");
@@ -425,8 +433,7 @@ fn phase_workbook() -> Result<(), Failure> {
             .map(|k| {
                 let (rows, dir) = (&rows, &dir);
                 s.spawn(move || {
-                    write_one(rows, &dir.join(format!("part-{k}.xlsx")), dir)
-                        .map_err(|e| e.to_string())
+                    write_one(rows, &dir.join(format!("part-{k}.xlsx"))).map_err(|e| e.to_string())
                 })
             })
             .collect();

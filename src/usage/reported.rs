@@ -28,7 +28,7 @@
 //!
 //! Memory: the sheet's XML is inflated and parsed as it is read, a row's cells at a time.
 //! calamine reads the shared-string table whole when the workbook is opened: the workbooks
-//! this extension writes have none (rust_xlsxwriter in constant-memory mode writes inline
+//! this extension writes have none (its writer, `super::workbook`, writes inline
 //! strings), and a million of their rows read in about 10 MB; a hand-made workbook keeps its
 //! shared strings (one per distinct text, some 60 MB for a million distinct record ids) in
 //! memory while it is read.

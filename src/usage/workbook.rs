@@ -1,20 +1,39 @@
 //! The usage workbook Connect takes: sheet `records` with the QT columns in the reference's
 //! order, one row per record, and a `categories` sheet when records name categories.
 //!
-//! Written with rust_xlsxwriter in constant-memory mode (rows stream to a temporary file in the
-//! run's work directory, so a million rows do not sit in memory) and saved to a file. Text cells
-//! are always written as strings: a note that starts with `=` stays text, never a formula.
-//! Times are `YYYY-MM-DD HH:MM:SS` in UTC. The document's creation time is fixed by the caller,
-//! so the same rows give the same bytes.
+//! Written here as SpreadsheetML, straight into the zip entry, a row at a time: memory stays
+//! at one 64 KiB buffer whatever the rows, and nothing goes through a temporary file. A usage
+//! workbook has one fixed shape (ten columns of text and one of numbers, no styles, no
+//! formulas), so a general spreadsheet writer's per-cell bookkeeping buys nothing here, and it
+//! was the run's largest cost: rust_xlsxwriter (which the sandbox and the tests still use, and
+//! which serves as the reference the tests compare this writer's cells against) took 2.5 µs a
+//! row in constant-memory mode, this takes about 1 µs, most of it the deflate
+//! (docs/PERFORMANCE.md).
+//!
+//! What the bytes hold:
+//! - text is an inline string (`t="inlineStr"`), never a formula: a note that starts with `=`
+//!   stays text; XML's special characters are escaped, control characters XML cannot carry are
+//!   written as Excel's `_xHHHH_` escapes (and a literal `_xHHHH_` keeps its underscore as
+//!   `_x005F_`), leading or trailing white space is kept with `xml:space="preserve"`;
+//! - a quantity is a number cell when a float holds it exactly, else text;
+//! - times are `YYYY-MM-DD HH:MM:SS` in UTC;
+//! - the document's creation time is the caller's and the zip entries' times are fixed, so the
+//!   same rows give the same bytes;
+//! - the worksheet's dimension comes first in its XML, before the rows, so the writer is told
+//!   how many rows there will be and checks that it got them.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::fs::File;
+use std::io::{Seek, Write};
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
-use rust_xlsxwriter::{DocProperties, ExcelDateTime, Workbook, XlsxError};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipWriter};
 
 use super::record::exact_f64;
 use super::row::Row;
+use super::validate::MAX_CELL_CHARS;
 
 /// The `records` columns, in the order of the reference (section 6.2) for the QT schema.
 pub const COLUMNS: [&str; 10] = [
@@ -30,13 +49,36 @@ pub const COLUMNS: [&str; 10] = [
     "category_id",
 ];
 
+/// The `categories` columns.
+const CATEGORY_COLUMNS: [&str; 3] = ["category_id", "category_name", "category_description"];
+
 /// The most rows a worksheet holds below its header.
 pub const MAX_ROWS: usize = 1_048_575;
 
+/// Deflate level 2: as fast as level 1 with zlib-rs and a third smaller (level 1 is zlib-ng's
+/// "quick" strategy, 40% larger files for 10% less time).
+const DEFLATE_LEVEL: i64 = 2;
+
+/// The sheet's XML goes to the deflater in pieces of about this size.
+const FLUSH_AT: usize = 64 * 1024;
+
 /// A workbook that could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write the usage workbook: {0}")]
-pub struct WorkbookError(#[from] XlsxError);
+pub enum WorkbookError {
+    #[error("cannot write the usage workbook: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot write the usage workbook: {0}")]
+    Zip(#[from] zip::result::ZipError),
+    #[error("a usage workbook holds at most {MAX_ROWS} rows, {0} were asked for")]
+    TooManyRows(usize),
+    #[error("the usage workbook was to hold {declared} rows but was given {given}")]
+    RowCount { declared: usize, given: usize },
+    #[error(
+        "the text of column {column} in row {row} of the usage workbook is longer than the \
+         {MAX_CELL_CHARS} characters a cell holds"
+    )]
+    TextTooLong { column: &'static str, row: u32 },
+}
 
 /// `YYYY-MM-DD HH:MM:SS` into a fixed buffer (a million rows make `format!` show).
 pub fn format_time(secs: i64, buf: &mut [u8; 19]) -> &str {
@@ -62,124 +104,206 @@ pub fn format_time(secs: i64, buf: &mut [u8; 19]) -> &str {
     std::str::from_utf8(buf).unwrap_or("1970-01-01 00:00:00")
 }
 
-/// Writes one workbook, row by row.
-pub struct WorkbookWriter {
-    book: Workbook,
-    rows: u32,
+/// Writes one workbook into `W`, row by row.
+pub struct WorkbookWriter<W: Write + Seek> {
+    zip: ZipWriter<W>,
+    /// The records sheet's XML not yet given to the deflater.
+    xml: Vec<u8>,
+    declared: usize,
+    rows: usize,
     categories: BTreeSet<String>,
-    start_buf: [u8; 19],
-    end_buf: [u8; 19],
+    created: DateTime<Utc>,
+    time: [u8; 19],
 }
 
-impl WorkbookWriter {
-    /// `created` becomes the document's creation time (use something derived from the data,
-    /// such as the end of the period, for reproducible bytes); `tempdir` holds the rows while
-    /// they are written (the system's when `None`).
+impl<W: Write + Seek> WorkbookWriter<W> {
+    /// Starts a workbook of `rows` rows in `out`. `created` becomes the document's creation
+    /// time (use something derived from the data, such as the end of the period, for
+    /// reproducible bytes).
     pub fn new(
+        out: W,
         created: DateTime<Utc>,
-        tempdir: Option<&Path>,
-    ) -> Result<WorkbookWriter, WorkbookError> {
-        let mut book = Workbook::new();
-        // Level 2 deflates as fast as level 1 and makes files a third smaller.
-        book.set_zip_compression_level(2);
-        if let Some(dir) = tempdir {
-            book.set_tempdir(dir)?;
+        rows: usize,
+    ) -> Result<WorkbookWriter<W>, WorkbookError> {
+        if rows > MAX_ROWS {
+            return Err(WorkbookError::TooManyRows(rows));
         }
-        let when = ExcelDateTime::from_ymd(
-            created.year().clamp(1900, 9999) as u16,
-            created.month() as u8,
-            created.day() as u8,
-        )?
-        .and_hms(
-            created.hour() as u16,
-            created.minute() as u8,
-            created.second() as f64,
-        )?;
-        book.set_properties(
-            &DocProperties::new()
-                .set_title("Usage records")
-                .set_author("connect-usage")
-                .set_creation_datetime(&when),
+        let mut zip = ZipWriter::new(out);
+        zip.start_file("xl/worksheets/sheet1.xml", entry_options())?;
+        let mut xml = Vec::with_capacity(FLUSH_AT + 4096);
+        xml.extend_from_slice(WORKSHEET_START.as_bytes());
+        xml.extend_from_slice(b"<dimension ref=\"A1:J");
+        xml.extend_from_slice(itoa::Buffer::new().format(rows + 1).as_bytes());
+        xml.extend_from_slice(
+            b"\"/><sheetViews><sheetView tabSelected=\"1\" workbookViewId=\"0\"/></sheetViews>",
         );
-        let ws = book.add_worksheet_with_constant_memory()?;
-        ws.set_name("records")?;
-        for (c, name) in COLUMNS.iter().enumerate() {
-            ws.write_string(0, c as u16, *name)?;
-        }
+        xml.extend_from_slice(SHEET_DATA_START.as_bytes());
+        header_row(&mut xml, &COLUMNS);
         Ok(WorkbookWriter {
-            book,
+            zip,
+            xml,
+            declared: rows,
             rows: 0,
             categories: BTreeSet::new(),
-            start_buf: [0; 19],
-            end_buf: [0; 19],
+            created,
+            time: [0; 19],
         })
     }
 
     /// Rows written so far.
-    pub fn rows(&self) -> u32 {
+    pub fn rows(&self) -> usize {
         self.rows
     }
 
     /// Writes the next row.
     pub fn push(&mut self, r: &Row<'_>) -> Result<(), WorkbookError> {
-        let ws = self.book.worksheet_from_index(0)?;
-        let row_no = self.rows + 1;
-        ws.write_string(row_no, 0, r.record_id)?;
-        if let Some(note) = r.note {
-            ws.write_string(row_no, 1, note)?;
+        if self.rows == self.declared {
+            return Err(WorkbookError::RowCount {
+                declared: self.declared,
+                given: self.rows + 1,
+            });
         }
-        ws.write_string(row_no, 2, "item.mpn")?;
-        ws.write_string(row_no, 3, r.item_mpn)?;
-        match exact_f64(r.quantity) {
-            Some(v) => ws.write_number(row_no, 4, v)?,
-            None => ws.write_string(row_no, 4, r.quantity)?,
+        // The header is row 1.
+        let number = self.rows as u32 + 2;
+        let mut digits = itoa::Buffer::new();
+        let at = Cells {
+            row: number,
+            digits: digits.format(number).as_bytes(),
         };
-        ws.write_string(row_no, 5, format_time(r.start, &mut self.start_buf))?;
-        ws.write_string(row_no, 6, format_time(r.end, &mut self.end_buf))?;
-        ws.write_string(row_no, 7, "asset.id")?;
-        ws.write_string(row_no, 8, r.asset_id)?;
+        let x = &mut self.xml;
+        x.extend_from_slice(b"<row r=\"");
+        x.extend_from_slice(at.digits);
+        x.extend_from_slice(b"\">");
+        at.text(x, 0, r.record_id)?;
+        if let Some(note) = r.note {
+            at.text(x, 1, note)?;
+        }
+        at.text(x, 2, "item.mpn")?;
+        at.text(x, 3, r.item_mpn)?;
+        if exact_f64(r.quantity).is_some() {
+            // The normalised decimal is what the float prints as: the number cell's text.
+            at.number(x, 4, r.quantity);
+        } else {
+            at.text(x, 4, r.quantity)?;
+        }
+        at.text(x, 5, format_time(r.start, &mut self.time))?;
+        at.text(x, 6, format_time(r.end, &mut self.time))?;
+        at.text(x, 7, "asset.id")?;
+        at.text(x, 8, r.asset_id)?;
         if let Some(category) = r.category {
-            ws.write_string(row_no, 9, category)?;
-            if !self.categories.contains(category) {
+            at.text(x, 9, category)?;
+            if !category.is_empty() && !self.categories.contains(category) {
                 self.categories.insert(category.to_owned());
             }
         }
-        self.rows = row_no;
+        x.extend_from_slice(b"</row>");
+        self.rows += 1;
+        if self.xml.len() >= FLUSH_AT {
+            self.zip.write_all(&self.xml)?;
+            self.xml.clear();
+        }
         Ok(())
     }
 
-    /// Adds the `categories` sheet if rows named categories, and saves the workbook to `path`.
-    pub fn save(mut self, path: &Path) -> Result<(), WorkbookError> {
-        self.finish_sheets()?;
-        self.book.save(path)?;
-        Ok(())
+    /// Ends the records sheet, adds the `categories` sheet if rows named categories and the
+    /// package's other parts, and gives back `W`.
+    pub fn finish(mut self) -> Result<W, WorkbookError> {
+        if self.rows != self.declared {
+            return Err(WorkbookError::RowCount {
+                declared: self.declared,
+                given: self.rows,
+            });
+        }
+        self.xml.extend_from_slice(WORKSHEET_END.as_bytes());
+        self.zip.write_all(&self.xml)?;
+        let sheets: &[&str] = if self.categories.is_empty() {
+            &["records"]
+        } else {
+            self.write_categories()?;
+            &["records", "categories"]
+        };
+        let mut part = |name: &str, xml: &str| -> Result<(), WorkbookError> {
+            self.zip.start_file(name, entry_options())?;
+            self.zip.write_all(xml.as_bytes())?;
+            Ok(())
+        };
+        part("[Content_Types].xml", &content_types(sheets.len()))?;
+        part("_rels/.rels", ROOT_RELS)?;
+        part("docProps/app.xml", &app_properties(sheets))?;
+        part("docProps/core.xml", &core_properties(self.created))?;
+        part("xl/workbook.xml", &workbook(sheets))?;
+        part("xl/_rels/workbook.xml.rels", &workbook_rels(sheets.len()))?;
+        part("xl/styles.xml", STYLES)?;
+        Ok(self.zip.finish()?)
     }
 
-    /// The same, into memory.
-    pub fn save_to_vec(mut self) -> Result<Vec<u8>, WorkbookError> {
-        self.finish_sheets()?;
-        Ok(self.book.save_to_buffer()?)
-    }
-
-    fn finish_sheets(&mut self) -> Result<(), WorkbookError> {
-        if self.categories.is_empty() {
-            return Ok(());
-        }
-        let cs = self.book.add_worksheet_with_constant_memory()?;
-        cs.set_name("categories")?;
-        for (c, name) in ["category_id", "category_name", "category_description"]
-            .iter()
-            .enumerate()
-        {
-            cs.write_string(0, c as u16, *name)?;
-        }
+    fn write_categories(&mut self) -> Result<(), WorkbookError> {
+        self.zip
+            .start_file("xl/worksheets/sheet2.xml", entry_options())?;
+        let x = &mut self.xml;
+        x.clear();
+        x.extend_from_slice(WORKSHEET_START.as_bytes());
+        x.extend_from_slice(b"<dimension ref=\"A1:C");
+        x.extend_from_slice(
+            itoa::Buffer::new()
+                .format(self.categories.len() + 1)
+                .as_bytes(),
+        );
+        x.extend_from_slice(b"\"/><sheetViews><sheetView workbookViewId=\"0\"/></sheetViews>");
+        x.extend_from_slice(SHEET_DATA_START.as_bytes());
+        header_row(x, &CATEGORY_COLUMNS);
         for (i, category) in self.categories.iter().enumerate() {
-            let r = i as u32 + 1;
-            cs.write_string(r, 0, category)?;
-            cs.write_string(r, 1, category)?;
+            let number = i as u32 + 2;
+            let mut digits = itoa::Buffer::new();
+            let at = Cells {
+                row: number,
+                digits: digits.format(number).as_bytes(),
+            };
+            x.extend_from_slice(b"<row r=\"");
+            x.extend_from_slice(at.digits);
+            x.extend_from_slice(b"\">");
+            // The id names it: Connect shows the name, and the vendor has no other.
+            at.text(x, 0, category)?;
+            at.text(x, 1, category)?;
+            x.extend_from_slice(b"</row>");
         }
+        x.extend_from_slice(WORKSHEET_END.as_bytes());
+        self.zip.write_all(x)?;
+        x.clear();
         Ok(())
     }
+}
+
+impl WorkbookWriter<File> {
+    /// Writes `rows` rows into a workbook at `path`: they go to `path` with `.partial` added
+    /// until the workbook is whole, so a crash never leaves a half workbook under its name.
+    /// `fill` pushes the rows; its error (or the writer's) leaves no file behind.
+    pub fn write_file<E: From<WorkbookError>>(
+        path: &Path,
+        created: DateTime<Utc>,
+        rows: usize,
+        fill: impl FnOnce(&mut WorkbookWriter<File>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let partial = partial_path(path);
+        let result = (|| {
+            let file = File::create(&partial).map_err(WorkbookError::from)?;
+            let mut w = WorkbookWriter::new(file, created, rows)?;
+            fill(&mut w)?;
+            w.finish()?;
+            std::fs::rename(&partial, path).map_err(WorkbookError::from)?;
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        result
+    }
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
 }
 
 /// Writes a workbook of `rows` into memory (small workbooks, tests).
@@ -187,11 +311,277 @@ pub fn write<'a>(
     rows: impl IntoIterator<Item = Row<'a>>,
     created: DateTime<Utc>,
 ) -> Result<Vec<u8>, WorkbookError> {
-    let mut w = WorkbookWriter::new(created, None)?;
-    for r in rows {
-        w.push(&r)?;
+    let rows: Vec<Row<'a>> = rows.into_iter().collect();
+    let mut w = WorkbookWriter::new(std::io::Cursor::new(Vec::new()), created, rows.len())?;
+    for r in &rows {
+        w.push(r)?;
     }
-    w.save_to_vec()
+    Ok(w.finish()?.into_inner())
+}
+
+fn entry_options() -> SimpleFileOptions {
+    SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .compression_level(Some(DEFLATE_LEVEL))
+        // 1980-01-01, not the time of writing: the same rows give the same bytes.
+        .last_modified_time(zip::DateTime::default())
+}
+
+/// The cells of one row.
+struct Cells<'d> {
+    row: u32,
+    digits: &'d [u8],
+}
+
+impl Cells<'_> {
+    fn open(&self, x: &mut Vec<u8>, column: usize) {
+        x.extend_from_slice(b"<c r=\"");
+        x.push(b'A' + column as u8);
+        x.extend_from_slice(self.digits);
+        x.push(b'"');
+    }
+
+    /// An inline string cell; an empty text is no cell at all, as a spreadsheet has it.
+    fn text(&self, x: &mut Vec<u8>, column: usize, text: &str) -> Result<(), WorkbookError> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        // UTF-16 units, as Excel counts; no text of fewer bytes can have more.
+        if text.len() > MAX_CELL_CHARS && text.encode_utf16().count() > MAX_CELL_CHARS {
+            return Err(WorkbookError::TextTooLong {
+                column: COLUMNS.get(column).copied().unwrap_or("?"),
+                row: self.row,
+            });
+        }
+        self.open(x, column);
+        let first = text.as_bytes()[0];
+        let last = text.as_bytes()[text.len() - 1];
+        if is_space(first) || is_space(last) {
+            x.extend_from_slice(b" t=\"inlineStr\"><is><t xml:space=\"preserve\">");
+        } else {
+            x.extend_from_slice(b" t=\"inlineStr\"><is><t>");
+        }
+        escape_text(x, text);
+        x.extend_from_slice(b"</t></is></c>");
+        Ok(())
+    }
+
+    fn number(&self, x: &mut Vec<u8>, column: usize, value: &str) {
+        self.open(x, column);
+        x.extend_from_slice(b"><v>");
+        x.extend_from_slice(value.as_bytes());
+        x.extend_from_slice(b"</v></c>");
+    }
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn header_row(x: &mut Vec<u8>, names: &[&str]) {
+    let at = Cells {
+        row: 1,
+        digits: b"1",
+    };
+    x.extend_from_slice(b"<row r=\"1\">");
+    for (c, name) in names.iter().enumerate() {
+        // Fixed names: short, plain ASCII.
+        let _ = at.text(x, c, name);
+    }
+    x.extend_from_slice(b"</row>");
+}
+
+/// Whether a byte needs the careful path: XML's `&`, `<`, `>`, a control character, the `_`
+/// of a possible `_xHHHH_`, or the first byte of U+FFFE/U+FFFF (which XML cannot carry).
+fn needs_care(b: u8) -> bool {
+    matches!(b, b'&' | b'<' | b'>' | b'_' | 0xEF) || (b < 0x20 && b != b'\t' && b != b'\n')
+}
+
+/// Appends `text` as XML character data in SpreadsheetML's string escaping.
+fn escape_text(x: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(|&b| needs_care(b)) {
+        x.extend_from_slice(bytes);
+        return;
+    }
+    let mut rest = text;
+    while let Some(i) = rest.bytes().position(needs_care) {
+        x.extend_from_slice(&rest.as_bytes()[..i]);
+        rest = &rest[i..];
+        let Some(c) = rest.chars().next() else { break };
+        match c {
+            '&' => x.extend_from_slice(b"&amp;"),
+            '<' => x.extend_from_slice(b"&lt;"),
+            '>' => x.extend_from_slice(b"&gt;"),
+            '_' if is_escape_like(rest) => x.extend_from_slice(b"_x005F_"),
+            '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => {
+                x.extend_from_slice(format!("_x{:04X}_", c as u32).as_bytes());
+            }
+            other => {
+                let mut utf8 = [0u8; 4];
+                x.extend_from_slice(other.encode_utf8(&mut utf8).as_bytes());
+            }
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    x.extend_from_slice(rest.as_bytes());
+}
+
+/// `_xHHHH_` at the start of `s`: what a reader would take for an escape.
+fn is_escape_like(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 7
+        && b[0] == b'_'
+        // Lower-case `x` only, as ECMA-376 has it (and readers that unescape read it).
+        && b[1] == b'x'
+        && b[2..6].iter().all(u8::is_ascii_hexdigit)
+        && b[6] == b'_'
+}
+
+const WORKSHEET_START: &str = concat!(
+    "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n",
+    "<worksheet xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\" ",
+    "xmlns:r=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships\">",
+);
+
+const SHEET_DATA_START: &str = "<sheetFormatPr defaultRowHeight=\"15\"/><sheetData>";
+
+const WORKSHEET_END: &str = concat!(
+    "</sheetData><pageMargins left=\"0.7\" right=\"0.7\" top=\"0.75\" bottom=\"0.75\" ",
+    "header=\"0.3\" footer=\"0.3\"/></worksheet>",
+);
+
+const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n";
+
+const ROOT_RELS: &str = concat!(
+    "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n",
+    "<Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">",
+    "<Relationship Id=\"rId1\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/",
+    "relationships/officeDocument\" Target=\"xl/workbook.xml\"/>",
+    "<Relationship Id=\"rId2\" Type=\"http://schemas.openxmlformats.org/package/2006/",
+    "relationships/metadata/core-properties\" Target=\"docProps/core.xml\"/>",
+    "<Relationship Id=\"rId3\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/",
+    "relationships/extended-properties\" Target=\"docProps/app.xml\"/>",
+    "</Relationships>",
+);
+
+/// One font, no fills or borders, the one "Normal" style every cell uses.
+const STYLES: &str = concat!(
+    "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n",
+    "<styleSheet xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\">",
+    "<fonts count=\"1\"><font><sz val=\"11\"/><name val=\"Calibri\"/><family val=\"2\"/>",
+    "</font></fonts>",
+    "<fills count=\"2\"><fill><patternFill patternType=\"none\"/></fill>",
+    "<fill><patternFill patternType=\"gray125\"/></fill></fills>",
+    "<borders count=\"1\"><border><left/><right/><top/><bottom/><diagonal/></border></borders>",
+    "<cellStyleXfs count=\"1\"><xf numFmtId=\"0\" fontId=\"0\" fillId=\"0\" borderId=\"0\"/>",
+    "</cellStyleXfs>",
+    "<cellXfs count=\"1\"><xf numFmtId=\"0\" fontId=\"0\" fillId=\"0\" borderId=\"0\" ",
+    "xfId=\"0\"/></cellXfs>",
+    "<cellStyles count=\"1\"><cellStyle name=\"Normal\" xfId=\"0\" builtinId=\"0\"/>",
+    "</cellStyles></styleSheet>",
+);
+
+fn content_types(sheets: usize) -> String {
+    let mut x = String::from(XML_DECLARATION);
+    x.push_str(
+        "<Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\">\
+         <Default Extension=\"rels\" \
+         ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/>\
+         <Default Extension=\"xml\" ContentType=\"application/xml\"/>\
+         <Override PartName=\"/docProps/app.xml\" ContentType=\"application/\
+         vnd.openxmlformats-officedocument.extended-properties+xml\"/>\
+         <Override PartName=\"/docProps/core.xml\" \
+         ContentType=\"application/vnd.openxmlformats-package.core-properties+xml\"/>\
+         <Override PartName=\"/xl/styles.xml\" ContentType=\"application/\
+         vnd.openxmlformats-officedocument.spreadsheetml.styles+xml\"/>\
+         <Override PartName=\"/xl/workbook.xml\" ContentType=\"application/\
+         vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml\"/>",
+    );
+    for n in 1..=sheets {
+        x.push_str(&format!(
+            "<Override PartName=\"/xl/worksheets/sheet{n}.xml\" ContentType=\"application/\
+             vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml\"/>"
+        ));
+    }
+    x.push_str("</Types>");
+    x
+}
+
+fn app_properties(sheets: &[&str]) -> String {
+    let mut x = String::from(XML_DECLARATION);
+    x.push_str(&format!(
+        "<Properties xmlns=\"http://schemas.openxmlformats.org/officeDocument/2006/\
+         extended-properties\" \
+         xmlns:vt=\"http://schemas.openxmlformats.org/officeDocument/2006/docPropsVTypes\">\
+         <Application>connect-usage</Application><DocSecurity>0</DocSecurity>\
+         <ScaleCrop>false</ScaleCrop><HeadingPairs><vt:vector size=\"2\" baseType=\"variant\">\
+         <vt:variant><vt:lpstr>Worksheets</vt:lpstr></vt:variant>\
+         <vt:variant><vt:i4>{n}</vt:i4></vt:variant></vt:vector></HeadingPairs>\
+         <TitlesOfParts><vt:vector size=\"{n}\" baseType=\"lpstr\">",
+        n = sheets.len()
+    ));
+    for name in sheets {
+        x.push_str(&format!("<vt:lpstr>{name}</vt:lpstr>"));
+    }
+    x.push_str(
+        "</vt:vector></TitlesOfParts><LinksUpToDate>false</LinksUpToDate>\
+         <SharedDoc>false</SharedDoc><HyperlinksChanged>false</HyperlinksChanged>\
+         <AppVersion>12.0000</AppVersion></Properties>",
+    );
+    x
+}
+
+fn core_properties(created: DateTime<Utc>) -> String {
+    let when = created.format("%Y-%m-%dT%H:%M:%SZ");
+    format!(
+        "{XML_DECLARATION}<cp:coreProperties \
+         xmlns:cp=\"http://schemas.openxmlformats.org/package/2006/metadata/core-properties\" \
+         xmlns:dc=\"http://purl.org/dc/elements/1.1/\" xmlns:dcterms=\"http://purl.org/dc/terms/\" \
+         xmlns:dcmitype=\"http://purl.org/dc/dcmitype/\" \
+         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\
+         <dc:title>Usage records</dc:title><dc:creator>connect-usage</dc:creator>\
+         <cp:lastModifiedBy>connect-usage</cp:lastModifiedBy>\
+         <dcterms:created xsi:type=\"dcterms:W3CDTF\">{when}</dcterms:created>\
+         <dcterms:modified xsi:type=\"dcterms:W3CDTF\">{when}</dcterms:modified>\
+         </cp:coreProperties>"
+    )
+}
+
+fn workbook(sheets: &[&str]) -> String {
+    let mut x = String::from(XML_DECLARATION);
+    x.push_str(
+        "<workbook xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\" \
+         xmlns:r=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships\">\
+         <bookViews><workbookView/></bookViews><sheets>",
+    );
+    for (i, name) in sheets.iter().enumerate() {
+        x.push_str(&format!(
+            "<sheet name=\"{name}\" sheetId=\"{n}\" r:id=\"rId{n}\"/>",
+            n = i + 1
+        ));
+    }
+    x.push_str("</sheets></workbook>");
+    x
+}
+
+fn workbook_rels(sheets: usize) -> String {
+    let mut x = String::from(XML_DECLARATION);
+    x.push_str(
+        "<Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">",
+    );
+    for n in 1..=sheets {
+        x.push_str(&format!(
+            "<Relationship Id=\"rId{n}\" Type=\"http://schemas.openxmlformats.org/\
+             officeDocument/2006/relationships/worksheet\" Target=\"worksheets/sheet{n}.xml\"/>"
+        ));
+    }
+    x.push_str(&format!(
+        "<Relationship Id=\"rId{n}\" Type=\"http://schemas.openxmlformats.org/officeDocument/\
+         2006/relationships/styles\" Target=\"styles.xml\"/></Relationships>",
+        n = sheets + 1
+    ));
+    x
 }
 
 #[cfg(test)]
@@ -284,5 +674,223 @@ mod tests {
             formulas.used_cells().all(|(_, _, f)| f.is_empty()),
             "no formula anywhere"
         );
+    }
+
+    /// Every cell of every sheet, as calamine reads it.
+    fn cells(bytes: Vec<u8>) -> Vec<(String, Vec<Vec<Data>>)> {
+        let mut book: calamine::Xlsx<_> =
+            calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).expect("xlsx");
+        book.sheet_names()
+            .into_iter()
+            .map(|name| {
+                let range = book.worksheet_range(&name).expect("sheet");
+                (name, range.rows().map(<[Data]>::to_vec).collect())
+            })
+            .collect()
+    }
+
+    /// The same rows through rust_xlsxwriter, cell by cell as this module's writer used to
+    /// write them (constant-memory mode, inline strings).
+    fn reference(rows: &[Row<'_>], created: DateTime<Utc>) -> Vec<u8> {
+        use rust_xlsxwriter::{DocProperties, ExcelDateTime, Workbook};
+        let mut book = Workbook::new();
+        let when = ExcelDateTime::from_timestamp(created.timestamp()).expect("time");
+        book.set_properties(&DocProperties::new().set_creation_datetime(&when));
+        let ws = book.add_worksheet_with_constant_memory().expect("sheet");
+        ws.set_name("records").expect("name");
+        for (c, name) in COLUMNS.iter().enumerate() {
+            ws.write_string(0, c as u16, *name).expect("header");
+        }
+        let mut categories = BTreeSet::new();
+        let mut buf = [0u8; 19];
+        for (i, r) in rows.iter().enumerate() {
+            let n = i as u32 + 1;
+            ws.write_string(n, 0, r.record_id).expect("cell");
+            if let Some(note) = r.note {
+                ws.write_string(n, 1, note).expect("cell");
+            }
+            ws.write_string(n, 2, "item.mpn").expect("cell");
+            ws.write_string(n, 3, r.item_mpn).expect("cell");
+            match exact_f64(r.quantity) {
+                Some(v) => ws.write_number(n, 4, v).expect("cell"),
+                None => ws.write_string(n, 4, r.quantity).expect("cell"),
+            };
+            ws.write_string(n, 5, format_time(r.start, &mut buf))
+                .expect("cell");
+            ws.write_string(n, 6, format_time(r.end, &mut buf))
+                .expect("cell");
+            ws.write_string(n, 7, "asset.id").expect("cell");
+            ws.write_string(n, 8, r.asset_id).expect("cell");
+            if let Some(category) = r.category.filter(|c| !c.is_empty()) {
+                ws.write_string(n, 9, category).expect("cell");
+                categories.insert(category);
+            }
+        }
+        if !categories.is_empty() {
+            let cs = book.add_worksheet_with_constant_memory().expect("sheet");
+            cs.set_name("categories").expect("name");
+            for (c, name) in CATEGORY_COLUMNS.iter().enumerate() {
+                cs.write_string(0, c as u16, *name).expect("header");
+            }
+            for (i, category) in categories.iter().enumerate() {
+                cs.write_string(i as u32 + 1, 0, *category).expect("cell");
+                cs.write_string(i as u32 + 1, 1, *category).expect("cell");
+            }
+        }
+        book.save_to_buffer().expect("saves")
+    }
+
+    #[test]
+    fn cells_read_back_as_the_reference_writer_s() {
+        let april = (1_711_929_600, 1_714_521_599);
+        let texts = [
+            " leading space",
+            "trailing space ",
+            "\ttab first",
+            "new\nline and\r\ncarriage return",
+            "control \u{1} and \u{1f} characters",
+            "_x0001_ looks like an escape, _X00fF_ too",
+            "_x12_ and _xZZZZ_ and a lone _ do not",
+            "& < > \" ' in XML",
+            "=SUM(A1:A9)",
+            "Zürich — 東京 🚀",
+            "ends with an underscore _",
+        ];
+        let mut rows = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            rows.push(row(text, Some(text), text, "2.5", april, text, Some(text)));
+            let quantity = [
+                "-0.000001",
+                "12345678901234567.5",
+                "100000000000000000000",
+                "7",
+            ][i % 4];
+            rows.push(row("plain", None, "MPN-1", quantity, april, "AS-1", None));
+        }
+        rows.push(row(
+            "empty note",
+            Some(""),
+            "MPN-1",
+            "1",
+            april,
+            "AS-1",
+            Some(""),
+        ));
+        let created = DateTime::<Utc>::from_timestamp(1_714_521_600, 0).unwrap_or_default();
+        let ours = cells(write(rows.clone(), created).expect("writes"));
+        let theirs = cells(reference(&rows, created));
+        assert_eq!(ours.len(), 2, "records and categories");
+        assert_eq!(ours, theirs);
+        // The texts came back as they went in (not only as the reference has them).
+        let records = &ours[0].1;
+        for (i, text) in texts.iter().enumerate() {
+            assert_eq!(
+                records[1 + 2 * i][1],
+                Data::String((*text).to_owned()),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn characters_xml_cannot_carry_are_escaped() {
+        let mut x = Vec::new();
+        escape_text(&mut x, "a\u{fffe}b\u{ffff}c\u{0}d");
+        assert_eq!(
+            String::from_utf8(x).expect("utf-8"),
+            "a_xFFFE_b_xFFFF_c_x0000_d"
+        );
+        let mut x = Vec::new();
+        escape_text(&mut x, "_x00e9_ _x00e9 x_ _X00E9_ _x00e9_");
+        assert_eq!(
+            String::from_utf8(x).expect("utf-8"),
+            "_x005F_x00e9_ _x00e9 x_ _X00E9_ _x005F_x00e9_"
+        );
+    }
+
+    #[test]
+    fn the_declared_number_of_rows_is_checked() {
+        let created = DateTime::<Utc>::from_timestamp(1_714_521_600, 0).unwrap_or_default();
+        let r = row("r-1", None, "MPN-1", "1", (0, 1), "AS-1", None);
+        let out = || std::io::Cursor::new(Vec::new());
+
+        let mut w = WorkbookWriter::new(out(), created, 1).expect("starts");
+        w.push(&r).expect("first row");
+        let e = w.push(&r).expect_err("a second row");
+        assert!(
+            matches!(
+                e,
+                WorkbookError::RowCount {
+                    declared: 1,
+                    given: 2
+                }
+            ),
+            "{e}"
+        );
+
+        let mut w = WorkbookWriter::new(out(), created, 2).expect("starts");
+        w.push(&r).expect("first row");
+        let e = w.finish().expect_err("one row short");
+        assert_eq!(
+            e.to_string(),
+            "the usage workbook was to hold 2 rows but was given 1"
+        );
+
+        let e = WorkbookWriter::new(out(), created, MAX_ROWS + 1)
+            .err()
+            .expect("too many");
+        assert!(e.to_string().contains("at most 1048575 rows"), "{e}");
+
+        let w = WorkbookWriter::new(out(), created, 0).expect("starts");
+        assert_eq!(w.rows(), 0);
+        let bytes = w.finish().expect("an empty workbook").into_inner();
+        let sheets = cells(bytes);
+        assert_eq!(sheets.len(), 1);
+        assert_eq!(sheets[0].1.len(), 1, "the header alone");
+    }
+
+    #[test]
+    fn text_longer_than_a_cell_is_refused_with_its_place() {
+        let created = DateTime::<Utc>::from_timestamp(1_714_521_600, 0).unwrap_or_default();
+        let fits = "€".repeat(MAX_CELL_CHARS);
+        let long = "n".repeat(MAX_CELL_CHARS + 1);
+        let mut w =
+            WorkbookWriter::new(std::io::Cursor::new(Vec::new()), created, 2).expect("starts");
+        w.push(&row("r-1", Some(&fits), "MPN-1", "1", (0, 1), "AS-1", None))
+            .expect("three bytes a character, one UTF-16 unit: fits");
+        let e = w
+            .push(&row("r-2", Some(&long), "MPN-1", "1", (0, 1), "AS-1", None))
+            .expect_err("too long");
+        assert_eq!(
+            e.to_string(),
+            "the text of column record_note in row 3 of the usage workbook is longer than the \
+             32767 characters a cell holds"
+        );
+    }
+
+    #[test]
+    fn a_file_is_whole_or_absent() {
+        let dir = std::env::temp_dir().join(format!("cu-workbook-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("usage.xlsx");
+        let created = DateTime::<Utc>::from_timestamp(1_714_521_600, 0).unwrap_or_default();
+        let r = row("r-1", None, "MPN-1", "1", (0, 1), "AS-1", None);
+
+        let e = WorkbookWriter::write_file(&path, created, 2, |w| w.push(&r))
+            .expect_err("one row of two");
+        assert!(matches!(e, WorkbookError::RowCount { .. }), "{e}");
+        let left: Vec<_> = std::fs::read_dir(&dir).expect("dir").collect();
+        assert!(left.is_empty(), "nothing left behind: {left:?}");
+
+        WorkbookWriter::write_file(&path, created, 1, |w| w.push(&r)).expect("writes");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["usage.xlsx"]);
+        let sheets = cells(std::fs::read(&path).expect("read"));
+        assert_eq!(sheets[0].1[1][0], Data::String("r-1".into()));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

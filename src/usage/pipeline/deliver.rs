@@ -74,12 +74,12 @@ async fn build(ctx: &GroupCtx, slot: &Slot, path: PathBuf) -> Result<PathBuf, St
         .map_err(|e| format!("the workbook writers are gone: {e}"))?;
     let rows = slot.chunk.rows.clone();
     let created = ctx.run.options.period.end_exclusive();
-    let tempdir = ctx.run.work.path().to_owned();
+    let count = slot.chunk.count;
     let started = Instant::now();
     let written = tokio::task::spawn_blocking(move || -> Result<PathBuf, BuildError> {
-        let mut w = WorkbookWriter::new(created, Some(&tempdir))?;
-        rows.each(|r| w.push(r).map_err(BuildError::from))?;
-        w.save(&path)?;
+        WorkbookWriter::write_file(&path, created, count, |w| {
+            rows.each(|r| w.push(r).map_err(BuildError::from))
+        })?;
         Ok(path)
     })
     .await
