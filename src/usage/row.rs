@@ -12,6 +12,7 @@ use std::cmp::Ordering;
 use sha2::{Digest, Sha256};
 
 use super::record::Position;
+use super::sort::{Order, Survey};
 
 /// One row, borrowed from a frame (or built by hand).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +247,43 @@ pub fn cmp_frames(a: &[u8], b: &[u8]) -> Ordering {
     key(a).cmp(&key(b))
 }
 
+/// The order of row frames, with keys that settle most comparisons (see [`row_key`]).
+pub const ORDER: Order = Order {
+    cmp: cmp_frames,
+    survey: survey_rows,
+    key: row_key,
+};
+
+/// Folds one more frame into what the frames of a sort share: leading record id bytes, and
+/// whether any group needs more than 16 bits.
+fn survey_rows(so_far: Option<Survey>, first: &[u8], frame: &[u8]) -> Survey {
+    let (_, first_id, _) = key(first);
+    let (_, id, _) = key(frame);
+    let shared = first_id.iter().zip(id).take_while(|(x, y)| x == y).count();
+    let so_far = so_far.unwrap_or(Survey {
+        shared: first_id.len(),
+        wide: false,
+    });
+    Survey {
+        shared: so_far.shared.min(shared),
+        wide: so_far.wide || frame_group(frame) > u32::from(u16::MAX),
+    }
+}
+
+/// A row frame's key: its group (16 bits, or 32 when a group needs them) and the record id's
+/// next bytes after those every id shares, zeros past its end. A shorter id sorts first, as
+/// bytewise comparison has it, and ids a key cannot tell apart are left to [`cmp_frames`].
+fn row_key(frame: &[u8], survey: Survey) -> u64 {
+    let (_, id, _) = key(frame);
+    let group = u64::from(frame_group(frame));
+    let (group_bits, id_bytes) = if survey.wide { (32, 4) } else { (16, 6) };
+    let mut k = group << (64 - group_bits);
+    for (n, b) in id.iter().skip(survey.shared).take(id_bytes).enumerate() {
+        k |= u64::from(*b) << (8 * (id_bytes - 1 - n));
+    }
+    k
+}
+
 /// The group of a frame, without decoding it.
 pub fn frame_group(frame: &[u8]) -> u32 {
     frame
@@ -387,5 +425,112 @@ mod tests {
                 (2, "a".into(), 1)
             ]
         );
+    }
+
+    fn frame(group: u32, id: &str, ordinal: u64) -> Vec<u8> {
+        let mut b = Vec::new();
+        encode(&row(group, id, ordinal), &mut b);
+        b
+    }
+
+    /// Whenever two frames' keys differ, the comparator agrees with them.
+    fn keys_agree(frames: &[Vec<u8>]) -> Result<(), String> {
+        let first = &frames[0];
+        let survey = frames
+            .iter()
+            .fold(None, |s, f| Some((ORDER.survey)(s, first, f)))
+            .unwrap_or_default();
+        for a in frames {
+            for b in frames {
+                let by_key = row_key(a, survey).cmp(&row_key(b, survey));
+                if by_key.is_ne() && by_key != cmp_frames(a, b) {
+                    return Err(format!(
+                        "{:?} and {:?}: keys say {by_key:?} ({survey:?})",
+                        decode(a).map(|r| (r.group, r.record_id.to_owned())),
+                        decode(b).map(|r| (r.group, r.record_id.to_owned())),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keys_order_frames_as_the_comparator_does(
+            rows in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![0u32..4, 65_534u32..65_538],
+                    proptest::prop_oneof![
+                        "[ab\\x00\\x01]{0,9}",
+                        "SKY-202404-0[0-9]{0,8}",
+                        "SKY-202404-0[0-9]{6}",
+                    ],
+                ),
+                1..40,
+            )
+        ) {
+            let frames: Vec<Vec<u8>> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, (g, id))| frame(*g, id, i as u64))
+                .collect();
+            proptest::prop_assert_eq!(keys_agree(&frames), Ok(()));
+        }
+    }
+
+    #[test]
+    fn keys_tell_apart_ids_that_share_a_long_prefix() {
+        let frames: Vec<Vec<u8>> = (0..100)
+            .map(|i| frame(3, &format!("SKY-202404-{:08}", i * 7919), i))
+            .collect();
+        let survey = frames
+            .iter()
+            .fold(None, |s, f| Some((ORDER.survey)(s, &frames[0], f)))
+            .unwrap_or_default();
+        // "SKY-202404-00" and six digits of 783 981 at most.
+        assert_eq!(
+            survey,
+            Survey {
+                shared: 13,
+                wide: false
+            }
+        );
+        let mut keys: Vec<u64> = frames.iter().map(|f| row_key(f, survey)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 100, "every id has a key of its own");
+        assert_eq!(keys_agree(&frames), Ok(()));
+    }
+
+    #[test]
+    fn a_sorter_with_keys_sorts_rows_as_the_comparator_does() {
+        let dir = crate::usage::workdir::WorkDir::create(
+            &std::env::temp_dir().join(format!("cu-row-order-{}", std::process::id())),
+        )
+        .expect("work dir");
+        let n = 120_000u64;
+        let frames: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                // Ids that repeat (duplicates meet by ordinal), share prefixes, differ in length.
+                let id = format!("SKY-{}-{}", h % 50_000, "x".repeat((h % 3) as usize));
+                frame((h % 5) as u32 * 30_000, &id, i)
+            })
+            .collect();
+        for budget in [crate::usage::sort::DEFAULT_BUDGET, 1 << 20] {
+            let mut sorter = crate::usage::sort::Sorter::new(ORDER, budget);
+            for f in &frames {
+                sorter.push(f, &dir).expect("push");
+            }
+            let mut sorted = sorter.finish().expect("finish");
+            let mut got = Vec::new();
+            while let Some(f) = sorted.next_frame().expect("next") {
+                got.push(f.to_vec());
+            }
+            let mut want = frames.clone();
+            want.sort_by(|a, b| cmp_frames(a, b));
+            assert!(got == want, "budget {budget}: the keyed sort differs");
+        }
     }
 }

@@ -148,7 +148,7 @@ fn join(
 ) -> Result<Compared, GroupError> {
     let work = |e: std::io::Error| failed(format!("cannot use the run's work files: {e}"));
     // A quarter of the budget: the month's own rows may still take the rest.
-    let mut sorter = Sorter::new(row::cmp_frames, run.options.sort_memory / 4);
+    let mut sorter = Sorter::new(row::ORDER, run.options.sort_memory / 4);
     let mut frame = Vec::with_capacity(256);
     for (index, (path, id, sealed)) in downloaded.iter().enumerate() {
         let unreadable = |e: reported::ReportedError| {

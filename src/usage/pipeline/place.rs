@@ -122,7 +122,7 @@ fn place_all(
         aggregated: options.aggregation != Aggregation::None,
     };
     let mut placer = Placer::new(catalog, period, rules);
-    let mut sorter = Sorter::new(row::cmp_frames, options.sort_memory);
+    let mut sorter = Sorter::new(row::ORDER, options.sort_memory);
     let mut infos: Vec<GroupInfo> = Vec::new();
     let mut group_of: HashMap<(&str, &str), u32> = HashMap::new();
     let mut reader = spool.reader()?;
