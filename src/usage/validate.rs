@@ -71,7 +71,7 @@ pub struct Checked<'r> {
     pub category: Option<&'r str>,
 }
 
-/// The most characters a spreadsheet cell holds.
+/// The most characters (UTF-16 units) a spreadsheet cell holds.
 pub const MAX_CELL_CHARS: usize = 32_767;
 
 /// How records are checked.
@@ -391,7 +391,8 @@ fn check<'c>(
         ("note", r.note),
         ("category", r.category),
     ] {
-        let chars = text.map_or(0, |t| t.chars().count());
+        // Counted as a spreadsheet counts them: in UTF-16 units (an emoji takes two).
+        let chars = text.map_or(0, |t| t.encode_utf16().count());
         if chars > MAX_CELL_CHARS {
             reasons.push(format!(
                 "{name}: {chars} characters; a workbook cell holds at most {MAX_CELL_CHARS}"
@@ -553,6 +554,27 @@ mod tests {
             note: None,
             category: None,
         }
+    }
+
+    #[test]
+    fn texts_are_measured_as_a_spreadsheet_measures_them() {
+        let q = Quantity::parse("1").expect("quantity");
+        let c = catalog();
+        let fits = "é".repeat(MAX_CELL_CHARS);
+        let emoji = "🚀".repeat(MAX_CELL_CHARS / 2 + 1);
+        let with_note = |note: &str| {
+            let r = Checked {
+                note: Some(note),
+                ..record("AS-0001-0000-0001", "INT", &q)
+            };
+            place(r, &c, april(), Rules::default()).map(|_| ())
+        };
+        assert_eq!(with_note(&fits), Ok(()), "one UTF-16 unit a character");
+        let refused = with_note(&emoji).expect_err("two units an emoji");
+        assert_eq!(
+            refused.reason,
+            "note: 32768 characters; a workbook cell holds at most 32767"
+        );
     }
 
     #[test]

@@ -155,7 +155,8 @@ impl<W: Write + Seek> WorkbookWriter<W> {
         self.rows
     }
 
-    /// Writes the next row.
+    /// Writes the next row. A row that cannot be written leaves no trace: the writer takes
+    /// the next one as if it had not been given.
     pub fn push(&mut self, r: &Row<'_>) -> Result<(), WorkbookError> {
         if self.rows == self.declared {
             return Err(WorkbookError::RowCount {
@@ -163,6 +164,27 @@ impl<W: Write + Seek> WorkbookWriter<W> {
                 given: self.rows + 1,
             });
         }
+        let start = self.xml.len();
+        if let Err(e) = self.row_xml(r) {
+            self.xml.truncate(start);
+            return Err(e);
+        }
+        if let Some(category) = r.category
+            && !category.is_empty()
+            && !self.categories.contains(category)
+        {
+            self.categories.insert(category.to_owned());
+        }
+        self.rows += 1;
+        if self.xml.len() >= FLUSH_AT {
+            self.zip.write_all(&self.xml)?;
+            self.xml.clear();
+        }
+        Ok(())
+    }
+
+    /// Appends the next row's XML.
+    fn row_xml(&mut self, r: &Row<'_>) -> Result<(), WorkbookError> {
         // The header is row 1.
         let number = self.rows as u32 + 2;
         let mut digits = itoa::Buffer::new();
@@ -192,16 +214,8 @@ impl<W: Write + Seek> WorkbookWriter<W> {
         at.text(x, 8, r.asset_id)?;
         if let Some(category) = r.category {
             at.text(x, 9, category)?;
-            if !category.is_empty() && !self.categories.contains(category) {
-                self.categories.insert(category.to_owned());
-            }
         }
         x.extend_from_slice(b"</row>");
-        self.rows += 1;
-        if self.xml.len() >= FLUSH_AT {
-            self.zip.write_all(&self.xml)?;
-            self.xml.clear();
-        }
         Ok(())
     }
 
@@ -865,6 +879,19 @@ mod tests {
             e.to_string(),
             "the text of column record_note in row 3 of the usage workbook is longer than the \
              32767 characters a cell holds"
+        );
+        // The refused row left nothing behind: the next one takes its place.
+        w.push(&row("r-3", None, "MPN-1", "1", (0, 1), "AS-1", None))
+            .expect("the next row");
+        let sheets = cells(w.finish().expect("finishes").into_inner());
+        let ids: Vec<&Data> = sheets[0].1.iter().map(|r| &r[0]).collect();
+        assert_eq!(
+            ids,
+            [
+                &Data::String("record_id".into()),
+                &Data::String("r-1".into()),
+                &Data::String("r-3".into())
+            ]
         );
     }
 
