@@ -247,7 +247,8 @@ pub fn cmp_frames(a: &[u8], b: &[u8]) -> Ordering {
     key(a).cmp(&key(b))
 }
 
-/// The order of row frames, with keys that settle most comparisons (see [`row_key`]).
+/// The order of row frames, with keys that settle most comparisons (the group, then the
+/// record id's bytes after those every id of the sort shares).
 pub const ORDER: Order = Order {
     cmp: cmp_frames,
     survey: survey_rows,
