@@ -113,7 +113,8 @@ impl Quantity {
 
 /// A normalised decimal's value as a float, when that float prints back as the same decimal.
 pub fn exact_f64(text: &str) -> Option<f64> {
-    let v: f64 = text.parse().ok()?;
+    // A decimal of 309 digits or more parses as infinity: no number cell holds it.
+    let v: f64 = text.parse().ok().filter(|v: &f64| v.is_finite())?;
     // Up to 15 significant digits a decimal survives the trip through f64 (the common case,
     // checked without formatting); beyond, compare the float printed back.
     let significant = text
@@ -818,6 +819,8 @@ mod tests {
                 .exact_f64(),
             None
         );
+        let huge = Quantity::parse(&format!("1{}", "0".repeat(309))).expect("valid");
+        assert_eq!(huge.exact_f64(), None, "beyond f64: written as text");
     }
 
     #[test]

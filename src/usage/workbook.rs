@@ -62,6 +62,10 @@ const DEFLATE_LEVEL: i64 = 2;
 /// The sheet's XML goes to the deflater in pieces of about this size.
 const FLUSH_AT: usize = 64 * 1024;
 
+/// The most XML a zip entry takes without ZIP64 (4 GiB, less a margin for the deflater's
+/// output, which XML never comes near).
+const ZIP32_ENTRY_LIMIT: u64 = u32::MAX as u64 - (16 << 20);
+
 /// A workbook that could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkbookError {
@@ -78,6 +82,11 @@ pub enum WorkbookError {
          {MAX_CELL_CHARS} characters a cell holds"
     )]
     TextTooLong { column: &'static str, row: u32 },
+    #[error(
+        "a sheet of the usage workbook passed 4 GiB of XML, which needs a ZIP64 workbook \
+         (start it with WorkbookWriter::new_zip64)"
+    )]
+    NeedsZip64,
 }
 
 /// `YYYY-MM-DD HH:MM:SS` into a fixed buffer (a million rows make `format!` show).
@@ -114,22 +123,52 @@ pub struct WorkbookWriter<W: Write + Seek> {
     categories: BTreeSet<String>,
     created: DateTime<Utc>,
     time: [u8; 19],
+    /// The zip entries carry ZIP64 sizes.
+    zip64: bool,
+    /// XML given to the current entry so far, and the most it may take.
+    entry_bytes: u64,
+    entry_limit: u64,
+    /// A sheet passed `entry_limit` without ZIP64.
+    needs_zip64: bool,
 }
 
 impl<W: Write + Seek> WorkbookWriter<W> {
     /// Starts a workbook of `rows` rows in `out`. `created` becomes the document's creation
     /// time (use something derived from the data, such as the end of the period, for
-    /// reproducible bytes).
+    /// reproducible bytes). Its sheets take up to 4 GiB of XML each (a million rows of
+    /// ordinary records take some 500 MB); past that, writing fails with
+    /// [`WorkbookError::NeedsZip64`].
     pub fn new(
         out: W,
         created: DateTime<Utc>,
         rows: usize,
     ) -> Result<WorkbookWriter<W>, WorkbookError> {
+        WorkbookWriter::start(out, created, rows, false, ZIP32_ENTRY_LIMIT)
+    }
+
+    /// The same with ZIP64 entries, whatever their size: for a sheet that needs them (every
+    /// reader of workbooks today handles ZIP64, but a file that does not need it is better
+    /// written without).
+    pub fn new_zip64(
+        out: W,
+        created: DateTime<Utc>,
+        rows: usize,
+    ) -> Result<WorkbookWriter<W>, WorkbookError> {
+        WorkbookWriter::start(out, created, rows, true, u64::MAX)
+    }
+
+    fn start(
+        out: W,
+        created: DateTime<Utc>,
+        rows: usize,
+        zip64: bool,
+        entry_limit: u64,
+    ) -> Result<WorkbookWriter<W>, WorkbookError> {
         if rows > MAX_ROWS {
             return Err(WorkbookError::TooManyRows(rows));
         }
         let mut zip = ZipWriter::new(out);
-        zip.start_file("xl/worksheets/sheet1.xml", entry_options())?;
+        zip.start_file("xl/worksheets/sheet1.xml", entry_options(zip64))?;
         let mut xml = Vec::with_capacity(FLUSH_AT + 4096);
         xml.extend_from_slice(WORKSHEET_START.as_bytes());
         xml.extend_from_slice(b"<dimension ref=\"A1:J");
@@ -147,7 +186,30 @@ impl<W: Write + Seek> WorkbookWriter<W> {
             categories: BTreeSet::new(),
             created,
             time: [0; 19],
+            zip64,
+            entry_bytes: 0,
+            entry_limit,
+            needs_zip64: false,
         })
+    }
+
+    /// Gives the pending XML to the current entry's deflater.
+    fn flush(&mut self) -> Result<(), WorkbookError> {
+        self.entry_bytes += self.xml.len() as u64;
+        if self.entry_bytes > self.entry_limit {
+            self.needs_zip64 = true;
+            return Err(WorkbookError::NeedsZip64);
+        }
+        self.zip.write_all(&self.xml)?;
+        self.xml.clear();
+        Ok(())
+    }
+
+    /// Starts the next zip entry.
+    fn start_entry(&mut self, name: &str) -> Result<(), WorkbookError> {
+        self.zip.start_file(name, entry_options(self.zip64))?;
+        self.entry_bytes = 0;
+        Ok(())
     }
 
     /// Rows written so far.
@@ -177,8 +239,7 @@ impl<W: Write + Seek> WorkbookWriter<W> {
         }
         self.rows += 1;
         if self.xml.len() >= FLUSH_AT {
-            self.zip.write_all(&self.xml)?;
-            self.xml.clear();
+            self.flush()?;
         }
         Ok(())
     }
@@ -189,6 +250,7 @@ impl<W: Write + Seek> WorkbookWriter<W> {
         let number = self.rows as u32 + 2;
         let mut digits = itoa::Buffer::new();
         let at = Cells {
+            names: &COLUMNS,
             row: number,
             digits: digits.format(number).as_bytes(),
         };
@@ -229,22 +291,23 @@ impl<W: Write + Seek> WorkbookWriter<W> {
             });
         }
         self.xml.extend_from_slice(WORKSHEET_END.as_bytes());
-        self.zip.write_all(&self.xml)?;
+        self.flush()?;
         let sheets: &[&str] = if self.categories.is_empty() {
             &["records"]
         } else {
             self.write_categories()?;
             &["records", "categories"]
         };
+        let created = self.created;
         let mut part = |name: &str, xml: &str| -> Result<(), WorkbookError> {
-            self.zip.start_file(name, entry_options())?;
+            self.start_entry(name)?;
             self.zip.write_all(xml.as_bytes())?;
             Ok(())
         };
         part("[Content_Types].xml", &content_types(sheets.len()))?;
         part("_rels/.rels", ROOT_RELS)?;
         part("docProps/app.xml", &app_properties(sheets))?;
-        part("docProps/core.xml", &core_properties(self.created))?;
+        part("docProps/core.xml", &core_properties(created))?;
         part("xl/workbook.xml", &workbook(sheets))?;
         part("xl/_rels/workbook.xml.rels", &workbook_rels(sheets.len()))?;
         part("xl/styles.xml", STYLES)?;
@@ -252,27 +315,25 @@ impl<W: Write + Seek> WorkbookWriter<W> {
     }
 
     fn write_categories(&mut self) -> Result<(), WorkbookError> {
-        self.zip
-            .start_file("xl/worksheets/sheet2.xml", entry_options())?;
-        let x = &mut self.xml;
-        x.clear();
-        x.extend_from_slice(WORKSHEET_START.as_bytes());
-        x.extend_from_slice(b"<dimension ref=\"A1:C");
-        x.extend_from_slice(
-            itoa::Buffer::new()
-                .format(self.categories.len() + 1)
-                .as_bytes(),
-        );
-        x.extend_from_slice(b"\"/><sheetViews><sheetView workbookViewId=\"0\"/></sheetViews>");
-        x.extend_from_slice(SHEET_DATA_START.as_bytes());
-        header_row(x, &CATEGORY_COLUMNS);
-        for (i, category) in self.categories.iter().enumerate() {
+        self.start_entry("xl/worksheets/sheet2.xml")?;
+        let categories = std::mem::take(&mut self.categories);
+        self.xml.extend_from_slice(WORKSHEET_START.as_bytes());
+        self.xml.extend_from_slice(b"<dimension ref=\"A1:C");
+        self.xml
+            .extend_from_slice(itoa::Buffer::new().format(categories.len() + 1).as_bytes());
+        self.xml
+            .extend_from_slice(b"\"/><sheetViews><sheetView workbookViewId=\"0\"/></sheetViews>");
+        self.xml.extend_from_slice(SHEET_DATA_START.as_bytes());
+        header_row(&mut self.xml, &CATEGORY_COLUMNS);
+        for (i, category) in categories.iter().enumerate() {
             let number = i as u32 + 2;
             let mut digits = itoa::Buffer::new();
             let at = Cells {
+                names: &CATEGORY_COLUMNS,
                 row: number,
                 digits: digits.format(number).as_bytes(),
             };
+            let x = &mut self.xml;
             x.extend_from_slice(b"<row r=\"");
             x.extend_from_slice(at.digits);
             x.extend_from_slice(b"\">");
@@ -280,37 +341,80 @@ impl<W: Write + Seek> WorkbookWriter<W> {
             at.text(x, 0, category)?;
             at.text(x, 1, category)?;
             x.extend_from_slice(b"</row>");
+            if self.xml.len() >= FLUSH_AT {
+                self.flush()?;
+            }
         }
-        x.extend_from_slice(WORKSHEET_END.as_bytes());
-        self.zip.write_all(x)?;
-        x.clear();
-        Ok(())
+        self.xml.extend_from_slice(WORKSHEET_END.as_bytes());
+        self.flush()
     }
 }
 
 impl WorkbookWriter<File> {
-    /// Writes `rows` rows into a workbook at `path`: they go to `path` with `.partial` added
-    /// until the workbook is whole, so a crash never leaves a half workbook under its name.
-    /// `fill` pushes the rows; its error (or the writer's) leaves no file behind.
+    /// Writes `rows` rows into a workbook at `path`; `fill` pushes them, and may be called a
+    /// second time: a workbook whose sheet passes 4 GiB of XML is written again with ZIP64.
+    /// The workbook is written to `path` with `.partial` added and renamed when whole, so a
+    /// failed or interrupted write never leaves a half workbook under its name, and an error
+    /// (the writer's or `fill`'s) or a panic leaves no file at all.
     pub fn write_file<E: From<WorkbookError>>(
         path: &Path,
         created: DateTime<Utc>,
         rows: usize,
-        fill: impl FnOnce(&mut WorkbookWriter<File>) -> Result<(), E>,
+        fill: impl FnMut(&mut WorkbookWriter<File>) -> Result<(), E>,
     ) -> Result<(), E> {
-        let partial = partial_path(path);
-        let result = (|| {
-            let file = File::create(&partial).map_err(WorkbookError::from)?;
-            let mut w = WorkbookWriter::new(file, created, rows)?;
-            fill(&mut w)?;
-            w.finish()?;
-            std::fs::rename(&partial, path).map_err(WorkbookError::from)?;
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&partial);
+        write_file_within(path, created, rows, ZIP32_ENTRY_LIMIT, fill)
+    }
+}
+
+/// [`WorkbookWriter::write_file`] with the entry size past which ZIP64 is used.
+fn write_file_within<E: From<WorkbookError>>(
+    path: &Path,
+    created: DateTime<Utc>,
+    rows: usize,
+    limit: u64,
+    mut fill: impl FnMut(&mut WorkbookWriter<File>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut partial = PartialFile {
+        path: partial_path(path),
+        renamed: false,
+    };
+    let mut attempt = |zip64: bool| -> Result<(), (E, bool)> {
+        let fail = |e: WorkbookError| (E::from(e), false);
+        let file = File::create(&partial.path).map_err(|e| fail(e.into()))?;
+        let limit = if zip64 { u64::MAX } else { limit };
+        let mut w = WorkbookWriter::start(file, created, rows, zip64, limit).map_err(fail)?;
+        if let Err(e) = fill(&mut w) {
+            return Err((e, w.needs_zip64));
         }
-        result
+        match w.finish() {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let again = matches!(e, WorkbookError::NeedsZip64);
+                Err((e.into(), again))
+            }
+        }
+    };
+    match attempt(false) {
+        Err((_, true)) => attempt(true),
+        other => other,
+    }
+    .map_err(|(e, _)| e)?;
+    std::fs::rename(&partial.path, path).map_err(WorkbookError::from)?;
+    partial.renamed = true;
+    Ok(())
+}
+
+/// A workbook being written: removed unless it was renamed into place.
+struct PartialFile {
+    path: PathBuf,
+    renamed: bool,
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.renamed {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -333,16 +437,19 @@ pub fn write<'a>(
     Ok(w.finish()?.into_inner())
 }
 
-fn entry_options() -> SimpleFileOptions {
+fn entry_options(zip64: bool) -> SimpleFileOptions {
     SimpleFileOptions::default()
         .compression_method(CompressionMethod::Deflated)
         .compression_level(Some(DEFLATE_LEVEL))
         // 1980-01-01, not the time of writing: the same rows give the same bytes.
         .last_modified_time(zip::DateTime::default())
+        .large_file(zip64)
 }
 
 /// The cells of one row.
 struct Cells<'d> {
+    /// The sheet's column names, for errors.
+    names: &'static [&'static str],
     row: u32,
     digits: &'d [u8],
 }
@@ -363,7 +470,7 @@ impl Cells<'_> {
         // UTF-16 units, as Excel counts; no text of fewer bytes can have more.
         if text.len() > MAX_CELL_CHARS && text.encode_utf16().count() > MAX_CELL_CHARS {
             return Err(WorkbookError::TextTooLong {
-                column: COLUMNS.get(column).copied().unwrap_or("?"),
+                column: self.names.get(column).copied().unwrap_or("?"),
                 row: self.row,
             });
         }
@@ -392,8 +499,9 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-fn header_row(x: &mut Vec<u8>, names: &[&str]) {
+fn header_row(x: &mut Vec<u8>, names: &'static [&'static str]) {
     let at = Cells {
+        names,
         row: 1,
         digits: b"1",
     };
@@ -919,5 +1027,95 @@ mod tests {
         let sheets = cells(std::fs::read(&path).expect("read"));
         assert_eq!(sheets[0].1[1][0], Data::String("r-1".into()));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cu-workbook-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    /// Whether the first zip entry's local header carries a ZIP64 extra field.
+    fn first_entry_is_zip64(bytes: &[u8]) -> bool {
+        let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]) as usize;
+        let (name, extra) = (u16_at(26), u16_at(28));
+        extra >= 4 && u16_at(30 + name) == 0x0001
+    }
+
+    #[test]
+    fn a_sheet_past_the_zip32_limit_is_written_again_with_zip64() {
+        let dir = scratch("zip64");
+        let created = DateTime::<Utc>::from_timestamp(1_714_521_600, 0).unwrap_or_default();
+        let ids: Vec<String> = (0..300).map(|i| format!("r-{i:05}")).collect();
+        let rows: Vec<Row<'_>> = ids
+            .iter()
+            .map(|id| row(id, Some("a note"), "MPN-1", "1.5", (0, 1), "AS-1", None))
+            .collect();
+        for (limit, calls_wanted, zip64) in [(ZIP32_ENTRY_LIMIT, 1, false), (20_000, 2, true)] {
+            let path = dir.join(format!("limit-{limit}.xlsx"));
+            let mut calls = 0;
+            write_file_within(&path, created, rows.len(), limit, |w| {
+                calls += 1;
+                rows.iter().try_for_each(|r| w.push(r))
+            })
+            .expect("writes");
+            assert_eq!(calls, calls_wanted, "limit {limit}");
+            let bytes = std::fs::read(&path).expect("read");
+            assert_eq!(first_entry_is_zip64(&bytes), zip64, "limit {limit}");
+            let sheets = cells(bytes);
+            assert_eq!(sheets[0].1.len(), 301, "every row, limit {limit}");
+            assert_eq!(sheets[0].1[300][0], Data::String("r-00299".into()));
+        }
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["limit-20000.xlsx", "limit-4278190079.xlsx"]);
+
+        // Without ZIP64, the sheet that passes the limit is refused, saying what it needs.
+        let out = std::io::Cursor::new(Vec::new());
+        let mut w = WorkbookWriter::start(out, created, rows.len(), false, 20_000).expect("starts");
+        let e = rows
+            .iter()
+            .try_for_each(|r| w.push(r))
+            .expect_err("past the limit");
+        assert!(matches!(e, WorkbookError::NeedsZip64), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_panic_while_writing_leaves_no_file() {
+        let dir = scratch("panic");
+        let path = dir.join("usage.xlsx");
+        let created = DateTime::<Utc>::from_timestamp(1_714_521_600, 0).unwrap_or_default();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            WorkbookWriter::write_file(&path, created, 1, |_| -> Result<(), WorkbookError> {
+                panic!("the rows could not be read")
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn many_categories_stream_into_their_sheet() {
+        let created = DateTime::<Utc>::from_timestamp(1_714_521_600, 0).unwrap_or_default();
+        let names: Vec<String> = (0..5000)
+            .map(|i| format!("category-{i:05}-{}", "c".repeat(40)))
+            .collect();
+        let rows: Vec<Row<'_>> = names
+            .iter()
+            .rev()
+            .map(|c| row("r", None, "MPN-1", "1", (0, 1), "AS-1", Some(c)))
+            .collect();
+        let sheets = cells(write(rows, created).expect("writes"));
+        let categories = &sheets[1].1;
+        assert_eq!(sheets[1].0, "categories");
+        assert_eq!(categories.len(), 5001);
+        assert_eq!(categories[1][0], Data::String(names[0].clone()), "sorted");
+        assert_eq!(categories[5000][1], Data::String(names[4999].clone()));
     }
 }
