@@ -149,15 +149,6 @@ impl ReconnectReason {
             ReconnectReason::Failed => "failed",
         }
     }
-
-    /// The reason for a failed upgrade answered with `status`.
-    pub fn for_status(status: u16) -> ReconnectReason {
-        match status {
-            401 | 403 => ReconnectReason::Refused,
-            502 => ReconnectReason::Maintenance,
-            _ => ReconnectReason::HttpError,
-        }
-    }
 }
 
 pub(crate) fn connected(session: &str) {
@@ -249,16 +240,5 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!(gauge.get(), before);
-    }
-
-    #[test]
-    fn refused_upgrades_are_told_from_maintenance() {
-        assert_eq!(ReconnectReason::for_status(401), ReconnectReason::Refused);
-        assert_eq!(ReconnectReason::for_status(403), ReconnectReason::Refused);
-        assert_eq!(
-            ReconnectReason::for_status(502),
-            ReconnectReason::Maintenance
-        );
-        assert_eq!(ReconnectReason::for_status(503), ReconnectReason::HttpError);
     }
 }

@@ -240,23 +240,14 @@ impl Session {
                     }
                 }
                 Err(failure) => {
-                    metrics::reconnect(
-                        self.kind.as_str(),
-                        match &failure {
-                            ConnectFailure::Status { status } => {
-                                ReconnectReason::for_status(*status)
-                            }
-                            ConnectFailure::Other(_) => ReconnectReason::Failed,
-                        },
-                    );
+                    metrics::reconnect(self.kind.as_str(), failure.reason());
                     let wait =
                         backoff.next_wait(failure.kind(), Instant::now(), rand::random::<f64>());
                     let retry_in_ms = wait.delay.as_millis() as u64;
-                    match &failure {
-                        ConnectFailure::Status { status: 401 | 403 } => {
-                            error!(error = %failure, retry_in_ms, "the platform refused the key")
-                        }
-                        _ => warn!(error = %failure, retry_in_ms, "cannot connect"),
+                    if failure.reason() == ReconnectReason::Refused {
+                        error!(error = %failure, retry_in_ms, "the platform refused the key")
+                    } else {
+                        warn!(error = %failure, retry_in_ms, "cannot connect")
                     }
                     if wait.cycle_ended {
                         warn!(

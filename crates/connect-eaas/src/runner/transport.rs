@@ -12,6 +12,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::backoff::FailureKind;
 use super::config::RunnerConfig;
+use super::metrics::ReconnectReason;
 use connect_client::secret::Secret;
 
 /// The socket of a session.
@@ -33,6 +34,7 @@ pub enum ConnectFailure {
     Other(String),
 }
 
+/// What a person can do about an upgrade answered with `status`.
 fn hint(status: u16) -> &'static str {
     match status {
         401 | 403 => {
@@ -45,9 +47,21 @@ fn hint(status: u16) -> &'static str {
 }
 
 impl ConnectFailure {
-    pub fn kind(&self) -> FailureKind {
+    /// The one classification of a failed attempt: the metric's `reason`, the back-off's
+    /// curve and the log's level all follow from it.
+    pub fn reason(&self) -> ReconnectReason {
         match self {
-            ConnectFailure::Status { status: 502 } => FailureKind::Maintenance,
+            ConnectFailure::Status { status: 401 | 403 } => ReconnectReason::Refused,
+            ConnectFailure::Status { status: 502 } => ReconnectReason::Maintenance,
+            ConnectFailure::Status { .. } => ReconnectReason::HttpError,
+            ConnectFailure::Other(_) => ReconnectReason::Failed,
+        }
+    }
+
+    /// Which back-off curve the next attempt waits on: maintenance has its own budget.
+    pub fn kind(&self) -> FailureKind {
+        match self.reason() {
+            ReconnectReason::Maintenance => FailureKind::Maintenance,
             _ => FailureKind::Generic,
         }
     }
@@ -203,18 +217,18 @@ mod tests {
 
     #[test]
     fn failures_are_classified() {
+        let status = |status| ConnectFailure::Status { status };
+        assert_eq!(status(401).reason(), ReconnectReason::Refused);
+        assert_eq!(status(403).reason(), ReconnectReason::Refused);
+        assert_eq!(status(502).reason(), ReconnectReason::Maintenance);
+        assert_eq!(status(503).reason(), ReconnectReason::HttpError);
         assert_eq!(
-            ConnectFailure::Status { status: 502 }.kind(),
-            FailureKind::Maintenance
+            ConnectFailure::Other("cannot connect".into()).reason(),
+            ReconnectReason::Failed
         );
-        assert_eq!(
-            ConnectFailure::Status { status: 401 }.kind(),
-            FailureKind::Generic
-        );
-        assert!(
-            ConnectFailure::Status { status: 403 }
-                .to_string()
-                .contains("API_KEY")
-        );
+        assert_eq!(status(502).kind(), FailureKind::Maintenance);
+        assert_eq!(status(401).kind(), FailureKind::Generic);
+        assert!(status(403).to_string().contains("API_KEY"));
+        assert!(status(404).to_string().contains("ENVIRONMENT_ID"));
     }
 }
