@@ -136,6 +136,7 @@ impl Arena {
         for i in &self.index {
             let s = (order.survey)(survey, first, framed(bytes, i));
             survey = Some(s);
+            // Nothing shared and wide groups: the rest of the frames cannot change it.
             if s == (Survey {
                 shared: 0,
                 wide: true,

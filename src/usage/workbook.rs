@@ -2,9 +2,9 @@
 //! order, one row per record, and a `categories` sheet when records name categories.
 //!
 //! Written here as SpreadsheetML, straight into the zip entry, a row at a time: memory stays
-//! at one 64 KiB buffer whatever the rows, and nothing goes through a temporary file. A usage
-//! workbook has one fixed shape (ten columns of text and one of numbers, no styles, no
-//! formulas), so a general spreadsheet writer's per-cell bookkeeping buys nothing here, and it
+//! at one 64 KiB buffer (and the set of categories named) whatever the rows, and nothing goes
+//! through a temporary file. A usage workbook has one fixed shape (ten columns, text but for
+//! the quantity, no styles, no formulas), so a general spreadsheet writer's per-cell bookkeeping buys nothing here, and it
 //! was the run's largest cost: rust_xlsxwriter (which the sandbox and the tests still use, and
 //! which serves as the reference the tests compare this writer's cells against) took 2.5 µs a
 //! row in constant-memory mode, this takes about 1 µs, most of it the deflate
@@ -20,7 +20,9 @@
 //! - the document's creation time is the caller's and the zip entries' times are fixed, so the
 //!   same rows give the same bytes;
 //! - the worksheet's dimension comes first in its XML, before the rows, so the writer is told
-//!   how many rows there will be and checks that it got them.
+//!   how many rows there will be and checks that it got them;
+//! - zip entries are plain (no ZIP64) unless a sheet passes 4 GiB of XML: then
+//!   [`WorkbookWriter::write_file`] writes the workbook again with ZIP64.
 
 use std::collections::BTreeSet;
 use std::fs::File;
