@@ -248,18 +248,9 @@ impl<W: Write + Seek> WorkbookWriter<W> {
 
     /// Appends the next row's XML.
     fn row_xml(&mut self, r: &Row<'_>) -> Result<(), WorkbookError> {
-        // The header is row 1.
-        let number = self.rows as u32 + 2;
-        let mut digits = itoa::Buffer::new();
-        let at = Cells {
-            names: &COLUMNS,
-            row: number,
-            digits: digits.format(number).as_bytes(),
-        };
         let x = &mut self.xml;
-        x.extend_from_slice(b"<row r=\"");
-        x.extend_from_slice(at.digits);
-        x.extend_from_slice(b"\">");
+        // The header is row 1.
+        let at = Cells::start(x, &COLUMNS, self.rows as u32 + 2);
         at.text(x, 0, r.record_id)?;
         if let Some(note) = r.note {
             at.text(x, 1, note)?;
@@ -279,7 +270,7 @@ impl<W: Write + Seek> WorkbookWriter<W> {
         if let Some(category) = r.category {
             at.text(x, 9, category)?;
         }
-        x.extend_from_slice(b"</row>");
+        Cells::end(x);
         Ok(())
     }
 
@@ -328,21 +319,12 @@ impl<W: Write + Seek> WorkbookWriter<W> {
         self.xml.extend_from_slice(SHEET_DATA_START.as_bytes());
         header_row(&mut self.xml, &CATEGORY_COLUMNS);
         for (i, category) in categories.iter().enumerate() {
-            let number = i as u32 + 2;
-            let mut digits = itoa::Buffer::new();
-            let at = Cells {
-                names: &CATEGORY_COLUMNS,
-                row: number,
-                digits: digits.format(number).as_bytes(),
-            };
             let x = &mut self.xml;
-            x.extend_from_slice(b"<row r=\"");
-            x.extend_from_slice(at.digits);
-            x.extend_from_slice(b"\">");
+            let at = Cells::start(x, &CATEGORY_COLUMNS, i as u32 + 2);
             // The id names it: Connect shows the name, and the vendor has no other.
             at.text(x, 0, category)?;
             at.text(x, 1, category)?;
-            x.extend_from_slice(b"</row>");
+            Cells::end(x);
             if self.xml.len() >= FLUSH_AT {
                 self.flush()?;
             }
@@ -449,18 +431,46 @@ fn entry_options(zip64: bool) -> SimpleFileOptions {
 }
 
 /// The cells of one row.
-struct Cells<'d> {
+struct Cells {
     /// The sheet's column names, for errors.
     names: &'static [&'static str],
     row: u32,
-    digits: &'d [u8],
+    /// The row's number as text, and its length.
+    digits: [u8; 10],
+    len: usize,
 }
 
-impl Cells<'_> {
+impl Cells {
+    /// Opens row `row` of a sheet with columns `names`.
+    fn start(x: &mut Vec<u8>, names: &'static [&'static str], row: u32) -> Cells {
+        let mut digits = [0u8; 10];
+        let mut buffer = itoa::Buffer::new();
+        let text = buffer.format(row).as_bytes();
+        digits[..text.len()].copy_from_slice(text);
+        let cells = Cells {
+            names,
+            row,
+            digits,
+            len: text.len(),
+        };
+        x.extend_from_slice(b"<row r=\"");
+        x.extend_from_slice(cells.row_number());
+        x.extend_from_slice(b"\">");
+        cells
+    }
+
+    fn row_number(&self) -> &[u8] {
+        &self.digits[..self.len]
+    }
+
+    fn end(x: &mut Vec<u8>) {
+        x.extend_from_slice(b"</row>");
+    }
+
     fn open(&self, x: &mut Vec<u8>, column: usize) {
         x.extend_from_slice(b"<c r=\"");
         x.push(b'A' + column as u8);
-        x.extend_from_slice(self.digits);
+        x.extend_from_slice(self.row_number());
         x.push(b'"');
     }
 
@@ -502,17 +512,12 @@ fn is_space(b: u8) -> bool {
 }
 
 fn header_row(x: &mut Vec<u8>, names: &'static [&'static str]) {
-    let at = Cells {
-        names,
-        row: 1,
-        digits: b"1",
-    };
-    x.extend_from_slice(b"<row r=\"1\">");
+    let at = Cells::start(x, names, 1);
     for (c, name) in names.iter().enumerate() {
         // Fixed names: short, plain ASCII.
         let _ = at.text(x, c, name);
     }
-    x.extend_from_slice(b"</row>");
+    Cells::end(x);
 }
 
 /// Whether a byte needs the careful path: XML's `&`, `<`, `>`, a control character, the `_`
