@@ -11,6 +11,7 @@
 //! - [`descriptor`]: the built-in `extension.json`.
 //! - [`story`]: the demo's story on an embedded sandbox (what `connect-usage demo` tells).
 //! - [`metrics_file`]: a run's figures written for node_exporter's textfile collector.
+//! - [`replace_file`]: replacing a file whole (the figures, the workbooks).
 //! - [`signal`]: waiting for the process's stop signal (Ctrl-C, SIGTERM).
 //! - [`memory`]: how the process takes memory from the kernel.
 
@@ -18,6 +19,7 @@ pub mod descriptor;
 pub mod handlers;
 pub mod memory;
 pub mod metrics_file;
+pub mod replace_file;
 pub mod signal;
 #[cfg(feature = "sandbox")]
 pub mod story;

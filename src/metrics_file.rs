@@ -4,33 +4,15 @@
 use std::io::Write;
 use std::path::Path;
 
-/// Writes `text` to `path` so a reader sees the old file or the new one, never a part: a
-/// temporary file beside it, synced, then renamed over it (node_exporter's textfile collector
-/// reads the directory at any time).
+use crate::replace_file::Replacement;
+
+/// Writes `text` to `path` so a reader sees the old file or the new one, never a part, and
+/// synced (node_exporter's textfile collector reads the directory at any time, and ignores
+/// the hidden temporary file).
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file")
-    })?;
-    // A name the collector ignores (it reads only `*.prom`) while it is being written.
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let (replacement, mut file) = Replacement::start(path)?;
+    file.write_all(text.as_bytes())?;
+    replacement.finish(file, true)
 }
 
 #[cfg(test)]

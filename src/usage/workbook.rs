@@ -27,7 +27,7 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use zip::write::SimpleFileOptions;
@@ -36,6 +36,7 @@ use zip::{CompressionMethod, ZipWriter};
 use super::record::exact_f64;
 use super::row::Row;
 use super::validate::MAX_CELL_CHARS;
+use crate::replace_file::Replacement;
 
 /// The `records` columns, in the order of the reference (section 6.2) for the QT schema.
 pub const COLUMNS: [&str; 10] = [
@@ -172,14 +173,7 @@ impl<W: Write + Seek> WorkbookWriter<W> {
         let mut zip = ZipWriter::new(out);
         zip.start_file("xl/worksheets/sheet1.xml", entry_options(zip64))?;
         let mut xml = Vec::with_capacity(FLUSH_AT + 4096);
-        xml.extend_from_slice(WORKSHEET_START.as_bytes());
-        xml.extend_from_slice(b"<dimension ref=\"A1:J");
-        xml.extend_from_slice(itoa::Buffer::new().format(rows + 1).as_bytes());
-        xml.extend_from_slice(
-            b"\"/><sheetViews><sheetView tabSelected=\"1\" workbookViewId=\"0\"/></sheetViews>",
-        );
-        xml.extend_from_slice(SHEET_DATA_START.as_bytes());
-        header_row(&mut xml, &COLUMNS);
+        open_sheet(&mut xml, &COLUMNS, rows, true);
         Ok(WorkbookWriter {
             zip,
             xml,
@@ -310,14 +304,7 @@ impl<W: Write + Seek> WorkbookWriter<W> {
     fn write_categories(&mut self) -> Result<(), WorkbookError> {
         self.start_entry("xl/worksheets/sheet2.xml")?;
         let categories = std::mem::take(&mut self.categories);
-        self.xml.extend_from_slice(WORKSHEET_START.as_bytes());
-        self.xml.extend_from_slice(b"<dimension ref=\"A1:C");
-        self.xml
-            .extend_from_slice(itoa::Buffer::new().format(categories.len() + 1).as_bytes());
-        self.xml
-            .extend_from_slice(b"\"/><sheetViews><sheetView workbookViewId=\"0\"/></sheetViews>");
-        self.xml.extend_from_slice(SHEET_DATA_START.as_bytes());
-        header_row(&mut self.xml, &CATEGORY_COLUMNS);
+        open_sheet(&mut self.xml, &CATEGORY_COLUMNS, categories.len(), false);
         for (i, category) in categories.iter().enumerate() {
             let x = &mut self.xml;
             let at = Cells::start(x, &CATEGORY_COLUMNS, i as u32 + 2);
@@ -337,9 +324,9 @@ impl<W: Write + Seek> WorkbookWriter<W> {
 impl WorkbookWriter<File> {
     /// Writes `rows` rows into a workbook at `path`; `fill` pushes them, and may be called a
     /// second time: a workbook whose sheet passes 4 GiB of XML is written again with ZIP64.
-    /// The workbook is written to `path` with `.partial` added and renamed when whole, so a
-    /// failed or interrupted write never leaves a half workbook under its name, and an error
-    /// (the writer's or `fill`'s) or a panic leaves no file at all.
+    /// The file is replaced whole ([`crate::replace_file`]): a failed or interrupted write
+    /// never leaves a half workbook under its name, and an error (the writer's or `fill`'s)
+    /// or a panic leaves no temporary file either.
     pub fn write_file<E: From<WorkbookError>>(
         path: &Path,
         created: DateTime<Utc>,
@@ -358,54 +345,28 @@ fn write_file_within<E: From<WorkbookError>>(
     limit: u64,
     mut fill: impl FnMut(&mut WorkbookWriter<File>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut partial = PartialFile {
-        path: partial_path(path),
-        renamed: false,
-    };
+    // Err((error, whether to write the workbook again with ZIP64)).
     let mut attempt = |zip64: bool| -> Result<(), (E, bool)> {
         let fail = |e: WorkbookError| (E::from(e), false);
-        let file = File::create(&partial.path).map_err(|e| fail(e.into()))?;
+        let (replacement, file) = Replacement::start(path).map_err(|e| fail(e.into()))?;
         let limit = if zip64 { u64::MAX } else { limit };
         let mut w = WorkbookWriter::start(file, created, rows, zip64, limit).map_err(fail)?;
         if let Err(e) = fill(&mut w) {
             return Err((e, w.needs_zip64));
         }
-        match w.finish() {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let again = matches!(e, WorkbookError::NeedsZip64);
-                Err((e.into(), again))
-            }
-        }
+        let file = w.finish().map_err(|e| {
+            let again = matches!(e, WorkbookError::NeedsZip64);
+            (E::from(e), again)
+        })?;
+        // The run reads its workbooks back at once (or a dry run writes them for a look):
+        // no wait for the disk.
+        replacement.finish(file, false).map_err(|e| fail(e.into()))
     };
     match attempt(false) {
         Err((_, true)) => attempt(true),
         other => other,
     }
-    .map_err(|(e, _)| e)?;
-    std::fs::rename(&partial.path, path).map_err(WorkbookError::from)?;
-    partial.renamed = true;
-    Ok(())
-}
-
-/// A workbook being written: removed unless it was renamed into place.
-struct PartialFile {
-    path: PathBuf,
-    renamed: bool,
-}
-
-impl Drop for PartialFile {
-    fn drop(&mut self) {
-        if !self.renamed {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".partial");
-    PathBuf::from(name)
+    .map_err(|(e, _)| e)
 }
 
 /// Writes a workbook of `rows` into memory (small workbooks, tests).
@@ -511,11 +472,23 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-fn header_row(x: &mut Vec<u8>, names: &'static [&'static str]) {
-    let at = Cells::start(x, names, 1);
+/// Opens a worksheet of `rows` rows below its header of `names` (at most 26 columns), the
+/// header written; `selected` is the tab a reader shows first.
+fn open_sheet(x: &mut Vec<u8>, names: &'static [&'static str], rows: usize, selected: bool) {
+    x.extend_from_slice(WORKSHEET_START.as_bytes());
+    x.extend_from_slice(b"<dimension ref=\"A1:");
+    x.push(b'A' + names.len().saturating_sub(1) as u8);
+    x.extend_from_slice(itoa::Buffer::new().format(rows + 1).as_bytes());
+    x.extend_from_slice(if selected {
+        b"\"/><sheetViews><sheetView tabSelected=\"1\" workbookViewId=\"0\"/></sheetViews>"
+    } else {
+        b"\"/><sheetViews><sheetView workbookViewId=\"0\"/></sheetViews>"
+    });
+    x.extend_from_slice(SHEET_DATA_START.as_bytes());
+    let header = Cells::start(x, names, 1);
     for (c, name) in names.iter().enumerate() {
         // Fixed names: short, plain ASCII.
-        let _ = at.text(x, c, name);
+        let _ = header.text(x, c, name);
     }
     Cells::end(x);
 }
@@ -1012,9 +985,7 @@ mod tests {
 
     #[test]
     fn a_file_is_whole_or_absent() {
-        let dir = std::env::temp_dir().join(format!("cu-workbook-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = scratch("whole");
         let path = dir.join("usage.xlsx");
         let created = DateTime::<Utc>::from_timestamp(1_714_521_600, 0).unwrap_or_default();
         let r = row("r-1", None, "MPN-1", "1", (0, 1), "AS-1", None);
@@ -1036,7 +1007,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    fn scratch(name: &str) -> PathBuf {
+    fn scratch(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("cu-workbook-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
