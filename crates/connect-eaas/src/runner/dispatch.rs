@@ -77,12 +77,7 @@ pub(crate) async fn execute(
         }
         let started = Instant::now();
         let output = run(&shared, task, info, category).await;
-        super::metrics::task_answered(
-            category.as_str(),
-            &task.input.event_type,
-            output.result.as_str(),
-            started.elapsed(),
-        );
+        // Counted by the session once framed: the answer may still become a `fail`.
         info!(
             result = output.result.as_str(),
             runtime_s = output.runtime,

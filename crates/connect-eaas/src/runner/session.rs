@@ -87,8 +87,30 @@ pub(crate) struct Delivery {
     /// The output of a `success`, `skip` or `fail` result (the platform will not deliver the
     /// task again on purpose), kept to answer a repeated delivery.
     last: Option<TaskOutput>,
-    /// Counts the result as waiting for delivery while it lives.
-    _pending: PendingResult,
+    /// Counts the result as waiting for delivery while it lives (a delivery with no frame
+    /// waits for nothing).
+    _pending: Option<PendingResult>,
+}
+
+impl Delivery {
+    fn new(
+        session: RunnerType,
+        task_id: String,
+        frame: Option<String>,
+        about: (String, String),
+        last: Option<TaskOutput>,
+    ) -> Delivery {
+        let _pending = frame
+            .is_some()
+            .then(|| PendingResult::new(session.as_str()));
+        Delivery {
+            task_id,
+            frame,
+            about,
+            last,
+            _pending,
+        }
+    }
 }
 
 /// How long a final result is kept to answer a repeated delivery of its task.
@@ -640,13 +662,14 @@ impl Session {
             // The same output, echoing this delivery's options and input.
             let output = output.clone();
             self.in_flight.insert(id.clone(), task.category());
-            self.unsent.push_back(Delivery {
-                task_id: id,
-                frame: Some(task.result_frame(output.clone())),
+            let frame = task.result_frame(output.clone());
+            self.unsent.push_back(Delivery::new(
+                self.kind,
+                id,
+                Some(frame),
                 about,
-                last: Some(output),
-                _pending: PendingResult::new(self.kind.as_str()),
-            });
+                Some(output),
+            ));
             return;
         }
         let Some(category) = task.category() else {
@@ -660,13 +683,14 @@ impl Session {
             );
             metrics::task_answered("unknown", &task.input.event_type, "fail", Duration::ZERO);
             self.in_flight.insert(id.clone(), None);
-            self.unsent.push_back(Delivery {
-                task_id: id,
-                frame: Some(task.result_frame(output.clone())),
+            let frame = task.result_frame(output.clone());
+            self.unsent.push_back(Delivery::new(
+                self.kind,
+                id,
+                Some(frame),
                 about,
-                last: Some(output),
-                _pending: PendingResult::new(self.kind.as_str()),
-            });
+                Some(output),
+            ));
             return;
         };
         self.in_flight.insert(id.clone(), Some(category));
@@ -677,6 +701,7 @@ impl Session {
         tokio::spawn(async move {
             // The semaphore is never closed; without a permit the task simply runs.
             let _permit = permits.acquire_owned().await.ok();
+            let started = Instant::now();
             let task = Arc::new(task);
             let running = {
                 let task = task.clone();
@@ -687,33 +712,20 @@ impl Session {
                 Ok(output) => output,
                 Err(e) => {
                     error!(task_id = %task.options.task_id, error = %e, "the runner failed while running a task");
-                    let output = output::failure(
+                    Some(output::failure(
                         category,
                         &task.input.event_type,
                         "The runner failed while running the task.",
                         0.0,
-                    );
-                    metrics::task_answered(
-                        category.as_str(),
-                        &task.input.event_type,
-                        output.result.as_str(),
-                        Duration::ZERO,
-                    );
-                    Some(output)
+                    ))
                 }
             };
             let about = (task.input.event_type.clone(), task.input.object_id.clone());
             let (frame, last) = match output {
                 None => (None, None),
-                Some(output) => answer(&task, category, output),
+                Some(output) => answered(&task, category, output, started.elapsed()),
             };
-            let delivery = Delivery {
-                task_id: task.options.task_id.clone(),
-                frame,
-                about,
-                last,
-                _pending: PendingResult::new(kind.as_str()),
-            };
+            let delivery = Delivery::new(kind, task.options.task_id.clone(), frame, about, last);
             match results.try_send(delivery) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(d)) => {
@@ -746,15 +758,10 @@ impl Session {
     }
 }
 
-/// The result frame of a task and, for a final result, the output to keep for re-answers.
-/// An answer over the platform's message limit becomes a `fail` saying so; if even that is
-/// too large (the task's own input is), nothing is sent and the platform delivers the task
-/// again after the connection closes.
-fn answer(
-    task: &Task,
-    category: TaskCategory,
-    output: TaskOutput,
-) -> (Option<String>, Option<TaskOutput>) {
+/// The result frame of a task and the output it carries. An answer over the platform's
+/// message limit becomes a `fail` saying so; if even that is too large (the task's own input
+/// is), nothing is sent and the platform delivers the task again after the connection closes.
+fn answer(task: &Task, category: TaskCategory, output: TaskOutput) -> Option<(String, TaskOutput)> {
     let mut output = output;
     let mut frame = task.result_frame(output.clone());
     if frame.len() > MAX_MESSAGE {
@@ -771,15 +778,40 @@ fn answer(
         frame = task.result_frame(output.clone());
         if frame.len() > MAX_MESSAGE {
             error!(task_id = %task.options.task_id, bytes = frame.len(), "even a short answer to this task is over the limit; not answered");
-            return (None, None);
+            return None;
         }
     }
-    let last = matches!(
+    Some((frame, output))
+}
+
+/// The frame of a task's answer and the output kept for re-answers, the answer counted as
+/// what is sent (over the message limit, a `fail`; not at all when nothing can be sent).
+fn answered(
+    task: &Task,
+    category: TaskCategory,
+    output: TaskOutput,
+    ran: Duration,
+) -> (Option<String>, Option<TaskOutput>) {
+    let Some((frame, sent)) = answer(task, category, output) else {
+        return (None, None);
+    };
+    metrics::task_answered(
+        category.as_str(),
+        &task.input.event_type,
+        sent.result.as_str(),
+        ran,
+    );
+    (Some(frame), kept_for_reanswers(sent))
+}
+
+/// The output kept to answer a repeated delivery: a `success`, `skip` or `fail` result (the
+/// platform will not deliver the task again on purpose).
+fn kept_for_reanswers(output: TaskOutput) -> Option<TaskOutput> {
+    matches!(
         output.result,
         ResultType::Success | ResultType::Skip | ResultType::Fail
     )
-    .then_some(output);
-    (Some(frame), last)
+    .then_some(output)
 }
 
 /// Sends a message, giving up after `limit`: a peer that stopped reading must not hold the
@@ -796,5 +828,61 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Incoming;
+
+    fn task(event_type: &str) -> Task {
+        let text = serde_json::json!({"version": 2, "message_type": "task", "data": {
+            "options": {"task_id": "TQ-1", "task_category": "background", "correlation_id": "c-1",
+                        "reply_to": "q-1", "api_key": "SU-1:key", "installation_id": null,
+                        "connect_correlation_id": null},
+            "input": {"event_type": event_type, "object_id": "PR-1", "data": null},
+            "output": null, "model_type": "task"}})
+        .to_string();
+        match Incoming::parse(&text) {
+            Ok(Incoming::Task(task)) => *task,
+            _ => panic!("a task"),
+        }
+    }
+
+    fn answers(event_type: &str, result: &str) -> u64 {
+        metrics::register();
+        let text = connect_client::exposition::exposition();
+        let line = format!(
+            "connect_eaas_tasks_answered_total{{category=\"background\",event_type=\"{event_type}\",result=\"{result}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .map_or(0, |v| v.parse().unwrap_or(0))
+    }
+
+    #[test]
+    fn an_answer_is_counted_as_what_is_sent() {
+        // Event types of this test's own, so that no other test's tasks count here.
+        let t = task("counted_as_sent");
+        let small = output::plain(ResultType::Success, "done".into());
+        let (frame, last) = answered(&t, TaskCategory::Background, small, Duration::ZERO);
+        assert!(frame.is_some() && last.is_some());
+        assert_eq!(answers("counted_as_sent", "success"), 1);
+
+        let t = task("counted_as_sent_oversized");
+        // Messages are cut short; data is not.
+        let huge = TaskOutput {
+            data: Some(serde_json::Value::String("x".repeat(MAX_MESSAGE + 1))),
+            ..output::plain(ResultType::Success, "done".into())
+        };
+        let (frame, last) = answered(&t, TaskCategory::Background, huge, Duration::ZERO);
+        let frame = frame.expect("a fail is sent");
+        assert!(frame.len() <= MAX_MESSAGE, "{} bytes", frame.len());
+        let sent: serde_json::Value = serde_json::from_str(&frame).expect("json");
+        assert_eq!(sent["data"]["output"]["result"], "fail", "{sent:#}");
+        assert_eq!(last.map(|o| o.result), Some(ResultType::Fail));
+        assert_eq!(answers("counted_as_sent_oversized", "success"), 0);
+        assert_eq!(answers("counted_as_sent_oversized", "fail"), 1);
     }
 }
