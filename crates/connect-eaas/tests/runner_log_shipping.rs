@@ -413,6 +413,12 @@ async fn tasks_run_at_full_speed_while_the_listener_hangs_then_the_drop_is_count
         down_time < up_time * 3 + Duration::from_secs(1),
         "tasks slowed while the listener hangs: {down_time:?} against {up_time:?}"
     );
+    // The metric counts the drops while the listener is still down.
+    assert!(
+        dropped_metric() > dropped_metric_before,
+        "drops counted during the outage ({} dropped so far)",
+        LOGS.0.dropped() - dropped_before
+    );
 
     // Back up: what waited arrives, without the oldest; one warning counts the drop.
     let r = common::admin_put(&sb, "logs/fault", json!({})).await;

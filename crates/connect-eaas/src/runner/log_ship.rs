@@ -201,15 +201,21 @@ impl RecordQueue {
         self.trim();
     }
 
-    /// Drops the oldest records beyond the bounds (always keeping the newest one).
+    /// Drops the oldest records beyond the bounds (always keeping the newest one). The metric
+    /// counts them now, while the listener is down, not once it takes records again.
     fn trim(&mut self) {
+        let mut dropped = 0;
         while self.lines.len() > self.capacity
             || (self.bytes > self.max_bytes && self.lines.len() > 1)
         {
             if let Some(old) = self.lines.pop_front() {
                 self.bytes -= old.len();
-                self.dropped += 1;
+                dropped += 1;
             }
+        }
+        if dropped > 0 {
+            self.dropped += dropped;
+            super::metrics::log_records_dropped(dropped);
         }
     }
 
@@ -764,9 +770,9 @@ async fn send_records(state: Arc<ShipState>) {
                 Ok(()) => {
                     delay = state.options.retry_initial;
                     super::metrics::log_records_sent(sent);
+                    // Counted in the metric as they were dropped; told here, once.
                     let dropped = state.queue().take_dropped();
                     state.dropped_total.fetch_add(dropped, Ordering::Relaxed);
-                    super::metrics::log_records_dropped(dropped);
                     if dropped > 0 {
                         warn!(
                             dropped,
