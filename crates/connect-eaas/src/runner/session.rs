@@ -57,18 +57,12 @@ impl ConnectionState {
         match self {
             ConnectionState::Connecting { attempt } => format!("connecting, attempt {attempt}"),
             ConnectionState::Connected => "connected".to_owned(),
+            // The error's own text says when Connect is in maintenance (the upgrade's hint).
             ConnectionState::Waiting {
-                retry_in,
-                error,
-                maintenance,
+                retry_in, error, ..
             } => format!(
-                "waiting {:.1} s to reconnect{} after: {error}",
-                retry_in.as_secs_f64(),
-                if *maintenance {
-                    " (Connect is in maintenance)"
-                } else {
-                    ""
-                }
+                "waiting {:.1} s to reconnect after: {error}",
+                retry_in.as_secs_f64()
             ),
             ConnectionState::Stopping => "stopping".to_owned(),
             ConnectionState::Stopped => "stopped".to_owned(),
@@ -262,11 +256,12 @@ impl Session {
                     }
                 }
                 Err(failure) => {
-                    metrics::reconnect(self.kind.as_str(), failure.reason());
+                    let reason = failure.reason();
+                    metrics::reconnect(self.kind.as_str(), reason);
                     let wait =
                         backoff.next_wait(failure.kind(), Instant::now(), rand::random::<f64>());
                     let retry_in_ms = wait.delay.as_millis() as u64;
-                    if failure.reason() == ReconnectReason::Refused {
+                    if reason == ReconnectReason::Refused {
                         error!(error = %failure, retry_in_ms, "the platform refused the key")
                     } else {
                         warn!(error = %failure, retry_in_ms, "cannot connect")
@@ -859,6 +854,22 @@ mod tests {
         text.lines()
             .find_map(|l| l.strip_prefix(&line))
             .map_or(0, |v| v.parse().unwrap_or(0))
+    }
+
+    #[test]
+    fn a_wait_for_maintenance_says_so_once() {
+        let failure = ConnectFailure::Status { status: 502 };
+        let state = ConnectionState::Waiting {
+            retry_in: Duration::from_secs(3),
+            error: failure.to_string(),
+            maintenance: failure.kind() == FailureKind::Maintenance,
+        };
+        let text = state.describe();
+        assert_eq!(text.matches("maintenance").count(), 1, "{text}");
+        assert!(
+            text.starts_with("waiting 3.0 s to reconnect after: "),
+            "{text}"
+        );
     }
 
     #[test]
