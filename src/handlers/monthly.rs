@@ -88,25 +88,20 @@ pub async fn report_monthly_usage(
     }
     let mut message = summary.one_line();
     if !summary.conflicts.is_empty() {
-        let first: Vec<String> = summary
-            .conflicts
-            .iter()
-            .take(5)
-            .map(|c| c.to_string())
-            .collect();
+        let first = first_few(&summary.conflicts);
         for c in &summary.conflicts {
             warn!(period = %period, conflict = %c, "usage changed after it was reported");
         }
         message.push_str(&format!(
             ". Records whose usage changed after it was reported are not sent again: settle them with the provider. The first: {}",
-            first.join("; ")
+            first
         ));
     }
     if let Some(c) = summary.coverage.as_ref().filter(|c| c.not_covered > 0) {
         for u in &c.samples {
             warn!(period = %period, subscription = %u, "subscription without usage");
         }
-        let first: Vec<String> = c.samples.iter().take(5).map(|u| u.to_string()).collect();
+        let first = first_few(&c.samples);
         let consequence = if c.required {
             "REQUIRE_FULL_COVERAGE makes the run partial"
         } else {
@@ -118,22 +113,23 @@ pub async fn report_monthly_usage(
              have up to {})",
             c.not_covered,
             c.expected,
-            first.join("; "),
+            first,
             crate::usage::coverage::COVERAGE_SAMPLES
         ));
     }
     if !summary.problems.is_empty() {
-        let first: Vec<String> = summary
-            .problems
-            .iter()
-            .take(5)
-            .map(|p| p.to_string())
-            .collect();
+        let first = first_few(&summary.problems);
         message.push_str(&format!(
             ". Records not sent, the first: {} (the log's \"usage record not sent\" lines have up to {} of each kind)",
-            first.join("; "),
+            first,
             crate::usage::summary::SAMPLES
         ));
     }
     Ok(Outcome::done_with_message(message))
+}
+
+/// The first five of `items`, for a task's message (the log has more).
+fn first_few<T: std::fmt::Display>(items: &[T]) -> String {
+    let first: Vec<String> = items.iter().take(5).map(T::to_string).collect();
+    first.join("; ")
 }

@@ -25,8 +25,9 @@ use connect_client::month::Month;
 use connect_client::rql::Expr;
 use connect_client::{ConnectClient, ConnectError};
 
-/// How many subscriptions without usage the summary names.
-pub const COVERAGE_SAMPLES: usize = 20;
+/// How many subscriptions without usage the summary names: as many as it keeps of every
+/// other kind of sample.
+pub const COVERAGE_SAMPLES: usize = super::summary::SAMPLES;
 
 /// Statuses a subscription may have had while active in a month; [`inactive_in`] decides on
 /// the terminated ones from their termination date.
