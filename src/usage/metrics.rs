@@ -134,7 +134,7 @@ impl SourceKind {
 
 /// One attempt and its answer (`None`: no answer).
 pub(crate) fn source_request(source: SourceKind, status: Option<u16>) {
-    let code = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+    let code = connect_client::exposition::code_label(status);
     SOURCE_REQUESTS
         .with_label_values(&[source.as_str(), code.as_str()])
         .inc();

@@ -28,6 +28,11 @@ fn registered<C: Collector + Clone + 'static>(collector: C) -> C {
     collector
 }
 
+/// The `code` label of a request's answer: its HTTP status, or `error` when none came.
+pub fn code_label(status: Option<u16>) -> String {
+    status.map_or_else(|| "error".to_owned(), |s| s.to_string())
+}
+
 // The constructors below fail only for names or labels that are not valid Prometheus
 // identifiers; every call passes literals, and each module's tests expose its families.
 

@@ -36,7 +36,7 @@ pub fn register() {
 
 /// One attempt and its answer (`None`: no answer).
 pub(crate) fn request(method: &str, status: Option<u16>) {
-    let code = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+    let code = crate::exposition::code_label(status);
     REQUESTS.with_label_values(&[method, code.as_str()]).inc();
 }
 
