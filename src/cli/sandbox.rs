@@ -129,12 +129,7 @@ async fn export(args: &SandboxArgs, dest: &str, dataset: &Dataset) -> Result<u8,
             uncovered: args.usage_uncovered_subscriptions,
         },
     );
-    // As the usage API: a month that has not begun has no usage.
-    let count = if period.start() > chrono::Utc::now() {
-        0
-    } else {
-        args.usage_records
-    };
+    let count = connect_sandbox::usage_universe::records_in(period, args.usage_records);
     let written = export::export(
         &target,
         &month,

@@ -289,12 +289,7 @@ async fn uncovered(
         .parse()
         .map_err(|e| bad(format!("period {text:?}: {e}")))?;
     let config = app.config();
-    // As the usage API: a month that has not begun has no usage.
-    let records = if period.start() > chrono::Utc::now() {
-        0
-    } else {
-        config.usage_records
-    };
+    let records = crate::usage_universe::records_in(period, config.usage_records);
     let universe = app.usage_universe();
     let subscriptions: Vec<Value> = universe
         .without_usage(period, Spread::of(&config), records)

@@ -179,6 +179,17 @@ impl UsageUniverse {
     }
 }
 
+/// Whether the vendor can have usage for `period` yet: a month that has not begun has none.
+pub fn has_begun(period: Month) -> bool {
+    period.start() <= Utc::now()
+}
+
+/// How many records the vendor has for `period` when the sandbox is set to `configured` a
+/// month: none before the month begins.
+pub fn records_in(period: Month, configured: u64) -> u64 {
+    if has_begun(period) { configured } else { 0 }
+}
+
 /// How the generated usage is spread over a month's billable subscriptions (the
 /// `usage_subscriptions` and `usage_uncovered_subscriptions` settings).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

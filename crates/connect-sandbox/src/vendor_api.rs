@@ -114,12 +114,7 @@ async fn usage(
         Some(Err(_)) => return refuse(StatusCode::BAD_REQUEST, "cursor is not one this API gave"),
     };
     let config = app.config();
-    // Months in the future have no usage yet.
-    let total = if period.start() > Utc::now() {
-        0
-    } else {
-        config.usage_records
-    };
+    let total = crate::usage_universe::records_in(period, config.usage_records);
     let month = app.usage_universe().month_of(period, Spread::of(&config));
     let end = (offset.saturating_add(limit)).min(total);
     let next = (end < total).then_some(end);

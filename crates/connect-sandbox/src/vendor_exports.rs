@@ -26,7 +26,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
-use chrono::Utc;
 use futures_util::stream;
 
 use super::export_formats::{ROW_GROUP_ROWS, TextFormat, write_parquet_to};
@@ -208,7 +207,7 @@ async fn export(
             "no such export: the exports are usage-YYYY-MM.csv, .jsonl and .parquet",
         );
     };
-    if period.start() > Utc::now() {
+    if !crate::usage_universe::has_begun(period) {
         return refuse(
             StatusCode::NOT_FOUND,
             format!("no export for {period}: the month has not begun"),
