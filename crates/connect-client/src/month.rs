@@ -29,14 +29,6 @@ impl Month {
         ((1..=12).contains(&month) && (1..=9999).contains(&year)).then_some(Month { year, month })
     }
 
-    /// The month `day` falls in.
-    pub fn of_day(day: NaiveDate) -> Month {
-        Month {
-            year: day.year(),
-            month: day.month(),
-        }
-    }
-
     /// The calendar month before the one `now` falls in.
     pub fn previous_month(now: DateTime<Utc>) -> Month {
         let (year, month) = (now.year(), now.month());

@@ -98,7 +98,7 @@ impl UsageUniverse {
 
     /// The assets that get usage in `period`: those that existed then, less the ones `spread`
     /// leaves without usage, and of the rest all or the first `spread.subscriptions`.
-    pub fn month_of(&self, period: impl Into<Month>, spread: Spread) -> MonthUsage<'_> {
+    pub fn month_of(&self, period: Month, spread: Spread) -> MonthUsage<'_> {
         let mut m = self.month(period);
         let left_out = spread.left_out(m.billable.len());
         if !left_out.is_empty() {
@@ -120,11 +120,10 @@ impl UsageUniverse {
     /// subscription that gets usage, round and round).
     pub fn without_usage(
         &self,
-        period: impl Into<Month>,
+        period: Month,
         spread: Spread,
         records: u64,
     ) -> Vec<&Billable> {
-        let period = period.into();
         let month = self.month_of(period, spread);
         let named = (records.min(month.billable.len() as u64)) as usize;
         let with_usage: std::collections::HashSet<&str> = month.billable[..named]
@@ -139,8 +138,7 @@ impl UsageUniverse {
     }
 
     /// The assets that existed in `period`.
-    pub fn month(&self, period: impl Into<Month>) -> MonthUsage<'_> {
-        let period = period.into();
+    pub fn month(&self, period: Month) -> MonthUsage<'_> {
         MonthUsage {
             universe: self,
             period,
@@ -156,7 +154,7 @@ impl UsageUniverse {
     }
 
     /// Record `i` (0-based) of `period`, defective with probability `bad`.
-    pub fn record(&self, period: impl Into<Month>, i: u64, bad: f64) -> Value {
+    pub fn record(&self, period: Month, i: u64, bad: f64) -> Value {
         self.month(period).record(i, bad)
     }
 
