@@ -243,7 +243,7 @@ async fn parent() -> Result<(), Failure> {
             let started = Instant::now();
             if !file.exists() {
                 let month = sb.state().usage_universe().month(period());
-                write_parquet(&file, export::records(&month, n, 0.0))?;
+                write_parquet(&file, export::records(&month, 0..n, 0.0))?;
             }
             let size = std::fs::metadata(&file)?.len() as f64 / 1e6;
             println!(

@@ -409,7 +409,7 @@ fn april_bytes(sb: &Sandbox, format: TextFormat, records: u64) -> Vec<u8> {
     let month = sb.state().usage_universe().month(april());
     let mut out = Vec::new();
     format
-        .write(export::records(&month, records, 0.0), true, &mut out)
+        .write(export::records(&month, 0..records, 0.0), true, &mut out)
         .expect("written");
     out
 }
@@ -538,7 +538,7 @@ async fn a_local_path_template_reads_the_months_file_and_names_itself_when_one_i
     let month = sb.state().usage_universe().month(april());
     export::write_csv(
         &dir.join("usage-2024-04.csv"),
-        export::records(&month, 400, 0.0),
+        export::records(&month, 0..400, 0.0),
     )
     .expect("written");
     let template = dir.join("usage-{period}.csv");

@@ -369,7 +369,7 @@ async fn not_parquet_and_truncated_files_say_so_with_the_path() {
     let universe = UsageUniverse::of(&Dataset::default_account());
     let month = universe.month(april());
     let path = scratch("late.parquet");
-    write_parquet_grouped(&path, export::records(&month, 20_000, 0.0), 5_000).expect("write");
+    write_parquet_grouped(&path, export::records(&month, 0..20_000, 0.0), 5_000).expect("write");
     let bytes = std::fs::read(&path).expect("read");
     let footer = u32::from_le_bytes(
         bytes[bytes.len() - 8..bytes.len() - 4]
@@ -412,9 +412,9 @@ async fn the_parquet_export_reads_back_as_the_json_lines_export() {
     let parquet = scratch("month.parquet");
     let jsonl = scratch("month.jsonl");
     // Defective records too: their quantities are kept as text.
-    let written = write_parquet(&parquet, export::records(&month, n, 0.05)).expect("parquet");
+    let written = write_parquet(&parquet, export::records(&month, 0..n, 0.05)).expect("parquet");
     assert_eq!(written, n);
-    write_jsonl(&jsonl, export::records(&month, n, 0.05)).expect("jsonl");
+    write_jsonl(&jsonl, export::records(&month, 0..n, 0.05)).expect("jsonl");
     let from_parquet = read(&parquet).await.expect("parquet");
     let from_jsonl = read(&jsonl).await.expect("jsonl");
     assert_eq!(from_parquet.len(), n as usize);
@@ -447,7 +447,7 @@ async fn many_rows_over_several_row_groups() {
     let n = 40_000u64;
     let path = scratch("many.parquet");
     let written =
-        write_parquet_grouped(&path, export::records(&month, n, 0.0), 7_000).expect("write");
+        write_parquet_grouped(&path, export::records(&month, 0..n, 0.0), 7_000).expect("write");
     assert_eq!(written, n);
     let meta =
         parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&path).expect("open"))

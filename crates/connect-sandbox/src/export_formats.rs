@@ -21,13 +21,14 @@ use parquet::file::properties::WriterProperties;
 
 use super::usage_universe::{ExportedRecord, MonthUsage};
 
-/// The month's records, one at a time.
+/// The month's records numbered `range` (`0..count`: all of a month of `count`), one at a
+/// time.
 pub fn records<'a>(
     month: &'a MonthUsage<'_>,
-    count: u64,
+    range: std::ops::Range<u64>,
     bad: f64,
 ) -> impl Iterator<Item = ExportedRecord> + 'a {
-    (0..count).filter_map(move |i| month.exported(i, bad))
+    range.filter_map(move |i| month.exported(i, bad))
 }
 
 /// The time as the usage API writes it.

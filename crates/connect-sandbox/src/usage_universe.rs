@@ -118,12 +118,7 @@ impl UsageUniverse {
     /// records spread as `spread` says, in dataset order: the ones left out, those past
     /// `spread.subscriptions`, and those past the records (record `i` goes to the `i`-th
     /// subscription that gets usage, round and round).
-    pub fn without_usage(
-        &self,
-        period: Month,
-        spread: Spread,
-        records: u64,
-    ) -> Vec<&Billable> {
+    pub fn without_usage(&self, period: Month, spread: Spread, records: u64) -> Vec<&Billable> {
         let month = self.month_of(period, spread);
         let named = (records.min(month.billable.len() as u64)) as usize;
         let with_usage: std::collections::HashSet<&str> = month.billable[..named]

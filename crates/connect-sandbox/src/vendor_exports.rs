@@ -28,7 +28,7 @@ use axum::response::Response;
 use axum::routing::get;
 use futures_util::stream;
 
-use super::export_formats::{ROW_GROUP_ROWS, TextFormat, write_parquet_to};
+use super::export_formats::{ROW_GROUP_ROWS, TextFormat, records, write_parquet_to};
 use super::server::{AppState, LoggedActor};
 use super::usage_universe::Spread;
 use super::vendor_api::{authorized, refuse};
@@ -95,7 +95,7 @@ impl Export {
     fn generate_parquet(&mut self) -> Result<(), parquet::errors::ParquetError> {
         let month = self.app.usage_universe().month_of(self.period, self.spread);
         let mut out = Vec::new();
-        let records = (0..self.records).filter_map(|i| month.exported(i, self.bad));
+        let records = records(&month, 0..self.records, self.bad);
         write_parquet_to(&mut out, records, ROW_GROUP_ROWS)?;
         self.parquet = Some(Bytes::from(out));
         Ok(())
@@ -110,7 +110,7 @@ impl Export {
         let from = c.saturating_mul(RECORDS_PER_CHUNK).min(self.records);
         let to = from.saturating_add(RECORDS_PER_CHUNK).min(self.records);
         let mut out = Vec::with_capacity(256 * (to - from) as usize + 80);
-        let records = (from..to).filter_map(|i| month.exported(i, self.bad));
+        let records = records(&month, from..to, self.bad);
         // Writing into memory cannot fail.
         let _ = format.write(records, c == 0, &mut out);
         out
@@ -354,7 +354,7 @@ mod tests {
         let mut file = Vec::new();
         write_parquet_to(
             &mut file,
-            export::records(&month, 1000, 0.1),
+            export::records(&month, 0..1000, 0.1),
             ROW_GROUP_ROWS,
         )
         .expect("written");
@@ -379,7 +379,7 @@ mod tests {
                     .month("2024-04".parse::<Month>().expect("period"));
                 let mut file = Vec::new();
                 format
-                    .write(export::records(&month, records, 0.1), true, &mut file)
+                    .write(export::records(&month, 0..records, 0.1), true, &mut file)
                     .expect("written");
                 assert_eq!(served, file, "{format:?} {records}");
                 let (total, at) = e.locate(0);

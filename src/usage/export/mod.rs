@@ -96,7 +96,7 @@ pub async fn export(
     bad: f64,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<u64, ExportError> {
-    let rows = records(month, count, bad);
+    let rows = records(month, 0..count, bad);
     match target {
         ExportTarget::Postgres { url, table } => {
             write_postgres(url, table, period, rows, lookup).await
