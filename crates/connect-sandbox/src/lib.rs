@@ -36,6 +36,7 @@ pub mod processing;
 pub mod provider;
 pub mod query;
 pub mod server;
+pub mod splitmix;
 pub mod store;
 pub mod summary;
 #[cfg(feature = "testing")]

@@ -14,6 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
 use crate::dataset::{Dataset, PREVIEW_CONTRACT_ID};
+use crate::splitmix::mix;
 use connect_client::models::Precision;
 use connect_client::month::Month;
 use connect_client::utc::parse_utc;
@@ -453,14 +454,6 @@ fn push_json_str(out: &mut String, s: &str) {
     } else {
         let _ = write!(out, "{}", Value::from(s));
     }
-}
-
-/// splitmix64's finaliser: a well-spread hash of a number.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 fn period_seed(p: Month) -> u64 {

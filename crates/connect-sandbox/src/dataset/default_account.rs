@@ -21,17 +21,13 @@ pub fn build() -> Dataset {
     DefaultAccount::new().build()
 }
 
-/// A small deterministic generator (splitmix64), so the default dataset is the same on every
-/// machine and every version of the random crates.
+/// A small deterministic generator ([`crate::splitmix`]), so the default dataset is the same on
+/// every machine and every version of the random crates.
 struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        crate::splitmix::next(&mut self.0)
     }
 
     fn below(&mut self, n: u64) -> u64 {

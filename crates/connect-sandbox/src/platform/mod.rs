@@ -28,6 +28,7 @@ mod events;
 mod setup;
 mod tasks;
 
+use crate::splitmix;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -170,23 +171,15 @@ fn now_text() -> String {
 
 /// A correlation id as Connect sends them: a W3C traceparent.
 fn correlation(rng: &mut u64) -> String {
-    let a = splitmix(rng);
-    let b = splitmix(rng);
-    let c = splitmix(rng);
+    let a = splitmix::next(rng);
+    let b = splitmix::next(rng);
+    let c = splitmix::next(rng);
     format!("00-{a:016x}{b:016x}-{c:016x}-01")
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// A number in `[0, 1)` from the stream, for rate decisions.
 fn unit_roll(rng: &mut u64) -> f64 {
-    (splitmix(rng) >> 11) as f64 / (1u64 << 53) as f64
+    (splitmix::next(rng) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl Platform {
