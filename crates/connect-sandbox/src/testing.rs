@@ -1,6 +1,7 @@
 //! Helpers for tests that run against the sandbox (feature `testing`): a sandbox on a free
 //! port, clients for its keys, its admin API, a QT contract/product/assets triple from its
-//! dataset, workbooks built cell by cell, usage files in a given status, and a log capture.
+//! dataset, workbooks built cell by cell, and usage files in a given status. (The log capture
+//! the tests share is in connect-eaas's tests/common.)
 //! The tests of every crate of the workspace use them, and so can an extension's own.
 
 use std::time::Duration;
