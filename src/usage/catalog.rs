@@ -66,6 +66,33 @@ pub(crate) async fn products_by_id(
     .await
 }
 
+/// The assets whose `field` is one of `values` and that match `also`, without their items and
+/// parameters (a run needs neither), in batched queries.
+pub(crate) async fn assets_where(
+    client: &ConnectClient,
+    field: &'static str,
+    values: &BTreeSet<String>,
+    also: Option<Expr>,
+) -> Result<Vec<Asset>, ConnectError> {
+    let client = client.clone();
+    in_chunks(values, move |chunk| {
+        let c = client.clone();
+        let filter = match also.clone() {
+            Some(also) => Expr::in_(field, chunk) & also,
+            None => Expr::in_(field, chunk),
+        };
+        Box::pin(async move {
+            c.assets()
+                .filter(filter)
+                .select(["-items", "-params"])
+                .page_size(1000)
+                .all()
+                .await
+        })
+    })
+    .await
+}
+
 /// Fetches `ids` in `in(...)` lists of [`CHUNK`], a few requests at once.
 pub(crate) async fn in_chunks<T, F>(
     ids: &BTreeSet<String>,
@@ -117,22 +144,7 @@ impl Catalog {
             catalog.contracts.insert(c.id.clone(), c);
         }
 
-        let by = |field: &'static str| {
-            let client = client.clone();
-            move |chunk: Vec<String>| {
-                let c = client.clone();
-                Box::pin(async move {
-                    c.assets()
-                        .filter(Expr::in_(field, chunk))
-                        .select(["-items", "-params"])
-                        .page_size(1000)
-                        .all()
-                        .await
-                })
-                    as futures_util::future::BoxFuture<'static, Result<Vec<Asset>, ConnectError>>
-            }
-        };
-        for a in in_chunks(&ids, by("id")).await? {
+        for a in assets_where(client, "id", &ids, None).await? {
             catalog.assets.insert(a.id.clone(), a);
         }
         // An id-shaped reference the id lookup missed may still be somebody's external uid.
@@ -144,7 +156,7 @@ impl Catalog {
                     .cloned(),
             )
             .collect();
-        for a in in_chunks(&uids, by("external_uid")).await? {
+        for a in assets_where(client, "external_uid", &uids, None).await? {
             if let Some(uid) = a.external_uid.clone() {
                 let ids = catalog.assets_by_uid.entry(uid).or_default();
                 if !ids.contains(&a.id) {

@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::catalog::{Catalog, in_chunks, products_by_id};
+use super::catalog::{Catalog, assets_where, products_by_id};
 use super::validate::inactive_in;
 use connect_client::models::{Asset, Product};
 use connect_client::month::Month;
@@ -97,24 +97,8 @@ pub struct Expected {
 /// theirs the catalog lacks, in batched queries like the catalog's.
 pub async fn load(client: &ConnectClient, catalog: &Catalog) -> Result<Expected, ConnectError> {
     let contracts: BTreeSet<String> = catalog.contracts.keys().cloned().collect();
-    let assets = {
-        let client = client.clone();
-        in_chunks(&contracts, move |chunk| {
-            let c = client.clone();
-            Box::pin(async move {
-                c.assets()
-                    .filter(
-                        Expr::in_("contract.id", chunk)
-                            & Expr::in_("status", LISTED_STATUSES.to_vec()),
-                    )
-                    .select(["-items", "-params"])
-                    .page_size(1000)
-                    .all()
-                    .await
-            })
-        })
-        .await?
-    };
+    let listed = Expr::in_("status", LISTED_STATUSES.to_vec());
+    let assets = assets_where(client, "contract.id", &contracts, Some(listed)).await?;
     let missing: BTreeSet<String> = assets
         .iter()
         .map(|a| a.product.id.clone())
