@@ -119,6 +119,15 @@ pub struct FileReport {
     pub uploaded: bool,
 }
 
+impl FileReport {
+    /// Marks the file failed, with why (the kind a handler decides on) and what to tell.
+    pub fn fail(&mut self, kind: FileFailure, message: String) {
+        self.action = FileAction::Failed;
+        self.message = Some(message);
+        self.failure = Some(kind);
+    }
+}
+
 /// A record that was not sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordProblem {

@@ -261,9 +261,7 @@ pub(super) async fn drive(ctx: &GroupCtx, slot: &Slot) -> Result<FileReport, Gro
         Ok(()) => {}
         Err(GroupError::Failed { kind, message }) => {
             warn!(external_id = %slot.external_id, %message, "usage file not reported");
-            report.action = FileAction::Failed;
-            report.message = Some(message);
-            report.failure = Some(kind);
+            report.fail(kind, message);
         }
         Err(e @ GroupError::Interrupted { .. }) => return Err(e),
     }

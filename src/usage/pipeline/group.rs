@@ -102,8 +102,7 @@ pub(super) async fn report_group(
         Err(GroupError::Failed { kind, message }) => {
             warn!(external_id = %ctx.base_id, %message, "usage files of the group not reported");
             let mut r = ctx.report(ctx.base_id.clone(), vendor_records);
-            r.message = Some(message);
-            r.failure = Some(kind);
+            r.fail(kind, message);
             Ok(GroupOutcome {
                 files: vec![r],
                 records: RecordCounts {
