@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use connect_client::exposition;
+use connect_client::secret::Secret;
 use connect_client::{ApiKey, ConnectClient, ConnectError, ErrorKind, api_base_url};
 use connect_usage::metrics_file;
 use connect_usage::usage::config::{
@@ -40,6 +41,8 @@ pub const LONG_ABOUT: &str = "Report a month of QT usage to Connect (or the sand
     records whose usage changed after it was reported, or subscriptions without usage when full \
     coverage is required: see the summary), 1 nothing, 2 bad settings.";
 
+/// `Debug` shows neither the source (a database URL may hold a password), its token nor the
+/// key.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The month to report, YYYY-MM (default: the previous month, in UTC).
@@ -48,12 +51,12 @@ pub struct ReportArgs {
     /// The vendor usage API URL (http(s)://...); a CSV, JSON Lines or Parquet file (a path or
     /// an http(s) URL; {period}, {year} and {month} name the month); or a PostgreSQL database
     /// (postgres://user@host:5432/db, with ?sslmode=require|verify-full&sslrootcert=PATH).
-    #[arg(long, env = USAGE_SOURCE)]
-    source: Option<String>,
+    #[arg(long, env = USAGE_SOURCE, value_parser = secret_arg)]
+    source: Option<Secret>,
     /// The source's secret: the bearer token of the vendor usage API or a file URL, or the
     /// database password (PGPASSWORD works too).
-    #[arg(long, env = USAGE_SOURCE_TOKEN, hide_env_values = true)]
-    source_token: Option<String>,
+    #[arg(long, env = USAGE_SOURCE_TOKEN, hide_env_values = true, value_parser = secret_arg)]
+    source_token: Option<Secret>,
     /// A postgres:// source's query: $1 and $2 are the month's first instant and the next
     /// month's; the columns are named like the usage contract (default: the table
     /// connect_usage_records).
@@ -78,8 +81,8 @@ pub struct ReportArgs {
     #[arg(long, env = WORK_DIR)]
     work_dir: Option<PathBuf>,
     /// Connect API key (`ApiKey SU-...:...`, the prefix optional).
-    #[arg(long, env = "API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
+    #[arg(long, env = "API_KEY", hide_env_values = true, value_parser = secret_arg)]
+    api_key: Option<Secret>,
     /// Connect API host, as the official runner takes it; a scheme is allowed
     /// (http://127.0.0.1:8080 for the sandbox).
     #[arg(long, env = "API_ADDRESS", default_value = DEFAULT_API_ADDRESS)]
@@ -105,6 +108,12 @@ pub struct ReportArgs {
     metrics_file: Option<PathBuf>,
 }
 
+/// Keeps a value that may hold a secret (a key, a token, a database URL with its password) out
+/// of `Debug`.
+fn secret_arg(value: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(value))
+}
+
 pub async fn run(args: ReportArgs) -> Result<u8, ExitFailure> {
     let period = match &args.period {
         None => Month::previous_month(chrono::Utc::now()),
@@ -116,8 +125,8 @@ pub async fn run(args: ReportArgs) -> Result<u8, ExitFailure> {
         )));
     }
     let settings = ReportSettings::from_lookup(|name| match name {
-        USAGE_SOURCE => args.source.clone(),
-        USAGE_SOURCE_TOKEN => args.source_token.clone(),
+        USAGE_SOURCE => args.source.as_ref().map(|s| s.expose().to_owned()),
+        USAGE_SOURCE_TOKEN => args.source_token.as_ref().map(|s| s.expose().to_owned()),
         USAGE_QUERY => args.query.clone(),
         PGPASSWORD => std::env::var(PGPASSWORD).ok(),
         REPORT_CONCURRENCY => Some(args.concurrency.to_string()),
@@ -130,7 +139,8 @@ pub async fn run(args: ReportArgs) -> Result<u8, ExitFailure> {
     .map_err(config_error)?;
     let key = args
         .api_key
-        .as_deref()
+        .as_ref()
+        .map(Secret::expose)
         .ok_or_else(|| config_error(anyhow::anyhow!("API_KEY is not set (or give --api-key)")))
         .and_then(|k| ApiKey::new(k).map_err(|e| config_error(anyhow::anyhow!("API_KEY: {e}"))))?;
     let base = api_base_url(&args.api_address).map_err(config_error)?;
@@ -257,7 +267,8 @@ fn access_error(e: &ConnectError, address: &str, base: &str) -> ExitFailure {
 
 #[cfg(test)]
 mod tests {
-    use super::carried_over;
+    use super::*;
+    use clap::Parser;
 
     const FAMILY: &str = "# HELP connect_usage_last_complete_run_timestamp_seconds When.\n\
                           # TYPE connect_usage_last_complete_run_timestamp_seconds gauge\n\
@@ -280,5 +291,33 @@ mod tests {
     #[test]
     fn nothing_to_carry_from_a_file_without_a_complete_run() {
         assert_eq!(carried_over("a 1\n", "a 0\n"), "");
+    }
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: ReportArgs,
+    }
+
+    #[test]
+    fn debug_shows_neither_the_source_its_token_nor_the_key() {
+        let parsed = Command::try_parse_from([
+            "report",
+            "--source",
+            "postgres://vendor:pw-in-url@db:5432/usage",
+            "--source-token",
+            "token-secret",
+            "--api-key",
+            "ApiKey SU-1:key-secret",
+        ])
+        .expect("parses");
+        let text = format!("{:?}", parsed.args);
+        for secret in ["pw-in-url", "token-secret", "key-secret"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(
+            parsed.args.source.as_ref().map(Secret::expose),
+            Some("postgres://vendor:pw-in-url@db:5432/usage")
+        );
     }
 }
